@@ -1,0 +1,353 @@
+//! Managed arrays: typed handles over type-erased storage with one copy per memory space.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytemuck::Pod;
+use parking_lot::Mutex;
+
+use super::coherence::{CopyStates, MemorySpace};
+use super::error::DataError;
+use super::transfer::{self, TransferCounters};
+use crate::device::GpuDevice;
+
+/// How a task uses an array. Dependencies and coherence actions follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Reads the current contents; runs concurrently with other readers.
+    Read,
+    /// Overwrites every element; the old contents are not fetched.
+    Write,
+    /// Reads then updates the contents.
+    ReadWrite,
+}
+
+impl Access {
+    /// Whether the task needs the current contents.
+    pub fn reads(self) -> bool {
+        matches!(self, Access::Read | Access::ReadWrite)
+    }
+
+    /// Whether the task changes the contents.
+    pub fn writes(self) -> bool {
+        matches!(self, Access::Write | Access::ReadWrite)
+    }
+
+    /// The mode that covers both `self` and `other` (declaring an array twice merges).
+    pub fn merge(self, other: Access) -> Access {
+        if self == other {
+            self
+        } else if self == Access::Write && other == Access::Write {
+            Access::Write
+        } else {
+            Access::ReadWrite
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "read_write",
+        }
+    }
+}
+
+/// The engine an array belongs to; lets [`Array::to_vec`] run a host read in task order.
+pub(crate) trait Engine: Send + Sync {
+    /// Runs `f` on the host copy once every earlier writer of `array` has finished, as a read
+    /// access ordered with all other tasks.
+    fn read_on_host(
+        &self,
+        array: &Arc<RawArray>,
+        f: Box<dyn FnOnce(&[u8]) + Send>,
+    ) -> Result<(), crate::task::TaskError>;
+}
+
+/// Which tasks last touched an array, for inferring dependencies. Holds opaque task tokens
+/// (the task layer's nodes) so this layer need not know what a task is.
+#[derive(Default)]
+pub(crate) struct AccessTracker {
+    pub last_writer: Option<Arc<dyn Any + Send + Sync>>,
+    pub readers: Vec<Arc<dyn Any + Send + Sync>>,
+}
+
+/// Copies and states of one array, guarded together.
+pub(crate) struct ArrayState {
+    pub copies: CopyStates,
+    pub gpu_buffers: Vec<Option<wgpu::Buffer>>,
+}
+
+/// Host bytes, 16-byte aligned, allocated once and never moved, so a task may hold a slice
+/// into them while it runs.
+struct HostBytes(UnsafeCell<Box<[u128]>>);
+
+/// The type-erased part of an array, shared by every handle and by the tasks that use it.
+pub(crate) struct RawArray {
+    pub id: u64,
+    pub label: String,
+    pub len: usize,
+    pub bytes: usize,
+    host: HostBytes,
+    pub state: Mutex<ArrayState>,
+    pub tracker: Mutex<AccessTracker>,
+    engine: Weak<dyn Engine>,
+}
+
+// SAFETY: the only non-Sync field is the host byte buffer. Its contents are read or written
+// only (a) by task bodies, which the dependency graph orders so that a writer never runs
+// concurrently with another reader or writer of the same array, and (b) by transfers, which
+// hold `state`'s lock and write the host copy only while it is Invalid, i.e. while no task
+// reads it. The allocation itself never changes after creation.
+unsafe impl Sync for RawArray {}
+
+static NEXT_ARRAY: AtomicU64 = AtomicU64::new(1);
+
+impl RawArray {
+    pub(crate) fn new(
+        label: Option<String>,
+        len: usize,
+        elem_size: usize,
+        init: Option<&[u8]>,
+        spaces: usize,
+        engine: Weak<dyn Engine>,
+    ) -> Arc<Self> {
+        let id = NEXT_ARRAY.fetch_add(1, Ordering::Relaxed);
+        let bytes = len * elem_size;
+        let mut words = vec![0u128; bytes.div_ceil(16)].into_boxed_slice();
+        if let Some(init) = init {
+            bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes].copy_from_slice(init);
+        }
+        Arc::new(RawArray {
+            id,
+            label: label.unwrap_or_else(|| format!("array#{id}")),
+            len,
+            bytes,
+            host: HostBytes(UnsafeCell::new(words)),
+            state: Mutex::new(ArrayState {
+                copies: CopyStates::new(spaces, MemorySpace::Host),
+                gpu_buffers: vec![None; spaces.saturating_sub(1)],
+            }),
+            tracker: Mutex::new(AccessTracker::default()),
+            engine,
+        })
+    }
+
+    /// Pointer to the host bytes.
+    pub(crate) fn host_ptr(&self) -> *mut u8 {
+        // SAFETY: taking a raw pointer does not create a reference to the contents; the boxed
+        // slice is never reallocated (see `HostBytes`).
+        unsafe { (*self.host.0.get()).as_mut_ptr().cast::<u8>() }
+    }
+
+    /// # Safety
+    /// The caller must be ordered (by task dependencies or the state lock) so that no writer
+    /// of the host copy runs while the returned slice lives.
+    pub(crate) unsafe fn host_bytes(&self) -> &[u8] {
+        // SAFETY: pointer valid for `bytes` bytes; aliasing guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(self.host_ptr(), self.bytes) }
+    }
+
+    /// # Safety
+    /// The caller must have exclusive access to the host copy while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn host_bytes_mut(&self) -> &mut [u8] {
+        // SAFETY: pointer valid for `bytes` bytes; exclusivity guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.host_ptr(), self.bytes) }
+    }
+
+    /// Makes the host copy usable for `access`: fetches it from a GPU if a read needs it and
+    /// updates the states. Runs right before a CPU task's body.
+    pub(crate) fn prepare_host(
+        &self,
+        access: Access,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+    ) -> Result<(), DataError> {
+        let mut st = self.state.lock();
+        if access.reads() {
+            let moves = st.copies.plan_read(MemorySpace::Host);
+            for m in &moves {
+                self.perform(&mut st, m.from, m.to, gpus, counters)?;
+            }
+            st.copies.apply_moves(&moves);
+        }
+        if access.writes() {
+            st.copies.write(MemorySpace::Host);
+        }
+        Ok(())
+    }
+
+    /// Makes the copy on GPU `gpu` usable for `access` and returns its buffer. Runs on the GPU
+    /// driver while it encodes the task; uploads are ordered before the task's commands.
+    pub(crate) fn prepare_gpu(
+        &self,
+        access: Access,
+        gpu: usize,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+    ) -> Result<wgpu::Buffer, DataError> {
+        let dev = &gpus[gpu];
+        let limit = dev.info.max_storage_binding.min(dev.info.max_buffer_size);
+        if self.bytes as u64 > limit {
+            return Err(DataError::TooLarge {
+                array: self.label.clone(),
+                bytes: self.bytes as u64,
+                gpu,
+                limit,
+            });
+        }
+        let space = MemorySpace::Gpu(gpu);
+        let mut st = self.state.lock();
+        let buffer = self.buffer_on(&mut st, gpu, gpus);
+        if access.reads() {
+            let moves = st.copies.plan_read(space);
+            for m in &moves {
+                self.perform(&mut st, m.from, m.to, gpus, counters)?;
+            }
+            st.copies.apply_moves(&moves);
+        }
+        if access.writes() {
+            st.copies.write(space);
+        }
+        Ok(buffer)
+    }
+
+    fn buffer_on(&self, st: &mut ArrayState, gpu: usize, gpus: &[Arc<GpuDevice>]) -> wgpu::Buffer {
+        if st.gpu_buffers.len() <= gpu {
+            st.gpu_buffers.resize(gpu + 1, None);
+        }
+        st.gpu_buffers[gpu]
+            .get_or_insert_with(|| transfer::create_buffer(&gpus[gpu], &self.label, self.bytes))
+            .clone()
+    }
+
+    fn perform(
+        &self,
+        st: &mut ArrayState,
+        from: MemorySpace,
+        to: MemorySpace,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+    ) -> Result<(), DataError> {
+        match (from, to) {
+            (MemorySpace::Gpu(g), MemorySpace::Host) => {
+                let src = self.buffer_on(st, g, gpus);
+                // SAFETY: the host copy is Invalid (that is why it is fetched), so no task
+                // reads it, and we hold the state lock, so no other transfer writes it.
+                let dst = unsafe { self.host_bytes_mut() };
+                transfer::download(&gpus[g], &src, dst, &self.label)?;
+            }
+            (MemorySpace::Host, MemorySpace::Gpu(g)) => {
+                let dst = self.buffer_on(st, g, gpus);
+                // SAFETY: the host copy is valid and only read here; writers of the host copy
+                // are ordered after this task by the dependency graph.
+                let src = unsafe { self.host_bytes() };
+                transfer::upload(&gpus[g], &dst, src);
+            }
+            (a, b) => {
+                return Err(DataError::Transfer {
+                    array: self.label.clone(),
+                    link: format!("{a}->{b}"),
+                    message: "no direct path between these spaces".into(),
+                })
+            }
+        }
+        counters.record(from, to, self.bytes as u64);
+        tracing::trace!(array = %self.label, %from, %to, bytes = self.bytes, "moved");
+        Ok(())
+    }
+}
+
+/// A managed array of `T`, valid in one or more memory spaces; the runtime moves it to where
+/// the tasks that use it run and keeps its copies coherent.
+///
+/// Create one with [`crate::RuntimeHandle::array_from`] or [`crate::RuntimeHandle::array`];
+/// declare how each task uses it (`reads`, `writes`, `read_write`), and read it back with
+/// [`Array::to_vec`]. Cloning an `Array` clones the handle, not the data.
+///
+/// ```
+/// let rt = hetflow::Runtime::builder().build().unwrap();
+/// let a = rt.array_from(vec![1.0f32, 2.0, 3.0]);
+/// let a2 = a.clone();
+/// rt.task("double")
+///     .read_write(&a)
+///     .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|v| *v *= 2.0))
+///     .spawn()
+///     .wait()
+///     .unwrap();
+/// assert_eq!(a.to_vec().unwrap(), vec![2.0, 4.0, 6.0]);
+/// ```
+pub struct Array<T: Pod> {
+    pub(crate) raw: Arc<RawArray>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            raw: self.raw.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> std::fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Array<{}>({}, len {})", std::any::type_name::<T>(), self.raw.label, self.raw.len)
+    }
+}
+
+impl<T: Pod> Array<T> {
+    pub(crate) fn from_raw(raw: Arc<RawArray>) -> Self {
+        Array {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.raw.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.raw.len == 0
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.raw.bytes
+    }
+
+    /// The array's label (given at creation, or `array#<id>`).
+    pub fn label(&self) -> &str {
+        &self.raw.label
+    }
+
+    /// State of the copy in each memory space.
+    pub fn states(&self) -> CopyStates {
+        self.raw.state.lock().copies.clone()
+    }
+
+    /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
+    /// the array (the copy is itself a host read, ordered like any task).
+    pub fn to_vec(&self) -> Result<Vec<T>, crate::task::TaskError> {
+        let engine = self.raw.engine.upgrade().ok_or_else(|| {
+            crate::task::TaskError::Data(DataError::RuntimeGone {
+                array: self.raw.label.clone(),
+            })
+        })?;
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        engine.read_on_host(&self.raw, Box::new(move |bytes| *sink.lock() = bytes.to_vec()))?;
+        let bytes = std::mem::take(&mut *out.lock());
+        let mut v = vec![T::zeroed(); self.raw.len];
+        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+        Ok(v)
+    }
+}

@@ -1,0 +1,66 @@
+//! Errors of the data layer.
+
+/// What went wrong with a managed array or a transfer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DataError {
+    /// The array does not fit in one buffer binding of the GPU it must move to.
+    #[error("array `{array}` is {bytes} bytes, larger than GPU {gpu}'s limit of {limit} bytes per storage binding")]
+    TooLarge {
+        /// The array's label.
+        array: String,
+        /// Its size.
+        bytes: u64,
+        /// The GPU it had to move to.
+        gpu: usize,
+        /// The device's storage-binding limit.
+        limit: u64,
+    },
+    /// Mapping a staging buffer or polling the device failed.
+    #[error("transfer {link} of array `{array}` failed: {message}")]
+    Transfer {
+        /// The array's label.
+        array: String,
+        /// The link, e.g. `gpu0->host`.
+        link: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A task body used an array it did not declare, or in a mode it did not declare.
+    #[error("task `{task}` used array `{array}` for {used}, but declared {declared}; declare it with .reads/.writes/.read_write on the task")]
+    Undeclared {
+        /// The task.
+        task: String,
+        /// The array.
+        array: String,
+        /// What the body asked for (`reading`, `writing`).
+        used: &'static str,
+        /// What the task declared (`nothing`, `read`, ...).
+        declared: &'static str,
+    },
+    /// The body borrowed an array mutably while another borrow of it was alive.
+    #[error("task `{task}` borrowed array `{array}` {what}; a body may take one `write` or any number of `read`s of an array, not both")]
+    BorrowConflict {
+        /// The task.
+        task: String,
+        /// The array.
+        array: String,
+        /// What was attempted.
+        what: &'static str,
+    },
+    /// The runtime that owns the array has been dropped.
+    #[error("the runtime owning array `{array}` has shut down")]
+    RuntimeGone {
+        /// The array.
+        array: String,
+    },
+    /// A copy between a slice and an array of another length.
+    #[error("length mismatch for array `{array}`: expected {expected} elements, got {got}")]
+    LengthMismatch {
+        /// The array.
+        array: String,
+        /// Its length.
+        expected: usize,
+        /// The length supplied.
+        got: usize,
+    },
+}

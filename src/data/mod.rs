@@ -1,0 +1,27 @@
+//! Data layer: managed arrays, their coherence states, and the copies between memory spaces.
+//!
+//! Job: give every [`Array`] one copy slot per memory space (host, each GPU), keep the MESI
+//! states of those copies ([`coherence`], a pure state machine), and perform the copies a
+//! task needs before it runs ([`transfer`], the only code that moves bytes between host and
+//! device).
+//!
+//! Invariants (see `coherence.rs` for the transition table):
+//! - at least one copy of an array is valid; at most one is Modified/Exclusive, and then all
+//!   others are Invalid;
+//! - a task that reads an array on space `d` finds `d` valid when its body starts; a task that
+//!   writes it leaves `d` Modified and every other copy Invalid;
+//! - every copy is counted per link in [`TransferCounters`], so tests can assert exact moves;
+//! - the host allocation of an array never moves, so CPU bodies can borrow it as a slice.
+//!
+//! Ordering between tasks (who may touch an array when) is the task layer's job: this layer
+//! only records which tasks last read and wrote an array ([`array::AccessTracker`]).
+
+pub(crate) mod array;
+pub mod coherence;
+mod error;
+pub(crate) mod transfer;
+
+pub use array::{Access, Array};
+pub use coherence::{Coherence, CopyStates, MemorySpace, Move};
+pub use error::DataError;
+pub use transfer::{LinkStats, TransferCounters};

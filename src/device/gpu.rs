@@ -1,0 +1,248 @@
+//! GPU discovery and the per-adapter device handle.
+
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+/// A description of one GPU as wgpu reports it, for `hetflow info` and for placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuInfo {
+    /// Index of this GPU among the discovered ones (`MemorySpace::Gpu(index)`).
+    pub index: usize,
+    /// Adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)` or `NVIDIA H100`.
+    pub name: String,
+    /// Backend the device was opened through (Vulkan preferred).
+    pub backend: String,
+    /// Device type: discrete, integrated, virtual or CPU (software rasteriser).
+    pub device_type: String,
+    /// PCI vendor id.
+    pub vendor: u32,
+    /// PCI device id.
+    pub device: u32,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version string.
+    pub driver_info: String,
+    /// Largest buffer the device can create, in bytes.
+    pub max_buffer_size: u64,
+    /// Largest storage-buffer binding, in bytes.
+    pub max_storage_binding: u64,
+    /// Largest uniform-buffer binding, in bytes.
+    pub max_uniform_binding: u64,
+    /// Maximum workgroup size per dimension (x, y, z).
+    pub max_workgroup_size: [u32; 3],
+    /// Maximum invocations in one workgroup.
+    pub max_invocations_per_workgroup: u32,
+    /// Maximum workgroups per dispatch dimension.
+    pub max_workgroups_per_dimension: u32,
+    /// Workgroup (shared) memory per workgroup, in bytes.
+    pub max_workgroup_storage: u32,
+    /// Whether storage buffers can be mapped directly (unified memory: integrated GPUs and
+    /// software devices), which lets transfers skip a staging copy.
+    pub unified_memory: bool,
+}
+
+/// One opened wgpu device: the adapter's description, the device and its queue.
+///
+/// Created once per process by [`gpus`]; every runtime shares it.
+pub struct GpuDevice {
+    pub(crate) info: GpuInfo,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    /// Reused MAP_READ staging buffer for device-to-host copies (grown on demand).
+    pub(crate) read_staging: Mutex<Option<wgpu::Buffer>>,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice").field("info", &self.info).finish()
+    }
+}
+
+impl GpuDevice {
+    /// The adapter's description and limits.
+    pub fn info(&self) -> &GpuInfo {
+        &self.info
+    }
+
+    /// The raw wgpu device, for code that needs wgpu directly (benchmarks, interop).
+    pub fn wgpu_device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The raw wgpu queue.
+    pub fn wgpu_queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+}
+
+static GPUS: OnceLock<Vec<Arc<GpuDevice>>> = OnceLock::new();
+
+/// Every GPU of this process, opened once and shared by all runtimes.
+///
+/// The first call enumerates adapters (this takes tens of milliseconds on Vulkan); later calls
+/// return the same devices. `HETFLOW_GPUS=none` hides every GPU (CPU-only runs);
+/// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) restricts the backends searched.
+///
+/// ```
+/// for gpu in hetflow::device::gpus() {
+///     println!("{} via {}", gpu.info().name, gpu.info().backend);
+/// }
+/// ```
+pub fn gpus() -> &'static [Arc<GpuDevice>] {
+    GPUS.get_or_init(discover)
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan => 0,
+        wgpu::Backend::Metal => 1,
+        wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 3,
+        _ => 4,
+    }
+}
+
+/// Two adapters are the same physical device when vendor, device id and type agree and the
+/// names agree (GL often reports vendor 0; then the name decides).
+fn same_physical(a: &wgpu::AdapterInfo, b: &wgpu::AdapterInfo) -> bool {
+    let ids_known = a.vendor != 0 && b.vendor != 0;
+    if ids_known && (a.vendor, a.device) != (b.vendor, b.device) {
+        return false;
+    }
+    if !a.device_pci_bus_id.is_empty() && !b.device_pci_bus_id.is_empty() {
+        return a.device_pci_bus_id == b.device_pci_bus_id;
+    }
+    normalize(&a.name) == normalize(&b.name)
+}
+
+fn normalize(name: &str) -> String {
+    name.chars()
+        .take_while(|c| *c != '(')
+        .collect::<String>()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Enumerates adapters, keeps one per physical device (best backend first) and opens them.
+pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
+    if std::env::var("HETFLOW_GPUS").is_ok_and(|v| v.eq_ignore_ascii_case("none")) {
+        tracing::info!("HETFLOW_GPUS=none: GPUs disabled");
+        return Vec::new();
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var("WGPU_BACKEND").is_err() {
+        desc.backends = wgpu::Backends::VULKAN
+            | wgpu::Backends::METAL
+            | wgpu::Backends::DX12
+            | wgpu::Backends::GL;
+    }
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| backend_rank(a.get_info().backend));
+    let mut kept: Vec<wgpu::Adapter> = Vec::new();
+    for adapter in adapters {
+        let info = adapter.get_info();
+        if let Some(dup) = kept.iter().find(|k| same_physical(&k.get_info(), &info)) {
+            tracing::debug!(
+                adapter = %info.name, backend = ?info.backend, kept = ?dup.get_info().backend,
+                "skipping adapter already listed through a better backend"
+            );
+            continue;
+        }
+        kept.push(adapter);
+    }
+    let mut out = Vec::new();
+    for adapter in kept {
+        match open(&adapter, out.len()) {
+            Ok(dev) => out.push(Arc::new(dev)),
+            Err(e) => tracing::warn!(adapter = %adapter.get_info().name, error = %e, "could not open adapter"),
+        }
+    }
+    tracing::info!(count = out.len(), "GPU discovery finished");
+    out
+}
+
+fn open(adapter: &wgpu::Adapter, index: usize) -> Result<GpuDevice, wgpu::RequestDeviceError> {
+    let ainfo = adapter.get_info();
+    let limits = adapter.limits();
+    let wanted = wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+    let features = adapter.features() & wanted;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("hetflow"),
+        required_features: features,
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))?;
+    let name = ainfo.name.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        tracing::error!(device = %name, error = %e, "uncaptured wgpu error");
+    }));
+    let unified = features.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS)
+        && matches!(
+            ainfo.device_type,
+            wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::Cpu
+        );
+    let info = GpuInfo {
+        index,
+        name: ainfo.name.clone(),
+        backend: format!("{:?}", ainfo.backend),
+        device_type: format!("{:?}", ainfo.device_type),
+        vendor: ainfo.vendor,
+        device: ainfo.device,
+        driver: ainfo.driver.clone(),
+        driver_info: ainfo.driver_info.clone(),
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_uniform_binding: limits.max_uniform_buffer_binding_size,
+        max_workgroup_size: [
+            limits.max_compute_workgroup_size_x,
+            limits.max_compute_workgroup_size_y,
+            limits.max_compute_workgroup_size_z,
+        ],
+        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+        unified_memory: unified,
+    };
+    tracing::info!(gpu = index, name = %info.name, backend = %info.backend, "opened GPU");
+    Ok(GpuDevice {
+        info,
+        device,
+        queue,
+        read_staging: Mutex::new(None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, vendor: u32, backend: wgpu::Backend) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: name.into(),
+            vendor,
+            device: 0,
+            device_type: wgpu::DeviceType::Cpu,
+            device_pci_bus_id: String::new(),
+            driver: String::new(),
+            driver_info: String::new(),
+            backend,
+            subgroup_min_size: 0,
+            subgroup_max_size: 0,
+            transient_saves_memory: None,
+        }
+    }
+
+    #[test]
+    fn vulkan_and_gl_views_of_one_device_are_the_same() {
+        let vk = info("llvmpipe (LLVM 15.0.6, 256 bits)", 0x10005, wgpu::Backend::Vulkan);
+        let gl = info("llvmpipe (LLVM 15.0.6, 256 bits)", 0, wgpu::Backend::Gl);
+        assert!(same_physical(&vk, &gl));
+        let other = info("NVIDIA H100", 0x10de, wgpu::Backend::Vulkan);
+        assert!(!same_physical(&vk, &other));
+        assert!(backend_rank(wgpu::Backend::Vulkan) < backend_rank(wgpu::Backend::Gl));
+    }
+}

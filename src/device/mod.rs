@@ -1,0 +1,26 @@
+//! Device layer: what hardware exists and how to compile code for it.
+//!
+//! Job: discover the CPU and every wgpu adapter once per process ([`gpus`]), open one
+//! `wgpu::Device` per physical adapter, describe the machine ([`Topology`]), and compile WGSL
+//! compute kernels ([`Kernel`]) with their pipelines cached per device.
+//!
+//! Invariants:
+//! - One physical GPU appears once: when an adapter is visible through several backends
+//!   (Vulkan and GL, say), the Vulkan one is kept ([`gpu::discover`]).
+//! - Devices are created once per process and shared by every [`crate::Runtime`]; creating many
+//!   Vulkan devices concurrently is unreliable, so discovery runs under a `OnceLock`.
+//! - No wgpu error ever panics: every device has an uncaptured-error handler that logs, and
+//!   kernel compilation runs naga's validator first and a wgpu error scope second, so a bad
+//!   shader yields [`DeviceError::Compile`].
+//!
+//! This layer knows nothing about tasks or arrays.
+
+mod error;
+pub(crate) mod gpu;
+mod kernel;
+mod topology;
+
+pub use error::DeviceError;
+pub use gpu::{gpus, GpuDevice, GpuInfo};
+pub use kernel::{BindingKind, Kernel};
+pub use topology::{CpuInfo, DeviceId, Topology};

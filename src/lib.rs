@@ -1,0 +1,51 @@
+//! # hetflow — a heterogeneous task runtime
+//!
+//! Spawn tasks from Rust; hetflow places each on a CPU worker or a GPU (through wgpu), moves
+//! the arrays it touches to where it runs, and keeps every copy coherent.
+//!
+//! ```
+//! use hetflow::{Runtime, Uniform};
+//!
+//! let rt = Runtime::builder().build().unwrap();
+//! let n = 1000;
+//! let x = rt.array_from(vec![1.0f32; n]);
+//! let y = rt.array_from(vec![2.0f32; n]);
+//! let saxpy = rt.kernel(include_str!("../shaders/saxpy.wgsl"), "main").unwrap();
+//! let (xc, yc, xg, yg) = (x.clone(), y.clone(), x.clone(), y.clone());
+//! let t = rt.task("saxpy")
+//!     .reads(&x)
+//!     .read_write(&y)
+//!     .cpu(move |cx| {
+//!         let (x, y) = (cx.read(&xc), cx.write(&yc));
+//!         y.iter_mut().zip(x).for_each(|(y, x)| *y += 3.0 * x);
+//!     })
+//!     .gpu(move |cx| {
+//!         let groups = saxpy.groups_for(n);
+//!         cx.dispatch(&saxpy, &[&Uniform([3.0f32, 0.0, 0.0, 0.0]), &xg, &yg], groups)
+//!     })
+//!     .spawn();
+//! t.wait().unwrap();
+//! assert!(y.to_vec().unwrap().iter().all(|&v| v == 5.0));
+//! ```
+//!
+//! Layers (dependencies point down): [`task`] (spawn, dependency graph, task spaces),
+//! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
+//! transfers), [`device`] (topology, kernels).
+
+#![warn(missing_docs)]
+#![recursion_limit = "256"]
+
+pub mod data;
+pub mod device;
+mod runtime;
+pub mod sched;
+pub mod task;
+
+pub use data::{Access, Array, Coherence, MemorySpace};
+pub use device::{DeviceError, DeviceId, Kernel, Topology};
+pub use runtime::{GpuSelection, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
+pub use sched::{Placement, Policy};
+pub use task::{
+    BuildError, CpuContext, GpuContext, Key, TaskBuilder, TaskError, TaskHandle, TaskRef,
+    TaskSpace, Uniform,
+};

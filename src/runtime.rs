@@ -1,0 +1,304 @@
+//! The runtime façade: building it, creating arrays and kernels, spawning tasks, shutting down.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::data::array::RawArray;
+use crate::data::{Array, LinkStats, MemorySpace};
+use crate::device::{gpus, CpuInfo, DeviceError, DeviceId, Kernel, Topology};
+use crate::sched::cpu::CpuPool;
+use crate::sched::gpu::GpuDriver;
+use crate::sched::Policy;
+use crate::task::core::Core;
+use crate::task::{BuildError, TaskBuilder};
+
+/// Which GPUs a runtime uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GpuSelection {
+    /// Every GPU found (default).
+    #[default]
+    All,
+    /// None: a CPU-only runtime.
+    None,
+    /// These GPU indices (as listed by `hetflow info`).
+    Only(Vec<usize>),
+}
+
+/// Configures and builds a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    cpu_workers: Option<usize>,
+    gpus: GpuSelection,
+    policy: Policy,
+}
+
+impl RuntimeBuilder {
+    /// Number of CPU worker threads (default: the available parallelism).
+    pub fn cpu_workers(mut self, n: usize) -> Self {
+        self.cpu_workers = Some(n);
+        self
+    }
+
+    /// Which GPUs to use (default: all).
+    pub fn gpus(mut self, gpus: GpuSelection) -> Self {
+        self.gpus = gpus;
+        self
+    }
+
+    /// Shorthand for `gpus(GpuSelection::None)`.
+    pub fn no_gpu(self) -> Self {
+        self.gpus(GpuSelection::None)
+    }
+
+    /// The placement policy for tasks that may run on several devices (default: eager).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Discovers devices (once per process), starts the CPU workers and one driver thread per
+    /// GPU.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let workers = self
+            .cpu_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers == 0 {
+            return Err(BuildError::Config(
+                "cpu_workers must be at least 1 (host-side copies run on the CPU pool)".into(),
+            ));
+        }
+        let all = match self.gpus {
+            GpuSelection::None => &[][..],
+            _ => gpus(),
+        };
+        let chosen: Vec<_> = match &self.gpus {
+            GpuSelection::All => all.to_vec(),
+            GpuSelection::None => Vec::new(),
+            GpuSelection::Only(list) => list
+                .iter()
+                .map(|&i| {
+                    all.get(i).cloned().ok_or(DeviceError::NoSuchGpu {
+                        index: i,
+                        available: all.len(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let pool = CpuPool::start(workers)?;
+        let mut drivers = Vec::with_capacity(chosen.len());
+        for (i, g) in chosen.iter().enumerate() {
+            drivers.push(GpuDriver::start(i, g.clone())?);
+        }
+        let topology = Topology {
+            cpu: CpuInfo::detect(workers),
+            gpus: chosen
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let mut info = g.info().clone();
+                    info.index = i;
+                    info
+                })
+                .collect(),
+        };
+        tracing::info!(workers, gpus = chosen.len(), policy = ?self.policy, "runtime started");
+        let core = Core::new(pool, drivers, chosen, self.policy, topology);
+        Ok(Runtime {
+            handle: RuntimeHandle { core },
+        })
+    }
+}
+
+/// A cloneable handle to a runtime: spawn tasks, create arrays and kernels. Bodies get one
+/// from their context; it does not keep the runtime's threads alive.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    pub(crate) core: Arc<Core>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle")
+            .field("cpu_workers", &self.core.pool.workers())
+            .field("gpus", &self.core.gpus().len())
+            .finish()
+    }
+}
+
+/// Transfer counters of a runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes and copies per (from, to) link, e.g. `(Host, Gpu(0))`.
+    pub links: std::collections::BTreeMap<(MemorySpace, MemorySpace), LinkStats>,
+}
+
+impl Stats {
+    /// Counters of one link (zero if unused).
+    pub fn link(&self, from: MemorySpace, to: MemorySpace) -> LinkStats {
+        self.links.get(&(from, to)).copied().unwrap_or_default()
+    }
+}
+
+impl RuntimeHandle {
+    pub(crate) fn from_core(core: Arc<Core>) -> Self {
+        RuntimeHandle { core }
+    }
+
+    /// Starts declaring a task named `name`.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().build().unwrap();
+    /// let h = rt.task("answer").cpu(|_| 6 * 7).spawn();
+    /// assert_eq!(h.wait().unwrap(), 42);
+    /// ```
+    pub fn task<T: Send + 'static>(&self, name: impl Into<String>) -> TaskBuilder<T> {
+        TaskBuilder::new(self.core.clone(), Arc::from(name.into()))
+    }
+
+    /// A managed array holding `data`, valid on the host.
+    pub fn array_from<T: Pod>(&self, data: Vec<T>) -> Array<T> {
+        self.make_array(None, data.len(), Some(bytemuck::cast_slice(&data)))
+    }
+
+    /// A managed array of `len` zeros, valid on the host.
+    pub fn array<T: Pod>(&self, len: usize) -> Array<T> {
+        self.make_array(None, len, None)
+    }
+
+    /// A managed array holding `data`, with a label used in errors and overviews.
+    pub fn array_named<T: Pod>(&self, label: impl Into<String>, data: Vec<T>) -> Array<T> {
+        self.make_array(Some(label.into()), data.len(), Some(bytemuck::cast_slice(&data)))
+    }
+
+    fn make_array<T: Pod>(&self, label: Option<String>, len: usize, init: Option<&[u8]>) -> Array<T> {
+        Array::from_raw(RawArray::new(
+            label,
+            len,
+            std::mem::size_of::<T>(),
+            init,
+            1 + self.core.gpus().len(),
+            self.core.engine(),
+        ))
+    }
+
+    /// Compiles a WGSL compute kernel for every GPU of the runtime, once: a second call with
+    /// the same source and entry returns the cached kernel. A WGSL error returns
+    /// [`DeviceError::Compile`] with the compiler's message.
+    pub fn kernel(&self, wgsl: &str, entry: &str) -> Result<Kernel, DeviceError> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        wgsl.hash(&mut h);
+        let key = (h.finish(), entry.to_string());
+        if let Some(k) = self.core.kernels.lock().get(&key) {
+            return Ok(k.clone());
+        }
+        let k = Kernel::compile(wgsl, entry, self.core.gpus())?;
+        self.core.kernels.lock().insert(key, k.clone());
+        Ok(k)
+    }
+
+    /// The devices this runtime uses.
+    pub fn topology(&self) -> &Topology {
+        &self.core.topology
+    }
+
+    /// Number of GPUs this runtime uses.
+    pub fn gpu_count(&self) -> usize {
+        self.core.gpus().len()
+    }
+
+    /// Every device tasks can be placed on: each GPU, then the CPU.
+    pub fn devices(&self) -> Vec<DeviceId> {
+        (0..self.gpu_count())
+            .map(DeviceId::Gpu)
+            .chain(std::iter::once(DeviceId::Cpu))
+            .collect()
+    }
+
+    /// The placement policy.
+    pub fn policy(&self) -> Policy {
+        self.core.policy
+    }
+
+    /// Transfer counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            links: self.core.counters().snapshot(),
+        }
+    }
+
+    /// Blocks until no task is ready or running. Tasks whose dependencies were never spawned
+    /// (a TaskSpace key nobody spawns) do not count.
+    pub fn wait_idle(&self) {
+        self.core.wait_quiet();
+    }
+}
+
+/// A heterogeneous task runtime: a CPU work-stealing pool and one driver per GPU.
+///
+/// Dropping it waits for every ready or running task, then stops and joins its threads.
+///
+/// ```
+/// use hetflow::Runtime;
+/// let rt = Runtime::builder().cpu_workers(2).build().unwrap();
+/// let x = rt.array_from(vec![1.0f32; 1024]);
+/// let y = rt.array::<f32>(1024);
+/// let (xr, yw) = (x.clone(), y.clone());
+/// rt.task("scale")
+///     .reads(&x)
+///     .writes(&y)
+///     .cpu(move |cx| {
+///         let (x, y) = (cx.read(&xr), cx.write(&yw));
+///         y.iter_mut().zip(x).for_each(|(y, x)| *y = 3.0 * x);
+///     })
+///     .spawn();
+/// assert!(y.to_vec().unwrap().iter().all(|&v| v == 3.0));
+/// ```
+pub struct Runtime {
+    handle: RuntimeHandle,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.handle.fmt(f)
+    }
+}
+
+impl Runtime {
+    /// A builder with defaults: all CPUs, all GPUs, eager placement.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A cloneable handle.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = RuntimeHandle;
+    fn deref(&self) -> &RuntimeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let core = &self.handle.core;
+        if core.pool.is_worker_thread() {
+            tracing::error!("Runtime dropped inside one of its own tasks; its threads are left to exit on their own");
+            core.shut_down.store(true, Ordering::Release);
+            return;
+        }
+        core.wait_quiet();
+        core.shut_down.store(true, Ordering::Release);
+        core.pool.shutdown();
+        for d in &core.drivers {
+            d.shutdown();
+        }
+        tracing::info!("runtime stopped");
+    }
+}

@@ -1,0 +1,217 @@
+//! One driver thread per GPU: batches ready GPU tasks into one submission, retires
+//! submissions in order, and releases tasks waiting on GPU fences.
+//!
+//! ## Protocol
+//! - Ready GPU jobs arrive on `queue`. The driver takes every queued job, encodes each into its
+//!   own command buffer (so a validation error fails one task, not the batch), and keeps taking
+//!   jobs that become ready *while* it encodes — a job's same-GPU dependents are released at
+//!   encode time because the queue executes in order — until the queue is empty or the batch
+//!   holds `MAX_BATCH` jobs. The batch goes to the GPU as one `queue.submit`.
+//! - Every batch has a sequence number `seq` (1, 2, ...). A task encoded in batch `s` carries the
+//!   fence `(gpu, s)`; a dependent that runs elsewhere (CPU, another GPU) waits until
+//!   `completed_seq >= s` ([`GpuDriver::on_fence`]).
+//! - At most `MAX_IN_FLIGHT` batches are submitted and not retired; the driver encodes batch
+//!   `s + 1` while batch `s` runs, then blocks in `device.poll(Wait)` for the oldest.
+//! - Shutdown: the runtime sets `shutdown` once no task is ready or running; the driver exits
+//!   when its queue is empty and nothing is in flight.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::device::GpuDevice;
+
+const MAX_BATCH: usize = 1024;
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A unit of GPU work.
+pub(crate) trait GpuJob: Send + Sync {
+    /// Encodes the job for batch `seq` and returns its commands, or `None` if the job
+    /// finished without GPU work (it failed, or was cancelled).
+    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64) -> Option<wgpu::CommandBuffer>;
+    /// The batch holding this job finished on the device (`Err` if polling failed).
+    fn gpu_done(self: Arc<Self>, result: Result<(), String>);
+}
+
+pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
+
+type FenceWaiter = Box<dyn FnOnce() + Send>;
+
+struct Inbox {
+    jobs: VecDeque<GpuJobRef>,
+    shutdown: bool,
+}
+
+pub(crate) struct GpuDriver {
+    pub(crate) index: usize,
+    pub(crate) gpu: Arc<GpuDevice>,
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    completed_seq: AtomicU64,
+    fence_waiters: Mutex<Vec<(u64, FenceWaiter)>>,
+    busy: AtomicBool,
+    queued: AtomicUsize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+thread_local! {
+    static IN_DRIVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a GPU driver (where blocking on a task would stall the GPU).
+pub(crate) fn on_driver_thread() -> bool {
+    IN_DRIVER.with(|c| c.get())
+}
+
+impl GpuDriver {
+    pub(crate) fn start(index: usize, gpu: Arc<GpuDevice>) -> std::io::Result<Arc<GpuDriver>> {
+        let d = Arc::new(GpuDriver {
+            index,
+            gpu,
+            inbox: Mutex::new(Inbox {
+                jobs: VecDeque::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            completed_seq: AtomicU64::new(0),
+            fence_waiters: Mutex::new(Vec::new()),
+            busy: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            thread: Mutex::new(None),
+        });
+        let me = d.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("hetflow-gpu-{index}"))
+            .spawn(move || me.main())?;
+        *d.thread.lock() = Some(h);
+        Ok(d)
+    }
+
+    /// Queues a ready job.
+    pub(crate) fn push(&self, job: GpuJobRef) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.inbox.lock().jobs.push_back(job);
+        self.wake.notify_one();
+    }
+
+    /// Whether the driver has nothing queued and nothing running (a hint for placement).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0 && !self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Jobs queued and not yet encoded.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether batch `seq` has finished on the device.
+    pub(crate) fn fence_passed(&self, seq: u64) -> bool {
+        self.completed_seq.load(Ordering::Acquire) >= seq
+    }
+
+    /// Runs `f` once batch `seq` has finished (at once if it has).
+    pub(crate) fn on_fence(&self, seq: u64, f: FenceWaiter) {
+        {
+            let mut w = self.fence_waiters.lock();
+            if self.completed_seq.load(Ordering::Acquire) < seq {
+                w.push((seq, f));
+                return;
+            }
+        }
+        f();
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.inbox.lock().shutdown = true;
+        self.wake.notify_all();
+        if let Some(h) = self.thread.lock().take() {
+            if h.join().is_err() {
+                tracing::error!(gpu = self.index, "GPU driver thread panicked");
+            }
+        }
+    }
+
+    fn take_job(&self, pending: &mut VecDeque<GpuJobRef>) -> Option<GpuJobRef> {
+        if pending.is_empty() {
+            pending.extend(self.inbox.lock().jobs.drain(..));
+        }
+        let j = pending.pop_front();
+        if j.is_some() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        j
+    }
+
+    fn main(self: Arc<Self>) {
+        IN_DRIVER.with(|c| c.set(true));
+        let mut pending: VecDeque<GpuJobRef> = VecDeque::new();
+        let mut in_flight: VecDeque<(wgpu::SubmissionIndex, u64, Vec<GpuJobRef>)> =
+            VecDeque::new();
+        let mut seq = 0u64;
+        loop {
+            {
+                let mut inbox = self.inbox.lock();
+                pending.extend(inbox.jobs.drain(..));
+                if pending.is_empty() && in_flight.is_empty() {
+                    if inbox.shutdown {
+                        break;
+                    }
+                    self.busy.store(false, Ordering::Relaxed);
+                    self.wake.wait(&mut inbox);
+                    continue;
+                }
+            }
+            self.busy.store(true, Ordering::Relaxed);
+            if !pending.is_empty() && in_flight.len() < MAX_IN_FLIGHT {
+                seq += 1;
+                let mut buffers = Vec::new();
+                let mut jobs = Vec::new();
+                while jobs.len() < MAX_BATCH {
+                    let Some(job) = self.take_job(&mut pending) else { break };
+                    if let Some(cb) = job.clone().encode(&self, seq) {
+                        buffers.push(cb);
+                        jobs.push(job);
+                    }
+                }
+                if jobs.is_empty() {
+                    seq -= 1;
+                    continue;
+                }
+                let index = self.gpu.queue.submit(buffers);
+                tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
+                in_flight.push_back((index, seq, jobs));
+            } else if let Some((index, done_seq, jobs)) = in_flight.pop_front() {
+                let result = self
+                    .gpu
+                    .device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(index),
+                        timeout: None,
+                    })
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(gpu = self.index, error = %e, "polling the device failed");
+                }
+                self.completed_seq.store(done_seq, Ordering::Release);
+                for j in jobs {
+                    j.gpu_done(result.clone());
+                }
+                let ready: Vec<FenceWaiter> = {
+                    let mut w = self.fence_waiters.lock();
+                    let (now, later): (Vec<_>, Vec<_>) =
+                        w.drain(..).partition(|(s, _)| *s <= done_seq);
+                    *w = later;
+                    now.into_iter().map(|(_, f)| f).collect()
+                };
+                for f in ready {
+                    f();
+                }
+            }
+        }
+        tracing::trace!(gpu = self.index, "GPU driver stopped");
+    }
+}

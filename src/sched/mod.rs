@@ -1,0 +1,24 @@
+//! Scheduling layer: where and when ready work runs.
+//!
+//! Job: run CPU jobs on a work-stealing pool ([`cpu`]: a crossbeam deque per worker, a global
+//! injector, stealing, parking — protocol in `SLEEP.md`), run GPU jobs through one driver
+//! thread per device that batches them into few submissions ([`gpu`]), and choose a device for
+//! each ready task ([`placement`]).
+//!
+//! Invariants:
+//! - a job pushed to the pool is run exactly once, by some worker, even if every worker was
+//!   asleep when it was pushed (no lost wake-up);
+//! - idle workers and idle drivers block; nothing spins;
+//! - GPU jobs of one device are submitted in the order they were encoded, so a job may rely on
+//!   every job encoded before it on the same device having executed first;
+//! - a fence waiter registered for batch `s` runs exactly once, after batch `s` finished.
+//!
+//! This layer runs opaque jobs ([`cpu::CpuJob`], [`gpu::GpuJob`]); what a task is, and its
+//! dependencies, belong to the task layer above.
+
+pub(crate) mod cpu;
+pub(crate) mod gpu;
+pub mod placement;
+mod sleep;
+
+pub use placement::{Placement, Policy};

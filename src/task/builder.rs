@@ -1,0 +1,240 @@
+//! `rt.task(name)…spawn()`: declaring a task's bodies, data, dependencies and placement.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use parking_lot::Mutex;
+
+use super::context::{CpuContext, GpuContext};
+use super::core::Core;
+use super::error::TaskError;
+use super::handle::{Dependency, TaskHandle};
+use super::node::{CpuBody, GpuBody, Node, Work};
+use super::space::{Key, TaskSpace};
+use crate::data::array::RawArray;
+use crate::data::{Access, Array};
+use crate::sched::Placement;
+
+/// Builds one task. Made by [`crate::RuntimeHandle::task`]; nothing runs until
+/// [`TaskBuilder::spawn`].
+///
+/// `T` is the task's value, the return type of its bodies (both bodies return the same type).
+#[must_use = "a task does nothing until spawn() is called"]
+pub struct TaskBuilder<T> {
+    core: Arc<Core>,
+    name: Arc<str>,
+    cpu: Option<CpuBody>,
+    gpu: Option<GpuBody>,
+    slot: Arc<Mutex<Option<T>>>,
+    deps: Vec<Arc<Node>>,
+    key: Option<(TaskSpace, Key)>,
+    key_deps: Vec<(TaskSpace, Key)>,
+    placement: Placement,
+    accesses: Vec<(Arc<RawArray>, Access)>,
+}
+
+impl<T: Send + 'static> TaskBuilder<T> {
+    pub(crate) fn new(core: Arc<Core>, name: Arc<str>) -> Self {
+        TaskBuilder {
+            core,
+            name,
+            cpu: None,
+            gpu: None,
+            slot: Arc::new(Mutex::new(None)),
+            deps: Vec::new(),
+            key: None,
+            key_deps: Vec::new(),
+            placement: Placement::Any,
+            accesses: Vec::new(),
+        }
+    }
+
+    /// Runs after `dep` has finished (or, for a GPU task on the same GPU, after it is
+    /// queued ahead of this one).
+    pub fn after(mut self, dep: &impl Dependency) -> Self {
+        self.deps.push(dep.task_ref().node);
+        self
+    }
+
+    /// Runs after every task in `deps`.
+    pub fn after_all<'d, D: Dependency + 'd>(mut self, deps: impl IntoIterator<Item = &'d D>) -> Self {
+        self.deps.extend(deps.into_iter().map(|d| d.task_ref().node));
+        self
+    }
+
+    /// Runs after the task spawned under `key` in `space`, even if it is spawned later.
+    pub fn after_key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+        self.key_deps.push((space.clone(), key.into()));
+        self
+    }
+
+    /// Names this task `space[key]`, so that other tasks can depend on the key.
+    pub fn key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+        self.key = Some((space.clone(), key.into()));
+        self
+    }
+
+    /// Where the task may run (default [`Placement::Any`]: wherever it has a body).
+    pub fn on(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    pub(crate) fn access(mut self, raw: Arc<RawArray>, access: Access) -> Self {
+        if let Some(e) = self.accesses.iter_mut().find(|(r, _)| r.id == raw.id) {
+            e.1 = e.1.merge(access);
+        } else {
+            self.accesses.push((raw, access));
+        }
+        self
+    }
+
+    /// The task reads `a`: it waits for earlier writers, runs alongside other readers.
+    pub fn reads<U: Pod>(self, a: &Array<U>) -> Self {
+        self.access(a.raw.clone(), Access::Read)
+    }
+
+    /// The task overwrites `a` entirely (old contents are not fetched).
+    pub fn writes<U: Pod>(self, a: &Array<U>) -> Self {
+        self.access(a.raw.clone(), Access::Write)
+    }
+
+    /// The task reads and updates `a`.
+    pub fn read_write<U: Pod>(self, a: &Array<U>) -> Self {
+        self.access(a.raw.clone(), Access::ReadWrite)
+    }
+
+    /// The CPU body. Its return value is the task's value.
+    pub fn cpu(mut self, f: impl FnOnce(&mut CpuContext<'_>) -> T + Send + 'static) -> Self {
+        let slot = self.slot.clone();
+        self.cpu = Some(Box::new(move |cx| {
+            let v = f(cx);
+            *slot.lock() = Some(v);
+            Ok(())
+        }));
+        self
+    }
+
+    /// A fallible CPU body: `Err` fails the task with [`TaskError::Failed`].
+    pub fn cpu_try<E>(
+        mut self,
+        f: impl FnOnce(&mut CpuContext<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let slot = self.slot.clone();
+        self.cpu = Some(Box::new(move |cx| {
+            *slot.lock() = Some(f(cx)?);
+            Ok(())
+        }));
+        self
+    }
+
+    /// The GPU body: records dispatches with [`GpuContext::dispatch`]. Its return value is the
+    /// task's value, delivered once the GPU work has finished.
+    pub fn gpu(mut self, f: impl FnOnce(&mut GpuContext<'_>) -> T + Send + 'static) -> Self {
+        let slot = self.slot.clone();
+        self.gpu = Some(Box::new(move |cx| {
+            let v = f(cx);
+            *slot.lock() = Some(v);
+            Ok(())
+        }));
+        self
+    }
+
+    /// A fallible GPU body.
+    pub fn gpu_try<E>(
+        mut self,
+        f: impl FnOnce(&mut GpuContext<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let slot = self.slot.clone();
+        self.gpu = Some(Box::new(move |cx| {
+            *slot.lock() = Some(f(cx)?);
+            Ok(())
+        }));
+        self
+    }
+
+    /// Submits the task. It runs once its dependencies have finished; the handle yields its
+    /// value. Errors in the declaration (duplicate key, runtime shut down) come back through
+    /// the handle.
+    pub fn spawn(self) -> TaskHandle<T> {
+        let TaskBuilder {
+            core,
+            name,
+            cpu,
+            gpu,
+            slot,
+            deps,
+            key,
+            key_deps,
+            placement,
+            accesses,
+        } = self;
+        let fail = |e: TaskError| TaskHandle {
+            node: Node::finished(name.clone(), Err(e)),
+            slot: slot.clone(),
+        };
+        if core.shut_down.load(std::sync::atomic::Ordering::Acquire) {
+            return fail(TaskError::ShutDown {
+                task: name.to_string(),
+            });
+        }
+        let node = match &key {
+            Some((space, k)) => match space.claim(k) {
+                Ok(n) => n,
+                Err(e) => return fail(e),
+            },
+            None => Node::new(name.clone()),
+        };
+        node.set_name(name);
+        node.attach(
+            core.clone(),
+            Work {
+                cpu,
+                gpu,
+                placement,
+                accesses: accesses.clone(),
+                target: None,
+            },
+        );
+        for d in &deps {
+            node.add_dependency(d);
+        }
+        for (space, k) in &key_deps {
+            node.add_dependency(&space.node(k));
+        }
+        if !accesses.is_empty() {
+            let _order = core.spawn_lock.lock();
+            let token: Arc<dyn Any + Send + Sync> = node.clone();
+            for (raw, access) in &accesses {
+                let mut t = raw.tracker.lock();
+                let as_node = |a: &Arc<dyn Any + Send + Sync>| a.clone().downcast::<Node>().ok();
+                if let Some(w) = t.last_writer.as_ref().and_then(as_node) {
+                    node.add_dependency(&w);
+                }
+                if access.writes() {
+                    for r in t.readers.drain(..) {
+                        if let Some(r) = as_node(&r) {
+                            node.add_dependency(&r);
+                        }
+                    }
+                    t.last_writer = Some(token.clone());
+                } else {
+                    if t.readers.len() >= 64 {
+                        t.readers
+                            .retain(|r| as_node(r).is_some_and(|n| !n.is_done()));
+                    }
+                    t.readers.push(token.clone());
+                }
+            }
+        }
+        node.clone().release_one();
+        TaskHandle { node, slot }
+    }
+}

@@ -1,0 +1,375 @@
+//! What a task body sees: its declared arrays on the CPU, or an encoder on the GPU.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use wgpu::util::DeviceExt;
+
+use super::core::Core;
+use super::error::TaskError;
+use crate::data::array::RawArray;
+use crate::data::{Access, Array, DataError};
+use crate::device::{BindingKind, GpuDevice, Kernel};
+use crate::runtime::RuntimeHandle;
+
+/// The context of a CPU body: borrow the task's declared arrays as slices, spawn more tasks.
+pub struct CpuContext<'a> {
+    task: &'a str,
+    accesses: &'a [(Arc<RawArray>, Access)],
+    /// (array id, n) with n > 0 shared borrows, n = -1 one mutable borrow.
+    borrows: RefCell<Vec<(u64, i32)>>,
+    runtime: RuntimeHandle,
+}
+
+impl<'a> CpuContext<'a> {
+    pub(crate) fn new(
+        task: &'a str,
+        accesses: &'a [(Arc<RawArray>, Access)],
+        core: &Arc<Core>,
+    ) -> Self {
+        CpuContext {
+            task,
+            accesses,
+            borrows: RefCell::new(Vec::new()),
+            runtime: RuntimeHandle::from_core(core.clone()),
+        }
+    }
+
+    /// The task's name.
+    pub fn task_name(&self) -> &str {
+        self.task
+    }
+
+    /// The runtime, to spawn nested tasks or create arrays from inside a body.
+    pub fn runtime(&self) -> &RuntimeHandle {
+        &self.runtime
+    }
+
+    fn declared(&self, raw: &RawArray) -> Option<Access> {
+        self.entry(raw).map(|(_, a)| a)
+    }
+
+    /// The task's own handle on the array (it lives as long as the context).
+    fn entry(&self, raw: &RawArray) -> Option<(&'a RawArray, Access)> {
+        self.accesses
+            .iter()
+            .find(|(r, _)| r.id == raw.id)
+            .map(|(r, a)| (&**r, *a))
+    }
+
+    fn undeclared(&self, raw: &RawArray, used: &'static str, declared: Option<Access>) -> DataError {
+        DataError::Undeclared {
+            task: self.task.to_string(),
+            array: raw.label.clone(),
+            used,
+            declared: declared.map_or("nothing", Access::name),
+        }
+    }
+
+    /// Borrows a declared array for reading.
+    pub fn try_read<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s [T], DataError> {
+        let Some((raw, _)) = self.entry(&a.raw) else {
+            return Err(self.undeclared(&a.raw, "reading", None));
+        };
+        let mut b = self.borrows.borrow_mut();
+        match b.iter_mut().find(|(id, _)| *id == raw.id) {
+            Some((_, n)) if *n < 0 => {
+                return Err(DataError::BorrowConflict {
+                    task: self.task.to_string(),
+                    array: raw.label.clone(),
+                    what: "for reading while it is borrowed for writing",
+                })
+            }
+            Some((_, n)) => *n += 1,
+            None => b.push((raw.id, 1)),
+        }
+        // SAFETY: the task declared this array, so the dependency graph runs no writer of it
+        // concurrently, and its host copy was made valid before the body started. The borrow
+        // table above rules out a live `&mut` from this body.
+        Ok(bytemuck::cast_slice(unsafe { raw.host_bytes() }))
+    }
+
+    /// Borrows a declared array for writing (declared `writes` or `read_write`). With
+    /// `writes`, the old contents are not fetched: overwrite every element.
+    #[allow(clippy::mut_from_ref)]
+    pub fn try_write<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s mut [T], DataError> {
+        let declared = self.declared(&a.raw);
+        let raw = match self.entry(&a.raw) {
+            Some((raw, access)) if access.writes() => raw,
+            _ => return Err(self.undeclared(&a.raw, "writing", declared)),
+        };
+        let mut b = self.borrows.borrow_mut();
+        if b.iter().any(|(id, _)| *id == raw.id) {
+            return Err(DataError::BorrowConflict {
+                task: self.task.to_string(),
+                array: raw.label.clone(),
+                what: "for writing a second time, or while reading it",
+            });
+        }
+        b.push((raw.id, -1));
+        // SAFETY: the task declared a write, so the dependency graph runs no other reader or
+        // writer of this array concurrently; the borrow table guarantees this is the only
+        // borrow of it in this body.
+        Ok(bytemuck::cast_slice_mut(unsafe { raw.host_bytes_mut() }))
+    }
+
+    /// Like [`CpuContext::try_read`].
+    ///
+    /// # Panics
+    /// If the array was not declared on the task; the task then fails with
+    /// [`TaskError::Panicked`] carrying the [`DataError`] message.
+    pub fn read<'s, T: Pod>(&'s self, a: &Array<T>) -> &'s [T] {
+        self.try_read(a).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`CpuContext::try_write`].
+    ///
+    /// # Panics
+    /// If the array was not declared for writing, or is already borrowed in this body; the
+    /// task then fails with [`TaskError::Panicked`] carrying the [`DataError`] message.
+    #[allow(clippy::mut_from_ref)]
+    pub fn write<'s, T: Pod>(&'s self, a: &Array<T>) -> &'s mut [T] {
+        self.try_write(a).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Small parameters passed to a kernel's `var<uniform>` binding.
+///
+/// The value is copied into a uniform buffer at dispatch. Its layout must match the WGSL
+/// struct (use `#[repr(C)]` and WGSL's alignment rules).
+#[derive(Debug, Clone, Copy)]
+pub struct Uniform<T: Pod>(pub T);
+
+#[doc(hidden)]
+#[allow(private_interfaces)]
+pub enum ArgRef<'a> {
+    Array(&'a Arc<RawArray>),
+    Uniform(&'a [u8]),
+}
+
+/// Something that can be bound to a kernel binding: an [`Array`] or a [`Uniform`].
+pub trait KernelArg: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {
+        fn arg_ref(&self) -> super::ArgRef<'_>;
+    }
+}
+
+impl<T: Pod> sealed::Sealed for Array<T> {
+    fn arg_ref(&self) -> ArgRef<'_> {
+        ArgRef::Array(&self.raw)
+    }
+}
+impl<T: Pod> KernelArg for Array<T> {}
+
+impl<T: Pod> sealed::Sealed for Uniform<T> {
+    fn arg_ref(&self) -> ArgRef<'_> {
+        ArgRef::Uniform(bytemuck::bytes_of(&self.0))
+    }
+}
+impl<T: Pod> KernelArg for Uniform<T> {}
+
+/// The context of a GPU body: record dispatches into the task's command buffer.
+///
+/// A body only *encodes* work; it runs on the GPU after the body returns, batched with other
+/// ready tasks. Errors in a dispatch (wrong number or kind of arguments, an undeclared array,
+/// too many workgroups, a wgpu validation error) fail the task with a [`TaskError`].
+pub struct GpuContext<'a> {
+    task: &'a str,
+    gpu: &'a GpuDevice,
+    index: usize,
+    encoder: &'a mut wgpu::CommandEncoder,
+    buffers: &'a [(u64, Access, wgpu::Buffer)],
+    error: Option<TaskError>,
+}
+
+impl<'a> GpuContext<'a> {
+    pub(crate) fn new(
+        task: &'a str,
+        gpu: &'a GpuDevice,
+        index: usize,
+        encoder: &'a mut wgpu::CommandEncoder,
+        buffers: &'a [(u64, Access, wgpu::Buffer)],
+    ) -> Self {
+        GpuContext {
+            task,
+            gpu,
+            index,
+            encoder,
+            buffers,
+            error: None,
+        }
+    }
+
+    pub(crate) fn take_error(&mut self) -> Option<TaskError> {
+        self.error.take()
+    }
+
+    /// The task's name.
+    pub fn task_name(&self) -> &str {
+        self.task
+    }
+
+    /// Index of the GPU the task runs on.
+    pub fn gpu_index(&self) -> usize {
+        self.index
+    }
+
+    /// The device, for direct wgpu use.
+    pub fn device(&self) -> &GpuDevice {
+        self.gpu
+    }
+
+    /// The task's command encoder, for direct wgpu use (copies, custom passes).
+    pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.encoder
+    }
+
+    /// The device buffer of a declared array (valid when the body runs).
+    pub fn buffer<T: Pod>(&self, a: &Array<T>) -> Option<&wgpu::Buffer> {
+        self.buffers
+            .iter()
+            .find(|(id, _, _)| *id == a.raw.id)
+            .map(|(_, _, b)| b)
+    }
+
+    /// Records one dispatch of `kernel` with `args` bound to its bindings in order.
+    pub fn dispatch(&mut self, kernel: &Kernel, args: &[&dyn KernelArg], workgroups: [u32; 3]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.try_dispatch(kernel, args, workgroups) {
+            self.error = Some(e);
+        }
+    }
+
+    fn gpu_err(&self, message: String) -> TaskError {
+        TaskError::Gpu {
+            task: self.task.to_string(),
+            message,
+        }
+    }
+
+    fn try_dispatch(
+        &mut self,
+        kernel: &Kernel,
+        args: &[&dyn KernelArg],
+        groups: [u32; 3],
+    ) -> Result<(), TaskError> {
+        let k = &kernel.inner;
+        let Some((pipeline, layout)) = k.pipelines.get(self.index) else {
+            return Err(self.gpu_err(format!(
+                "kernel `{}` has no pipeline for GPU {} (it was created by another runtime)",
+                k.label, self.index
+            )));
+        };
+        if args.len() != k.bindings.len() {
+            return Err(self.gpu_err(format!(
+                "kernel `{}` expects {} argument(s) for bindings {:?}, got {}",
+                k.label,
+                k.bindings.len(),
+                k.bindings,
+                args.len()
+            )));
+        }
+        let max = self.gpu.info.max_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(self.gpu_err(format!(
+                "kernel `{}`: {groups:?} workgroups exceed the device limit of {max} per dimension",
+                k.label
+            )));
+        }
+        enum Src<'b> {
+            Uniform(usize),
+            Buffer(&'b wgpu::Buffer),
+        }
+        let mut uniforms = Vec::new();
+        let mut sources: Vec<(u32, Src<'_>)> = Vec::with_capacity(args.len());
+        for (arg, &(binding, kind)) in args.iter().zip(&k.bindings) {
+            match arg.arg_ref() {
+                ArgRef::Array(raw) => {
+                    let Some((_, access, buf)) = self.buffers.iter().find(|(id, _, _)| *id == raw.id)
+                    else {
+                        return Err(TaskError::TaskData {
+                            task: self.task.to_string(),
+                            error: DataError::Undeclared {
+                                task: self.task.to_string(),
+                                array: raw.label.clone(),
+                                used: "a kernel binding",
+                                declared: "nothing",
+                            },
+                        });
+                    };
+                    match kind {
+                        BindingKind::Uniform => {
+                            return Err(self.gpu_err(format!(
+                                "kernel `{}` binding {binding} is a uniform; pass a Uniform, not array `{}`",
+                                k.label, raw.label
+                            )))
+                        }
+                        BindingKind::StorageReadWrite if !access.writes() => {
+                            return Err(TaskError::TaskData {
+                                task: self.task.to_string(),
+                                error: DataError::Undeclared {
+                                    task: self.task.to_string(),
+                                    array: raw.label.clone(),
+                                    used: "a read_write binding",
+                                    declared: access.name(),
+                                },
+                            })
+                        }
+                        _ => {}
+                    }
+                    sources.push((binding, Src::Buffer(buf)));
+                }
+                ArgRef::Uniform(bytes) => {
+                    if kind != BindingKind::Uniform {
+                        return Err(self.gpu_err(format!(
+                            "kernel `{}` binding {binding} is a storage buffer ({kind:?}); pass an Array, not a Uniform",
+                            k.label
+                        )));
+                    }
+                    let mut padded = bytes.to_vec();
+                    padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
+                    uniforms.push(self.gpu.device.create_buffer_init(
+                        &wgpu::util::BufferInitDescriptor {
+                            label: Some("hetflow uniform"),
+                            contents: &padded,
+                            usage: wgpu::BufferUsages::UNIFORM,
+                        },
+                    ));
+                    sources.push((binding, Src::Uniform(uniforms.len() - 1)));
+                }
+            }
+        }
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = sources
+            .iter()
+            .map(|(binding, src)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match src {
+                    Src::Uniform(i) => uniforms[*i].as_entire_binding(),
+                    Src::Buffer(buf) => buf.as_entire_binding(),
+                },
+            })
+            .collect();
+        let bind_group = layout.as_ref().map(|layout| {
+            self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&k.label),
+                layout,
+                entries: &entries,
+            })
+        });
+        let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&k.label),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        if let Some(bg) = &bind_group {
+            pass.set_bind_group(0, bg, &[]);
+        }
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! The state every handle of one runtime shares: pools, drivers, policy, counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::error::TaskError;
+use super::node::Node;
+use crate::data::array::{Engine, RawArray};
+use crate::data::{Access, TransferCounters};
+use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
+use crate::sched::cpu::CpuPool;
+use crate::sched::gpu::GpuDriver;
+use crate::sched::placement::{self, Loads};
+use crate::sched::Policy;
+
+pub(crate) struct Core {
+    pub(crate) pool: Arc<CpuPool>,
+    pub(crate) drivers: Vec<Arc<GpuDriver>>,
+    gpus: Vec<Arc<GpuDevice>>,
+    pub(crate) policy: Policy,
+    counters: TransferCounters,
+    /// Tasks ready (queued or waiting on a fence) or running.
+    live: AtomicUsize,
+    quiet: Mutex<()>,
+    quiet_cv: Condvar,
+    /// Serialises the access-tracking part of spawns, so that every array sees tasks in one
+    /// global order (no cycle can come from two threads spawning at once).
+    pub(crate) spawn_lock: Mutex<()>,
+    pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) topology: Topology,
+    pub(crate) this: Weak<Core>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        pool: Arc<CpuPool>,
+        drivers: Vec<Arc<GpuDriver>>,
+        gpus: Vec<Arc<GpuDevice>>,
+        policy: Policy,
+        topology: Topology,
+    ) -> Arc<Core> {
+        Arc::new_cyclic(|this| Core {
+            pool,
+            drivers,
+            gpus,
+            policy,
+            counters: TransferCounters::default(),
+            live: AtomicUsize::new(0),
+            quiet: Mutex::new(()),
+            quiet_cv: Condvar::new(),
+            spawn_lock: Mutex::new(()),
+            kernels: Mutex::new(HashMap::new()),
+            shut_down: AtomicBool::new(false),
+            topology,
+            this: this.clone(),
+        })
+    }
+
+    pub(crate) fn gpus(&self) -> &[Arc<GpuDevice>] {
+        &self.gpus
+    }
+
+    pub(crate) fn counters(&self) -> &TransferCounters {
+        &self.counters
+    }
+
+    pub(crate) fn engine(&self) -> Weak<dyn Engine> {
+        self.this.clone()
+    }
+
+    /// Called once per node, when its last dependency is released.
+    pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let target = {
+            let mut guard = node.work.lock();
+            match guard.as_mut() {
+                Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
+                    match placement::candidates(
+                        &work.placement,
+                        work.cpu.is_some(),
+                        work.gpu.is_some(),
+                        self.drivers.len(),
+                    ) {
+                        Ok(c) => {
+                            let t = placement::choose(self.policy, &c, &self.loads());
+                            work.target = Some(t);
+                            Some(t)
+                        }
+                        Err(reason) => {
+                            drop(guard);
+                            node.fail_with(TaskError::NoDevice {
+                                task: node.name().to_string(),
+                                reason,
+                            });
+                            None
+                        }
+                    }
+                }
+                // Barriers and failed tasks finish on the CPU pool (cheap, and never recursive).
+                _ => None,
+            }
+        };
+        self.dispatch(node, target.unwrap_or(DeviceId::Cpu));
+    }
+
+    /// Sends a placed node to its device once every fence it must respect has passed.
+    fn dispatch(self: &Arc<Self>, node: Arc<Node>, target: DeviceId) {
+        let pending = node.fences().into_iter().find(|f| {
+            target != DeviceId::Gpu(f.gpu) && !self.drivers[f.gpu].fence_passed(f.seq)
+        });
+        if let Some(f) = pending {
+            let core = self.clone();
+            self.drivers[f.gpu].on_fence(f.seq, Box::new(move || core.dispatch(node, target)));
+            return;
+        }
+        match target {
+            DeviceId::Gpu(i) => self.drivers[i].push(node),
+            DeviceId::Cpu => self.pool.push(node),
+        }
+    }
+
+    fn loads(&self) -> Loads {
+        Loads {
+            cpu_idle_workers: self.pool.idle_workers(),
+            cpu_workers: self.pool.workers(),
+            cpu_queued: self.pool.queued(),
+            gpus: self
+                .drivers
+                .iter()
+                .map(|d| (d.is_idle(), d.queued()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn task_finished(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = self.quiet.lock();
+            self.quiet_cv.notify_all();
+        }
+    }
+
+    /// Blocks until no task is ready or running.
+    pub(crate) fn wait_quiet(&self) {
+        let mut g = self.quiet.lock();
+        while self.live.load(Ordering::Acquire) != 0 {
+            self.quiet_cv.wait(&mut g);
+        }
+    }
+}
+
+impl Engine for Core {
+    fn read_on_host(
+        &self,
+        array: &Arc<RawArray>,
+        f: Box<dyn FnOnce(&[u8]) + Send>,
+    ) -> Result<(), TaskError> {
+        let Some(core) = self.this.upgrade() else {
+            return Err(TaskError::ShutDown {
+                task: format!("to_vec({})", array.label),
+            });
+        };
+        let raw = array.clone();
+        super::builder::TaskBuilder::<()>::new(core, format!("to_vec({})", array.label).into())
+            .access(array.clone(), Access::Read)
+            .on(crate::sched::Placement::Cpu)
+            .cpu(move |_cx| {
+                // SAFETY: this task declared a read of `raw`, so no writer runs concurrently
+                // and the host copy was made valid before the body started.
+                f(unsafe { raw.host_bytes() })
+            })
+            .spawn()
+            .wait()
+    }
+}

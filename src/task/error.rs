@@ -1,0 +1,131 @@
+//! Errors of the task layer (and of the runtime as a whole).
+
+use std::sync::Arc;
+
+use crate::data::DataError;
+use crate::device::DeviceError;
+
+/// Why a task did not produce its value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TaskError {
+    /// The body panicked; `message` is the panic payload.
+    #[error("task `{task}` panicked: {message}")]
+    Panicked {
+        /// The task's name.
+        task: String,
+        /// The panic message.
+        message: String,
+    },
+    /// A fallible body (`cpu_try`, `gpu_try`) returned `Err`.
+    #[error("task `{task}` failed: {error}")]
+    Failed {
+        /// The task's name.
+        task: String,
+        /// The body's error.
+        error: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The task did not run because a task it depends on failed.
+    #[error("task `{task}` did not run: dependency `{root}` failed ({cause})")]
+    DependencyFailed {
+        /// The task that did not run.
+        task: String,
+        /// The task whose failure started the chain.
+        root: String,
+        /// The root task's own error.
+        cause: Arc<TaskError>,
+    },
+    /// No device can run the task (e.g. GPU-only body and no GPU).
+    #[error("task `{task}` cannot be placed: {reason}")]
+    NoDevice {
+        /// The task's name.
+        task: String,
+        /// What was allowed and what exists.
+        reason: String,
+    },
+    /// wgpu reported an error for the task's commands (bad binding, dispatch limits, ...).
+    #[error("task `{task}`: GPU error: {message}")]
+    Gpu {
+        /// The task's name.
+        task: String,
+        /// wgpu's or hetflow's message.
+        message: String,
+    },
+    /// Moving or borrowing the task's data failed.
+    #[error("task `{task}`: {error}")]
+    TaskData {
+        /// The task's name.
+        task: String,
+        /// What went wrong.
+        error: DataError,
+    },
+    /// A data error outside any task (e.g. `to_vec` after the runtime is gone).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A device error (kernel compilation).
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A task was spawned under a TaskSpace key that already has one.
+    #[error("task space `{space}`: key {key} was already spawned")]
+    DuplicateKey {
+        /// The space's name.
+        space: String,
+        /// The key.
+        key: String,
+    },
+    /// A task was declared to depend on itself.
+    #[error("task `{task}` depends on itself")]
+    SelfDependency {
+        /// The task's name.
+        task: String,
+    },
+    /// The runtime shut down before the task could run.
+    #[error("the runtime has shut down; task `{task}` did not run")]
+    ShutDown {
+        /// The task's name.
+        task: String,
+    },
+    /// A GPU body tried to wait on a task, which would stall the GPU driver.
+    #[error("a GPU body waited on task `{task}`; GPU bodies only encode work and must not block")]
+    WaitInGpuBody {
+        /// The awaited task.
+        task: String,
+    },
+    /// The handle's value was already taken (a future polled after completion).
+    #[error("the value of task `{task}` was already taken")]
+    ValueTaken {
+        /// The task's name.
+        task: String,
+    },
+}
+
+impl TaskError {
+    /// The task whose failure is at the root of this error (itself unless it is a
+    /// [`TaskError::DependencyFailed`]).
+    pub fn root_task(&self) -> Option<&str> {
+        match self {
+            TaskError::DependencyFailed { root, .. } => Some(root),
+            TaskError::Panicked { task, .. }
+            | TaskError::Failed { task, .. }
+            | TaskError::NoDevice { task, .. }
+            | TaskError::Gpu { task, .. }
+            | TaskError::TaskData { task, .. }
+            | TaskError::SelfDependency { task }
+            | TaskError::ShutDown { task } => Some(task),
+            _ => None,
+        }
+    }
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A configuration value is out of range.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// A requested GPU does not exist.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A thread could not be started.
+    #[error("could not start a runtime thread: {0}")]
+    Thread(#[from] std::io::Error),
+}

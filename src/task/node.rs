@@ -1,0 +1,404 @@
+//! A task in the dependency graph: its counters, its dependents, its completion.
+//!
+//! ## Life of a node
+//! `spawn` creates the node with `remaining = 1` (a guard), adds one to `remaining` for every
+//! dependency that has not finished, then drops the guard. When `remaining` reaches 0 the node
+//! is *ready* and [`Core::schedule`] places it. A dependency releases its dependents either at
+//! completion, or — for a GPU task — as soon as it is *encoded* ("released early"): the
+//! dependent then carries the fence `(gpu, batch)`; on the same GPU queue order is enough, and
+//! anywhere else it waits for the fence before it runs.
+//!
+//! Locks are never nested: a node's state lock is held only to read or edit that node.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Waker;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::context::{CpuContext, GpuContext};
+use super::core::Core;
+use super::error::TaskError;
+use crate::data::array::RawArray;
+use crate::data::Access;
+use crate::device::DeviceId;
+use crate::sched::cpu::{help_while_waiting, CpuJob};
+use crate::sched::gpu::{on_driver_thread, GpuDriver, GpuJob};
+use crate::sched::Placement;
+
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<(), BodyError> + Send>;
+pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<(), BodyError> + Send>;
+
+/// A submitted GPU batch: `(gpu, seq)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub gpu: usize,
+    pub seq: u64,
+}
+
+/// What a spawned task will do, taken when it runs.
+pub(crate) struct Work {
+    pub cpu: Option<CpuBody>,
+    pub gpu: Option<GpuBody>,
+    pub placement: Placement,
+    pub accesses: Vec<(Arc<RawArray>, Access)>,
+    pub target: Option<DeviceId>,
+}
+
+#[derive(Default)]
+struct NodeState {
+    done: Option<Result<(), TaskError>>,
+    released: Option<Fence>,
+    dependents: Vec<Arc<Node>>,
+    wakers: Vec<Waker>,
+    /// The error this task completes with instead of running (a failed dependency, no device).
+    fail_with: Option<TaskError>,
+    fences: Vec<Fence>,
+    ran_on: Option<DeviceId>,
+}
+
+pub(crate) struct Node {
+    name: Mutex<Arc<str>>,
+    remaining: AtomicUsize,
+    st: Mutex<NodeState>,
+    cv: Condvar,
+    pub(crate) work: Mutex<Option<Work>>,
+    core: OnceLock<Arc<Core>>,
+    pub(crate) spawned: AtomicBool,
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(name: Arc<str>) -> Arc<Node> {
+        Arc::new(Node {
+            name: Mutex::new(name),
+            remaining: AtomicUsize::new(1),
+            st: Mutex::new(NodeState::default()),
+            cv: Condvar::new(),
+            work: Mutex::new(None),
+            core: OnceLock::new(),
+            spawned: AtomicBool::new(false),
+        })
+    }
+
+    /// A node that is already finished with `result` (spawn errors).
+    pub(crate) fn finished(name: Arc<str>, result: Result<(), TaskError>) -> Arc<Node> {
+        let n = Node::new(name);
+        n.st.lock().done = Some(result);
+        n
+    }
+
+    pub(crate) fn name(&self) -> Arc<str> {
+        self.name.lock().clone()
+    }
+
+    pub(crate) fn set_name(&self, name: Arc<str>) {
+        *self.name.lock() = name;
+    }
+
+    pub(crate) fn attach(&self, core: Arc<Core>, work: Work) {
+        let _ = self.core.set(core);
+        *self.work.lock() = Some(work);
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.st.lock().done.is_some()
+    }
+
+    pub(crate) fn result(&self) -> Option<Result<(), TaskError>> {
+        self.st.lock().done.clone()
+    }
+
+    pub(crate) fn ran_on(&self) -> Option<DeviceId> {
+        self.st.lock().ran_on
+    }
+
+    pub(crate) fn fences(&self) -> Vec<Fence> {
+        self.st.lock().fences.clone()
+    }
+
+    /// Marks the task to complete with `err` instead of running (first error wins).
+    pub(crate) fn fail_with(&self, err: TaskError) {
+        self.st.lock().fail_with.get_or_insert(err);
+    }
+
+    fn dependency_failed(&self, dep_err: &TaskError, dep_name: &str) -> TaskError {
+        let (root, cause) = match dep_err {
+            TaskError::DependencyFailed { root, cause, .. } => (root.clone(), cause.clone()),
+            other => (dep_name.to_string(), Arc::new(other.clone())),
+        };
+        TaskError::DependencyFailed {
+            task: self.name().to_string(),
+            root,
+            cause,
+        }
+    }
+
+    /// Makes `self` wait for `dep`. Call before the spawn guard is dropped.
+    pub(crate) fn add_dependency(self: &Arc<Self>, dep: &Arc<Node>) {
+        if Arc::ptr_eq(self, dep) {
+            self.fail_with(TaskError::SelfDependency {
+                task: self.name().to_string(),
+            });
+            return;
+        }
+        enum Seen {
+            Pending,
+            Failed(TaskError),
+            Released(Fence),
+            Ok,
+        }
+        let seen = {
+            let mut ds = dep.st.lock();
+            match (&ds.done, ds.released) {
+                (Some(Err(e)), _) => Seen::Failed(e.clone()),
+                (Some(Ok(())), _) => Seen::Ok,
+                (None, Some(f)) => Seen::Released(f),
+                (None, None) => {
+                    self.remaining.fetch_add(1, Ordering::AcqRel);
+                    ds.dependents.push(self.clone());
+                    Seen::Pending
+                }
+            }
+        };
+        match seen {
+            Seen::Failed(e) => {
+                let err = self.dependency_failed(&e, &dep.name());
+                self.fail_with(err);
+            }
+            Seen::Released(f) => self.st.lock().fences.push(f),
+            Seen::Pending | Seen::Ok => {}
+        }
+    }
+
+    /// Drops one count of `remaining`; schedules the node when it reaches zero.
+    pub(crate) fn release_one(self: Arc<Self>) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            match self.core.get().cloned() {
+                Some(core) => core.schedule(self),
+                None => tracing::error!(task = %self.name(), "ready task without a runtime"),
+            }
+        }
+    }
+
+    fn dep_done(self: Arc<Self>, failure: Option<(&TaskError, &str)>, fence: Option<Fence>) {
+        if let Some((e, dep_name)) = failure {
+            let err = self.dependency_failed(e, dep_name);
+            self.fail_with(err);
+        }
+        if let Some(f) = fence {
+            self.st.lock().fences.push(f);
+        }
+        self.release_one();
+    }
+
+    /// Releases dependents before completion: the task is encoded in GPU batch `fence`.
+    fn release_early(&self, fence: Fence) {
+        let dependents = {
+            let mut st = self.st.lock();
+            st.released = Some(fence);
+            std::mem::take(&mut st.dependents)
+        };
+        for d in dependents {
+            d.dep_done(None, Some(fence));
+        }
+    }
+
+    /// Finishes the task: records the result, wakes waiters, releases dependents.
+    pub(crate) fn complete(self: &Arc<Self>, result: Result<(), TaskError>) {
+        let name = self.name();
+        if let Err(e) = &result {
+            tracing::debug!(task = %name, error = %e, "task failed");
+        }
+        let failure = result.as_ref().err().cloned();
+        let (dependents, wakers) = {
+            let mut st = self.st.lock();
+            st.done = Some(result);
+            (
+                std::mem::take(&mut st.dependents),
+                std::mem::take(&mut st.wakers),
+            )
+        };
+        self.cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+        for d in dependents {
+            d.dep_done(failure.as_ref().map(|e| (e, &*name)), None);
+        }
+        if let Some(core) = self.core.get() {
+            core.task_finished();
+        }
+    }
+
+    fn take_failure(&self) -> Option<TaskError> {
+        self.st.lock().fail_with.take()
+    }
+
+    /// Registers `w` to be woken at completion (at once if already complete).
+    pub(crate) fn register_waker(&self, w: &Waker) -> bool {
+        let mut st = self.st.lock();
+        if st.done.is_some() {
+            return true;
+        }
+        if !st.wakers.iter().any(|x| x.will_wake(w)) {
+            st.wakers.push(w.clone());
+        }
+        false
+    }
+
+    /// Blocks until the task is complete. On a CPU worker, runs other tasks meanwhile.
+    pub(crate) fn wait_done(self: &Arc<Self>) -> Result<(), TaskError> {
+        if let Some(r) = self.result() {
+            return r;
+        }
+        if on_driver_thread() {
+            return Err(TaskError::WaitInGpuBody {
+                task: self.name().to_string(),
+            });
+        }
+        let helped = help_while_waiting(&|| self.is_done(), &|w| {
+            if self.register_waker(&w) {
+                w.wake();
+            }
+        });
+        if !helped {
+            let mut st = self.st.lock();
+            while st.done.is_none() {
+                self.cv.wait(&mut st);
+            }
+        }
+        self.result().unwrap_or_else(|| {
+            Err(TaskError::ShutDown {
+                task: self.name().to_string(),
+            })
+        })
+    }
+
+    fn body_result(&self, r: std::thread::Result<Result<(), BodyError>>) -> Result<(), TaskError> {
+        let task = self.name().to_string();
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(TaskError::Failed {
+                task,
+                error: Arc::from(e),
+            }),
+            Err(p) => Err(TaskError::Panicked {
+                task,
+                message: panic_message(&*p),
+            }),
+        }
+    }
+}
+
+impl CpuJob for Node {
+    fn run_on_cpu(self: Arc<Self>) {
+        let work = self.work.lock().take();
+        if let Some(err) = self.take_failure() {
+            return self.complete(Err(err));
+        }
+        let Some(work) = work else {
+            return self.complete(Ok(()));
+        };
+        let Some(body) = work.cpu else {
+            // A task with no body at all (a barrier) completes as soon as it is ready.
+            return self.complete(Ok(()));
+        };
+        let Some(core) = self.core.get().cloned() else {
+            return self.complete(Ok(()));
+        };
+        self.st.lock().ran_on = Some(DeviceId::Cpu);
+        let name = self.name();
+        for (raw, access) in &work.accesses {
+            if let Err(error) = raw.prepare_host(*access, core.gpus(), core.counters()) {
+                return self.complete(Err(TaskError::TaskData {
+                    task: name.to_string(),
+                    error,
+                }));
+            }
+        }
+        let mut cx = CpuContext::new(&name, &work.accesses, &core);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
+        drop(cx);
+        let result = self.body_result(r);
+        self.complete(result);
+    }
+}
+
+impl GpuJob for Node {
+    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64) -> Option<wgpu::CommandBuffer> {
+        let work = self.work.lock().take();
+        if let Some(err) = self.take_failure() {
+            self.complete(Err(err));
+            return None;
+        }
+        let (Some(work), Some(core)) = (work, self.core.get().cloned()) else {
+            self.complete(Ok(()));
+            return None;
+        };
+        let Some(body) = work.gpu else {
+            self.complete(Ok(()));
+            return None;
+        };
+        let name = self.name();
+        let gpu = driver.index;
+        let mut buffers = Vec::with_capacity(work.accesses.len());
+        for (raw, access) in &work.accesses {
+            match raw.prepare_gpu(*access, gpu, core.gpus(), core.counters()) {
+                Ok(b) => buffers.push((raw.id, *access, b)),
+                Err(error) => {
+                    self.complete(Err(TaskError::TaskData {
+                        task: name.to_string(),
+                        error,
+                    }));
+                    return None;
+                }
+            }
+        }
+        let device = &driver.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(&name),
+        });
+        let (r, cx_error) = {
+            let mut cx = GpuContext::new(&name, &driver.gpu, gpu, &mut encoder, &buffers);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
+            (r, cx.take_error())
+        };
+        let commands = encoder.finish();
+        let scope_error = pollster::block_on(scope.pop());
+        let result = self.body_result(r).and(match (cx_error, scope_error) {
+            (Some(e), _) => Err(e),
+            (None, Some(e)) => Err(TaskError::Gpu {
+                task: name.to_string(),
+                message: e.to_string(),
+            }),
+            (None, None) => Ok(()),
+        });
+        if let Err(e) = result {
+            self.complete(Err(e));
+            return None;
+        }
+        self.st.lock().ran_on = Some(DeviceId::Gpu(gpu));
+        self.release_early(Fence { gpu, seq });
+        Some(commands)
+    }
+
+    fn gpu_done(self: Arc<Self>, result: Result<(), String>) {
+        let name = self.name();
+        self.complete(result.map_err(|message| TaskError::Gpu {
+            task: name.to_string(),
+            message,
+        }));
+    }
+}
