@@ -33,7 +33,6 @@
 //! transfers), [`device`] (topology, kernels).
 
 #![warn(missing_docs)]
-#![recursion_limit = "256"]
 
 pub mod data;
 pub mod device;

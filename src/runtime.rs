@@ -170,10 +170,19 @@ impl RuntimeHandle {
 
     /// A managed array holding `data`, with a label used in errors and overviews.
     pub fn array_named<T: Pod>(&self, label: impl Into<String>, data: Vec<T>) -> Array<T> {
-        self.make_array(Some(label.into()), data.len(), Some(bytemuck::cast_slice(&data)))
+        self.make_array(
+            Some(label.into()),
+            data.len(),
+            Some(bytemuck::cast_slice(&data)),
+        )
     }
 
-    fn make_array<T: Pod>(&self, label: Option<String>, len: usize, init: Option<&[u8]>) -> Array<T> {
+    fn make_array<T: Pod>(
+        &self,
+        label: Option<String>,
+        len: usize,
+        init: Option<&[u8]>,
+    ) -> Array<T> {
         Array::from_raw(RawArray::new(
             label,
             len,

@@ -81,6 +81,10 @@ pub(crate) struct ArrayState {
     pub gpu_buffers: Vec<Option<wgpu::Buffer>>,
 }
 
+// SAFETY: `CopyStates` is plain data and `wgpu::Buffer` is Send + Sync
+// (`crate::device::assert_wgpu_handles_are_thread_safe`).
+unsafe impl Send for ArrayState {}
+
 /// Host bytes, 16-byte aligned, allocated once and never moved, so a task may hold a slice
 /// into them while it runs.
 struct HostBytes(UnsafeCell<Box<[u128]>>);
@@ -297,7 +301,13 @@ impl<T: Pod> Clone for Array<T> {
 
 impl<T: Pod> std::fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Array<{}>({}, len {})", std::any::type_name::<T>(), self.raw.label, self.raw.len)
+        write!(
+            f,
+            "Array<{}>({}, len {})",
+            std::any::type_name::<T>(),
+            self.raw.label,
+            self.raw.len
+        )
     }
 }
 
@@ -344,7 +354,10 @@ impl<T: Pod> Array<T> {
         })?;
         let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = out.clone();
-        engine.read_on_host(&self.raw, Box::new(move |bytes| *sink.lock() = bytes.to_vec()))?;
+        engine.read_on_host(
+            &self.raw,
+            Box::new(move |bytes| *sink.lock() = bytes.to_vec()),
+        )?;
         let bytes = std::mem::take(&mut *out.lock());
         let mut v = vec![T::zeroed(); self.raw.len];
         bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);

@@ -203,7 +203,9 @@ impl CopyStates {
             return Err(format!("no valid copy: {self}"));
         }
         if owners > 1 || (owners == 1 && valid > 1) {
-            return Err(format!("an M/E copy coexists with other valid copies: {self}"));
+            return Err(format!(
+                "an M/E copy coexists with other valid copies: {self}"
+            ));
         }
         Ok(())
     }
@@ -233,7 +235,13 @@ mod tests {
         let mut c = CopyStates::new(2, Host);
         assert_eq!(c.to_string(), "host:E gpu0:I");
         let m = c.plan_read(Gpu(0));
-        assert_eq!(m, vec![Move { from: Host, to: Gpu(0) }]);
+        assert_eq!(
+            m,
+            vec![Move {
+                from: Host,
+                to: Gpu(0)
+            }]
+        );
         c.apply_moves(&m);
         assert_eq!(c.to_string(), "host:S gpu0:S");
         c.write(Gpu(0));
@@ -250,7 +258,16 @@ mod tests {
         let m = c.plan_read(Gpu(0));
         assert_eq!(
             m,
-            vec![Move { from: Gpu(1), to: Host }, Move { from: Host, to: Gpu(0) }]
+            vec![
+                Move {
+                    from: Gpu(1),
+                    to: Host
+                },
+                Move {
+                    from: Host,
+                    to: Gpu(0)
+                }
+            ]
         );
         c.apply_moves(&m);
         assert_eq!(c.to_string(), "host:S gpu0:S gpu1:S");

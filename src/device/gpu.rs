@@ -55,7 +55,9 @@ pub struct GpuDevice {
 
 impl std::fmt::Debug for GpuDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuDevice").field("info", &self.info).finish()
+        f.debug_struct("GpuDevice")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -156,7 +158,9 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
     for adapter in kept {
         match open(&adapter, out.len()) {
             Ok(dev) => out.push(Arc::new(dev)),
-            Err(e) => tracing::warn!(adapter = %adapter.get_info().name, error = %e, "could not open adapter"),
+            Err(e) => {
+                tracing::warn!(adapter = %adapter.get_info().name, error = %e, "could not open adapter")
+            }
         }
     }
     tracing::info!(count = out.len(), "GPU discovery finished");
@@ -221,24 +225,19 @@ mod tests {
     use super::*;
 
     fn info(name: &str, vendor: u32, backend: wgpu::Backend) -> wgpu::AdapterInfo {
-        wgpu::AdapterInfo {
-            name: name.into(),
-            vendor,
-            device: 0,
-            device_type: wgpu::DeviceType::Cpu,
-            device_pci_bus_id: String::new(),
-            driver: String::new(),
-            driver_info: String::new(),
-            backend,
-            subgroup_min_size: 0,
-            subgroup_max_size: 0,
-            transient_saves_memory: None,
-        }
+        let mut i = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, backend);
+        i.name = name.into();
+        i.vendor = vendor;
+        i
     }
 
     #[test]
     fn vulkan_and_gl_views_of_one_device_are_the_same() {
-        let vk = info("llvmpipe (LLVM 15.0.6, 256 bits)", 0x10005, wgpu::Backend::Vulkan);
+        let vk = info(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            0x10005,
+            wgpu::Backend::Vulkan,
+        );
         let gl = info("llvmpipe (LLVM 15.0.6, 256 bits)", 0, wgpu::Backend::Gl);
         assert!(same_physical(&vk, &gl));
         let other = info("NVIDIA H100", 0x10de, wgpu::Backend::Vulkan);
@@ -246,3 +245,10 @@ mod tests {
         assert!(backend_rank(wgpu::Backend::Vulkan) < backend_rank(wgpu::Backend::Gl));
     }
 }
+
+// SAFETY: every field is Send + Sync: `GpuInfo` is plain data, `parking_lot::Mutex` of a
+// Send type is Sync, and the wgpu handles are Send + Sync
+// (`crate::device::assert_wgpu_handles_are_thread_safe` checks this at compile time).
+unsafe impl Send for GpuDevice {}
+// SAFETY: as above.
+unsafe impl Sync for GpuDevice {}

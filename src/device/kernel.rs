@@ -225,7 +225,9 @@ mod tests {
     fn syntax_error_carries_compiler_message() {
         let err = Kernel::compile("fn main( {", "main", &[]).unwrap_err();
         match err {
-            DeviceError::Compile { message, .. } => assert!(message.contains("expected"), "{message}"),
+            DeviceError::Compile { message, .. } => {
+                assert!(message.contains("expected"), "{message}")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -246,3 +248,9 @@ mod tests {
         );
     }
 }
+
+// SAFETY: the fields are plain data and wgpu pipeline/layout handles, which are Send + Sync
+// (`crate::device::assert_wgpu_handles_are_thread_safe`).
+unsafe impl Send for KernelInner {}
+// SAFETY: as above.
+unsafe impl Sync for KernelInner {}

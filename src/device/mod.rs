@@ -24,3 +24,18 @@ pub use error::DeviceError;
 pub use gpu::{gpus, GpuDevice, GpuInfo};
 pub use kernel::{BindingKind, Kernel};
 pub use topology::{CpuInfo, DeviceId, Topology};
+
+/// Compile-time proof that the wgpu handles hetflow stores are `Send + Sync`; the manual
+/// `unsafe impl`s on [`GpuDevice`], the kernel internals and the array state rely on it.
+/// (The impls exist so that auto-trait checks in downstream crates stop at our types instead
+/// of recursing through wgpu-core's deep internals, which overflows rustc's default limit.)
+#[allow(dead_code)]
+pub(crate) fn assert_wgpu_handles_are_thread_safe() {
+    fn ok<T: Send + Sync>() {}
+    ok::<wgpu::Device>();
+    ok::<wgpu::Queue>();
+    ok::<wgpu::Buffer>();
+    ok::<wgpu::ComputePipeline>();
+    ok::<wgpu::BindGroupLayout>();
+    ok::<wgpu::CommandBuffer>();
+}

@@ -170,7 +170,9 @@ impl CpuPool {
 /// other threads.
 pub(crate) fn help_while_waiting(done: &dyn Fn() -> bool, register: &dyn Fn(Waker)) -> bool {
     let Some(w) = current() else { return false };
-    register(Waker::from(Arc::new(UnparkWaker(w.parker.unparker().clone()))));
+    register(Waker::from(Arc::new(UnparkWaker(
+        w.parker.unparker().clone(),
+    ))));
     let pool = &w.pool;
     loop {
         if done() {

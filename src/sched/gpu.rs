@@ -148,8 +148,7 @@ impl GpuDriver {
     fn main(self: Arc<Self>) {
         IN_DRIVER.with(|c| c.set(true));
         let mut pending: VecDeque<GpuJobRef> = VecDeque::new();
-        let mut in_flight: VecDeque<(wgpu::SubmissionIndex, u64, Vec<GpuJobRef>)> =
-            VecDeque::new();
+        let mut in_flight: VecDeque<(wgpu::SubmissionIndex, u64, Vec<GpuJobRef>)> = VecDeque::new();
         let mut seq = 0u64;
         loop {
             {
@@ -170,7 +169,9 @@ impl GpuDriver {
                 let mut buffers = Vec::new();
                 let mut jobs = Vec::new();
                 while jobs.len() < MAX_BATCH {
-                    let Some(job) = self.take_job(&mut pending) else { break };
+                    let Some(job) = self.take_job(&mut pending) else {
+                        break;
+                    };
                     if let Some(cb) = job.clone().encode(&self, seq) {
                         buffers.push(cb);
                         jobs.push(job);

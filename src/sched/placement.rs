@@ -89,7 +89,10 @@ pub(crate) fn candidates(
 
 /// Picks one of `cands` (non-empty) under `policy`.
 pub(crate) fn choose(policy: Policy, cands: &[DeviceId], loads: &Loads) -> DeviceId {
-    let first_gpu = cands.iter().copied().find(|d| matches!(d, DeviceId::Gpu(_)));
+    let first_gpu = cands
+        .iter()
+        .copied()
+        .find(|d| matches!(d, DeviceId::Gpu(_)));
     let has_cpu = cands.contains(&DeviceId::Cpu);
     match policy {
         Policy::PreferGpu => first_gpu.unwrap_or(DeviceId::Cpu),
@@ -135,13 +138,21 @@ mod tests {
             candidates(&Placement::Any, true, true, 1).unwrap(),
             vec![DeviceId::Gpu(0), DeviceId::Cpu]
         );
-        assert_eq!(candidates(&Placement::Any, true, false, 1).unwrap(), vec![DeviceId::Cpu]);
+        assert_eq!(
+            candidates(&Placement::Any, true, false, 1).unwrap(),
+            vec![DeviceId::Cpu]
+        );
         assert!(candidates(&Placement::AnyGpu, true, true, 0).is_err());
         assert!(candidates(&Placement::Gpu(3), false, true, 1).is_err());
         assert!(candidates(&Placement::Cpu, false, true, 1).is_err());
         assert_eq!(
-            candidates(&Placement::OneOf(vec![DeviceId::Cpu, DeviceId::Gpu(0)]), true, true, 1)
-                .unwrap(),
+            candidates(
+                &Placement::OneOf(vec![DeviceId::Cpu, DeviceId::Gpu(0)]),
+                true,
+                true,
+                1
+            )
+            .unwrap(),
             vec![DeviceId::Gpu(0), DeviceId::Cpu]
         );
     }
@@ -149,12 +160,30 @@ mod tests {
     #[test]
     fn eager_takes_idle_device_then_least_loaded() {
         let c = [DeviceId::Gpu(0), DeviceId::Cpu];
-        assert_eq!(choose(Policy::Eager, &c, &loads(0, vec![(true, 0)])), DeviceId::Gpu(0));
-        assert_eq!(choose(Policy::Eager, &c, &loads(1, vec![(false, 9)])), DeviceId::Cpu);
+        assert_eq!(
+            choose(Policy::Eager, &c, &loads(0, vec![(true, 0)])),
+            DeviceId::Gpu(0)
+        );
+        assert_eq!(
+            choose(Policy::Eager, &c, &loads(1, vec![(false, 9)])),
+            DeviceId::Cpu
+        );
         // Busy everywhere: CPU pressure 4/2 = 2 < GPU queue 9.
-        assert_eq!(choose(Policy::Eager, &c, &loads(0, vec![(false, 9)])), DeviceId::Cpu);
-        assert_eq!(choose(Policy::Eager, &c, &loads(0, vec![(false, 1)])), DeviceId::Gpu(0));
-        assert_eq!(choose(Policy::PreferCpu, &c, &loads(0, vec![(true, 0)])), DeviceId::Cpu);
-        assert_eq!(choose(Policy::PreferGpu, &c, &loads(2, vec![(false, 99)])), DeviceId::Gpu(0));
+        assert_eq!(
+            choose(Policy::Eager, &c, &loads(0, vec![(false, 9)])),
+            DeviceId::Cpu
+        );
+        assert_eq!(
+            choose(Policy::Eager, &c, &loads(0, vec![(false, 1)])),
+            DeviceId::Gpu(0)
+        );
+        assert_eq!(
+            choose(Policy::PreferCpu, &c, &loads(0, vec![(true, 0)])),
+            DeviceId::Cpu
+        );
+        assert_eq!(
+            choose(Policy::PreferGpu, &c, &loads(2, vec![(false, 99)])),
+            DeviceId::Gpu(0)
+        );
     }
 }

@@ -58,8 +58,12 @@ impl<T: Send + 'static> TaskBuilder<T> {
     }
 
     /// Runs after every task in `deps`.
-    pub fn after_all<'d, D: Dependency + 'd>(mut self, deps: impl IntoIterator<Item = &'d D>) -> Self {
-        self.deps.extend(deps.into_iter().map(|d| d.task_ref().node));
+    pub fn after_all<'d, D: Dependency + 'd>(
+        mut self,
+        deps: impl IntoIterator<Item = &'d D>,
+    ) -> Self {
+        self.deps
+            .extend(deps.into_iter().map(|d| d.task_ref().node));
         self
     }
 

@@ -58,7 +58,12 @@ impl<'a> CpuContext<'a> {
             .map(|(r, a)| (&**r, *a))
     }
 
-    fn undeclared(&self, raw: &RawArray, used: &'static str, declared: Option<Access>) -> DataError {
+    fn undeclared(
+        &self,
+        raw: &RawArray,
+        used: &'static str,
+        declared: Option<Access>,
+    ) -> DataError {
         DataError::Undeclared {
             task: self.task.to_string(),
             array: raw.label.clone(),
@@ -290,7 +295,8 @@ impl<'a> GpuContext<'a> {
         for (arg, &(binding, kind)) in args.iter().zip(&k.bindings) {
             match arg.arg_ref() {
                 ArgRef::Array(raw) => {
-                    let Some((_, access, buf)) = self.buffers.iter().find(|(id, _, _)| *id == raw.id)
+                    let Some((_, access, buf)) =
+                        self.buffers.iter().find(|(id, _, _)| *id == raw.id)
                     else {
                         return Err(TaskError::TaskData {
                             task: self.task.to_string(),
@@ -355,16 +361,20 @@ impl<'a> GpuContext<'a> {
             })
             .collect();
         let bind_group = layout.as_ref().map(|layout| {
-            self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            self.gpu
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&k.label),
+                    layout,
+                    entries: &entries,
+                })
+        });
+        let mut pass = self
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&k.label),
-                layout,
-                entries: &entries,
-            })
-        });
-        let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&k.label),
-            timestamp_writes: None,
-        });
+                timestamp_writes: None,
+            });
         pass.set_pipeline(pipeline);
         if let Some(bg) = &bind_group {
             pass.set_bind_group(0, bg, &[]);

@@ -109,9 +109,10 @@ impl Core {
 
     /// Sends a placed node to its device once every fence it must respect has passed.
     fn dispatch(self: &Arc<Self>, node: Arc<Node>, target: DeviceId) {
-        let pending = node.fences().into_iter().find(|f| {
-            target != DeviceId::Gpu(f.gpu) && !self.drivers[f.gpu].fence_passed(f.seq)
-        });
+        let pending = node
+            .fences()
+            .into_iter()
+            .find(|f| target != DeviceId::Gpu(f.gpu) && !self.drivers[f.gpu].fence_passed(f.seq));
         if let Some(f) = pending {
             let core = self.clone();
             self.drivers[f.gpu].on_fence(f.seq, Box::new(move || core.dispatch(node, target)));

@@ -45,9 +45,12 @@ impl<T> TaskHandle<T> {
     }
 
     fn take(&self) -> Result<T, TaskError> {
-        self.slot.lock().take().ok_or_else(|| TaskError::ValueTaken {
-            task: self.node.name().to_string(),
-        })
+        self.slot
+            .lock()
+            .take()
+            .ok_or_else(|| TaskError::ValueTaken {
+                task: self.node.name().to_string(),
+            })
     }
 
     /// An untyped, cloneable reference to the task (for dependencies and waiting).

@@ -68,6 +68,15 @@ pub(crate) struct Node {
     pub(crate) spawned: AtomicBool,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name())
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
@@ -367,9 +376,8 @@ impl GpuJob for Node {
         }
         let device = &driver.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some(&name),
-        });
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         let (r, cx_error) = {
             let mut cx = GpuContext::new(&name, &driver.gpu, gpu, &mut encoder, &buffers);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));

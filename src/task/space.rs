@@ -86,7 +86,12 @@ struct SpaceInner {
 
 impl fmt::Debug for TaskSpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TaskSpace({}, {} keys)", self.inner.name, self.inner.tasks.lock().len())
+        write!(
+            f,
+            "TaskSpace({}, {} keys)",
+            self.inner.name,
+            self.inner.tasks.lock().len()
+        )
     }
 }
 
@@ -166,7 +171,10 @@ mod tests {
         let ts = TaskSpace::new("T");
         assert!(ts.claim(&Key::from(1)).is_ok());
         let err = ts.claim(&Key::from(1)).unwrap_err();
-        assert_eq!(err.to_string(), "task space `T`: key [1] was already spawned");
+        assert_eq!(
+            err.to_string(),
+            "task space `T`: key [1] was already spawned"
+        );
         assert!(ts.contains(1));
         assert!(!ts.contains(2));
     }
