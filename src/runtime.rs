@@ -133,6 +133,8 @@ impl std::fmt::Debug for RuntimeHandle {
 pub struct Stats {
     /// Bytes and copies per (from, to) link, e.g. `(Host, Gpu(0))`.
     pub links: std::collections::BTreeMap<(MemorySpace, MemorySpace), LinkStats>,
+    /// Number of GPU submissions per GPU (each carries a batch of ready tasks).
+    pub gpu_submits: Vec<u64>,
 }
 
 impl Stats {
@@ -235,6 +237,7 @@ impl RuntimeHandle {
     pub fn stats(&self) -> Stats {
         Stats {
             links: self.core.counters().snapshot(),
+            gpu_submits: self.core.drivers.iter().map(|d| d.submits()).collect(),
         }
     }
 

@@ -132,15 +132,25 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
         tracing::info!("HETFLOW_GPUS=none: GPUs disabled");
         return Vec::new();
     }
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    if std::env::var("WGPU_BACKEND").is_err() {
-        desc.backends = wgpu::Backends::VULKAN
-            | wgpu::Backends::METAL
-            | wgpu::Backends::DX12
-            | wgpu::Backends::GL;
+    let explicit = std::env::var("WGPU_BACKEND").is_ok();
+    let enumerate = |backends: Option<wgpu::Backends>| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = backends {
+            desc.backends = b;
+        }
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    };
+    // Primary backends first; GL only when they find nothing (it would list the same devices
+    // again, and initialising EGL is slow and noisy on headless machines).
+    let mut adapters = if explicit {
+        enumerate(None)
+    } else {
+        enumerate(Some(wgpu::Backends::PRIMARY))
+    };
+    if adapters.is_empty() && !explicit {
+        adapters = enumerate(Some(wgpu::Backends::GL));
     }
-    let instance = wgpu::Instance::new(desc);
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     adapters.sort_by_key(|a| backend_rank(a.get_info().backend));
     let mut kept: Vec<wgpu::Adapter> = Vec::new();
     for adapter in adapters {

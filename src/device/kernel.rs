@@ -72,6 +72,12 @@ impl Kernel {
         &self.inner.bindings
     }
 
+    #[doc(hidden)]
+    /// Identity of the compiled pipelines (tests check the cache with it).
+    pub fn inner_for_tests(&self) -> Arc<impl Sized + '_> {
+        self.inner.clone()
+    }
+
     /// Workgroups needed to cover `n` invocations along x.
     pub fn groups_for(&self, n: usize) -> [u32; 3] {
         let wg = self.inner.workgroup_size[0].max(1) as usize;

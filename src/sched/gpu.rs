@@ -54,6 +54,7 @@ pub(crate) struct GpuDriver {
     fence_waiters: Mutex<Vec<(u64, FenceWaiter)>>,
     busy: AtomicBool,
     queued: AtomicUsize,
+    submits: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -80,6 +81,7 @@ impl GpuDriver {
             fence_waiters: Mutex::new(Vec::new()),
             busy: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            submits: AtomicU64::new(0),
             thread: Mutex::new(None),
         });
         let me = d.clone();
@@ -105,6 +107,11 @@ impl GpuDriver {
     /// Jobs queued and not yet encoded.
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Number of `queue.submit` calls so far (each carries a batch of tasks).
+    pub(crate) fn submits(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
     }
 
     /// Whether batch `seq` has finished on the device.
@@ -182,6 +189,7 @@ impl GpuDriver {
                     continue;
                 }
                 let index = self.gpu.queue.submit(buffers);
+                self.submits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
                 in_flight.push_back((index, seq, jobs));
             } else if let Some((index, done_seq, jobs)) = in_flight.pop_front() {

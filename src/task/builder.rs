@@ -196,6 +196,18 @@ impl<T: Send + 'static> TaskBuilder<T> {
             },
             None => Node::new(name.clone()),
         };
+        if cpu.is_none() && gpu.is_none() {
+            // A task without a body is a barrier: it completes when its dependencies do. Only
+            // a `()` task can produce its value without a body.
+            let mut value = slot.lock();
+            match (&mut *value as &mut dyn Any).downcast_mut::<Option<()>>() {
+                Some(unit) => *unit = Some(()),
+                None => node.fail_with(TaskError::NoDevice {
+                    task: name.to_string(),
+                    reason: "the task has no CPU or GPU body and its value is not ()".into(),
+                }),
+            }
+        }
         node.set_name(name);
         node.attach(
             core.clone(),

@@ -20,7 +20,6 @@ use crate::device::DeviceId;
 /// let both = pollster::block_on(futures::future::join(a, b));
 /// assert_eq!(both.0.unwrap() + both.1.unwrap(), 42);
 /// ```
-#[must_use = "a task runs whether or not its handle is kept; keep it to see its result"]
 pub struct TaskHandle<T> {
     pub(crate) node: Arc<Node>,
     pub(crate) slot: Arc<Mutex<Option<T>>>,

@@ -1,0 +1,327 @@
+//! Engine behaviour on the CPU: DAG ordering, task spaces, nesting, failures, scale.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hetflow::{Placement, Runtime, TaskError, TaskSpace};
+
+fn rt() -> Runtime {
+    Runtime::builder().cpu_workers(2).no_gpu().build().unwrap()
+}
+
+/// Records the order in which tasks ran.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<&'static str>>>);
+
+impl Log {
+    fn push(&self, s: &'static str) {
+        self.0.lock().unwrap().push(s);
+    }
+    fn pos(&self, s: &str) -> usize {
+        self.0.lock().unwrap().iter().position(|x| *x == s).unwrap()
+    }
+}
+
+#[test]
+fn diamond_runs_in_dependency_order() {
+    let rt = rt();
+    for _ in 0..50 {
+        let log = Log::default();
+        let l = log.clone();
+        let a = rt.task("a").cpu(move |_| l.push("a")).spawn();
+        let l = log.clone();
+        let b = rt.task("b").after(&a).cpu(move |_| l.push("b")).spawn();
+        let l = log.clone();
+        let c = rt.task("c").after(&a).cpu(move |_| l.push("c")).spawn();
+        let l = log.clone();
+        let d = rt
+            .task("d")
+            .after(&b)
+            .after(&c)
+            .cpu(move |_| l.push("d"))
+            .spawn();
+        d.wait().unwrap();
+        assert!(log.pos("a") < log.pos("b") && log.pos("a") < log.pos("c"));
+        assert!(log.pos("b") < log.pos("d") && log.pos("c") < log.pos("d"));
+    }
+}
+
+#[test]
+fn long_chain_passes_values_in_order() {
+    let rt = rt();
+    let acc = Arc::new(AtomicUsize::new(0));
+    let mut prev: Option<hetflow::TaskRef> = None;
+    let n = 10_000;
+    for i in 0..n {
+        let acc = acc.clone();
+        let mut b = rt.task(format!("link{i}")).cpu(move |_| {
+            // Each link sees exactly the links before it.
+            assert_eq!(acc.fetch_add(1, Ordering::SeqCst), i);
+        });
+        if let Some(p) = &prev {
+            b = b.after(p);
+        }
+        prev = Some(b.spawn().task_ref());
+    }
+    prev.unwrap().wait().unwrap();
+    assert_eq!(acc.load(Ordering::SeqCst), n);
+}
+
+#[test]
+fn fan_in_of_1000() {
+    let rt = rt();
+    let sum = Arc::new(AtomicUsize::new(0));
+    let parts: Vec<_> = (0..1000)
+        .map(|i| {
+            let s = sum.clone();
+            rt.task(format!("part{i}"))
+                .cpu(move |_| {
+                    s.fetch_add(i, Ordering::SeqCst);
+                })
+                .spawn()
+        })
+        .collect();
+    let s = sum.clone();
+    let total = rt
+        .task("join")
+        .after_all(&parts)
+        .cpu(move |_| s.load(Ordering::SeqCst))
+        .spawn();
+    assert_eq!(total.wait().unwrap(), 999 * 1000 / 2);
+    assert!(parts.iter().all(|p| p.is_done()));
+}
+
+#[test]
+fn task_space_keys_spawned_out_of_order() {
+    let rt = rt();
+    let ts = TaskSpace::new("T");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    // Spawn T[9] first, T[0] last; T[i] depends on T[i-1].
+    let mut handles = Vec::new();
+    for i in (0..10i64).rev() {
+        let l = log.clone();
+        let mut b = rt.task(format!("t{i}")).key(&ts, i);
+        if i > 0 {
+            b = b.after_key(&ts, i - 1);
+        }
+        handles.push(b.cpu(move |_| l.lock().unwrap().push(i)).spawn());
+    }
+    ts.wait(9).unwrap();
+    assert_eq!(*log.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    // Tuple keys work the same way.
+    let grid = TaskSpace::new("G");
+    let later = rt
+        .task("g11")
+        .key(&grid, (1, 1))
+        .after_key(&grid, (0, 1))
+        .cpu(|_| 11)
+        .spawn();
+    let first = rt.task("g01").key(&grid, (0, 1)).cpu(|_| 1).spawn();
+    assert_eq!(later.wait().unwrap(), 11);
+    assert_eq!(first.wait().unwrap(), 1);
+    // A key can be spawned once.
+    let dup = rt.task("again").key(&grid, (0, 1)).cpu(|_| 0).spawn();
+    assert!(matches!(dup.wait(), Err(TaskError::DuplicateKey { .. })));
+}
+
+#[test]
+fn nested_spawns_and_waits_inside_tasks_do_not_deadlock() {
+    let rt = rt();
+    // Every worker blocks in wait() on children it spawned: the pool must keep running them.
+    fn fib(rt: &hetflow::RuntimeHandle, n: u64) -> u64 {
+        if n < 2 {
+            return n;
+        }
+        let (r1, r2) = (rt.clone(), rt.clone());
+        let a = rt
+            .task("fib")
+            .cpu(move |cx| fib(cx.runtime(), n - 1))
+            .spawn();
+        let b = rt
+            .task("fib")
+            .cpu(move |cx| fib(cx.runtime(), n - 2))
+            .spawn();
+        drop((r1, r2));
+        a.wait().unwrap() + b.wait().unwrap()
+    }
+    let h = rt.task("root").cpu(|cx| fib(cx.runtime(), 15)).spawn();
+    assert_eq!(h.wait().unwrap(), 610);
+}
+
+#[test]
+fn hundred_thousand_tasks_complete() {
+    let rt = rt();
+    let count = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..100_000)
+        .map(|_| {
+            let c = count.clone();
+            rt.task("tiny")
+                .cpu(move |_| {
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+                .spawn()
+        })
+        .collect();
+    for h in handles {
+        h.wait().unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 100_000);
+}
+
+#[test]
+fn panicking_task_fails_its_dependents_and_nothing_else() {
+    let rt = rt();
+    let ok1 = rt.task("ok1").cpu(|_| 1).spawn();
+    let bad = rt
+        .task("bad")
+        .after(&ok1)
+        .cpu(|_| -> i32 { panic!("boom at step 3") })
+        .spawn();
+    let child = rt.task("child").after(&bad).cpu(|_| 2).spawn();
+    let grandchild = rt.task("grandchild").after(&child).cpu(|_| 3).spawn();
+    let unrelated = rt.task("unrelated").after(&ok1).cpu(|_| 4).spawn();
+    match bad.wait() {
+        Err(TaskError::Panicked { task, message }) => {
+            assert_eq!(task, "bad");
+            assert!(message.contains("boom at step 3"));
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    for (h, name) in [(child, "child"), (grandchild, "grandchild")] {
+        match h.wait() {
+            Err(TaskError::DependencyFailed { task, root, cause }) => {
+                assert_eq!(task, name);
+                assert_eq!(root, "bad");
+                assert!(matches!(*cause, TaskError::Panicked { .. }));
+            }
+            other => panic!("expected dependency failure, got {other:?}"),
+        }
+    }
+    assert_eq!(unrelated.wait().unwrap(), 4);
+    assert_eq!(ok1.wait().unwrap(), 1);
+    // The runtime keeps serving.
+    assert_eq!(rt.task("after").cpu(|_| 5).spawn().wait().unwrap(), 5);
+    // A dependency that failed before the dependent was spawned counts too.
+    let late = rt.task("late").after(&bad_again(&rt)).cpu(|_| 6).spawn();
+    assert!(matches!(
+        late.wait(),
+        Err(TaskError::DependencyFailed { .. })
+    ));
+}
+
+fn bad_again(rt: &Runtime) -> hetflow::TaskRef {
+    let h = rt.task("bad2").cpu(|_| -> () { panic!("again") }).spawn();
+    let r = h.task_ref();
+    let _ = r.wait();
+    r
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("input was {0}, expected a positive number")]
+struct Negative(i32);
+
+#[test]
+fn fallible_body_returns_typed_error() {
+    let rt = rt();
+    let h = rt
+        .task("check")
+        .cpu_try(|_| if -3 > 0 { Ok(1) } else { Err(Negative(-3)) })
+        .spawn();
+    let err = h.wait().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task `check` failed: input was -3, expected a positive number"
+    );
+}
+
+#[test]
+fn handles_are_futures() {
+    let rt = rt();
+    let hs: Vec<_> = (0..10)
+        .map(|i| rt.task("f").cpu(move |_| i * i).spawn())
+        .collect();
+    let results = pollster::block_on(futures::future::join_all(hs));
+    let v: Vec<i32> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(v, (0..10).map(|i| i * i).collect::<Vec<_>>());
+}
+
+#[test]
+fn gpu_only_task_without_gpu_is_a_typed_error() {
+    let rt = rt();
+    let h = rt
+        .task("needs-gpu")
+        .on(Placement::AnyGpu)
+        .cpu(|_| 1)
+        .spawn();
+    match h.wait() {
+        Err(TaskError::NoDevice { task, reason }) => {
+            assert_eq!(task, "needs-gpu");
+            assert!(reason.contains("0 GPU"), "{reason}");
+        }
+        other => panic!("expected NoDevice, got {other:?}"),
+    }
+}
+
+#[test]
+fn inferred_dependencies_from_accesses() {
+    let rt = rt();
+    let a = rt.array_from(vec![0u32; 4]);
+    // 100 read-modify-write tasks on one array serialise; readers in between see each step.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..100u32 {
+        let a2 = a.clone();
+        rt.task("inc")
+            .read_write(&a)
+            .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|v| *v += 1))
+            .spawn();
+        let (a3, s) = (a.clone(), seen.clone());
+        rt.task("look")
+            .reads(&a)
+            .cpu(move |cx| s.lock().unwrap().push((i, cx.read(&a3)[0])))
+            .spawn();
+    }
+    assert_eq!(a.to_vec().unwrap(), vec![100; 4]);
+    rt.wait_idle();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 100);
+    assert!(seen.iter().all(|(i, v)| *v == i + 1));
+}
+
+#[test]
+fn undeclared_array_use_fails_the_task() {
+    let rt = rt();
+    let a = rt.array_from(vec![1.0f32; 3]);
+    let a2 = a.clone();
+    let h = rt.task("sneaky").cpu(move |cx| cx.read(&a2)[0]).spawn();
+    let err = h.wait().unwrap_err();
+    assert!(err.to_string().contains("declare it"), "{err}");
+    let a3 = a.clone();
+    let h = rt
+        .task("ro")
+        .reads(&a)
+        .cpu(move |cx| cx.write(&a3)[0] = 2.0)
+        .spawn();
+    assert!(h.wait().unwrap_err().to_string().contains("declared read"));
+    assert_eq!(a.to_vec().unwrap(), vec![1.0; 3]);
+}
+
+#[test]
+fn barrier_task_without_body() {
+    let rt = rt();
+    let a = rt.task("a").cpu(|_| ()).spawn();
+    let barrier = rt.task::<()>("barrier").after(&a).spawn();
+    barrier.wait().unwrap();
+    assert!(a.is_done());
+}
+
+#[test]
+fn spawn_after_drop_and_zero_workers_are_errors() {
+    assert!(Runtime::builder().cpu_workers(0).build().is_err());
+    let rt = rt();
+    let h = rt.handle();
+    drop(rt);
+    assert!(matches!(
+        h.task("late").cpu(|_| 1).spawn().wait(),
+        Err(TaskError::ShutDown { .. })
+    ));
+}
