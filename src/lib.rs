@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod data;
 pub mod device;
 mod runtime;

@@ -115,6 +115,7 @@ impl RuntimeBuilder {
 /// A cloneable handle to a runtime: spawn tasks, create arrays and kernels. Bodies get one
 /// from their context; it does not keep the runtime's threads alive.
 #[derive(Clone)]
+#[repr(transparent)]
 pub struct RuntimeHandle {
     pub(crate) core: Arc<Core>,
 }
@@ -145,8 +146,11 @@ impl Stats {
 }
 
 impl RuntimeHandle {
-    pub(crate) fn from_core(core: Arc<Core>) -> Self {
-        RuntimeHandle { core }
+    /// Views the runtime's shared state as a handle, without touching its reference count.
+    pub(crate) fn from_core_ref(core: &Arc<Core>) -> &RuntimeHandle {
+        // SAFETY: `RuntimeHandle` is `repr(transparent)` over `Arc<Core>`, so the two have the
+        // same layout and a reference to one is a valid reference to the other.
+        unsafe { &*(core as *const Arc<Core>).cast::<RuntimeHandle>() }
     }
 
     /// Starts declaring a task named `name`.
@@ -156,8 +160,11 @@ impl RuntimeHandle {
     /// let h = rt.task("answer").cpu(|_| 6 * 7).spawn();
     /// assert_eq!(h.wait().unwrap(), 42);
     /// ```
-    pub fn task<T: Send + 'static>(&self, name: impl Into<String>) -> TaskBuilder<T> {
-        TaskBuilder::new(self.core.clone(), Arc::from(name.into()))
+    pub fn task<T: Send + 'static>(
+        &self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> TaskBuilder<T> {
+        TaskBuilder::new(self.core.clone(), name.into())
     }
 
     /// A managed array holding `data`, valid on the host.

@@ -1,8 +1,8 @@
 //! The CPU pool: one crossbeam deque per worker, a global injector, stealing, parking.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
@@ -26,8 +26,6 @@ pub(crate) struct CpuPool {
     sleep: Sleep,
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Jobs pushed and not yet taken (approximate, for placement).
-    queued: AtomicUsize,
 }
 
 struct WorkerLocal {
@@ -39,6 +37,8 @@ struct WorkerLocal {
 
 thread_local! {
     static WORKER: RefCell<Option<Rc<WorkerLocal>>> = const { RefCell::new(None) };
+    /// Local pushes that may skip waking a sleeper (see [`quiet_next_push`]).
+    static QUIET_PUSHES: Cell<u32> = const { Cell::new(0) };
 }
 
 struct UnparkWaker(Unparker);
@@ -67,7 +67,6 @@ impl CpuPool {
             sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::with_capacity(n)),
-            queued: AtomicUsize::new(0),
         });
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let pool2 = pool.clone();
@@ -95,17 +94,27 @@ impl CpuPool {
         self.sleep.sleepers()
     }
 
-    /// Jobs queued and not yet started (a hint for placement).
+    /// Jobs waiting in the global queue (a hint for placement).
     pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.injector.len()
     }
 
     /// Queues a job: on the current worker's own deque when called from one of this pool's
     /// workers (locality, no contention), else on the injector. Then wakes a sleeper.
     pub(crate) fn push(self: &Arc<Self>, job: CpuJobRef) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
         match current() {
-            Some(w) if Arc::ptr_eq(&w.pool, self) => w.deque.push(job),
+            Some(w) if Arc::ptr_eq(&w.pool, self) => {
+                w.deque.push(job);
+                let quiet = QUIET_PUSHES.with(|q| {
+                    let n = q.get();
+                    q.set(n.saturating_sub(1));
+                    n > 0
+                });
+                if quiet {
+                    // This worker's job has finished its body; it pops this job next.
+                    return;
+                }
+            }
             _ => self.injector.push(job),
         }
         self.sleep.notify_one();
@@ -141,8 +150,23 @@ impl CpuPool {
     }
 
     fn run(&self, job: CpuJobRef) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
         job.run_on_cpu();
+    }
+
+    /// A few rounds of searching with `yield_now` between them before parking: a job that
+    /// arrives within microseconds is taken without a futex wake (as rayon-core does).
+    fn search_briefly(&self, w: &WorkerLocal, done: &dyn Fn() -> bool) -> Option<CpuJobRef> {
+        let _searching = self.sleep.searching();
+        for _ in 0..SEARCH_ROUNDS {
+            if done() {
+                return None;
+            }
+            std::thread::yield_now();
+            if let Some(j) = self.find_work(w) {
+                return Some(j);
+            }
+        }
+        None
     }
 
     /// Stops the workers once their queues are empty and joins them. Must not be called from
@@ -164,6 +188,19 @@ impl CpuPool {
     }
 }
 
+/// Rounds of yield-and-search an idle worker makes before it parks.
+const SEARCH_ROUNDS: usize = 16;
+
+/// Runs `f` (a job's completion) letting its first push to this worker's own deque skip the
+/// wake-up: the worker pops that job itself as soon as `f` returns, so waking a sleeper
+/// would only make it race for the job. Further pushes wake sleepers as usual.
+pub(crate) fn quiet_next_push<R>(f: impl FnOnce() -> R) -> R {
+    QUIET_PUSHES.with(|q| q.set(1));
+    let r = f();
+    QUIET_PUSHES.with(|q| q.set(0));
+    r
+}
+
 /// If the calling thread is a CPU worker (of any runtime), runs other jobs until `done()`
 /// holds and returns true. `register` receives a waker that wakes this worker; the caller
 /// arranges for it to be called when `done()` becomes true. Returns false, doing nothing, on
@@ -178,9 +215,16 @@ pub(crate) fn help_while_waiting(done: &dyn Fn() -> bool, register: &dyn Fn(Wake
         if done() {
             return true;
         }
-        if let Some(job) = pool.find_work(&w) {
+        if let Some(job) = pool.find_work(&w).or_else(|| pool.search_briefly(&w, done)) {
             pool.run(job);
+            if done() && !w.deque.is_empty() {
+                // Going back to the waiting body: let a sleeper take what we queued quietly.
+                pool.sleep.notify_one();
+            }
             continue;
+        }
+        if done() {
+            return true;
         }
         pool.sleep.sleep(w.index, &w.parker, || {
             done() || pool.has_work() || pool.shutdown.load(Ordering::SeqCst)
@@ -199,6 +243,10 @@ fn worker_main(local: Rc<WorkerLocal>) {
         }
         if pool.shutdown.load(Ordering::SeqCst) && !pool.has_work() {
             break;
+        }
+        if let Some(job) = pool.search_briefly(&local, &|| pool.shutdown.load(Ordering::Relaxed)) {
+            pool.run(job);
+            continue;
         }
         pool.sleep.sleep(local.index, &local.parker, || {
             pool.has_work() || pool.shutdown.load(Ordering::SeqCst)

@@ -26,6 +26,8 @@ use crate::device::GpuDevice;
 
 const MAX_BATCH: usize = 1024;
 const MAX_IN_FLIGHT: usize = 2;
+/// How long an idle driver polls its inbox before blocking.
+const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// A unit of GPU work.
 pub(crate) trait GpuJob: Send + Sync {
@@ -166,7 +168,16 @@ impl GpuDriver {
                         break;
                     }
                     self.busy.store(false, Ordering::Relaxed);
-                    self.wake.wait(&mut inbox);
+                    // Spin briefly before blocking: the next task of a dependent sequence
+                    // usually arrives within microseconds, and a wake-up costs more.
+                    drop(inbox);
+                    let queued = || self.queued.load(Ordering::Acquire) > 0;
+                    if !crate::task::node::spin_until(IDLE_SPIN, queued) {
+                        let mut inbox = self.inbox.lock();
+                        if inbox.jobs.is_empty() && !inbox.shutdown {
+                            self.wake.wait(&mut inbox);
+                        }
+                    }
                     continue;
                 }
             }

@@ -8,6 +8,8 @@ use parking_lot::Mutex;
 pub(crate) struct Sleep {
     idle: Mutex<Vec<usize>>,
     sleepers: AtomicUsize,
+    /// Workers awake and looking for work; while one is, posting wakes nobody.
+    searching: AtomicUsize,
     unparkers: Vec<Unparker>,
 }
 
@@ -16,6 +18,7 @@ impl Sleep {
         Sleep {
             idle: Mutex::new(Vec::with_capacity(unparkers.len())),
             sleepers: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
             unparkers,
         }
     }
@@ -28,7 +31,7 @@ impl Sleep {
     /// Wakes one sleeping worker, if any. Call after publishing a job.
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) == 0 {
+        if self.searching.load(Ordering::SeqCst) > 0 || self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
         let woken = {
@@ -42,6 +45,12 @@ impl Sleep {
         if let Some(i) = woken {
             self.unparkers[i].unpark();
         }
+    }
+
+    /// Marks the calling worker as searching (awake, looking for work) until the guard drops.
+    pub(crate) fn searching(&self) -> SearchingGuard<'_> {
+        self.searching.fetch_add(1, Ordering::SeqCst);
+        SearchingGuard(self)
     }
 
     /// Wakes every sleeping worker (shutdown).
@@ -80,5 +89,16 @@ impl Sleep {
             idle.swap_remove(pos);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// Counts a worker as searching while alive. Dropping it decrements the count *before* the
+/// worker registers to sleep, and the sleep path re-checks the queues after registering, so a
+/// job posted while the count was non-zero is still found (`SLEEP.md`).
+pub(crate) struct SearchingGuard<'a>(&'a Sleep);
+
+impl Drop for SearchingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.searching.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -4,13 +4,13 @@ use std::any::Any;
 use std::sync::Arc;
 
 use bytemuck::Pod;
-use parking_lot::Mutex;
+use std::marker::PhantomData;
 
 use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
-use super::node::{CpuBody, GpuBody, Node, Work};
+use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work};
 use super::space::{Key, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array};
@@ -23,10 +23,10 @@ use crate::sched::Placement;
 #[must_use = "a task does nothing until spawn() is called"]
 pub struct TaskBuilder<T> {
     core: Arc<Core>,
-    name: Arc<str>,
+    name: TaskName,
     cpu: Option<CpuBody>,
     gpu: Option<GpuBody>,
-    slot: Arc<Mutex<Option<T>>>,
+    _value: PhantomData<fn() -> T>,
     deps: Vec<Arc<Node>>,
     key: Option<(TaskSpace, Key)>,
     key_deps: Vec<(TaskSpace, Key)>,
@@ -35,13 +35,13 @@ pub struct TaskBuilder<T> {
 }
 
 impl<T: Send + 'static> TaskBuilder<T> {
-    pub(crate) fn new(core: Arc<Core>, name: Arc<str>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, name: TaskName) -> Self {
         TaskBuilder {
             core,
             name,
             cpu: None,
             gpu: None,
-            slot: Arc::new(Mutex::new(None)),
+            _value: PhantomData,
             deps: Vec::new(),
             key: None,
             key_deps: Vec::new(),
@@ -111,12 +111,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
 
     /// The CPU body. Its return value is the task's value.
     pub fn cpu(mut self, f: impl FnOnce(&mut CpuContext<'_>) -> T + Send + 'static) -> Self {
-        let slot = self.slot.clone();
-        self.cpu = Some(Box::new(move |cx| {
-            let v = f(cx);
-            *slot.lock() = Some(v);
-            Ok(())
-        }));
+        self.cpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)) as Value)));
         self
     }
 
@@ -128,23 +123,14 @@ impl<T: Send + 'static> TaskBuilder<T> {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let slot = self.slot.clone();
-        self.cpu = Some(Box::new(move |cx| {
-            *slot.lock() = Some(f(cx)?);
-            Ok(())
-        }));
+        self.cpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)?) as Value)));
         self
     }
 
     /// The GPU body: records dispatches with [`GpuContext::dispatch`]. Its return value is the
     /// task's value, delivered once the GPU work has finished.
     pub fn gpu(mut self, f: impl FnOnce(&mut GpuContext<'_>) -> T + Send + 'static) -> Self {
-        let slot = self.slot.clone();
-        self.gpu = Some(Box::new(move |cx| {
-            let v = f(cx);
-            *slot.lock() = Some(v);
-            Ok(())
-        }));
+        self.gpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)) as Value)));
         self
     }
 
@@ -156,11 +142,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let slot = self.slot.clone();
-        self.gpu = Some(Box::new(move |cx| {
-            *slot.lock() = Some(f(cx)?);
-            Ok(())
-        }));
+        self.gpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)?) as Value)));
         self
     }
 
@@ -173,7 +155,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
             name,
             cpu,
             gpu,
-            slot,
+            _value,
             deps,
             key,
             key_deps,
@@ -182,7 +164,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         } = self;
         let fail = |e: TaskError| TaskHandle {
             node: Node::finished(name.clone(), Err(e)),
-            slot: slot.clone(),
+            _value: PhantomData,
         };
         if core.shut_down.load(std::sync::atomic::Ordering::Acquire) {
             return fail(TaskError::ShutDown {
@@ -199,26 +181,16 @@ impl<T: Send + 'static> TaskBuilder<T> {
         if cpu.is_none() && gpu.is_none() {
             // A task without a body is a barrier: it completes when its dependencies do. Only
             // a `()` task can produce its value without a body.
-            let mut value = slot.lock();
-            match (&mut *value as &mut dyn Any).downcast_mut::<Option<()>>() {
-                Some(unit) => *unit = Some(()),
-                None => node.fail_with(TaskError::NoDevice {
+            if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
+                node.set_value(Box::new(()));
+            } else {
+                node.fail_with(TaskError::NoDevice {
                     task: name.to_string(),
                     reason: "the task has no CPU or GPU body and its value is not ()".into(),
-                }),
+                });
             }
         }
         node.set_name(name);
-        node.attach(
-            core.clone(),
-            Work {
-                cpu,
-                gpu,
-                placement,
-                accesses: accesses.clone(),
-                target: None,
-            },
-        );
         for d in &deps {
             node.add_dependency(d);
         }
@@ -250,7 +222,21 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 }
             }
         }
+        // Attach last: nothing can schedule the node before the guard below is dropped.
+        node.attach(
+            core,
+            Work {
+                cpu,
+                gpu,
+                placement,
+                accesses,
+                target: None,
+            },
+        );
         node.clone().release_one();
-        TaskHandle { node, slot }
+        TaskHandle {
+            node,
+            _value: PhantomData,
+        }
     }
 }

@@ -19,20 +19,20 @@ pub struct CpuContext<'a> {
     accesses: &'a [(Arc<RawArray>, Access)],
     /// (array id, n) with n > 0 shared borrows, n = -1 one mutable borrow.
     borrows: RefCell<Vec<(u64, i32)>>,
-    runtime: RuntimeHandle,
+    runtime: &'a RuntimeHandle,
 }
 
 impl<'a> CpuContext<'a> {
     pub(crate) fn new(
         task: &'a str,
         accesses: &'a [(Arc<RawArray>, Access)],
-        core: &Arc<Core>,
+        core: &'a Arc<Core>,
     ) -> Self {
         CpuContext {
             task,
             accesses,
             borrows: RefCell::new(Vec::new()),
-            runtime: RuntimeHandle::from_core(core.clone()),
+            runtime: RuntimeHandle::from_core_ref(core),
         }
     }
 
@@ -43,7 +43,7 @@ impl<'a> CpuContext<'a> {
 
     /// The runtime, to spawn nested tasks or create arrays from inside a body.
     pub fn runtime(&self) -> &RuntimeHandle {
-        &self.runtime
+        self.runtime
     }
 
     fn declared(&self, raw: &RawArray) -> Option<Access> {

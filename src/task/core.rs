@@ -7,14 +7,14 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Condvar, Mutex};
 
 use super::error::TaskError;
-use super::node::Node;
+use super::node::{Node, Work};
 use crate::data::array::{Engine, RawArray};
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::placement::{self, Loads};
-use crate::sched::Policy;
+use crate::sched::{Placement, Policy};
 
 pub(crate) struct Core {
     pub(crate) pool: Arc<CpuPool>,
@@ -75,35 +75,37 @@ impl Core {
     /// Called once per node, when its last dependency is released.
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
         self.live.fetch_add(1, Ordering::AcqRel);
-        let target = {
-            let mut guard = node.work.lock();
-            match guard.as_mut() {
-                Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
-                    match placement::candidates(
-                        &work.placement,
-                        work.cpu.is_some(),
-                        work.gpu.is_some(),
-                        self.drivers.len(),
-                    ) {
-                        Ok(c) => {
-                            let t = placement::choose(self.policy, &c, &self.loads());
-                            work.target = Some(t);
-                            Some(t)
-                        }
-                        Err(reason) => {
-                            drop(guard);
-                            node.fail_with(TaskError::NoDevice {
-                                task: node.name().to_string(),
-                                reason,
-                            });
-                            None
-                        }
-                    }
-                }
-                // Barriers and failed tasks finish on the CPU pool (cheap, and never recursive).
-                _ => None,
+        let gpus = self.drivers.len();
+        let decision = node.with_work(|work| match work {
+            Some(work) if fast_target(work, gpus).is_some() => {
+                work.target = fast_target(work, gpus);
+                Ok(work.target)
             }
-        };
+            Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
+                match placement::candidates(
+                    &work.placement,
+                    work.cpu.is_some(),
+                    work.gpu.is_some(),
+                    gpus,
+                ) {
+                    Ok(c) => {
+                        let t = placement::choose(self.policy, &c, &self.loads());
+                        work.target = Some(t);
+                        Ok(Some(t))
+                    }
+                    Err(reason) => Err(reason),
+                }
+            }
+            // Barriers finish on the CPU pool (cheap, and never recursive).
+            _ => Ok(None),
+        });
+        let target = decision.unwrap_or_else(|reason| {
+            node.fail_with(TaskError::NoDevice {
+                task: node.name().to_string(),
+                reason,
+            });
+            None
+        });
         self.dispatch(node, target.unwrap_or(DeviceId::Cpu));
     }
 
@@ -150,6 +152,16 @@ impl Core {
         while self.live.load(Ordering::Acquire) != 0 {
             self.quiet_cv.wait(&mut g);
         }
+    }
+}
+
+/// The device of a task that can run in exactly one place (no allocation, no load query).
+fn fast_target(work: &Work, gpus: usize) -> Option<DeviceId> {
+    match (&work.placement, work.cpu.is_some(), work.gpu.is_some()) {
+        (Placement::Cpu, true, _) | (Placement::Any, true, false) => Some(DeviceId::Cpu),
+        (Placement::Gpu(i), _, true) if *i < gpus => Some(DeviceId::Gpu(*i)),
+        (Placement::Any | Placement::AnyGpu, false, true) if gpus == 1 => Some(DeviceId::Gpu(0)),
+        _ => None,
     }
 }
 

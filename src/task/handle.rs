@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use parking_lot::Mutex;
+use std::marker::PhantomData;
 
 use super::error::TaskError;
 use super::node::Node;
@@ -22,7 +22,7 @@ use crate::device::DeviceId;
 /// ```
 pub struct TaskHandle<T> {
     pub(crate) node: Arc<Node>,
-    pub(crate) slot: Arc<Mutex<Option<T>>>,
+    pub(crate) _value: PhantomData<fn() -> T>,
 }
 
 impl<T> std::fmt::Debug for TaskHandle<T> {
@@ -34,7 +34,7 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
     }
 }
 
-impl<T> TaskHandle<T> {
+impl<T: 'static> TaskHandle<T> {
     /// Blocks until the task finished and returns its value or its error. On a CPU worker
     /// (inside a body) the worker runs other tasks while it waits, so this cannot deadlock the
     /// pool.
@@ -44,9 +44,10 @@ impl<T> TaskHandle<T> {
     }
 
     fn take(&self) -> Result<T, TaskError> {
-        self.slot
-            .lock()
-            .take()
+        self.node
+            .take_value()
+            .and_then(|v| v.downcast::<T>().ok())
+            .map(|b| *b)
             .ok_or_else(|| TaskError::ValueTaken {
                 task: self.node.name().to_string(),
             })
@@ -75,7 +76,7 @@ impl<T> TaskHandle<T> {
     }
 }
 
-impl<T> Future for TaskHandle<T> {
+impl<T: 'static> Future for TaskHandle<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -150,7 +151,7 @@ pub trait Dependency {
     fn task_ref(&self) -> TaskRef;
 }
 
-impl<T> Dependency for TaskHandle<T> {
+impl<T: 'static> Dependency for TaskHandle<T> {
     fn task_ref(&self) -> TaskRef {
         TaskHandle::task_ref(self)
     }

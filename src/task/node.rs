@@ -10,6 +10,7 @@
 //!
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
@@ -22,13 +23,18 @@ use super::error::TaskError;
 use crate::data::array::RawArray;
 use crate::data::Access;
 use crate::device::DeviceId;
-use crate::sched::cpu::{help_while_waiting, CpuJob};
+use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
 use crate::sched::gpu::{on_driver_thread, GpuDriver, GpuJob};
 use crate::sched::Placement;
 
+/// A task's name: free for `&'static str` names.
+pub(crate) type TaskName = Cow<'static, str>;
+
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
-pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<(), BodyError> + Send>;
-pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<(), BodyError> + Send>;
+/// A task's value, type-erased (a `()` value costs no allocation).
+pub(crate) type Value = Box<dyn std::any::Any + Send>;
+pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<Value, BodyError> + Send>;
+pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<Value, BodyError> + Send>;
 
 /// A submitted GPU batch: `(gpu, seq)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,19 +59,42 @@ struct NodeState {
     dependents: Vec<Arc<Node>>,
     wakers: Vec<Waker>,
     /// The error this task completes with instead of running (a failed dependency, no device).
-    fail_with: Option<TaskError>,
+    fail_with: Option<Box<TaskError>>,
     fences: Vec<Fence>,
     ran_on: Option<DeviceId>,
+    /// Bodies and data of a spawned task, taken when it runs.
+    work: Option<Work>,
+    /// The body's value, until a handle takes it.
+    value: Option<Value>,
 }
 
 pub(crate) struct Node {
-    name: Mutex<Arc<str>>,
+    name: Mutex<TaskName>,
     remaining: AtomicUsize,
     st: Mutex<NodeState>,
     cv: Condvar,
-    pub(crate) work: Mutex<Option<Work>>,
     core: OnceLock<Arc<Core>>,
     pub(crate) spawned: AtomicBool,
+    /// Mirrors `st.done.is_some()` for lock-free polling by spinning waiters.
+    done_flag: AtomicBool,
+}
+
+/// How long a thread outside the pool spins (yielding) for a task before it blocks: GPU round
+/// trips are tens of microseconds, and waking a blocked thread on a VM costs about as much.
+const SPIN_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Polls `cond` with `yield_now` between checks for up to `limit`; true if it became true.
+pub(crate) fn spin_until(limit: std::time::Duration, cond: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -88,36 +117,54 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Node {
-    pub(crate) fn new(name: Arc<str>) -> Arc<Node> {
+    pub(crate) fn new(name: TaskName) -> Arc<Node> {
         Arc::new(Node {
             name: Mutex::new(name),
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
-            work: Mutex::new(None),
             core: OnceLock::new(),
             spawned: AtomicBool::new(false),
+            done_flag: AtomicBool::new(false),
         })
     }
 
     /// A node that is already finished with `result` (spawn errors).
-    pub(crate) fn finished(name: Arc<str>, result: Result<(), TaskError>) -> Arc<Node> {
+    pub(crate) fn finished(name: TaskName, result: Result<(), TaskError>) -> Arc<Node> {
         let n = Node::new(name);
         n.st.lock().done = Some(result);
+        n.done_flag.store(true, Ordering::Release);
         n
     }
 
-    pub(crate) fn name(&self) -> Arc<str> {
+    pub(crate) fn name(&self) -> TaskName {
         self.name.lock().clone()
     }
 
-    pub(crate) fn set_name(&self, name: Arc<str>) {
+    pub(crate) fn set_name(&self, name: TaskName) {
         *self.name.lock() = name;
     }
 
     pub(crate) fn attach(&self, core: Arc<Core>, work: Work) {
         let _ = self.core.set(core);
-        *self.work.lock() = Some(work);
+        self.st.lock().work = Some(work);
+    }
+
+    /// Runs `f` on the task's work (None for barriers and placeholders) under the node's lock.
+    pub(crate) fn with_work<R>(&self, f: impl FnOnce(Option<&mut Work>) -> R) -> R {
+        f(self.st.lock().work.as_mut())
+    }
+
+    /// Takes the work and any pending failure in one lock; records `device` as where the task
+    /// runs when it will run its body there.
+    fn begin(&self, device: DeviceId) -> (Option<Work>, Option<TaskError>) {
+        let mut st = self.st.lock();
+        let work = st.work.take();
+        let failure = st.fail_with.take().map(|b| *b);
+        if failure.is_none() && work.is_some() {
+            st.ran_on = Some(device);
+        }
+        (work, failure)
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -138,7 +185,10 @@ impl Node {
 
     /// Marks the task to complete with `err` instead of running (first error wins).
     pub(crate) fn fail_with(&self, err: TaskError) {
-        self.st.lock().fail_with.get_or_insert(err);
+        self.st
+            .lock()
+            .fail_with
+            .get_or_insert_with(|| Box::new(err));
     }
 
     fn dependency_failed(&self, dep_err: &TaskError, dep_name: &str) -> TaskError {
@@ -193,8 +243,8 @@ impl Node {
     /// Drops one count of `remaining`; schedules the node when it reaches zero.
     pub(crate) fn release_one(self: Arc<Self>) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            match self.core.get().cloned() {
-                Some(core) => core.schedule(self),
+            match self.core.get() {
+                Some(core) => core.schedule(self.clone()),
                 None => tracing::error!(task = %self.name(), "ready task without a runtime"),
             }
         }
@@ -225,14 +275,19 @@ impl Node {
 
     /// Finishes the task: records the result, wakes waiters, releases dependents.
     pub(crate) fn complete(self: &Arc<Self>, result: Result<(), TaskError>) {
-        let name = self.name();
-        if let Err(e) = &result {
+        let failure = result.as_ref().err().cloned();
+        let name = if failure.is_some() {
+            self.name()
+        } else {
+            TaskName::Borrowed("")
+        };
+        if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let failure = result.as_ref().err().cloned();
         let (dependents, wakers) = {
             let mut st = self.st.lock();
             st.done = Some(result);
+            self.done_flag.store(true, Ordering::Release);
             (
                 std::mem::take(&mut st.dependents),
                 std::mem::take(&mut st.wakers),
@@ -248,10 +303,6 @@ impl Node {
         if let Some(core) = self.core.get() {
             core.task_finished();
         }
-    }
-
-    fn take_failure(&self) -> Option<TaskError> {
-        self.st.lock().fail_with.take()
     }
 
     /// Registers `w` to be woken at completion (at once if already complete).
@@ -281,7 +332,7 @@ impl Node {
                 w.wake();
             }
         });
-        if !helped {
+        if !helped && !spin_until(SPIN_WAIT, || self.done_flag.load(Ordering::Acquire)) {
             let mut st = self.st.lock();
             while st.done.is_none() {
                 self.cv.wait(&mut st);
@@ -294,26 +345,42 @@ impl Node {
         })
     }
 
-    fn body_result(&self, r: std::thread::Result<Result<(), BodyError>>) -> Result<(), TaskError> {
-        let task = self.name().to_string();
+    /// Turns a body's outcome into the task's result, storing its value.
+    fn body_result(
+        &self,
+        r: std::thread::Result<Result<Value, BodyError>>,
+    ) -> Result<(), TaskError> {
         match r {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(v)) => {
+                self.st.lock().value = Some(v);
+                Ok(())
+            }
             Ok(Err(e)) => Err(TaskError::Failed {
-                task,
+                task: self.name().to_string(),
                 error: Arc::from(e),
             }),
             Err(p) => Err(TaskError::Panicked {
-                task,
+                task: self.name().to_string(),
                 message: panic_message(&*p),
             }),
         }
+    }
+
+    /// Takes the stored value (None if already taken, or the task produced none).
+    pub(crate) fn take_value(&self) -> Option<Value> {
+        self.st.lock().value.take()
+    }
+
+    /// Stores a value directly (barriers produce `()`).
+    pub(crate) fn set_value(&self, v: Value) {
+        self.st.lock().value = Some(v);
     }
 }
 
 impl CpuJob for Node {
     fn run_on_cpu(self: Arc<Self>) {
-        let work = self.work.lock().take();
-        if let Some(err) = self.take_failure() {
+        let (work, failure) = self.begin(DeviceId::Cpu);
+        if let Some(err) = failure {
             return self.complete(Err(err));
         }
         let Some(work) = work else {
@@ -323,10 +390,9 @@ impl CpuJob for Node {
             // A task with no body at all (a barrier) completes as soon as it is ready.
             return self.complete(Ok(()));
         };
-        let Some(core) = self.core.get().cloned() else {
+        let Some(core) = self.core.get() else {
             return self.complete(Ok(()));
         };
-        self.st.lock().ran_on = Some(DeviceId::Cpu);
         let name = self.name();
         for (raw, access) in &work.accesses {
             if let Err(error) = raw.prepare_host(*access, core.gpus(), core.counters()) {
@@ -336,18 +402,18 @@ impl CpuJob for Node {
                 }));
             }
         }
-        let mut cx = CpuContext::new(&name, &work.accesses, &core);
+        let mut cx = CpuContext::new(&name, &work.accesses, core);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
         drop(cx);
         let result = self.body_result(r);
-        self.complete(result);
+        quiet_next_push(|| self.complete(result));
     }
 }
 
 impl GpuJob for Node {
     fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64) -> Option<wgpu::CommandBuffer> {
-        let work = self.work.lock().take();
-        if let Some(err) = self.take_failure() {
+        let (work, failure) = self.begin(DeviceId::Gpu(driver.index));
+        if let Some(err) = failure {
             self.complete(Err(err));
             return None;
         }
@@ -397,7 +463,6 @@ impl GpuJob for Node {
             self.complete(Err(e));
             return None;
         }
-        self.st.lock().ran_on = Some(DeviceId::Gpu(gpu));
         self.release_early(Fence { gpu, seq });
         Some(commands)
     }

@@ -1,0 +1,362 @@
+//! Engine micro-benchmarks, shared by `hetflow bench` and `benches/engine.rs`.
+//!
+//! Every workload comes with a baseline run in the same process on the same machine (rayon,
+//! raw wgpu, a plain loop), because absolute times on shared machines drift; what is reported
+//! is the ratio, and for absolute goals the per-item time.
+
+use std::time::{Duration, Instant};
+
+use crate::{Placement, Runtime};
+
+/// A GPU kernel adding one to every element, used by the GPU workloads.
+pub const ADD_ONE_WGSL: &str = "
+@group(0) @binding(0) var<storage, read_write> a: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + 1u; }
+}";
+
+/// What a comparison aims for.
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    /// hetflow / baseline at most this.
+    Ratio(f64),
+    /// hetflow's time per item at most this many nanoseconds.
+    PerItemNs(f64),
+}
+
+/// One measured comparison.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// What was measured.
+    pub name: String,
+    /// hetflow's time per item, ns.
+    pub hetflow_ns: f64,
+    /// The baseline's name.
+    pub baseline: &'static str,
+    /// The baseline's time per item, ns.
+    pub baseline_ns: f64,
+    /// The goal.
+    pub goal: Goal,
+}
+
+impl Comparison {
+    /// hetflow / baseline.
+    pub fn ratio(&self) -> f64 {
+        self.hetflow_ns / self.baseline_ns
+    }
+
+    /// Whether the goal is met.
+    pub fn meets_goal(&self) -> bool {
+        match self.goal {
+            Goal::Ratio(r) => self.ratio() <= r,
+            Goal::PerItemNs(ns) => self.hetflow_ns <= ns,
+        }
+    }
+}
+
+/// Median time per item of `reps` runs of `ours` and of `base`, alternating the two so both
+/// see the same machine state (each returns the time of `items` items).
+pub fn compare_per_item(
+    reps: usize,
+    items: usize,
+    mut ours: impl FnMut() -> Duration,
+    mut base: impl FnMut() -> Duration,
+) -> (f64, f64) {
+    ours(); // warm-up
+    base();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..reps.max(1) {
+        a.push(ours().as_nanos() as f64 / items as f64);
+        b.push(base().as_nanos() as f64 / items as f64);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(a), median(b))
+}
+
+/// Spawns `n` independent empty CPU tasks without keeping handles, then waits until the
+/// runtime is idle — the same shape as `rayon::scope`.
+pub fn hetflow_empty_tasks_scoped(rt: &Runtime, n: usize) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        drop(rt.task("empty").on(Placement::Cpu).cpu(|_| ()).spawn());
+    }
+    rt.wait_idle();
+    t.elapsed()
+}
+
+/// Spawns `n` independent empty CPU tasks, keeps their handles and waits on each.
+pub fn hetflow_empty_tasks(rt: &Runtime, n: usize) -> Duration {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..n)
+        .map(|_| rt.task("empty").on(Placement::Cpu).cpu(|_| ()).spawn())
+        .collect();
+    for h in hs {
+        let _ = h.wait();
+    }
+    t.elapsed()
+}
+
+/// `rayon::scope` spawning `n` empty closures on `pool`.
+pub fn rayon_empty_tasks(pool: &rayon::ThreadPool, n: usize) -> Duration {
+    let t = Instant::now();
+    pool.scope(|s| {
+        for _ in 0..n {
+            s.spawn(|_| {});
+        }
+    });
+    t.elapsed()
+}
+
+/// A chain of `n` dependent empty CPU tasks, spawned up front.
+pub fn hetflow_chain(rt: &Runtime, n: usize) -> Duration {
+    let t = Instant::now();
+    let mut prev = rt.task("link").on(Placement::Cpu).cpu(|_| ()).spawn();
+    for _ in 1..n {
+        prev = rt
+            .task("link")
+            .after(&prev)
+            .on(Placement::Cpu)
+            .cpu(|_| ())
+            .spawn();
+    }
+    let _ = prev.wait();
+    t.elapsed()
+}
+
+/// The same chain as nested `rayon::spawn`s: each link spawns the next when it finishes.
+pub fn rayon_chain(pool: &rayon::ThreadPool, n: usize) -> Duration {
+    fn link(s: &rayon::Scope<'_>, left: usize) {
+        if left > 0 {
+            s.spawn(move |s| link(s, left - 1));
+        }
+    }
+    let t = Instant::now();
+    pool.scope(|s| link(s, n));
+    t.elapsed()
+}
+
+/// One empty GPU task, spawned and waited for.
+pub fn hetflow_gpu_round_trip(rt: &Runtime) -> Duration {
+    let t = Instant::now();
+    let _ = rt
+        .task("empty-gpu")
+        .on(Placement::Gpu(0))
+        .gpu(|_| ())
+        .spawn()
+        .wait();
+    t.elapsed()
+}
+
+/// Raw wgpu: an empty command buffer submitted, then polled until done — spinning on
+/// `poll(Poll)` with `yield_now`, the fastest way to learn of completion (a blocking
+/// `poll(Wait)` pays the OS wake-up, which on a VM is tens of microseconds).
+pub fn raw_gpu_round_trip(gpu: &crate::device::GpuDevice) -> Duration {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = Instant::now();
+    let enc = gpu
+        .wgpu_device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    gpu.wgpu_queue().submit([enc.finish()]);
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    gpu.wgpu_queue()
+        .on_submitted_work_done(move || d.store(true, Ordering::Release));
+    while !done.load(Ordering::Acquire) {
+        let _ = gpu.wgpu_device().poll(wgpu::PollType::Poll);
+        std::thread::yield_now();
+    }
+    t.elapsed()
+}
+
+/// `n` dependent GPU tasks, each adding one to a small array; waits for the last.
+pub fn hetflow_gpu_chain(rt: &Runtime, kernel: &crate::Kernel, n: usize) -> Duration {
+    let a = rt.array::<u32>(64);
+    let t = Instant::now();
+    let mut last = None;
+    for _ in 0..n {
+        let (k, a2) = (kernel.clone(), a.clone());
+        last = Some(
+            rt.task("inc")
+                .read_write(&a)
+                .on(Placement::Gpu(0))
+                .gpu(move |cx| cx.dispatch(&k, &[&a2], [1, 1, 1]))
+                .spawn(),
+        );
+    }
+    if let Some(h) = last {
+        let _ = h.wait();
+    }
+    t.elapsed()
+}
+
+/// Raw wgpu: the same `n` dispatches recorded in one encoder, one submit, one wait.
+pub fn raw_gpu_chain(gpu: &crate::device::GpuDevice, n: usize) -> Duration {
+    let dev = gpu.wgpu_device();
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(ADD_ONE_WGSL.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let buf = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 256,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let t = Instant::now();
+    let layout = pipeline.get_bind_group_layout(0);
+    let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    for _ in 0..n {
+        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: buf.as_entire_binding(),
+            }],
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    let idx = gpu.wgpu_queue().submit([enc.finish()]);
+    let _ = dev.poll(wgpu::PollType::Wait {
+        submission_index: Some(idx),
+        timeout: None,
+    });
+    t.elapsed()
+}
+
+/// Runs every engine comparison (GPU ones only if `rt` has a GPU). `scale` multiplies the
+/// repetition counts (1 = quick).
+pub fn engine_suite(rt: &Runtime, scale: usize, mut progress: impl FnMut(&str)) -> Vec<Comparison> {
+    let workers = rt.topology().cpu.workers;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("rayon pool");
+    let reps = 5 * scale.max(1);
+    let mut out = Vec::new();
+    let n = 100_000;
+    progress("empty independent tasks");
+    let (h, b) = compare_per_item(
+        reps,
+        n,
+        || hetflow_empty_tasks_scoped(rt, n),
+        || rayon_empty_tasks(&pool, n),
+    );
+    out.push(Comparison {
+        name: format!("{n} empty tasks, then wait_idle"),
+        hetflow_ns: h,
+        baseline: "rayon::scope spawn",
+        baseline_ns: b,
+        goal: Goal::Ratio(1.5),
+    });
+    let (h, b) = compare_per_item(
+        reps,
+        n,
+        || hetflow_empty_tasks(rt, n),
+        || rayon_empty_tasks(&pool, n),
+    );
+    out.push(Comparison {
+        name: format!("{n} empty tasks, wait each handle"),
+        hetflow_ns: h,
+        baseline: "rayon::scope spawn",
+        baseline_ns: b,
+        goal: Goal::Ratio(2.0),
+    });
+    let n = 10_000;
+    progress("chain of dependent tasks");
+    let (h, b) = compare_per_item(reps, n, || hetflow_chain(rt, n), || rayon_chain(&pool, n));
+    out.push(Comparison {
+        name: format!("chain of {n} dependent tasks"),
+        hetflow_ns: h,
+        baseline: "rayon nested spawn chain",
+        baseline_ns: b,
+        goal: Goal::PerItemNs(1000.0),
+    });
+    if rt.gpu_count() > 0 {
+        let gpu = rt.core.gpus()[0].clone();
+        progress("GPU empty-task round trip");
+        let trips = 200;
+        let (h, b) = compare_per_item(
+            reps,
+            trips,
+            || (0..trips).map(|_| hetflow_gpu_round_trip(rt)).sum(),
+            || (0..trips).map(|_| raw_gpu_round_trip(&gpu)).sum(),
+        );
+        out.push(Comparison {
+            name: "GPU empty task round trip".into(),
+            hetflow_ns: h,
+            baseline: "raw wgpu submit + spin poll",
+            baseline_ns: b,
+            goal: Goal::Ratio(1.2),
+        });
+        progress("1000 dependent GPU tasks");
+        let n = 1000;
+        if let Ok(k) = rt.kernel(ADD_ONE_WGSL, "main") {
+            let (h, b) = compare_per_item(
+                reps,
+                n,
+                || hetflow_gpu_chain(rt, &k, n),
+                || raw_gpu_chain(&gpu, n),
+            );
+            out.push(Comparison {
+                name: format!("{n} tiny dependent GPU tasks"),
+                hetflow_ns: h,
+                baseline: "raw wgpu, 1 encoder, 1 submit",
+                baseline_ns: b,
+                goal: Goal::PerItemNs(10_000.0),
+            });
+        }
+    }
+    out
+}
+
+/// Formats comparisons as a table.
+pub fn table(rows: &[Comparison]) -> String {
+    let mut s = format!(
+        "{:<34} {:>12} {:>12} {:>8}  {:<32} {}\n",
+        "workload", "hetflow/item", "base/item", "ratio", "baseline", "goal"
+    );
+    for r in rows {
+        let goal = match r.goal {
+            Goal::Ratio(x) => format!("ratio <= {x}"),
+            Goal::PerItemNs(ns) => format!("<= {:.1} us/item", ns / 1000.0),
+        };
+        s += &format!(
+            "{:<34} {:>12} {:>12} {:>7.2}x  {:<32} {} {}\n",
+            r.name,
+            fmt_ns(r.hetflow_ns),
+            fmt_ns(r.baseline_ns),
+            r.ratio(),
+            r.baseline,
+            goal,
+            if r.meets_goal() { "met" } else { "MISSED" }
+        );
+    }
+    s
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
