@@ -42,7 +42,10 @@ impl Totals {
 fn engine(c: &mut Criterion) {
     let rt = Runtime::builder().build().expect("runtime");
     let workers = rt.topology().cpu.workers;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build().expect("rayon");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("rayon");
     let totals = Totals(RefCell::new(Vec::new()));
 
     let n = 10_000usize;
@@ -50,7 +53,9 @@ fn engine(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("hetflow", |b| {
         b.iter_custom(|iters| {
-            let d: Duration = (0..iters).map(|_| hb::hetflow_empty_tasks_scoped(&rt, n)).sum();
+            let d: Duration = (0..iters)
+                .map(|_| hb::hetflow_empty_tasks_scoped(&rt, n))
+                .sum();
             totals.add("hetflow_empty", d, iters * n as u64);
             d
         })
@@ -126,7 +131,11 @@ fn engine(c: &mut Criterion) {
         })
     });
     g.finish();
-    totals.ratio("hetflow_gpu_chain", "raw_gpu_chain", "hetflow <= 10000 ns/task");
+    totals.ratio(
+        "hetflow_gpu_chain",
+        "raw_gpu_chain",
+        "hetflow <= 10000 ns/task",
+    );
 }
 
 criterion_group!(benches, engine);

@@ -56,6 +56,9 @@ impl Access {
     }
 }
 
+/// A function reading an array's host bytes.
+pub(crate) type HostReader = Box<dyn FnOnce(&[u8]) + Send>;
+
 /// The engine an array belongs to; lets [`Array::to_vec`] run a host read in task order.
 pub(crate) trait Engine: Send + Sync {
     /// Runs `f` on the host copy once every earlier writer of `array` has finished, as a read
@@ -63,7 +66,7 @@ pub(crate) trait Engine: Send + Sync {
     fn read_on_host(
         &self,
         array: &Arc<RawArray>,
-        f: Box<dyn FnOnce(&[u8]) + Send>,
+        f: HostReader,
     ) -> Result<(), crate::task::TaskError>;
 }
 

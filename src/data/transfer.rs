@@ -61,7 +61,7 @@ pub(crate) fn upload(gpu: &GpuDevice, dst: &wgpu::Buffer, src: &[u8]) {
     if src.is_empty() {
         return;
     }
-    if src.len() % 4 == 0 {
+    if src.len().is_multiple_of(4) {
         gpu.queue.write_buffer(dst, 0, src);
     } else {
         let mut tmp = src.to_vec();

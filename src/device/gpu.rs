@@ -230,6 +230,13 @@ fn open(adapter: &wgpu::Adapter, index: usize) -> Result<GpuDevice, wgpu::Reques
     })
 }
 
+// SAFETY: every field is Send + Sync: `GpuInfo` is plain data, `parking_lot::Mutex` of a
+// Send type is Sync, and the wgpu handles are Send + Sync
+// (`crate::device::assert_wgpu_handles_are_thread_safe` checks this at compile time).
+unsafe impl Send for GpuDevice {}
+// SAFETY: as above.
+unsafe impl Sync for GpuDevice {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,10 +262,3 @@ mod tests {
         assert!(backend_rank(wgpu::Backend::Vulkan) < backend_rank(wgpu::Backend::Gl));
     }
 }
-
-// SAFETY: every field is Send + Sync: `GpuInfo` is plain data, `parking_lot::Mutex` of a
-// Send type is Sync, and the wgpu handles are Send + Sync
-// (`crate::device::assert_wgpu_handles_are_thread_safe` checks this at compile time).
-unsafe impl Send for GpuDevice {}
-// SAFETY: as above.
-unsafe impl Sync for GpuDevice {}

@@ -198,6 +198,12 @@ impl Kernel {
     }
 }
 
+// SAFETY: the fields are plain data and wgpu pipeline/layout handles, which are Send + Sync
+// (`crate::device::assert_wgpu_handles_are_thread_safe`).
+unsafe impl Send for KernelInner {}
+// SAFETY: as above.
+unsafe impl Sync for KernelInner {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,9 +260,3 @@ mod tests {
         );
     }
 }
-
-// SAFETY: the fields are plain data and wgpu pipeline/layout handles, which are Send + Sync
-// (`crate::device::assert_wgpu_handles_are_thread_safe`).
-unsafe impl Send for KernelInner {}
-// SAFETY: as above.
-unsafe impl Sync for KernelInner {}

@@ -8,7 +8,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::TaskError;
 use super::node::{Node, Work};
-use crate::data::array::{Engine, RawArray};
+use crate::data::array::{Engine, HostReader, RawArray};
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::cpu::CpuPool;
@@ -166,11 +166,7 @@ fn fast_target(work: &Work, gpus: usize) -> Option<DeviceId> {
 }
 
 impl Engine for Core {
-    fn read_on_host(
-        &self,
-        array: &Arc<RawArray>,
-        f: Box<dyn FnOnce(&[u8]) + Send>,
-    ) -> Result<(), TaskError> {
+    fn read_on_host(&self, array: &Arc<RawArray>, f: HostReader) -> Result<(), TaskError> {
         let Some(core) = self.this.upgrade() else {
             return Err(TaskError::ShutDown {
                 task: format!("to_vec({})", array.label),
