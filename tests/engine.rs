@@ -325,3 +325,33 @@ fn spawn_after_drop_and_zero_workers_are_errors() {
         Err(TaskError::ShutDown { .. })
     ));
 }
+
+#[test]
+fn placement_lists_and_policies() {
+    use hetflow::{DeviceId, Policy};
+    for policy in [Policy::Eager, Policy::PreferCpu, Policy::PreferGpu] {
+        let rt = Runtime::builder()
+            .cpu_workers(2)
+            .no_gpu()
+            .policy(policy)
+            .build()
+            .unwrap();
+        assert_eq!(rt.policy(), policy);
+        // A list that includes a GPU the runtime lacks still runs on the CPU it allows.
+        let h = rt
+            .task("listed")
+            .on(Placement::OneOf(vec![DeviceId::Gpu(0), DeviceId::Cpu]))
+            .cpu(|_| 3)
+            .spawn();
+        let r = h.task_ref();
+        assert_eq!(h.wait().unwrap(), 3);
+        assert_eq!(r.device(), Some(DeviceId::Cpu));
+        // A list without any usable device is a typed error.
+        let h = rt
+            .task("nowhere")
+            .on(Placement::OneOf(vec![DeviceId::Gpu(1)]))
+            .cpu(|_| 0)
+            .spawn();
+        assert!(matches!(h.wait(), Err(TaskError::NoDevice { .. })));
+    }
+}

@@ -157,7 +157,8 @@ impl CpuPool {
     /// arrives within microseconds is taken without a futex wake (as rayon-core does).
     fn search_briefly(&self, w: &WorkerLocal, done: &dyn Fn() -> bool) -> Option<CpuJobRef> {
         let _searching = self.sleep.searching();
-        for _ in 0..SEARCH_ROUNDS {
+        let start = std::time::Instant::now();
+        while start.elapsed() < SEARCH_TIME {
             if done() {
                 return None;
             }
@@ -188,8 +189,10 @@ impl CpuPool {
     }
 }
 
-/// Rounds of yield-and-search an idle worker makes before it parks.
-const SEARCH_ROUNDS: usize = 16;
+/// How long an idle worker keeps searching (yielding between rounds) before it parks. A
+/// producer spawning tasks one by one keeps workers awake instead of paying a futex wake per
+/// task; an idle pool parks within this time.
+const SEARCH_TIME: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Runs `f` (a job's completion) letting its first push to this worker's own deque skip the
 /// wake-up: the worker pops that job itself as soon as `f` returns, so waking a sleeper
