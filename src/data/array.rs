@@ -82,6 +82,8 @@ pub(crate) struct AccessTracker {
 pub(crate) struct ArrayState {
     pub copies: CopyStates,
     pub gpu_buffers: Vec<Option<wgpu::Buffer>>,
+    /// The space of the most recent access (the owner shown while every copy is Shared).
+    pub last_space: MemorySpace,
 }
 
 // SAFETY: `CopyStates` is plain data and `wgpu::Buffer` is Send + Sync
@@ -137,6 +139,7 @@ impl RawArray {
             state: Mutex::new(ArrayState {
                 copies: CopyStates::new(spaces, MemorySpace::Host),
                 gpu_buffers: vec![None; spaces.saturating_sub(1)],
+                last_space: MemorySpace::Host,
             }),
             tracker: Mutex::new(AccessTracker::default()),
             engine,
@@ -185,6 +188,7 @@ impl RawArray {
         if access.writes() {
             st.copies.write(MemorySpace::Host);
         }
+        st.last_space = MemorySpace::Host;
         Ok(())
     }
 
@@ -220,6 +224,7 @@ impl RawArray {
         if access.writes() {
             st.copies.write(space);
         }
+        st.last_space = space;
         Ok(buffer)
     }
 
@@ -266,6 +271,22 @@ impl RawArray {
         counters.record(from, to, self.bytes as u64);
         tracing::trace!(array = %self.label, %from, %to, bytes = self.bytes, "moved");
         Ok(())
+    }
+}
+
+fn space_name(s: MemorySpace) -> String {
+    match s {
+        MemorySpace::Host => "CPU".into(),
+        MemorySpace::Gpu(i) => format!("GPU {i}"),
+    }
+}
+
+fn state_name(c: super::Coherence) -> &'static str {
+    match c {
+        super::Coherence::Modified => "MODIFIED",
+        super::Coherence::Exclusive => "EXCLUSIVE",
+        super::Coherence::Shared => "SHARED",
+        super::Coherence::Invalid => "INVALID",
     }
 }
 
@@ -345,6 +366,35 @@ impl<T: Pod> Array<T> {
     /// State of the copy in each memory space.
     pub fn states(&self) -> CopyStates {
         self.raw.state.lock().copies.clone()
+    }
+
+    /// The array's copies, in the format of Parla's `print_overview`: its id, name, size and
+    /// owner (the space holding the Modified/Exclusive copy, else the last space that used
+    /// it), then one line per memory space, GPUs first.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let a = rt.array_named("A", vec![1.0f32; 5]);
+    /// assert!(a.overview().contains("Bytes: 20, Owner: CPU"));
+    /// assert!(a.overview().contains("At CPU: state: EXCLUSIVE"));
+    /// ```
+    pub fn overview(&self) -> String {
+        let st = self.raw.state.lock();
+        let owner = st.copies.owner().unwrap_or(st.last_space);
+        let mut s = format!(
+            "---Overview of Array\nID: {}, Name: {}, Parent_ID: None, Slice: None, Bytes: {}, Owner: {}\n",
+            self.raw.id,
+            self.raw.label,
+            self.raw.bytes,
+            space_name(owner)
+        );
+        let mut spaces: Vec<_> = st.copies.iter().collect();
+        spaces.rotate_left(1); // GPUs first, then the host, as Parla prints them
+        for (space, state) in spaces {
+            s += &format!("At {}: state: {}\n", space_name(space), state_name(state));
+        }
+        s += "---End of Overview";
+        s
     }
 
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes

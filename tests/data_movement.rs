@@ -1,0 +1,101 @@
+//! The Parla data-movement story: exact coherence states and exact bytes moved.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::gpu_runtime;
+use hetflow::{Coherence, MemorySpace, Placement};
+
+const ADD_ONE_F32: &str = include_str!("../shaders/add_one_f32.wgsl");
+
+#[test]
+fn read_then_read_write_then_read_on_gpu() {
+    let Some(shared) = gpu_runtime() else { return };
+    let _ = shared;
+    // Own runtime so the transfer counters are this test's alone (the device is shared).
+    let rt = hetflow::Runtime::builder().cpu_workers(2).build().unwrap();
+    let k = rt.kernel(ADD_ONE_F32, "main").unwrap();
+    let a = rt.array_named("A", vec![1.0f32; 5]);
+    let seen: Arc<Mutex<Vec<(Coherence, Coherence)>>> = Arc::default();
+    let record = |a: &hetflow::Array<f32>, seen: &Arc<Mutex<Vec<_>>>| {
+        let s = a.states();
+        seen.lock()
+            .unwrap()
+            .push((s.get(MemorySpace::Gpu(0)), s.get(MemorySpace::Host)));
+    };
+    let (a0, s0) = (a.clone(), seen.clone());
+    rt.task("T0")
+        .reads(&a)
+        .on(Placement::Gpu(0))
+        .gpu(move |_| record(&a0, &s0))
+        .spawn();
+    let (a1, s1, k1) = (a.clone(), seen.clone(), k.clone());
+    rt.task("T1")
+        .read_write(&a)
+        .on(Placement::Gpu(0))
+        .gpu(move |cx| {
+            record(&a1, &s1);
+            cx.dispatch(&k1, &[&a1], k1.groups_for(5))
+        })
+        .spawn();
+    let (a2, s2) = (a.clone(), seen.clone());
+    rt.task("T2")
+        .reads(&a)
+        .on(Placement::Gpu(0))
+        .gpu(move |_| record(&a2, &s2))
+        .spawn()
+        .wait()
+        .unwrap();
+    use Coherence::*;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Shared, Shared), (Modified, Invalid), (Modified, Invalid)]
+    );
+    assert_eq!(a.to_vec().unwrap(), vec![2.0; 5]);
+    assert_eq!(a.states().get(MemorySpace::Host), Shared);
+    let s = rt.stats();
+    let up = s.link(MemorySpace::Host, MemorySpace::Gpu(0));
+    let down = s.link(MemorySpace::Gpu(0), MemorySpace::Host);
+    assert_eq!((up.moves, up.bytes), (1, 20), "one upload of A's 20 bytes");
+    assert_eq!(
+        (down.moves, down.bytes),
+        (1, 20),
+        "one download of A's 20 bytes"
+    );
+    assert!(a.overview().contains("At GPU 0: state: SHARED"));
+}
+
+#[test]
+fn read_only_array_used_by_100_gpu_tasks_moves_once() {
+    if gpu_runtime().is_none() {
+        return;
+    }
+    let rt = hetflow::Runtime::builder().cpu_workers(2).build().unwrap();
+    let k = rt
+        .kernel(
+            "@group(0) @binding(0) var<storage, read> src: array<f32>;
+             @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+             @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                 if id.x < arrayLength(&dst) { dst[id.x] = dst[id.x] + src[id.x]; }
+             }",
+            "main",
+        )
+        .unwrap();
+    let src = rt.array_from(vec![0.5f32; 1000]);
+    let outs: Vec<_> = (0..100).map(|_| rt.array::<f32>(1000)).collect();
+    for out in &outs {
+        let (k, s, o) = (k.clone(), src.clone(), out.clone());
+        rt.task("use-src")
+            .reads(&src)
+            .writes(out)
+            .on(Placement::Gpu(0))
+            .gpu(move |cx| cx.dispatch(&k, &[&s, &o], k.groups_for(1000)))
+            .spawn();
+    }
+    rt.wait_idle();
+    let up = rt.stats().link(MemorySpace::Host, MemorySpace::Gpu(0));
+    // `src` is uploaded once; the outputs are written on the GPU (nothing to upload).
+    assert_eq!((up.moves, up.bytes), (1, 4000));
+    assert_eq!(outs[99].to_vec().unwrap(), vec![0.5; 1000]);
+}
