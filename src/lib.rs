@@ -41,7 +41,7 @@ mod runtime;
 pub mod sched;
 pub mod task;
 
-pub use data::{Access, Array, Coherence, MemorySpace};
+pub use data::{Access, Array, Coherence, DataError, MemorySpace};
 pub use device::{DeviceError, DeviceId, Kernel, Topology};
 pub use runtime::{GpuSelection, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
 pub use sched::{Placement, Policy};

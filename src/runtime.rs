@@ -33,6 +33,7 @@ pub struct RuntimeBuilder {
     cpu_workers: Option<usize>,
     gpus: GpuSelection,
     policy: Policy,
+    gpu_memory_budget: Option<u64>,
 }
 
 impl RuntimeBuilder {
@@ -56,6 +57,16 @@ impl RuntimeBuilder {
     /// The placement policy for tasks that may run on several devices (default: eager).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Bytes of array copies each GPU may hold before the least recently used are evicted.
+    ///
+    /// wgpu does not report how much memory a device has, so the default is an estimate: half
+    /// the host's RAM for integrated and software GPUs (they share it), and for discrete GPUs
+    /// 80% of the largest buffer the device allows, capped at half the host's RAM.
+    pub fn gpu_memory_budget(mut self, bytes: u64) -> Self {
+        self.gpu_memory_budget = Some(bytes);
         self
     }
 
@@ -105,7 +116,24 @@ impl RuntimeBuilder {
                 .collect(),
         };
         tracing::info!(workers, gpus = chosen.len(), policy = ?self.policy, "runtime started");
-        let core = Core::new(pool, drivers, chosen, self.policy, topology);
+        let host = topology.cpu.memory_bytes.unwrap_or(8 << 30);
+        let budgets = topology
+            .gpus
+            .iter()
+            .map(|g| {
+                self.gpu_memory_budget.unwrap_or_else(|| {
+                    if g.unified_memory
+                        || g.device_type == "Cpu"
+                        || g.device_type == "IntegratedGpu"
+                    {
+                        host / 2
+                    } else {
+                        (g.max_buffer_size / 5 * 4).min(host / 2)
+                    }
+                })
+            })
+            .collect();
+        let core = Core::new(pool, drivers, chosen, self.policy, topology, budgets);
         Ok(Runtime {
             handle: RuntimeHandle { core },
         })
@@ -136,6 +164,8 @@ pub struct Stats {
     pub links: std::collections::BTreeMap<(MemorySpace, MemorySpace), LinkStats>,
     /// Number of GPU submissions per GPU (each carries a batch of ready tasks).
     pub gpu_submits: Vec<u64>,
+    /// Evictions, write-backs and memory in use per GPU.
+    pub memory: crate::data::MemoryStats,
 }
 
 impl Stats {
@@ -245,6 +275,7 @@ impl RuntimeHandle {
         Stats {
             links: self.core.counters().snapshot(),
             gpu_submits: self.core.drivers.iter().map(|d| d.submits()).collect(),
+            memory: self.core.residency.stats(),
         }
     }
 

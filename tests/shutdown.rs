@@ -22,6 +22,11 @@ fn no_threads_left_after_drop_and_running_tasks_finish() {
     {
         let rt = hetflow::Runtime::builder().cpu_workers(3).build().unwrap();
         let expected = 3 + rt.gpu_count();
+        // A thread names itself when it starts running: give the new ones a moment.
+        let start = std::time::Instant::now();
+        while hetflow_threads().len() < expected && start.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(hetflow_threads().len(), expected, "{:?}", hetflow_threads());
         for _ in 0..20 {
             let d = done.clone();

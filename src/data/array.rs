@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::coherence::{CopyStates, MemorySpace};
 use super::error::DataError;
+use super::residency::Residency;
 use super::transfer::{self, TransferCounters};
 use crate::device::GpuDevice;
 
@@ -84,6 +85,23 @@ pub(crate) struct ArrayState {
     pub gpu_buffers: Vec<Option<wgpu::Buffer>>,
     /// The space of the most recent access (the owner shown while every copy is Shared).
     pub last_space: MemorySpace,
+    /// Per GPU: tasks between preparation and completion that use the copy there.
+    pub pins: Vec<u32>,
+}
+
+/// Keeps an array's copy on one GPU from being evicted while a task uses it.
+pub(crate) struct GpuPin {
+    array: Arc<RawArray>,
+    gpu: usize,
+}
+
+impl Drop for GpuPin {
+    fn drop(&mut self) {
+        let mut st = self.array.state.lock();
+        if let Some(p) = st.pins.get_mut(self.gpu) {
+            *p = p.saturating_sub(1);
+        }
+    }
 }
 
 // SAFETY: `CopyStates` is plain data and `wgpu::Buffer` is Send + Sync
@@ -140,6 +158,7 @@ impl RawArray {
                 copies: CopyStates::new(spaces, MemorySpace::Host),
                 gpu_buffers: vec![None; spaces.saturating_sub(1)],
                 last_space: MemorySpace::Host,
+                pins: vec![0; spaces.saturating_sub(1)],
             }),
             tracker: Mutex::new(AccessTracker::default()),
             engine,
@@ -195,12 +214,14 @@ impl RawArray {
     /// Makes the copy on GPU `gpu` usable for `access` and returns its buffer. Runs on the GPU
     /// driver while it encodes the task; uploads are ordered before the task's commands.
     pub(crate) fn prepare_gpu(
-        &self,
+        self: &Arc<Self>,
         access: Access,
         gpu: usize,
         gpus: &[Arc<GpuDevice>],
         counters: &TransferCounters,
-    ) -> Result<wgpu::Buffer, DataError> {
+        residency: &Residency,
+        may_overcommit: bool,
+    ) -> Result<(wgpu::Buffer, GpuPin), DataError> {
         let dev = &gpus[gpu];
         let limit = dev.info.max_storage_binding.min(dev.info.max_buffer_size);
         if self.bytes as u64 > limit {
@@ -212,6 +233,24 @@ impl RawArray {
             });
         }
         let space = MemorySpace::Gpu(gpu);
+        // Pin first, so that making room below cannot evict this array itself.
+        let resident = {
+            let mut st = self.state.lock();
+            if st.pins.len() <= gpu {
+                st.pins.resize(gpu + 1, 0);
+            }
+            st.pins[gpu] += 1;
+            st.gpu_buffers.get(gpu).is_some_and(Option::is_some)
+        };
+        let pin = GpuPin {
+            array: self.clone(),
+            gpu,
+        };
+        if resident {
+            residency.touch(gpu, self);
+        } else {
+            residency.reserve(gpu, self, gpus, counters, may_overcommit)?;
+        }
         let mut st = self.state.lock();
         let buffer = self.buffer_on(&mut st, gpu, gpus);
         if access.reads() {
@@ -225,7 +264,7 @@ impl RawArray {
             st.copies.write(space);
         }
         st.last_space = space;
-        Ok(buffer)
+        Ok((buffer, pin))
     }
 
     fn buffer_on(&self, st: &mut ArrayState, gpu: usize, gpus: &[Arc<GpuDevice>]) -> wgpu::Buffer {

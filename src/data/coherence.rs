@@ -13,6 +13,7 @@
 //! | read                    | I          | from a valid copy (host first; GPU→GPU goes through the host) | `d` and every hop S; a former M/E owner S |
 //! | write (discard)         | any        | none                                   | `d` M, all others I            |
 //! | read-write              | any        | as read                                | `d` M, all others I            |
+//! | evict (another copy valid, after a write-back if `d` was M/E) | any | none | `d` I; a lone remaining S becomes E |
 //!
 //! A freshly created array is Exclusive on the space that holds its initial contents.
 
@@ -189,6 +190,22 @@ impl CopyStates {
             *s = Coherence::Invalid;
         }
         self.states[space.slot()] = Coherence::Modified;
+    }
+
+    /// Drops the copy in `space` (eviction). The caller guarantees another copy is valid
+    /// (after a write-back if needed); a lone remaining Shared copy becomes Exclusive.
+    pub fn invalidate(&mut self, space: MemorySpace) {
+        if let Some(s) = self.states.get_mut(space.slot()) {
+            *s = Coherence::Invalid;
+        }
+        let valid: Vec<usize> = (0..self.states.len())
+            .filter(|&i| self.states[i].is_valid())
+            .collect();
+        if let [only] = valid[..] {
+            if self.states[only] == Coherence::Shared {
+                self.states[only] = Coherence::Exclusive;
+            }
+        }
     }
 
     /// Checks the invariants of the module docs.

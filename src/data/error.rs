@@ -15,6 +15,26 @@ pub enum DataError {
         /// The device's storage-binding limit.
         limit: u64,
     },
+    /// The array alone is larger than the GPU's memory budget: the task can never run there.
+    #[error("array `{array}` needs {bytes} bytes on GPU {gpu}, more than its memory budget of {budget} bytes")]
+    OverBudget {
+        /// The array's label.
+        array: String,
+        /// Bytes it needs.
+        bytes: u64,
+        /// The GPU.
+        gpu: usize,
+        /// The GPU's budget.
+        budget: u64,
+    },
+    /// Every copy on the GPU is pinned by queued tasks, so nothing can be evicted now. The
+    /// GPU driver handles this itself (it submits, waits for its queued work and retries); it
+    /// does not reach users.
+    #[error("GPU {gpu}'s memory budget is held by copies of queued tasks")]
+    GpuMemoryBusy {
+        /// The GPU.
+        gpu: usize,
+    },
     /// Mapping a staging buffer or polling the device failed.
     #[error("transfer {link} of array `{array}` failed: {message}")]
     Transfer {

@@ -11,7 +11,9 @@
 //! - a task that reads an array on space `d` finds `d` valid when its body starts; a task that
 //!   writes it leaves `d` Modified and every other copy Invalid;
 //! - every copy is counted per link in [`TransferCounters`], so tests can assert exact moves;
-//! - the host allocation of an array never moves, so CPU bodies can borrow it as a slice.
+//! - the host allocation of an array never moves, so CPU bodies can borrow it as a slice;
+//! - each GPU holds at most its budget of array copies, give or take copies pinned by running
+//!   tasks; eviction never drops the only valid copy without writing it back ([`residency`]).
 //!
 //! Ordering between tasks (who may touch an array when) is the task layer's job: this layer
 //! only records which tasks last read and wrote an array ([`array::AccessTracker`]).
@@ -19,9 +21,11 @@
 pub(crate) mod array;
 pub mod coherence;
 mod error;
+pub(crate) mod residency;
 pub(crate) mod transfer;
 
 pub use array::{Access, Array};
 pub use coherence::{Coherence, CopyStates, MemorySpace, Move};
 pub use error::DataError;
+pub use residency::MemoryStats;
 pub use transfer::{LinkStats, TransferCounters};

@@ -12,6 +12,10 @@
 //!   `completed_seq >= s` ([`GpuDriver::on_fence`]).
 //! - At most `MAX_IN_FLIGHT` batches are submitted and not retired; the driver encodes batch
 //!   `s + 1` while batch `s` runs, then blocks in `device.poll(Wait)` for the oldest.
+//! - Memory: when a job cannot get GPU memory because every resident copy is pinned by jobs
+//!   already encoded, the driver submits the batch so far, retires every in-flight batch
+//!   (unpinning their copies), then encodes the job again, now allowed to overcommit if it
+//!   still does not fit (see `data/residency.rs`).
 //! - Shutdown: the runtime sets `shutdown` once no task is ready or running; the driver exits
 //!   when its queue is empty and nothing is in flight.
 
@@ -29,11 +33,22 @@ const MAX_IN_FLIGHT: usize = 2;
 /// How long an idle driver polls its inbox before blocking.
 const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// What encoding a job gave.
+pub(crate) enum Encoded {
+    /// Commands to submit in the current batch.
+    Commands(wgpu::CommandBuffer),
+    /// The job finished without GPU work (it failed before any command).
+    Finished,
+    /// The GPU's memory is held by copies pinned by jobs already encoded: submit, wait for
+    /// them, and encode this job again (then with `may_overcommit`).
+    Retry,
+}
+
 /// A unit of GPU work.
 pub(crate) trait GpuJob: Send + Sync {
-    /// Encodes the job for batch `seq` and returns its commands, or `None` if the job
-    /// finished without GPU work (it failed, or was cancelled).
-    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64) -> Option<wgpu::CommandBuffer>;
+    /// Encodes the job for batch `seq`. With `may_overcommit`, nothing else is encoded or in
+    /// flight on this GPU, and the job may exceed the memory budget rather than retry.
+    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64, may_overcommit: bool) -> Encoded;
     /// The batch holding this job finished on the device (`Err` if polling failed).
     fn gpu_done(self: Arc<Self>, result: Result<(), String>);
 }
@@ -159,6 +174,9 @@ impl GpuDriver {
         let mut pending: VecDeque<GpuJobRef> = VecDeque::new();
         let mut in_flight: VecDeque<(wgpu::SubmissionIndex, u64, Vec<GpuJobRef>)> = VecDeque::new();
         let mut seq = 0u64;
+        // Set when a job found the memory budget held by in-flight work: retire everything
+        // in flight before encoding again.
+        let mut drain = false;
         loop {
             {
                 let mut inbox = self.inbox.lock();
@@ -182,7 +200,7 @@ impl GpuDriver {
                 }
             }
             self.busy.store(true, Ordering::Relaxed);
-            if !pending.is_empty() && in_flight.len() < MAX_IN_FLIGHT {
+            if !pending.is_empty() && in_flight.len() < MAX_IN_FLIGHT && !drain {
                 seq += 1;
                 let mut buffers = Vec::new();
                 let mut jobs = Vec::new();
@@ -190,9 +208,20 @@ impl GpuDriver {
                     let Some(job) = self.take_job(&mut pending) else {
                         break;
                     };
-                    if let Some(cb) = job.clone().encode(&self, seq) {
-                        buffers.push(cb);
-                        jobs.push(job);
+                    let may_overcommit = jobs.is_empty() && in_flight.is_empty();
+                    match job.clone().encode(&self, seq, may_overcommit) {
+                        Encoded::Commands(cb) => {
+                            buffers.push(cb);
+                            jobs.push(job);
+                        }
+                        Encoded::Finished => {}
+                        Encoded::Retry => {
+                            // Put it back; submit what we have and drain before retrying.
+                            self.queued.fetch_add(1, Ordering::Relaxed);
+                            pending.push_front(job);
+                            drain = true;
+                            break;
+                        }
                     }
                 }
                 if jobs.is_empty() {
@@ -204,6 +233,9 @@ impl GpuDriver {
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
                 in_flight.push_back((index, seq, jobs));
             } else if let Some((index, done_seq, jobs)) = in_flight.pop_front() {
+                if in_flight.is_empty() {
+                    drain = false;
+                }
                 let result = self
                     .gpu
                     .device

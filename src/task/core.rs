@@ -9,6 +9,7 @@ use parking_lot::{Condvar, Mutex};
 use super::error::TaskError;
 use super::node::{Node, Work};
 use crate::data::array::{Engine, HostReader, RawArray};
+use crate::data::residency::Residency;
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::cpu::CpuPool;
@@ -22,6 +23,7 @@ pub(crate) struct Core {
     gpus: Vec<Arc<GpuDevice>>,
     pub(crate) policy: Policy,
     counters: TransferCounters,
+    pub(crate) residency: Residency,
     /// Tasks ready (queued or waiting on a fence) or running.
     live: AtomicUsize,
     quiet: Mutex<()>,
@@ -42,6 +44,7 @@ impl Core {
         gpus: Vec<Arc<GpuDevice>>,
         policy: Policy,
         topology: Topology,
+        budgets: Vec<u64>,
     ) -> Arc<Core> {
         Arc::new_cyclic(|this| Core {
             pool,
@@ -49,6 +52,7 @@ impl Core {
             gpus,
             policy,
             counters: TransferCounters::default(),
+            residency: Residency::new(budgets),
             live: AtomicUsize::new(0),
             quiet: Mutex::new(()),
             quiet_cv: Condvar::new(),

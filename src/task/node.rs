@@ -20,11 +20,12 @@ use parking_lot::{Condvar, Mutex};
 use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
-use crate::data::array::RawArray;
-use crate::data::Access;
+use crate::data::array::{GpuPin, RawArray};
+use crate::data::transfer::padded;
+use crate::data::{Access, DataError};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
-use crate::sched::gpu::{on_driver_thread, GpuDriver, GpuJob};
+use crate::sched::gpu::{on_driver_thread, Encoded, GpuDriver, GpuJob};
 use crate::sched::Placement;
 
 /// A task's name: free for `&'static str` names.
@@ -66,6 +67,8 @@ struct NodeState {
     work: Option<Work>,
     /// The body's value, until a handle takes it.
     value: Option<Value>,
+    /// GPU copies this task uses, kept from eviction until it completes.
+    pins: Vec<GpuPin>,
 }
 
 pub(crate) struct Node {
@@ -153,6 +156,13 @@ impl Node {
     /// Runs `f` on the task's work (None for barriers and placeholders) under the node's lock.
     pub(crate) fn with_work<R>(&self, f: impl FnOnce(Option<&mut Work>) -> R) -> R {
         f(self.st.lock().work.as_mut())
+    }
+
+    /// Puts back work taken by [`Node::begin`] (the GPU driver retries the task later).
+    fn restore(&self, work: Work) {
+        let mut st = self.st.lock();
+        st.work = Some(work);
+        st.ran_on = None;
     }
 
     /// Takes the work and any pending failure in one lock; records `device` as where the task
@@ -284,15 +294,17 @@ impl Node {
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (dependents, wakers) = {
+        let (dependents, wakers, pins) = {
             let mut st = self.st.lock();
             st.done = Some(result);
             self.done_flag.store(true, Ordering::Release);
             (
                 std::mem::take(&mut st.dependents),
                 std::mem::take(&mut st.wakers),
+                std::mem::take(&mut st.pins),
             )
         };
+        drop(pins);
         self.cv.notify_all();
         for w in wakers {
             w.wake();
@@ -411,35 +423,72 @@ impl CpuJob for Node {
 }
 
 impl GpuJob for Node {
-    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64) -> Option<wgpu::CommandBuffer> {
+    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64, may_overcommit: bool) -> Encoded {
         let (work, failure) = self.begin(DeviceId::Gpu(driver.index));
         if let Some(err) = failure {
             self.complete(Err(err));
-            return None;
+            return Encoded::Finished;
         }
-        let (Some(work), Some(core)) = (work, self.core.get().cloned()) else {
+        let (Some(mut work), Some(core)) = (work, self.core.get().cloned()) else {
             self.complete(Ok(()));
-            return None;
+            return Encoded::Finished;
         };
-        let Some(body) = work.gpu else {
+        if work.gpu.is_none() {
             self.complete(Ok(()));
-            return None;
-        };
+            return Encoded::Finished;
+        }
         let name = self.name();
         let gpu = driver.index;
+        let fail = |error: DataError| TaskError::TaskData {
+            task: name.to_string(),
+            error,
+        };
+        let working_set: u64 = work.accesses.iter().map(|(r, _)| padded(r.bytes)).sum();
+        let budget = core.residency.budget(gpu);
+        if working_set > budget {
+            let names: Vec<&str> = work
+                .accesses
+                .iter()
+                .map(|(r, _)| r.label.as_str())
+                .collect();
+            self.complete(Err(fail(DataError::OverBudget {
+                array: names.join(" + "),
+                bytes: working_set,
+                gpu,
+                budget,
+            })));
+            return Encoded::Finished;
+        }
         let mut buffers = Vec::with_capacity(work.accesses.len());
+        let mut pins = Vec::with_capacity(work.accesses.len());
         for (raw, access) in &work.accesses {
-            match raw.prepare_gpu(*access, gpu, core.gpus(), core.counters()) {
-                Ok(b) => buffers.push((raw.id, *access, b)),
+            match raw.prepare_gpu(
+                *access,
+                gpu,
+                core.gpus(),
+                core.counters(),
+                &core.residency,
+                may_overcommit,
+            ) {
+                Ok((b, pin)) => {
+                    buffers.push((raw.id, *access, b));
+                    pins.push(pin);
+                }
+                Err(DataError::GpuMemoryBusy { .. }) => {
+                    drop(pins);
+                    self.restore(work);
+                    return Encoded::Retry;
+                }
                 Err(error) => {
-                    self.complete(Err(TaskError::TaskData {
-                        task: name.to_string(),
-                        error,
-                    }));
-                    return None;
+                    self.complete(Err(fail(error)));
+                    return Encoded::Finished;
                 }
             }
         }
+        let Some(body) = work.gpu.take() else {
+            self.complete(Ok(()));
+            return Encoded::Finished;
+        };
         let device = &driver.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder =
@@ -461,10 +510,11 @@ impl GpuJob for Node {
         });
         if let Err(e) = result {
             self.complete(Err(e));
-            return None;
+            return Encoded::Finished;
         }
+        self.st.lock().pins = pins;
         self.release_early(Fence { gpu, seq });
-        Some(commands)
+        Encoded::Commands(commands)
     }
 
     fn gpu_done(self: Arc<Self>, result: Result<(), String>) {

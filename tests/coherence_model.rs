@@ -1,0 +1,269 @@
+//! Managed arrays against a sequential reference model: random sequences of (device, access,
+//! array) give exactly the values sequential execution gives, the MESI invariants hold after
+//! every step, and all of it also under a GPU budget so small that evictions never stop.
+
+mod common;
+
+use hetflow::{Array, DataError, MemorySpace, Placement, Runtime, TaskError, Uniform};
+use proptest::prelude::*;
+
+const N: usize = 256; // elements per array: 1 KiB
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Read,
+    Write(f32),
+    ReadWrite(f32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    gpu: bool,
+    array: usize,
+    op: Op,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let op = prop_oneof![
+        Just(Op::Read),
+        (1u8..50).prop_map(|v| Op::Write(v as f32)),
+        (1u8..50).prop_map(|v| Op::ReadWrite(v as f32)),
+    ];
+    (any::<bool>(), 0usize..6, op).prop_map(|(gpu, array, op)| Step { gpu, array, op })
+}
+
+struct Kernels {
+    fill: hetflow::Kernel,
+    add: hetflow::Kernel,
+    copy: hetflow::Kernel,
+}
+
+fn kernels(rt: &Runtime) -> Kernels {
+    Kernels {
+        fill: rt
+            .kernel(include_str!("../shaders/fill_f32.wgsl"), "main")
+            .unwrap(),
+        add: rt
+            .kernel(include_str!("../shaders/add_f32.wgsl"), "main")
+            .unwrap(),
+        copy: rt
+            .kernel(include_str!("../shaders/copy_f32.wgsl"), "main")
+            .unwrap(),
+    }
+}
+
+fn check_invariants(arrays: &[Array<f32>]) {
+    for a in arrays {
+        if let Err(e) = a.states().check() {
+            panic!("invariant broken for {}: {e}", a.label());
+        }
+    }
+}
+
+/// Spawns every step at once (the runtime orders them by their accesses), then compares each
+/// read with the model's value at that point of the sequence.
+fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
+    let has_gpu = rt.gpu_count() > 0;
+    let arrays: Vec<Array<f32>> = (0..6)
+        .map(|i| rt.array_named(format!("a{i}"), vec![i as f32; N]))
+        .collect();
+    let mut model: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let mut reads = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let a = arrays[s.array].clone();
+        let all = arrays.clone();
+        let on_gpu = s.gpu && has_gpu;
+        let place = if on_gpu {
+            Placement::Gpu(0)
+        } else {
+            Placement::Cpu
+        };
+        let name = format!("step{i}");
+        match s.op {
+            Op::Read => {
+                let check = rt.array::<f32>(N);
+                let (a2, c2, copy) = (a.clone(), check.clone(), k.copy.clone());
+                let (a3, c3) = (a.clone(), check.clone());
+                let all2 = all.clone();
+                rt.task(name)
+                    .reads(&a)
+                    .writes(&check)
+                    .on(place)
+                    .cpu(move |cx| {
+                        cx.write(&c2).copy_from_slice(cx.read(&a2));
+                        check_invariants(&all2);
+                    })
+                    .gpu(move |cx| {
+                        cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(N));
+                        check_invariants(&all);
+                    })
+                    .spawn();
+                reads.push((i, check, model[s.array]));
+            }
+            Op::Write(v) => {
+                let (a2, fill, a3) = (a.clone(), k.fill.clone(), a.clone());
+                let all2 = all.clone();
+                rt.task(name)
+                    .writes(&a)
+                    .on(place)
+                    .cpu(move |cx| {
+                        cx.write(&a2).fill(v);
+                        check_invariants(&all2);
+                    })
+                    .gpu(move |cx| {
+                        cx.dispatch(
+                            &fill,
+                            &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
+                            fill.groups_for(N),
+                        );
+                        check_invariants(&all);
+                    })
+                    .spawn();
+                model[s.array] = v;
+            }
+            Op::ReadWrite(v) => {
+                let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
+                let all2 = all.clone();
+                rt.task(name)
+                    .read_write(&a)
+                    .on(place)
+                    .cpu(move |cx| {
+                        cx.write(&a2).iter_mut().for_each(|x| *x += v);
+                        check_invariants(&all2);
+                    })
+                    .gpu(move |cx| {
+                        cx.dispatch(
+                            &add,
+                            &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
+                            add.groups_for(N),
+                        );
+                        check_invariants(&all);
+                    })
+                    .spawn();
+                model[s.array] += v;
+            }
+        }
+    }
+    rt.wait_idle();
+    for (i, check, want) in reads {
+        let got = check.to_vec().unwrap();
+        assert!(
+            got.iter().all(|&x| x == want),
+            "step {i}: read {:?}, model says {want}",
+            &got[..4]
+        );
+    }
+    for (a, want) in arrays.iter().zip(&model) {
+        assert!(
+            a.to_vec().unwrap().iter().all(|x| x == want),
+            "final value of {}",
+            a.label()
+        );
+    }
+    check_invariants(&arrays);
+}
+
+fn runtimes() -> Option<(Runtime, Runtime)> {
+    common::gpu_runtime()?;
+    let roomy = Runtime::builder().cpu_workers(2).build().unwrap();
+    // Room for three 1 KiB arrays (plus the read-check arrays): evictions all the time.
+    let tiny = Runtime::builder()
+        .cpu_workers(2)
+        .gpu_memory_budget(3 * 1024)
+        .build()
+        .unwrap();
+    Some((roomy, tiny))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_match_sequential_model(steps in proptest::collection::vec(step(), 1..40)) {
+        let Some((roomy, tiny)) = runtimes() else { return Ok(()) };
+        let (kr, kt) = (kernels(&roomy), kernels(&tiny));
+        run_against_model(&roomy, &kr, &steps);
+        run_against_model(&tiny, &kt, &steps);
+    }
+}
+
+#[test]
+fn tiny_budget_evicts_and_writes_back_without_losing_data() {
+    let Some((_, tiny)) = runtimes() else { return };
+    let k = kernels(&tiny);
+    // Twelve arrays of 1 KiB through a 3 KiB GPU: every round evicts, and every GPU copy is
+    // the only valid one (written there), so it must be written back before it is dropped.
+    let arrays: Vec<Array<f32>> = (0..12).map(|_| tiny.array::<f32>(N)).collect();
+    for round in 1..=3 {
+        for a in &arrays {
+            let (add, a2) = (k.add.clone(), a.clone());
+            tiny.task("add")
+                .read_write(a)
+                .on(Placement::Gpu(0))
+                .gpu(move |cx| {
+                    cx.dispatch(
+                        &add,
+                        &[&Uniform([1.0f32, 0.0, 0.0, 0.0]), &a2],
+                        add.groups_for(N),
+                    )
+                })
+                .spawn();
+        }
+        tiny.wait_idle();
+        for a in &arrays {
+            assert_eq!(a.to_vec().unwrap(), vec![round as f32; N]);
+        }
+    }
+    let m = tiny.stats().memory;
+    assert!(m.evictions >= 20, "{m:?}");
+    assert!(m.write_backs >= 1, "{m:?}");
+    assert!(m.gpus[0].0 <= m.gpus[0].1 || m.overcommits > 0, "{m:?}");
+    let down = tiny.stats().link(MemorySpace::Gpu(0), MemorySpace::Host);
+    assert!(down.moves >= m.write_backs);
+}
+
+#[test]
+fn array_larger_than_budget_fails_with_sizes() {
+    let Some((_, tiny)) = runtimes() else { return };
+    let big = tiny.array::<f32>(4096); // 16 KiB > 3 KiB
+    let b2 = big.clone();
+    let h = tiny
+        .task("too-big")
+        .read_write(&big)
+        .on(Placement::Gpu(0))
+        .gpu(move |cx| {
+            let _ = cx.buffer(&b2);
+        })
+        .spawn();
+    match h.wait() {
+        Err(TaskError::TaskData {
+            error: DataError::OverBudget {
+                bytes, budget, gpu, ..
+            },
+            ..
+        }) => {
+            assert_eq!((bytes, budget, gpu), (16384, 3072, 0));
+        }
+        other => panic!("expected OverBudget, got {other:?}"),
+    }
+    // A failed writer poisons the array: later accesses fail naming it.
+    assert!(
+        matches!(big.to_vec(), Err(TaskError::DependencyFailed { root, .. }) if root == "too-big")
+    );
+    // A task whose arrays each fit but together do not fails the same way, with the sum.
+    let (a, b) = (tiny.array::<f32>(512), tiny.array::<f32>(512)); // 2 KiB each, 4 KiB > 3 KiB
+    let h = tiny
+        .task("pair")
+        .reads(&a)
+        .writes(&b)
+        .on(Placement::Gpu(0))
+        .gpu(|_| ())
+        .spawn();
+    match h.wait() {
+        Err(TaskError::TaskData {
+            error: DataError::OverBudget { bytes, .. },
+            ..
+        }) => assert_eq!(bytes, 4096),
+        other => panic!("expected OverBudget, got {other:?}"),
+    }
+}
