@@ -363,6 +363,81 @@ pub fn engine_suite(rt: &Runtime, scale: usize, mut progress: impl FnMut(&str)) 
     out
 }
 
+/// Time of one host-to-GPU move of `a` by a GPU task (the host copy is made newer first).
+pub fn hetflow_upload(rt: &Runtime, a: &crate::Array<u32>) -> Duration {
+    let a2 = a.clone();
+    let _ = rt
+        .task("touch")
+        .read_write(a)
+        .on(Placement::Cpu)
+        .cpu(move |cx| cx.write(&a2)[0] += 1)
+        .spawn()
+        .wait();
+    let t = Instant::now();
+    let _ = rt
+        .task("upload")
+        .reads(a)
+        .on(Placement::Gpu(0))
+        .gpu(|_| ())
+        .spawn()
+        .wait();
+    t.elapsed()
+}
+
+/// Raw wgpu: `queue.write_buffer` of `data`, an empty submit, and a wait.
+pub fn raw_upload(gpu: &crate::device::GpuDevice, buf: &wgpu::Buffer, data: &[u8]) -> Duration {
+    let t = Instant::now();
+    gpu.wgpu_queue().write_buffer(buf, 0, data);
+    let idx = gpu.wgpu_queue().submit([]);
+    let _ = gpu.wgpu_device().poll(wgpu::PollType::Wait {
+        submission_index: Some(idx),
+        timeout: None,
+    });
+    t.elapsed()
+}
+
+/// Host-to-GPU bandwidth of each upload path for a `mib`-MiB array, against raw
+/// `queue.write_buffer`; per-item times are per MiB.
+pub fn upload_suite(mib: usize, scale: usize) -> Vec<Comparison> {
+    use crate::data::UploadPath;
+    let mut out = Vec::new();
+    let Some(gpu) = crate::device::gpus().first().cloned() else {
+        return out;
+    };
+    let n = mib << 18; // u32 elements
+    let raw_buf = gpu.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (n * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let data = vec![7u8; n * 4];
+    for path in [
+        UploadPath::WriteBuffer,
+        UploadPath::Staging,
+        UploadPath::Mapped,
+    ] {
+        let Ok(rt) = Runtime::builder().cpu_workers(1).upload_path(path).build() else {
+            continue;
+        };
+        let a = rt.array::<u32>(n);
+        let (h, b) = compare_per_item(
+            3 * scale.max(1),
+            mib,
+            || hetflow_upload(&rt, &a),
+            || raw_upload(&gpu, &raw_buf, &data),
+        );
+        out.push(Comparison {
+            name: format!("upload {mib} MiB, {path:?} path (per MiB)"),
+            hetflow_ns: h,
+            baseline: "raw queue.write_buffer + wait",
+            baseline_ns: b,
+            goal: Goal::Ratio(1.2),
+        });
+    }
+    out
+}
+
 /// Formats comparisons as a table.
 pub fn table(rows: &[Comparison]) -> String {
     let mut s = format!(

@@ -34,6 +34,7 @@ pub struct RuntimeBuilder {
     gpus: GpuSelection,
     policy: Policy,
     gpu_memory_budget: Option<u64>,
+    upload: crate::data::UploadPath,
 }
 
 impl RuntimeBuilder {
@@ -67,6 +68,13 @@ impl RuntimeBuilder {
     /// 80% of the largest buffer the device allows, capped at half the host's RAM.
     pub fn gpu_memory_budget(mut self, bytes: u64) -> Self {
         self.gpu_memory_budget = Some(bytes);
+        self
+    }
+
+    /// How host-to-GPU copies are made (default [`crate::data::UploadPath::Auto`]: mapped on
+    /// unified-memory GPUs, reused staging buffers for large arrays elsewhere).
+    pub fn upload_path(mut self, path: crate::data::UploadPath) -> Self {
+        self.upload = path;
         self
     }
 
@@ -133,7 +141,15 @@ impl RuntimeBuilder {
                 })
             })
             .collect();
-        let core = Core::new(pool, drivers, chosen, self.policy, topology, budgets);
+        let core = Core::new(
+            pool,
+            drivers,
+            chosen,
+            self.policy,
+            topology,
+            budgets,
+            self.upload,
+        );
         Ok(Runtime {
             handle: RuntimeHandle { core },
         })

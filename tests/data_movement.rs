@@ -99,3 +99,53 @@ fn read_only_array_used_by_100_gpu_tasks_moves_once() {
     assert_eq!((up.moves, up.bytes), (1, 4000));
     assert_eq!(outs[99].to_vec().unwrap(), vec![0.5; 1000]);
 }
+
+#[test]
+fn every_upload_path_moves_large_arrays_correctly() {
+    use hetflow::data::UploadPath;
+    if gpu_runtime().is_none() {
+        return;
+    }
+    let n = 5 << 20; // 20 MiB of f32: above write_buffer's slow size and the staging threshold
+    let host: Vec<f32> = (0..n).map(|i| (i % 4093) as f32).collect();
+    for path in [
+        UploadPath::Auto,
+        UploadPath::WriteBuffer,
+        UploadPath::Staging,
+        UploadPath::Mapped,
+    ] {
+        let rt = hetflow::Runtime::builder()
+            .cpu_workers(2)
+            .upload_path(path)
+            .build()
+            .unwrap();
+        let k = rt.kernel(ADD_ONE_F32, "main").unwrap();
+        let a = rt.array_from(host.clone());
+        // Twice, so the second upload reuses a recycled staging buffer.
+        for round in 1..=2 {
+            let (k2, a2) = (k.clone(), a.clone());
+            rt.task("add-one")
+                .read_write(&a)
+                .on(Placement::Gpu(0))
+                .gpu(move |cx| cx.dispatch(&k2, &[&a2], [(n / 64 / 64) as u32, 64, 1]))
+                .spawn();
+            let a3 = a.clone();
+            // Back to the host and modified there, so the next round uploads again.
+            rt.task("host-touch")
+                .read_write(&a)
+                .on(Placement::Cpu)
+                .cpu(move |cx| cx.write(&a3)[0] += 0.0)
+                .spawn();
+            let v = a.to_vec().unwrap();
+            for i in [0usize, 1, 4093, n / 2, n - 1] {
+                assert_eq!(
+                    v[i],
+                    host[i] + round as f32,
+                    "{path:?} round {round} element {i}"
+                );
+            }
+        }
+        let up = rt.stats().link(MemorySpace::Host, MemorySpace::Gpu(0));
+        assert_eq!(up.moves, 2, "{path:?}");
+    }
+}

@@ -60,7 +60,12 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
     }
     let rt = b.build()?;
     println!("hetflow bench on:\n{}", rt.topology());
-    let rows = hetflow::bench::engine_suite(&rt, scale, |step| eprintln!("  measuring {step} ..."));
+    let mut rows =
+        hetflow::bench::engine_suite(&rt, scale, |step| eprintln!("  measuring {step} ..."));
+    if rt.gpu_count() > 0 {
+        eprintln!("  measuring uploads ...");
+        rows.extend(hetflow::bench::upload_suite(32, scale));
+    }
     println!("{}", hetflow::bench::table(&rows));
     Ok(())
 }

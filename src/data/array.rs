@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::coherence::{CopyStates, MemorySpace};
 use super::error::DataError;
 use super::residency::Residency;
-use super::transfer::{self, TransferCounters};
+use super::transfer::{self, TransferCounters, UploadCtx, UploadPath};
 use crate::device::GpuDevice;
 
 /// How a task uses an array. Dependencies and coherence actions follow from it.
@@ -200,7 +200,7 @@ impl RawArray {
         if access.reads() {
             let moves = st.copies.plan_read(MemorySpace::Host);
             for m in &moves {
-                self.perform(&mut st, m.from, m.to, gpus, counters)?;
+                self.perform(&mut st, m.from, m.to, gpus, counters, None)?;
             }
             st.copies.apply_moves(&moves);
         }
@@ -221,6 +221,7 @@ impl RawArray {
         counters: &TransferCounters,
         residency: &Residency,
         may_overcommit: bool,
+        up: &mut UploadCtx<'_>,
     ) -> Result<(wgpu::Buffer, GpuPin), DataError> {
         let dev = &gpus[gpu];
         let limit = dev.info.max_storage_binding.min(dev.info.max_buffer_size);
@@ -252,11 +253,12 @@ impl RawArray {
             residency.reserve(gpu, self, gpus, counters, may_overcommit)?;
         }
         let mut st = self.state.lock();
-        let buffer = self.buffer_on(&mut st, gpu, gpus);
+        let mappable = up.path.maps_buffers(&gpus[gpu]);
+        let buffer = self.buffer_on(&mut st, gpu, gpus, mappable);
         if access.reads() {
             let moves = st.copies.plan_read(space);
             for m in &moves {
-                self.perform(&mut st, m.from, m.to, gpus, counters)?;
+                self.perform(&mut st, m.from, m.to, gpus, counters, Some(&mut *up))?;
             }
             st.copies.apply_moves(&moves);
         }
@@ -267,12 +269,20 @@ impl RawArray {
         Ok((buffer, pin))
     }
 
-    fn buffer_on(&self, st: &mut ArrayState, gpu: usize, gpus: &[Arc<GpuDevice>]) -> wgpu::Buffer {
+    fn buffer_on(
+        &self,
+        st: &mut ArrayState,
+        gpu: usize,
+        gpus: &[Arc<GpuDevice>],
+        mappable: bool,
+    ) -> wgpu::Buffer {
         if st.gpu_buffers.len() <= gpu {
             st.gpu_buffers.resize(gpu + 1, None);
         }
         st.gpu_buffers[gpu]
-            .get_or_insert_with(|| transfer::create_buffer(&gpus[gpu], &self.label, self.bytes))
+            .get_or_insert_with(|| {
+                transfer::create_buffer(&gpus[gpu], &self.label, self.bytes, mappable)
+            })
             .clone()
     }
 
@@ -283,21 +293,38 @@ impl RawArray {
         to: MemorySpace,
         gpus: &[Arc<GpuDevice>],
         counters: &TransferCounters,
+        up: Option<&mut UploadCtx<'_>>,
     ) -> Result<(), DataError> {
         match (from, to) {
             (MemorySpace::Gpu(g), MemorySpace::Host) => {
-                let src = self.buffer_on(st, g, gpus);
+                let src = self.buffer_on(st, g, gpus, false);
                 // SAFETY: the host copy is Invalid (that is why it is fetched), so no task
                 // reads it, and we hold the state lock, so no other transfer writes it.
                 let dst = unsafe { self.host_bytes_mut() };
                 transfer::download(&gpus[g], &src, dst, &self.label)?;
             }
             (MemorySpace::Host, MemorySpace::Gpu(g)) => {
-                let dst = self.buffer_on(st, g, gpus);
+                let dst = self.buffer_on(st, g, gpus, false);
                 // SAFETY: the host copy is valid and only read here; writers of the host copy
                 // are ordered after this task by the dependency graph.
                 let src = unsafe { self.host_bytes() };
-                transfer::upload(&gpus[g], &dst, src);
+                let mut fallback = UploadCtx {
+                    path: UploadPath::WriteBuffer,
+                    encoder: None,
+                    used_staging: Vec::new(),
+                };
+                let up = up.unwrap_or(&mut fallback);
+                let has_encoder = up.encoder.is_some();
+                let saved = up.path;
+                up.path = saved.resolve(&gpus[g], self.bytes, has_encoder);
+                if up.path == UploadPath::Mapped
+                    && !dst.usage().contains(wgpu::BufferUsages::MAP_WRITE)
+                {
+                    up.path = UploadPath::WriteBuffer;
+                }
+                let r = transfer::upload(&gpus[g], &dst, src, up, &self.label);
+                up.path = saved;
+                r?;
             }
             (a, b) => {
                 return Err(DataError::Transfer {

@@ -28,4 +28,4 @@ pub use array::{Access, Array};
 pub use coherence::{Coherence, CopyStates, MemorySpace, Move};
 pub use error::DataError;
 pub use residency::MemoryStats;
-pub use transfer::{LinkStats, TransferCounters};
+pub use transfer::{LinkStats, TransferCounters, UploadPath};

@@ -219,6 +219,7 @@ impl Residency {
         );
         if sole {
             if let Some(buf) = st.gpu_buffers.get(gpu).cloned().flatten() {
+                // (download copies through staging, so mappable buffers need no special case)
                 // SAFETY: the host copy is Invalid (the GPU copy is the only valid one), so no
                 // task reads it; we hold the victim's state lock, so no transfer writes it.
                 let host = unsafe { victim.host_bytes_mut() };

@@ -38,36 +38,176 @@ impl TransferCounters {
     }
 }
 
+/// How host-to-GPU copies are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadPath {
+    /// Mapped on unified-memory GPUs (integrated, software); elsewhere staging for arrays of
+    /// 1 MiB or more and `queue.write_buffer` for smaller ones.
+    #[default]
+    Auto,
+    /// Always `queue.write_buffer` (wgpu's internal staging; slow for large arrays).
+    WriteBuffer,
+    /// Always through reused MAP_WRITE staging buffers, copied in the task's command buffer.
+    Staging,
+    /// Map the array's own device buffer and write it directly (needs unified memory).
+    Mapped,
+}
+
+/// Arrays at least this large go through staging buffers under [`UploadPath::Auto`].
+const STAGING_THRESHOLD: usize = 1 << 20;
+
+impl UploadPath {
+    /// The concrete path for an array of `bytes` on `gpu`.
+    pub(crate) fn resolve(self, gpu: &GpuDevice, bytes: usize, have_encoder: bool) -> UploadPath {
+        let mappable = gpu
+            .device
+            .features()
+            .contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        match self {
+            UploadPath::Mapped if mappable => UploadPath::Mapped,
+            UploadPath::Auto if mappable && gpu.info.unified_memory => UploadPath::Mapped,
+            UploadPath::Staging | UploadPath::Auto | UploadPath::Mapped
+                if have_encoder && (self != UploadPath::Auto || bytes >= STAGING_THRESHOLD) =>
+            {
+                UploadPath::Staging
+            }
+            _ => UploadPath::WriteBuffer,
+        }
+    }
+
+    /// Whether array buffers on `gpu` must be created mappable.
+    pub(crate) fn maps_buffers(self, gpu: &GpuDevice) -> bool {
+        self.resolve(gpu, 0, true) == UploadPath::Mapped
+    }
+}
+
+/// Where an upload may record commands and what it leaves to recycle.
+pub(crate) struct UploadCtx<'a> {
+    pub path: UploadPath,
+    pub encoder: Option<&'a mut wgpu::CommandEncoder>,
+    /// Staging buffers used by this task, recycled once its batch has finished.
+    pub used_staging: Vec<wgpu::Buffer>,
+}
+
+/// Returns staging buffers to `gpu`'s pool once the GPU is done with them (call after the
+/// submission that used them has completed).
+pub(crate) fn recycle_staging(gpu: &std::sync::Arc<GpuDevice>, buffers: Vec<wgpu::Buffer>) {
+    for b in buffers {
+        let pool = gpu.clone();
+        let buf = b.clone();
+        b.map_async(wgpu::MapMode::Write, .., move |r| {
+            if r.is_ok() {
+                pool.write_staging.lock().push(buf);
+            }
+        });
+    }
+}
+
 /// Rounds up to wgpu's copy alignment (4 bytes); empty arrays still get a 4-byte buffer.
 pub(crate) fn padded(bytes: usize) -> u64 {
     (bytes.max(4) as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
 }
 
 /// Creates the device buffer of an array.
-pub(crate) fn create_buffer(gpu: &GpuDevice, label: &str, bytes: usize) -> wgpu::Buffer {
+pub(crate) fn create_buffer(
+    gpu: &GpuDevice,
+    label: &str,
+    bytes: usize,
+    mappable: bool,
+) -> wgpu::Buffer {
+    let mut usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    if mappable {
+        usage |= wgpu::BufferUsages::MAP_WRITE;
+    }
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: padded(bytes),
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
+        usage,
         mapped_at_creation: false,
     })
 }
 
-/// Host → GPU. The bytes are copied into wgpu's staging memory before this returns, and the
-/// copy executes before the next submission on the queue.
-pub(crate) fn upload(gpu: &GpuDevice, dst: &wgpu::Buffer, src: &[u8]) {
+/// Host → GPU, by the path in `up`. Every path orders the copy before the task's commands:
+/// `write_buffer` runs before the next submission, a staging copy is recorded in the task's
+/// own encoder, and a mapped write is complete when this returns.
+pub(crate) fn upload(
+    gpu: &GpuDevice,
+    dst: &wgpu::Buffer,
+    src: &[u8],
+    up: &mut UploadCtx<'_>,
+    array: &str,
+) -> Result<(), DataError> {
     if src.is_empty() {
-        return;
+        return Ok(());
     }
-    if src.len().is_multiple_of(4) {
-        gpu.queue.write_buffer(dst, 0, src);
-    } else {
-        let mut tmp = src.to_vec();
-        tmp.resize(padded(src.len()) as usize, 0);
-        gpu.queue.write_buffer(dst, 0, &tmp);
+    let size = padded(src.len());
+    let fail = |message: String| DataError::Transfer {
+        array: array.to_string(),
+        link: format!("host->gpu{}", gpu.info.index),
+        message,
+    };
+    match (up.path, up.encoder.as_deref_mut()) {
+        (UploadPath::Mapped, _) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            dst.map_async(wgpu::MapMode::Write, 0..size, move |r| {
+                let _ = tx.send(r);
+            });
+            // The copy being written is Invalid, so no queued GPU work uses this buffer and the
+            // mapping resolves at the next poll.
+            let mapped = loop {
+                gpu.device
+                    .poll(wgpu::PollType::Poll)
+                    .map_err(|e| fail(e.to_string()))?;
+                match rx.try_recv() {
+                    Ok(r) => break r,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+            };
+            mapped.map_err(|e| fail(e.to_string()))?;
+            {
+                let mut view = dst
+                    .get_mapped_range_mut(0..size)
+                    .map_err(|e| fail(e.to_string()))?;
+                view.slice(..src.len()).copy_from_slice(src);
+            }
+            dst.unmap();
+        }
+        (UploadPath::Staging, Some(encoder)) => {
+            let staging = {
+                let mut pool = gpu.write_staging.lock();
+                match pool.iter().position(|b| b.size() >= size) {
+                    Some(i) => pool.swap_remove(i),
+                    None => gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("hetflow upload staging"),
+                        size: size.next_power_of_two(),
+                        usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: true,
+                    }),
+                }
+            };
+            {
+                let mut view = staging
+                    .get_mapped_range_mut(0..size)
+                    .map_err(|e| fail(e.to_string()))?;
+                view.slice(..src.len()).copy_from_slice(src);
+            }
+            staging.unmap();
+            encoder.copy_buffer_to_buffer(&staging, 0, dst, 0, size);
+            up.used_staging.push(staging);
+        }
+        _ => {
+            if src.len().is_multiple_of(4) {
+                gpu.queue.write_buffer(dst, 0, src);
+            } else {
+                let mut tmp = src.to_vec();
+                tmp.resize(size as usize, 0);
+                gpu.queue.write_buffer(dst, 0, &tmp);
+            }
+        }
     }
+    Ok(())
 }
 
 /// GPU → host, through the device's reused MAP_READ staging buffer. Blocks until the copy is

@@ -51,6 +51,8 @@ pub struct GpuDevice {
     pub(crate) queue: wgpu::Queue,
     /// Reused MAP_READ staging buffer for device-to-host copies (grown on demand).
     pub(crate) read_staging: Mutex<Option<wgpu::Buffer>>,
+    /// Mapped MAP_WRITE staging buffers ready for host-to-device copies.
+    pub(crate) write_staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -227,6 +229,7 @@ fn open(adapter: &wgpu::Adapter, index: usize) -> Result<GpuDevice, wgpu::Reques
         device,
         queue,
         read_staging: Mutex::new(None),
+        write_staging: Mutex::new(Vec::new()),
     })
 }
 

@@ -50,7 +50,7 @@ pub(crate) trait GpuJob: Send + Sync {
     /// flight on this GPU, and the job may exceed the memory budget rather than retry.
     fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64, may_overcommit: bool) -> Encoded;
     /// The batch holding this job finished on the device (`Err` if polling failed).
-    fn gpu_done(self: Arc<Self>, result: Result<(), String>);
+    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>);
 }
 
 pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
@@ -250,7 +250,7 @@ impl GpuDriver {
                 }
                 self.completed_seq.store(done_seq, Ordering::Release);
                 for j in jobs {
-                    j.gpu_done(result.clone());
+                    j.gpu_done(&self, result.clone());
                 }
                 let ready: Vec<FenceWaiter> = {
                     let mut w = self.fence_waiters.lock();

@@ -24,6 +24,7 @@ pub(crate) struct Core {
     pub(crate) policy: Policy,
     counters: TransferCounters,
     pub(crate) residency: Residency,
+    pub(crate) upload: crate::data::UploadPath,
     /// Tasks ready (queued or waiting on a fence) or running.
     live: AtomicUsize,
     quiet: Mutex<()>,
@@ -45,6 +46,7 @@ impl Core {
         policy: Policy,
         topology: Topology,
         budgets: Vec<u64>,
+        upload: crate::data::UploadPath,
     ) -> Arc<Core> {
         Arc::new_cyclic(|this| Core {
             pool,
@@ -53,6 +55,7 @@ impl Core {
             policy,
             counters: TransferCounters::default(),
             residency: Residency::new(budgets),
+            upload,
             live: AtomicUsize::new(0),
             quiet: Mutex::new(()),
             quiet_cv: Condvar::new(),

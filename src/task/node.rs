@@ -21,7 +21,7 @@ use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::{GpuPin, RawArray};
-use crate::data::transfer::padded;
+use crate::data::transfer::{padded, recycle_staging, UploadCtx};
 use crate::data::{Access, DataError};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
@@ -69,6 +69,8 @@ struct NodeState {
     value: Option<Value>,
     /// GPU copies this task uses, kept from eviction until it completes.
     pins: Vec<GpuPin>,
+    /// Upload staging buffers its commands read, recycled when its batch finishes.
+    staging: Vec<wgpu::Buffer>,
 }
 
 pub(crate) struct Node {
@@ -459,6 +461,15 @@ impl GpuJob for Node {
             })));
             return Encoded::Finished;
         }
+        let device = &driver.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
+        let mut up = UploadCtx {
+            path: core.upload,
+            encoder: Some(&mut encoder),
+            used_staging: Vec::new(),
+        };
         let mut buffers = Vec::with_capacity(work.accesses.len());
         let mut pins = Vec::with_capacity(work.accesses.len());
         for (raw, access) in &work.accesses {
@@ -469,6 +480,7 @@ impl GpuJob for Node {
                 core.counters(),
                 &core.residency,
                 may_overcommit,
+                &mut up,
             ) {
                 Ok((b, pin)) => {
                     buffers.push((raw.id, *access, b));
@@ -476,23 +488,24 @@ impl GpuJob for Node {
                 }
                 Err(DataError::GpuMemoryBusy { .. }) => {
                     drop(pins);
+                    recycle_staging(&driver.gpu, up.used_staging);
                     self.restore(work);
                     return Encoded::Retry;
                 }
                 Err(error) => {
+                    recycle_staging(&driver.gpu, up.used_staging);
                     self.complete(Err(fail(error)));
                     return Encoded::Finished;
                 }
             }
         }
+        let staging = std::mem::take(&mut up.used_staging);
+        drop(up);
         let Some(body) = work.gpu.take() else {
+            recycle_staging(&driver.gpu, staging);
             self.complete(Ok(()));
             return Encoded::Finished;
         };
-        let device = &driver.gpu.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder =
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         let (r, cx_error) = {
             let mut cx = GpuContext::new(&name, &driver.gpu, gpu, &mut encoder, &buffers);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
@@ -509,15 +522,22 @@ impl GpuJob for Node {
             (None, None) => Ok(()),
         });
         if let Err(e) = result {
+            recycle_staging(&driver.gpu, staging);
             self.complete(Err(e));
             return Encoded::Finished;
         }
-        self.st.lock().pins = pins;
+        {
+            let mut st = self.st.lock();
+            st.pins = pins;
+            st.staging = staging;
+        }
         self.release_early(Fence { gpu, seq });
         Encoded::Commands(commands)
     }
 
-    fn gpu_done(self: Arc<Self>, result: Result<(), String>) {
+    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>) {
+        let staging = std::mem::take(&mut self.st.lock().staging);
+        recycle_staging(&driver.gpu, staging);
         let name = self.name();
         self.complete(result.map_err(|message| TaskError::Gpu {
             task: name.to_string(),
