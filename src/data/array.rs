@@ -89,6 +89,14 @@ pub(crate) struct ArrayState {
     pub pins: Vec<u32>,
 }
 
+/// What moving data needs: the devices, the transfer counters and the GPU residency.
+#[derive(Clone, Copy)]
+pub(crate) struct Memory<'a> {
+    pub gpus: &'a [Arc<GpuDevice>],
+    pub counters: &'a TransferCounters,
+    pub residency: &'a Residency,
+}
+
 /// Keeps an array's copy on one GPU from being evicted while a task uses it.
 pub(crate) struct GpuPin {
     array: Arc<RawArray>,
@@ -217,12 +225,15 @@ impl RawArray {
         self: &Arc<Self>,
         access: Access,
         gpu: usize,
-        gpus: &[Arc<GpuDevice>],
-        counters: &TransferCounters,
-        residency: &Residency,
+        mem: &Memory<'_>,
         may_overcommit: bool,
         up: &mut UploadCtx<'_>,
     ) -> Result<(wgpu::Buffer, GpuPin), DataError> {
+        let Memory {
+            gpus,
+            counters,
+            residency,
+        } = *mem;
         let dev = &gpus[gpu];
         let limit = dev.info.max_storage_binding.min(dev.info.max_buffer_size);
         if self.bytes as u64 > limit {

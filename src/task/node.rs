@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
-use crate::data::array::{GpuPin, RawArray};
+use crate::data::array::{GpuPin, Memory, RawArray};
 use crate::data::transfer::{padded, recycle_staging, UploadCtx};
 use crate::data::{Access, DataError};
 use crate::device::DeviceId;
@@ -470,18 +470,15 @@ impl GpuJob for Node {
             encoder: Some(&mut encoder),
             used_staging: Vec::new(),
         };
+        let mem = Memory {
+            gpus: core.gpus(),
+            counters: core.counters(),
+            residency: &core.residency,
+        };
         let mut buffers = Vec::with_capacity(work.accesses.len());
         let mut pins = Vec::with_capacity(work.accesses.len());
         for (raw, access) in &work.accesses {
-            match raw.prepare_gpu(
-                *access,
-                gpu,
-                core.gpus(),
-                core.counters(),
-                &core.residency,
-                may_overcommit,
-                &mut up,
-            ) {
+            match raw.prepare_gpu(*access, gpu, &mem, may_overcommit, &mut up) {
                 Ok((b, pin)) => {
                     buffers.push((raw.id, *access, b));
                     pins.push(pin);
