@@ -14,6 +14,7 @@ enum Op {
     Read,
     Write(f32),
     ReadWrite(f32),
+    ReduceAdd(f32),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,7 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Op::Read),
         (1u8..50).prop_map(|v| Op::Write(v as f32)),
         (1u8..50).prop_map(|v| Op::ReadWrite(v as f32)),
+        (1u8..50).prop_map(|v| Op::ReduceAdd(v as f32)),
     ];
     (any::<bool>(), 0usize..6, op).prop_map(|(gpu, array, op)| Step { gpu, array, op })
 }
@@ -121,6 +123,27 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                     .spawn();
                 model[s.array] = v;
             }
+            Op::ReduceAdd(v) => {
+                let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
+                let all2 = all.clone();
+                rt.task(name)
+                    .reduces(&a, hetflow::data::ReduceOp::Add)
+                    .on(place)
+                    .cpu(move |cx| {
+                        cx.write(&a2).iter_mut().for_each(|x| *x += v);
+                        check_invariants(&all2);
+                    })
+                    .gpu(move |cx| {
+                        cx.dispatch(
+                            &add,
+                            &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
+                            add.groups_for(N),
+                        );
+                        check_invariants(&all);
+                    })
+                    .spawn();
+                model[s.array] += v;
+            }
             Op::ReadWrite(v) => {
                 let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
                 let all2 = all.clone();
@@ -166,10 +189,13 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
 fn runtimes() -> Option<(Runtime, Runtime)> {
     common::gpu_runtime()?;
     let roomy = Runtime::builder().cpu_workers(2).build().unwrap();
-    // Room for three 1 KiB arrays (plus the read-check arrays): evictions all the time.
+    // Room for three 1 KiB arrays (plus the read-check arrays): evictions all the time. The
+    // roomy runtime uploads by its default path (mapped on unified-memory GPUs), this one
+    // through staging buffers, so both paths meet the model.
     let tiny = Runtime::builder()
         .cpu_workers(2)
         .gpu_memory_budget(3 * 1024)
+        .upload_path(hetflow::data::UploadPath::Staging)
         .build()
         .unwrap();
     Some((roomy, tiny))

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::coherence::{CopyStates, MemorySpace};
 use super::error::DataError;
+use super::reduce::{Partial, ReduceOp, Reduction};
 use super::residency::Residency;
 use super::transfer::{self, TransferCounters, UploadCtx, UploadPath};
 use crate::device::GpuDevice;
@@ -24,6 +25,9 @@ pub enum Access {
     Write,
     /// Reads then updates the contents.
     ReadWrite,
+    /// Combines into the array with a commutative operation: the body sees a private partial
+    /// filled with the operation's identity; reducers with the same operation run concurrently.
+    Reduce(Reduction),
 }
 
 impl Access {
@@ -37,12 +41,19 @@ impl Access {
         matches!(self, Access::Write | Access::ReadWrite)
     }
 
-    /// The mode that covers both `self` and `other` (declaring an array twice merges).
+    /// The reduction, for [`Access::Reduce`].
+    pub fn reduction(self) -> Option<Reduction> {
+        match self {
+            Access::Reduce(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The mode that covers both `self` and `other` (declaring an array twice merges; a
+    /// reduction merged with anything else becomes read-write).
     pub fn merge(self, other: Access) -> Access {
         if self == other {
             self
-        } else if self == Access::Write && other == Access::Write {
-            Access::Write
         } else {
             Access::ReadWrite
         }
@@ -53,6 +64,7 @@ impl Access {
             Access::Read => "read",
             Access::Write => "write",
             Access::ReadWrite => "read_write",
+            Access::Reduce(_) => "reduce",
         }
     }
 }
@@ -75,8 +87,63 @@ pub(crate) trait Engine: Send + Sync {
 /// (the task layer's nodes) so this layer need not know what a task is.
 #[derive(Default)]
 pub(crate) struct AccessTracker {
-    pub last_writer: Option<Arc<dyn Any + Send + Sync>>,
-    pub readers: Vec<Arc<dyn Any + Send + Sync>>,
+    /// The last writer, or the last group of reducers once it is closed by another access.
+    pub last_writers: Vec<Token>,
+    /// Readers since the last writers.
+    pub readers: Vec<Token>,
+    /// The open group of reducers (all with `reduce_op`) and what each of them depends on.
+    pub reducers: Vec<Token>,
+    pub reduce_op: Option<ReduceOp>,
+    pub group_deps: Vec<Token>,
+}
+
+/// An opaque task token held by the tracker.
+pub(crate) type Token = Arc<dyn Any + Send + Sync>;
+
+impl AccessTracker {
+    /// Records an access by `task` and returns the tasks it must wait for.
+    pub(crate) fn record(&mut self, task: Token, access: Access) -> Vec<Token> {
+        if let Some(r) = access.reduction() {
+            if self.reduce_op == Some(r.op) {
+                // Joins the open group: same dependencies as the group's first member.
+                self.reducers.push(task);
+                return self.group_deps.clone();
+            }
+            self.close_group();
+            let deps: Vec<Token> = self
+                .last_writers
+                .iter()
+                .chain(&self.readers)
+                .cloned()
+                .collect();
+            self.readers.clear();
+            self.reducers = vec![task];
+            self.reduce_op = Some(r.op);
+            self.group_deps = deps.clone();
+            return deps;
+        }
+        self.close_group();
+        if access.writes() {
+            let deps: Vec<Token> = self
+                .last_writers
+                .drain(..)
+                .chain(self.readers.drain(..))
+                .collect();
+            self.last_writers = vec![task];
+            deps
+        } else {
+            self.readers.push(task);
+            self.last_writers.clone()
+        }
+    }
+
+    /// A closed reducer group acts as the last writer for later accesses.
+    fn close_group(&mut self) {
+        if self.reduce_op.take().is_some() {
+            self.last_writers = std::mem::take(&mut self.reducers);
+            self.group_deps.clear();
+        }
+    }
 }
 
 /// Copies and states of one array, guarded together.
@@ -87,6 +154,8 @@ pub(crate) struct ArrayState {
     pub last_space: MemorySpace,
     /// Per GPU: tasks between preparation and completion that use the copy there.
     pub pins: Vec<u32>,
+    /// Finished reducers' partials, folded in before the next non-reducing access.
+    pub partials: Vec<(Reduction, Partial)>,
 }
 
 /// What moving data needs: the devices, the transfer counters and the GPU residency.
@@ -167,6 +236,7 @@ impl RawArray {
                 gpu_buffers: vec![None; spaces.saturating_sub(1)],
                 last_space: MemorySpace::Host,
                 pins: vec![0; spaces.saturating_sub(1)],
+                partials: Vec::new(),
             }),
             tracker: Mutex::new(AccessTracker::default()),
             engine,
@@ -205,6 +275,11 @@ impl RawArray {
         counters: &TransferCounters,
     ) -> Result<(), DataError> {
         let mut st = self.state.lock();
+        self.fold_partials(&mut st, access, gpus, counters)?;
+        if access.reduction().is_some() {
+            // The body works on a private partial; the copies are untouched until the fold.
+            return Ok(());
+        }
         if access.reads() {
             let moves = st.copies.plan_read(MemorySpace::Host);
             for m in &moves {
@@ -219,6 +294,56 @@ impl RawArray {
         Ok(())
     }
 
+    /// Folds finished reducers' partials into the host copy before an access that needs the
+    /// combined value: anything but a reduction with the same operation.
+    fn fold_partials(
+        &self,
+        st: &mut ArrayState,
+        access: Access,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+    ) -> Result<(), DataError> {
+        let same_group = |r: &Reduction| access.reduction().is_some_and(|a| a.op == r.op);
+        if st.partials.is_empty() || st.partials.iter().all(|(r, _)| same_group(r)) {
+            return Ok(());
+        }
+        let moves = st.copies.plan_read(MemorySpace::Host);
+        for m in &moves {
+            self.perform(st, m.from, m.to, gpus, counters, None)?;
+        }
+        st.copies.apply_moves(&moves);
+        // SAFETY: every reducer has finished (the folding access depends on them) and no other
+        // task uses the array until this access runs; we hold the state lock against transfers.
+        let host = unsafe { self.host_bytes_mut() };
+        for (r, partial) in std::mem::take(&mut st.partials) {
+            match partial {
+                Partial::Host(bytes) => (r.combine_into)(host, &bytes, r.op),
+                Partial::Gpu(g, buf) => {
+                    let mut bytes = vec![0u8; self.bytes];
+                    transfer::download(&gpus[g], &buf, &mut bytes, &self.label)?;
+                    counters.record(MemorySpace::Gpu(g), MemorySpace::Host, self.bytes as u64);
+                    (r.combine_into)(host, &bytes, r.op);
+                }
+            }
+        }
+        st.copies.write(MemorySpace::Host);
+        Ok(())
+    }
+
+    /// Records a finished reducer's partial.
+    pub(crate) fn deposit_partial(&self, r: Reduction, p: Partial) {
+        self.state.lock().partials.push((r, p));
+    }
+
+    /// A partial for a reducer on GPU `gpu`, filled with the identity.
+    pub(crate) fn gpu_partial(&self, r: Reduction, gpu: &GpuDevice) -> wgpu::Buffer {
+        let buf = transfer::create_buffer(gpu, &self.label, self.bytes, false);
+        let mut identity = vec![0u8; transfer::padded(self.bytes) as usize];
+        (r.fill_identity)(&mut identity[..self.bytes], r.op);
+        gpu.queue.write_buffer(&buf, 0, &identity);
+        buf
+    }
+
     /// Makes the copy on GPU `gpu` usable for `access` and returns its buffer. Runs on the GPU
     /// driver while it encodes the task; uploads are ordered before the task's commands.
     pub(crate) fn prepare_gpu(
@@ -228,7 +353,7 @@ impl RawArray {
         mem: &Memory<'_>,
         may_overcommit: bool,
         up: &mut UploadCtx<'_>,
-    ) -> Result<(wgpu::Buffer, GpuPin), DataError> {
+    ) -> Result<(wgpu::Buffer, Option<GpuPin>), DataError> {
         let Memory {
             gpus,
             counters,
@@ -243,6 +368,11 @@ impl RawArray {
                 gpu,
                 limit,
             });
+        }
+        self.fold_partials(&mut self.state.lock(), access, gpus, counters)?;
+        if let Some(r) = access.reduction() {
+            // A private partial; the array's own copies are untouched until the fold.
+            return Ok((self.gpu_partial(r, dev), None));
         }
         let space = MemorySpace::Gpu(gpu);
         // Pin first, so that making room below cannot evict this array itself.
@@ -277,7 +407,7 @@ impl RawArray {
             st.copies.write(space);
         }
         st.last_space = space;
-        Ok((buffer, pin))
+        Ok((buffer, Some(pin)))
     }
 
     fn buffer_on(

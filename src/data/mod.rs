@@ -21,11 +21,13 @@
 pub(crate) mod array;
 pub mod coherence;
 mod error;
+pub mod reduce;
 pub(crate) mod residency;
 pub(crate) mod transfer;
 
 pub use array::{Access, Array};
 pub use coherence::{Coherence, CopyStates, MemorySpace, Move};
 pub use error::DataError;
+pub use reduce::{ReduceOp, Reducible, Reduction};
 pub use residency::MemoryStats;
 pub use transfer::{LinkStats, TransferCounters, UploadPath};

@@ -13,7 +13,7 @@ use super::handle::{Dependency, TaskHandle};
 use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work};
 use super::space::{Key, TaskSpace};
 use crate::data::array::RawArray;
-use crate::data::{Access, Array};
+use crate::data::{Access, Array, ReduceOp, Reducible, Reduction};
 use crate::sched::Placement;
 
 /// Builds one task. Made by [`crate::RuntimeHandle::task`]; nothing runs until
@@ -109,6 +109,14 @@ impl<T: Send + 'static> TaskBuilder<T> {
         self.access(a.raw.clone(), Access::ReadWrite)
     }
 
+    /// The task combines into `a` with `op`: its body writes a private partial that starts at
+    /// `op`'s identity (`cx.write(&a)` on the CPU, the array's binding on a GPU). Reducers with
+    /// the same `op` run concurrently; their partials are folded into `a` before its next
+    /// read, write, or reduction with another op.
+    pub fn reduces<U: Reducible>(self, a: &Array<U>, op: ReduceOp) -> Self {
+        self.access(a.raw.clone(), Access::Reduce(Reduction::of::<U>(op)))
+    }
+
     /// The CPU body. Its return value is the task's value.
     pub fn cpu(mut self, f: impl FnOnce(&mut CpuContext<'_>) -> T + Send + 'static) -> Self {
         self.cpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)) as Value)));
@@ -200,25 +208,18 @@ impl<T: Send + 'static> TaskBuilder<T> {
         if !accesses.is_empty() {
             let _order = core.spawn_lock.lock();
             let token: Arc<dyn Any + Send + Sync> = node.clone();
+            let as_node = |a: &Arc<dyn Any + Send + Sync>| a.clone().downcast::<Node>().ok();
             for (raw, access) in &accesses {
                 let mut t = raw.tracker.lock();
-                let as_node = |a: &Arc<dyn Any + Send + Sync>| a.clone().downcast::<Node>().ok();
-                if let Some(w) = t.last_writer.as_ref().and_then(as_node) {
-                    node.add_dependency(&w);
+                if t.readers.len() >= 64 {
+                    // Finished readers constrain nothing any more.
+                    t.readers
+                        .retain(|r| as_node(r).is_some_and(|n| !n.is_done()));
                 }
-                if access.writes() {
-                    for r in t.readers.drain(..) {
-                        if let Some(r) = as_node(&r) {
-                            node.add_dependency(&r);
-                        }
+                for dep in t.record(token.clone(), *access) {
+                    if let Some(d) = as_node(&dep) {
+                        node.add_dependency(&d);
                     }
-                    t.last_writer = Some(token.clone());
-                } else {
-                    if t.readers.len() >= 64 {
-                        t.readers
-                            .retain(|r| as_node(r).is_some_and(|n| !n.is_done()));
-                    }
-                    t.readers.push(token.clone());
                 }
             }
         }

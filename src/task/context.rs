@@ -9,6 +9,7 @@ use wgpu::util::DeviceExt;
 use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::RawArray;
+use crate::data::reduce::HostPartial;
 use crate::data::{Access, Array, DataError};
 use crate::device::{BindingKind, GpuDevice, Kernel};
 use crate::runtime::RuntimeHandle;
@@ -20,6 +21,8 @@ pub struct CpuContext<'a> {
     /// (array id, n) with n > 0 shared borrows, n = -1 one mutable borrow.
     borrows: RefCell<Vec<(u64, i32)>>,
     runtime: &'a RuntimeHandle,
+    /// Private partials of the arrays this task reduces.
+    partials: &'a [HostPartial],
 }
 
 impl<'a> CpuContext<'a> {
@@ -27,12 +30,14 @@ impl<'a> CpuContext<'a> {
         task: &'a str,
         accesses: &'a [(Arc<RawArray>, Access)],
         core: &'a Arc<Core>,
+        partials: &'a [HostPartial],
     ) -> Self {
         CpuContext {
             task,
             accesses,
             borrows: RefCell::new(Vec::new()),
             runtime: RuntimeHandle::from_core_ref(core),
+            partials,
         }
     }
 
@@ -74,9 +79,11 @@ impl<'a> CpuContext<'a> {
 
     /// Borrows a declared array for reading.
     pub fn try_read<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s [T], DataError> {
-        let Some((raw, _)) = self.entry(&a.raw) else {
-            return Err(self.undeclared(&a.raw, "reading", None));
+        let (raw, declared) = match self.entry(&a.raw) {
+            Some((raw, access)) if access.reduction().is_none() => (raw, access),
+            other => return Err(self.undeclared(&a.raw, "reading", other.map(|e| e.1))),
         };
+        let _ = declared;
         let mut b = self.borrows.borrow_mut();
         match b.iter_mut().find(|(id, _)| *id == raw.id) {
             Some((_, n)) if *n < 0 => {
@@ -100,8 +107,9 @@ impl<'a> CpuContext<'a> {
     #[allow(clippy::mut_from_ref)]
     pub fn try_write<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s mut [T], DataError> {
         let declared = self.declared(&a.raw);
-        let raw = match self.entry(&a.raw) {
-            Some((raw, access)) if access.writes() => raw,
+        let (raw, reducing) = match self.entry(&a.raw) {
+            Some((raw, access)) if access.writes() => (raw, false),
+            Some((raw, access)) if access.reduction().is_some() => (raw, true),
             _ => return Err(self.undeclared(&a.raw, "writing", declared)),
         };
         let mut b = self.borrows.borrow_mut();
@@ -113,6 +121,14 @@ impl<'a> CpuContext<'a> {
             });
         }
         b.push((raw.id, -1));
+        if reducing {
+            let Some(p) = self.partials.iter().find(|p| p.array_id == raw.id) else {
+                return Err(self.undeclared(&a.raw, "reducing", declared));
+            };
+            // SAFETY: the partial belongs to this task alone, and the borrow table guarantees
+            // this is the only borrow of it in this body.
+            return Ok(bytemuck::cast_slice_mut(unsafe { p.bytes_mut() }));
+        }
         // SAFETY: the task declared a write, so the dependency graph runs no other reader or
         // writer of this array concurrently; the borrow table guarantees this is the only
         // borrow of it in this body.
@@ -315,7 +331,9 @@ impl<'a> GpuContext<'a> {
                                 k.label, raw.label
                             )))
                         }
-                        BindingKind::StorageReadWrite if !access.writes() => {
+                        BindingKind::StorageReadWrite
+                            if !access.writes() && access.reduction().is_none() =>
+                        {
                             return Err(TaskError::TaskData {
                                 task: self.task.to_string(),
                                 error: DataError::Undeclared {

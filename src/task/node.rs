@@ -21,8 +21,9 @@ use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::{GpuPin, Memory, RawArray};
+use crate::data::reduce::{HostPartial, Partial};
 use crate::data::transfer::{padded, recycle_staging, UploadCtx};
-use crate::data::{Access, DataError};
+use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
 use crate::sched::gpu::{on_driver_thread, Encoded, GpuDriver, GpuJob};
@@ -71,6 +72,8 @@ struct NodeState {
     pins: Vec<GpuPin>,
     /// Upload staging buffers its commands read, recycled when its batch finishes.
     staging: Vec<wgpu::Buffer>,
+    /// A GPU reducer's partials, handed to their arrays when its batch finishes.
+    gpu_partials: Vec<(Arc<RawArray>, Reduction, wgpu::Buffer)>,
 }
 
 pub(crate) struct Node {
@@ -416,10 +419,28 @@ impl CpuJob for Node {
                 }));
             }
         }
-        let mut cx = CpuContext::new(&name, &work.accesses, core);
+        let partials: Vec<HostPartial> = work
+            .accesses
+            .iter()
+            .filter_map(|(raw, a)| {
+                a.reduction()
+                    .map(|r| HostPartial::new(raw.id, raw.bytes, r))
+            })
+            .collect();
+        let mut cx = CpuContext::new(&name, &work.accesses, core, &partials);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
         drop(cx);
         let result = self.body_result(r);
+        if result.is_ok() {
+            let mut partials = partials;
+            for (raw, a) in &work.accesses {
+                if let Some(r) = a.reduction() {
+                    if let Some(i) = partials.iter().position(|p| p.array_id == raw.id) {
+                        raw.deposit_partial(r, Partial::Host(partials.swap_remove(i).into_bytes()));
+                    }
+                }
+            }
+        }
         quiet_next_push(|| self.complete(result));
     }
 }
@@ -477,11 +498,15 @@ impl GpuJob for Node {
         };
         let mut buffers = Vec::with_capacity(work.accesses.len());
         let mut pins = Vec::with_capacity(work.accesses.len());
+        let mut gpu_partials = Vec::new();
         for (raw, access) in &work.accesses {
             match raw.prepare_gpu(*access, gpu, &mem, may_overcommit, &mut up) {
                 Ok((b, pin)) => {
+                    if let Some(r) = access.reduction() {
+                        gpu_partials.push((raw.clone(), r, b.clone()));
+                    }
                     buffers.push((raw.id, *access, b));
-                    pins.push(pin);
+                    pins.extend(pin);
                 }
                 Err(DataError::GpuMemoryBusy { .. }) => {
                     drop(pins);
@@ -523,18 +548,35 @@ impl GpuJob for Node {
             self.complete(Err(e));
             return Encoded::Finished;
         }
+        let reduces = !gpu_partials.is_empty();
         {
             let mut st = self.st.lock();
             st.pins = pins;
             st.staging = staging;
+            st.gpu_partials = gpu_partials;
         }
-        self.release_early(Fence { gpu, seq });
+        if !reduces {
+            // A reducer's dependents wait for its completion instead: its partial is folded
+            // on the host, which needs the GPU to have computed it.
+            self.release_early(Fence { gpu, seq });
+        }
         Encoded::Commands(commands)
     }
 
     fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>) {
-        let staging = std::mem::take(&mut self.st.lock().staging);
+        let (staging, partials) = {
+            let mut st = self.st.lock();
+            (
+                std::mem::take(&mut st.staging),
+                std::mem::take(&mut st.gpu_partials),
+            )
+        };
         recycle_staging(&driver.gpu, staging);
+        if result.is_ok() {
+            for (raw, r, buf) in partials {
+                raw.deposit_partial(r, Partial::Gpu(driver.index, buf));
+            }
+        }
         let name = self.name();
         self.complete(result.map_err(|message| TaskError::Gpu {
             task: name.to_string(),

@@ -1,0 +1,140 @@
+//! Reductions: concurrent reducers on the CPU and the GPU, partials folded before the next
+//! access, dependencies as specified.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use hetflow::data::ReduceOp;
+use hetflow::{Placement, Runtime, Uniform};
+
+const ADD_INTO: &str = include_str!("../shaders/add_f32.wgsl");
+
+#[test]
+fn cpu_reducers_run_concurrently_and_fold_before_the_read() {
+    let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
+    let a = rt.array_from(vec![10.0f32; 8]);
+    // Both reducers wait on one barrier: they only finish if they run at the same time.
+    let barrier = Arc::new(Barrier::new(2));
+    for v in [1.0f32, 2.0] {
+        let (a2, b) = (a.clone(), barrier.clone());
+        rt.task("reduce-add")
+            .reduces(&a, ReduceOp::Add)
+            .cpu(move |cx| {
+                let part = cx.write(&a2);
+                assert!(
+                    part.iter().all(|&x| x == 0.0),
+                    "a partial starts at the identity"
+                );
+                part.iter_mut().for_each(|x| *x += v);
+                b.wait();
+            })
+            .spawn();
+    }
+    assert_eq!(a.to_vec().unwrap(), vec![13.0; 8]);
+}
+
+#[test]
+fn every_operation_on_the_cpu() {
+    let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
+    for (op, init, parts, want) in [
+        (ReduceOp::Add, 1i32, vec![2, 3, 4], 10),
+        (ReduceOp::Mul, 2, vec![3, 4], 24),
+        (ReduceOp::Min, 5, vec![7, -3, 9], -3),
+        (ReduceOp::Max, 5, vec![7, -3, 9], 9),
+    ] {
+        let a = rt.array_from(vec![init; 4]);
+        for p in parts {
+            let a2 = a.clone();
+            rt.task("r")
+                .reduces(&a, op)
+                .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|x| *x = p))
+                .spawn();
+        }
+        assert_eq!(a.to_vec().unwrap(), vec![want; 4], "{op:?}");
+    }
+}
+
+#[test]
+fn reducers_of_another_op_and_writers_are_ordered() {
+    let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
+    let a = rt.array_from(vec![1.0f64; 2]);
+    let add = |v: f64| {
+        let a2 = a.clone();
+        rt.task("add")
+            .reduces(&a, ReduceOp::Add)
+            .cpu(move |cx| cx.write(&a2).fill(v))
+            .spawn();
+    };
+    add(1.0);
+    add(2.0); // 1 + 1 + 2 = 4
+    let a2 = a.clone();
+    rt.task("mul")
+        .reduces(&a, ReduceOp::Mul)
+        .cpu(move |cx| cx.write(&a2).fill(3.0))
+        .spawn(); // 12
+    let a3 = a.clone();
+    rt.task("rw")
+        .read_write(&a)
+        .cpu(move |cx| cx.write(&a3)[1] -= 2.0)
+        .spawn(); // [12, 10]
+    add(0.5);
+    assert_eq!(a.to_vec().unwrap(), vec![12.5, 10.5]);
+}
+
+#[test]
+fn gpu_and_cpu_reducers_together() {
+    let Some(_) = common::gpu_runtime() else {
+        return;
+    };
+    let rt = Runtime::builder().cpu_workers(2).build().unwrap();
+    let k = rt.kernel(ADD_INTO, "main").unwrap();
+    let n = 1000;
+    let a = rt.array_from(vec![100.0f32; n]);
+    for i in 0..6 {
+        let v = (i + 1) as f32;
+        let (a2, a3, k2) = (a.clone(), a.clone(), k.clone());
+        let place = if i % 2 == 0 {
+            Placement::Gpu(0)
+        } else {
+            Placement::Cpu
+        };
+        rt.task("reduce")
+            .reduces(&a, ReduceOp::Add)
+            .on(place)
+            .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|x| *x += v))
+            .gpu(move |cx| cx.dispatch(&k2, &[&Uniform([v, 0.0, 0.0, 0.0]), &a3], k2.groups_for(n)))
+            .spawn();
+    }
+    // A GPU reader after the group sees the folded value (1 + ... + 6 = 21).
+    let out = rt.array::<f32>(n);
+    let copy = rt
+        .kernel(include_str!("../shaders/copy_f32.wgsl"), "main")
+        .unwrap();
+    let (a4, o2) = (a.clone(), out.clone());
+    rt.task("read-on-gpu")
+        .reads(&a)
+        .writes(&out)
+        .on(Placement::Gpu(0))
+        .gpu(move |cx| cx.dispatch(&copy, &[&a4, &o2], copy.groups_for(n)))
+        .spawn();
+    assert_eq!(out.to_vec().unwrap(), vec![121.0; n]);
+    assert_eq!(a.to_vec().unwrap(), vec![121.0; n]);
+}
+
+#[test]
+fn reading_a_reduced_array_inside_the_reducer_is_an_error() {
+    let rt = Runtime::builder().cpu_workers(1).no_gpu().build().unwrap();
+    let a = rt.array_from(vec![1u32; 2]);
+    let a2 = a.clone();
+    let h = rt
+        .task("bad")
+        .reduces(&a, ReduceOp::Add)
+        .cpu(move |cx| cx.read(&a2)[0])
+        .spawn();
+    assert!(h
+        .wait()
+        .unwrap_err()
+        .to_string()
+        .contains("declared reduce"));
+}
