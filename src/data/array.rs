@@ -451,11 +451,10 @@ impl RawArray {
                 let src = unsafe { self.host_bytes() };
                 let mut fallback = UploadCtx {
                     path: UploadPath::WriteBuffer,
-                    encoder: None,
-                    used_staging: Vec::new(),
+                    batch: None,
                 };
                 let up = up.unwrap_or(&mut fallback);
-                let has_encoder = up.encoder.is_some();
+                let has_encoder = up.batch.is_some();
                 let saved = up.path;
                 up.path = saved.resolve(&gpus[g], self.bytes, has_encoder);
                 if up.path == UploadPath::Mapped

@@ -112,35 +112,6 @@ pub(crate) enum Partial {
     Gpu(usize, wgpu::Buffer),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identities_and_combine() {
-        for op in [ReduceOp::Add, ReduceOp::Mul, ReduceOp::Min, ReduceOp::Max] {
-            let r = Reduction::of::<f32>(op);
-            let mut acc = bytemuck::cast_slice::<f32, u8>(&[3.0, -2.0]).to_vec();
-            let mut id = vec![0u8; 8];
-            (r.fill_identity)(&mut id, op);
-            (r.combine_into)(&mut acc, &id, op);
-            assert_eq!(
-                bytemuck::cast_slice::<u8, f32>(&acc),
-                &[3.0, -2.0],
-                "{op:?}"
-            );
-        }
-        let r = Reduction::of::<i32>(ReduceOp::Max);
-        let mut acc = bytemuck::cast_slice::<i32, u8>(&[1, 9]).to_vec();
-        (r.combine_into)(
-            &mut acc,
-            bytemuck::cast_slice::<i32, u8>(&[5, 5]),
-            ReduceOp::Max,
-        );
-        assert_eq!(bytemuck::cast_slice::<u8, i32>(&acc), &[5, 9]);
-    }
-}
-
 /// A CPU reducer's private partial: 16-byte aligned, filled with the identity.
 pub(crate) struct HostPartial {
     pub(crate) array_id: u64,
@@ -178,5 +149,34 @@ impl HostPartial {
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         let words = self.words.into_inner();
         bytemuck::cast_slice::<u128, u8>(&words)[..self.bytes].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_and_combine() {
+        for op in [ReduceOp::Add, ReduceOp::Mul, ReduceOp::Min, ReduceOp::Max] {
+            let r = Reduction::of::<f32>(op);
+            let mut acc = bytemuck::cast_slice::<f32, u8>(&[3.0, -2.0]).to_vec();
+            let mut id = vec![0u8; 8];
+            (r.fill_identity)(&mut id, op);
+            (r.combine_into)(&mut acc, &id, op);
+            assert_eq!(
+                bytemuck::cast_slice::<u8, f32>(&acc),
+                &[3.0, -2.0],
+                "{op:?}"
+            );
+        }
+        let r = Reduction::of::<i32>(ReduceOp::Max);
+        let mut acc = bytemuck::cast_slice::<i32, u8>(&[1, 9]).to_vec();
+        (r.combine_into)(
+            &mut acc,
+            bytemuck::cast_slice::<i32, u8>(&[5, 5]),
+            ReduceOp::Max,
+        );
+        assert_eq!(bytemuck::cast_slice::<u8, i32>(&acc), &[5, 9]);
     }
 }

@@ -81,12 +81,34 @@ impl UploadPath {
     }
 }
 
-/// Where an upload may record commands and what it leaves to recycle.
+/// The staging copies of one GPU batch: recorded in their own encoder, which the driver
+/// submits first in the batch whatever becomes of the tasks that asked for them (a task that
+/// fails or is retried after its upload must not lose it: the copy's state already says
+/// valid). An upload only targets a copy that is Invalid on that GPU, which no earlier task of
+/// the batch uses, so running all uploads first is safe — the same order `write_buffer` has.
+pub(crate) struct BatchTransfers {
+    pub encoder: wgpu::CommandEncoder,
+    /// Staging buffers the copies read, recycled once the batch has finished.
+    pub staging: Vec<wgpu::Buffer>,
+}
+
+impl BatchTransfers {
+    pub(crate) fn new(gpu: &GpuDevice) -> Self {
+        BatchTransfers {
+            encoder: gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("hetflow batch uploads"),
+                }),
+            staging: Vec::new(),
+        }
+    }
+}
+
+/// Where an upload may record commands.
 pub(crate) struct UploadCtx<'a> {
     pub path: UploadPath,
-    pub encoder: Option<&'a mut wgpu::CommandEncoder>,
-    /// Staging buffers used by this task, recycled once its batch has finished.
-    pub used_staging: Vec<wgpu::Buffer>,
+    pub batch: Option<&'a mut BatchTransfers>,
 }
 
 /// Returns staging buffers to `gpu`'s pool once the GPU is done with them (call after the
@@ -147,7 +169,7 @@ pub(crate) fn upload(
         link: format!("host->gpu{}", gpu.info.index),
         message,
     };
-    match (up.path, up.encoder.as_deref_mut()) {
+    match (up.path, up.batch.as_deref_mut()) {
         (UploadPath::Mapped, _) => {
             let (tx, rx) = std::sync::mpsc::channel();
             dst.map_async(wgpu::MapMode::Write, 0..size, move |r| {
@@ -174,7 +196,7 @@ pub(crate) fn upload(
             }
             dst.unmap();
         }
-        (UploadPath::Staging, Some(encoder)) => {
+        (UploadPath::Staging, Some(batch)) => {
             let staging = {
                 let mut pool = gpu.write_staging.lock();
                 match pool.iter().position(|b| b.size() >= size) {
@@ -194,8 +216,10 @@ pub(crate) fn upload(
                 view.slice(..src.len()).copy_from_slice(src);
             }
             staging.unmap();
-            encoder.copy_buffer_to_buffer(&staging, 0, dst, 0, size);
-            up.used_staging.push(staging);
+            batch
+                .encoder
+                .copy_buffer_to_buffer(&staging, 0, dst, 0, size);
+            batch.staging.push(staging);
         }
         _ => {
             if src.len().is_multiple_of(4) {

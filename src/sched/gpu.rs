@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
 const MAX_BATCH: usize = 1024;
@@ -48,7 +49,13 @@ pub(crate) enum Encoded {
 pub(crate) trait GpuJob: Send + Sync {
     /// Encodes the job for batch `seq`. With `may_overcommit`, nothing else is encoded or in
     /// flight on this GPU, and the job may exceed the memory budget rather than retry.
-    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64, may_overcommit: bool) -> Encoded;
+    fn encode(
+        self: Arc<Self>,
+        driver: &GpuDriver,
+        seq: u64,
+        may_overcommit: bool,
+        transfers: &mut BatchTransfers,
+    ) -> Encoded;
     /// The batch holding this job finished on the device (`Err` if polling failed).
     fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>);
 }
@@ -56,6 +63,14 @@ pub(crate) trait GpuJob: Send + Sync {
 pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
 
 type FenceWaiter = Box<dyn FnOnce() + Send>;
+
+/// A submitted batch: its index, sequence number, jobs, and the staging buffers it reads.
+type InFlight = (
+    wgpu::SubmissionIndex,
+    u64,
+    Vec<GpuJobRef>,
+    Vec<wgpu::Buffer>,
+);
 
 struct Inbox {
     jobs: VecDeque<GpuJobRef>,
@@ -172,7 +187,7 @@ impl GpuDriver {
     fn main(self: Arc<Self>) {
         IN_DRIVER.with(|c| c.set(true));
         let mut pending: VecDeque<GpuJobRef> = VecDeque::new();
-        let mut in_flight: VecDeque<(wgpu::SubmissionIndex, u64, Vec<GpuJobRef>)> = VecDeque::new();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut seq = 0u64;
         // Set when a job found the memory budget held by in-flight work: retire everything
         // in flight before encoding again.
@@ -204,12 +219,16 @@ impl GpuDriver {
                 seq += 1;
                 let mut buffers = Vec::new();
                 let mut jobs = Vec::new();
+                let mut transfers = BatchTransfers::new(&self.gpu);
                 while jobs.len() < MAX_BATCH {
                     let Some(job) = self.take_job(&mut pending) else {
                         break;
                     };
                     let may_overcommit = jobs.is_empty() && in_flight.is_empty();
-                    match job.clone().encode(&self, seq, may_overcommit) {
+                    match job
+                        .clone()
+                        .encode(&self, seq, may_overcommit, &mut transfers)
+                    {
                         Encoded::Commands(cb) => {
                             buffers.push(cb);
                             jobs.push(job);
@@ -224,15 +243,19 @@ impl GpuDriver {
                         }
                     }
                 }
-                if jobs.is_empty() {
+                let staging = std::mem::take(&mut transfers.staging);
+                if jobs.is_empty() && staging.is_empty() {
                     seq -= 1;
                     continue;
+                }
+                if !staging.is_empty() {
+                    buffers.insert(0, transfers.encoder.finish());
                 }
                 let index = self.gpu.queue.submit(buffers);
                 self.submits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
-                in_flight.push_back((index, seq, jobs));
-            } else if let Some((index, done_seq, jobs)) = in_flight.pop_front() {
+                in_flight.push_back((index, seq, jobs, staging));
+            } else if let Some((index, done_seq, jobs, staging)) = in_flight.pop_front() {
                 if in_flight.is_empty() {
                     drain = false;
                 }
@@ -249,6 +272,7 @@ impl GpuDriver {
                     tracing::error!(gpu = self.index, error = %e, "polling the device failed");
                 }
                 self.completed_seq.store(done_seq, Ordering::Release);
+                recycle_staging(&self.gpu, staging);
                 for j in jobs {
                     j.gpu_done(&self, result.clone());
                 }

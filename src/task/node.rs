@@ -22,7 +22,7 @@ use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::{GpuPin, Memory, RawArray};
 use crate::data::reduce::{HostPartial, Partial};
-use crate::data::transfer::{padded, recycle_staging, UploadCtx};
+use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
 use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
@@ -70,8 +70,6 @@ struct NodeState {
     value: Option<Value>,
     /// GPU copies this task uses, kept from eviction until it completes.
     pins: Vec<GpuPin>,
-    /// Upload staging buffers its commands read, recycled when its batch finishes.
-    staging: Vec<wgpu::Buffer>,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
     gpu_partials: Vec<(Arc<RawArray>, Reduction, wgpu::Buffer)>,
 }
@@ -446,7 +444,13 @@ impl CpuJob for Node {
 }
 
 impl GpuJob for Node {
-    fn encode(self: Arc<Self>, driver: &GpuDriver, seq: u64, may_overcommit: bool) -> Encoded {
+    fn encode(
+        self: Arc<Self>,
+        driver: &GpuDriver,
+        seq: u64,
+        may_overcommit: bool,
+        transfers: &mut BatchTransfers,
+    ) -> Encoded {
         let (work, failure) = self.begin(DeviceId::Gpu(driver.index));
         if let Some(err) = failure {
             self.complete(Err(err));
@@ -488,8 +492,7 @@ impl GpuJob for Node {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         let mut up = UploadCtx {
             path: core.upload,
-            encoder: Some(&mut encoder),
-            used_staging: Vec::new(),
+            batch: Some(transfers),
         };
         let mem = Memory {
             gpus: core.gpus(),
@@ -510,21 +513,16 @@ impl GpuJob for Node {
                 }
                 Err(DataError::GpuMemoryBusy { .. }) => {
                     drop(pins);
-                    recycle_staging(&driver.gpu, up.used_staging);
                     self.restore(work);
                     return Encoded::Retry;
                 }
                 Err(error) => {
-                    recycle_staging(&driver.gpu, up.used_staging);
                     self.complete(Err(fail(error)));
                     return Encoded::Finished;
                 }
             }
         }
-        let staging = std::mem::take(&mut up.used_staging);
-        drop(up);
         let Some(body) = work.gpu.take() else {
-            recycle_staging(&driver.gpu, staging);
             self.complete(Ok(()));
             return Encoded::Finished;
         };
@@ -544,7 +542,6 @@ impl GpuJob for Node {
             (None, None) => Ok(()),
         });
         if let Err(e) = result {
-            recycle_staging(&driver.gpu, staging);
             self.complete(Err(e));
             return Encoded::Finished;
         }
@@ -552,7 +549,6 @@ impl GpuJob for Node {
         {
             let mut st = self.st.lock();
             st.pins = pins;
-            st.staging = staging;
             st.gpu_partials = gpu_partials;
         }
         if !reduces {
@@ -564,14 +560,7 @@ impl GpuJob for Node {
     }
 
     fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>) {
-        let (staging, partials) = {
-            let mut st = self.st.lock();
-            (
-                std::mem::take(&mut st.staging),
-                std::mem::take(&mut st.gpu_partials),
-            )
-        };
-        recycle_staging(&driver.gpu, staging);
+        let partials = std::mem::take(&mut self.st.lock().gpu_partials);
         if result.is_ok() {
             for (raw, r, buf) in partials {
                 raw.deposit_partial(r, Partial::Gpu(driver.index, buf));
