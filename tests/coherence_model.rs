@@ -62,17 +62,34 @@ fn check_invariants(arrays: &[Array<f32>]) {
     }
 }
 
+/// The arrays a sequence works on: two roots and slices of them, overlapping and disjoint.
+/// Each entry: (array, root index, element range within the root).
+fn family(rt: &Runtime) -> Vec<(Array<f32>, usize, std::ops::Range<usize>)> {
+    let r0 = rt.array_named("r0", vec![0.0f32; N]);
+    let r1 = rt.array_named("r1", vec![1.0f32; N]);
+    let mut v = vec![(r0.clone(), 0, 0..N), (r1.clone(), 1, 0..N)];
+    for (root, idx, range) in [
+        (&r0, 0, 0..N / 2),
+        (&r0, 0, N / 2..N),
+        (&r0, 0, N / 4..3 * N / 4),
+        (&r1, 1, 32..96),
+    ] {
+        v.push((root.slice(range.clone()).unwrap(), idx, range));
+    }
+    v
+}
+
 /// Spawns every step at once (the runtime orders them by their accesses), then compares each
 /// read with the model's value at that point of the sequence.
 fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
     let has_gpu = rt.gpu_count() > 0;
-    let arrays: Vec<Array<f32>> = (0..6)
-        .map(|i| rt.array_named(format!("a{i}"), vec![i as f32; N]))
-        .collect();
-    let mut model: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let members = family(rt);
+    let arrays: Vec<Array<f32>> = members.iter().map(|m| m.0.clone()).collect();
+    let mut model: Vec<Vec<f32>> = vec![vec![0.0; N], vec![1.0; N]];
     let mut reads = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        let a = arrays[s.array].clone();
+        let (a, root, range) = members[s.array].clone();
+        let n = range.len();
         let all = arrays.clone();
         let on_gpu = s.gpu && has_gpu;
         let place = if on_gpu {
@@ -83,7 +100,7 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
         let name = format!("step{i}");
         match s.op {
             Op::Read => {
-                let check = rt.array::<f32>(N);
+                let check = rt.array::<f32>(n);
                 let (a2, c2, copy) = (a.clone(), check.clone(), k.copy.clone());
                 let (a3, c3) = (a.clone(), check.clone());
                 let all2 = all.clone();
@@ -96,11 +113,11 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         check_invariants(&all2);
                     })
                     .gpu(move |cx| {
-                        cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(N));
+                        cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(n));
                         check_invariants(&all);
                     })
                     .spawn();
-                reads.push((i, check, model[s.array]));
+                reads.push((i, check, model[root][range].to_vec()));
             }
             Op::Write(v) => {
                 let (a2, fill, a3) = (a.clone(), k.fill.clone(), a.clone());
@@ -116,19 +133,23 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         cx.dispatch(
                             &fill,
                             &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
-                            fill.groups_for(N),
+                            fill.groups_for(n),
                         );
                         check_invariants(&all);
                     })
                     .spawn();
-                model[s.array] = v;
+                model[root][range].fill(v);
             }
-            Op::ReduceAdd(v) => {
+            Op::ReduceAdd(v) | Op::ReadWrite(v) => {
                 let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
                 let all2 = all.clone();
-                rt.task(name)
-                    .reduces(&a, hetflow::data::ReduceOp::Add)
-                    .on(place)
+                let b = rt.task(name);
+                let b = if matches!(s.op, Op::ReduceAdd(_)) {
+                    b.reduces(&a, hetflow::data::ReduceOp::Add)
+                } else {
+                    b.read_write(&a)
+                };
+                b.on(place)
                     .cpu(move |cx| {
                         cx.write(&a2).iter_mut().for_each(|x| *x += v);
                         check_invariants(&all2);
@@ -137,49 +158,37 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         cx.dispatch(
                             &add,
                             &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
-                            add.groups_for(N),
+                            add.groups_for(n),
                         );
                         check_invariants(&all);
                     })
                     .spawn();
-                model[s.array] += v;
-            }
-            Op::ReadWrite(v) => {
-                let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
-                let all2 = all.clone();
-                rt.task(name)
-                    .read_write(&a)
-                    .on(place)
-                    .cpu(move |cx| {
-                        cx.write(&a2).iter_mut().for_each(|x| *x += v);
-                        check_invariants(&all2);
-                    })
-                    .gpu(move |cx| {
-                        cx.dispatch(
-                            &add,
-                            &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
-                            add.groups_for(N),
-                        );
-                        check_invariants(&all);
-                    })
-                    .spawn();
-                model[s.array] += v;
+                model[root][range].iter_mut().for_each(|x| *x += v);
             }
         }
     }
     rt.wait_idle();
+    let first_diff = |got: &[f32], want: &[f32]| {
+        got.iter()
+            .zip(want)
+            .position(|(g, w)| g != w)
+            .map(|j| (j, got[j], want[j]))
+    };
     for (i, check, want) in reads {
         let got = check.to_vec().unwrap();
-        assert!(
-            got.iter().all(|&x| x == want),
-            "step {i}: read {:?}, model says {want}",
-            &got[..4]
+        assert_eq!(
+            first_diff(&got, &want),
+            None,
+            "step {i}: {:?} (index, got, want)",
+            steps[i]
         );
     }
     for (a, want) in arrays.iter().zip(&model) {
-        assert!(
-            a.to_vec().unwrap().iter().all(|x| x == want),
-            "final value of {}",
+        let got = a.to_vec().unwrap();
+        assert_eq!(
+            first_diff(&got, want),
+            None,
+            "final value of {} (index, got, want)",
             a.label()
         );
     }

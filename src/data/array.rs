@@ -11,10 +11,12 @@ use parking_lot::Mutex;
 
 use super::coherence::{CopyStates, MemorySpace};
 use super::error::DataError;
-use super::reduce::{Partial, ReduceOp, Reduction};
+use super::family::Family;
+use super::reduce::{Partial, Reduction};
 use super::residency::Residency;
 use super::transfer::{self, TransferCounters, UploadCtx, UploadPath};
 use crate::device::GpuDevice;
+use std::ops::Range;
 
 /// How a task uses an array. Dependencies and coherence actions follow from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,66 +87,8 @@ pub(crate) trait Engine: Send + Sync {
 
 /// Which tasks last touched an array, for inferring dependencies. Holds opaque task tokens
 /// (the task layer's nodes) so this layer need not know what a task is.
-#[derive(Default)]
-pub(crate) struct AccessTracker {
-    /// The last writer, or the last group of reducers once it is closed by another access.
-    pub last_writers: Vec<Token>,
-    /// Readers since the last writers.
-    pub readers: Vec<Token>,
-    /// The open group of reducers (all with `reduce_op`) and what each of them depends on.
-    pub reducers: Vec<Token>,
-    pub reduce_op: Option<ReduceOp>,
-    pub group_deps: Vec<Token>,
-}
-
 /// An opaque task token held by the tracker.
 pub(crate) type Token = Arc<dyn Any + Send + Sync>;
-
-impl AccessTracker {
-    /// Records an access by `task` and returns the tasks it must wait for.
-    pub(crate) fn record(&mut self, task: Token, access: Access) -> Vec<Token> {
-        if let Some(r) = access.reduction() {
-            if self.reduce_op == Some(r.op) {
-                // Joins the open group: same dependencies as the group's first member.
-                self.reducers.push(task);
-                return self.group_deps.clone();
-            }
-            self.close_group();
-            let deps: Vec<Token> = self
-                .last_writers
-                .iter()
-                .chain(&self.readers)
-                .cloned()
-                .collect();
-            self.readers.clear();
-            self.reducers = vec![task];
-            self.reduce_op = Some(r.op);
-            self.group_deps = deps.clone();
-            return deps;
-        }
-        self.close_group();
-        if access.writes() {
-            let deps: Vec<Token> = self
-                .last_writers
-                .drain(..)
-                .chain(self.readers.drain(..))
-                .collect();
-            self.last_writers = vec![task];
-            deps
-        } else {
-            self.readers.push(task);
-            self.last_writers.clone()
-        }
-    }
-
-    /// A closed reducer group acts as the last writer for later accesses.
-    fn close_group(&mut self) {
-        if self.reduce_op.take().is_some() {
-            self.last_writers = std::mem::take(&mut self.reducers);
-            self.group_deps.clear();
-        }
-    }
-}
 
 /// Copies and states of one array, guarded together.
 pub(crate) struct ArrayState {
@@ -156,6 +100,10 @@ pub(crate) struct ArrayState {
     pub pins: Vec<u32>,
     /// Finished reducers' partials, folded in before the next non-reducing access.
     pub partials: Vec<(Reduction, Partial)>,
+    /// Family epoch of the last write to this array (`family.rs`).
+    pub written_epoch: u64,
+    /// Family epoch this array's copies were last brought in line with.
+    pub synced_epoch: u64,
 }
 
 /// What moving data needs: the devices, the transfer counters and the GPU residency.
@@ -181,6 +129,20 @@ impl Drop for GpuPin {
     }
 }
 
+impl ArrayState {
+    fn new(spaces: usize, epoch: u64) -> Self {
+        ArrayState {
+            copies: CopyStates::new(spaces, MemorySpace::Host),
+            gpu_buffers: vec![None; spaces.saturating_sub(1)],
+            last_space: MemorySpace::Host,
+            pins: vec![0; spaces.saturating_sub(1)],
+            partials: Vec::new(),
+            written_epoch: epoch,
+            synced_epoch: epoch,
+        }
+    }
+}
+
 // SAFETY: `CopyStates` is plain data and `wgpu::Buffer` is Send + Sync
 // (`crate::device::assert_wgpu_handles_are_thread_safe`).
 unsafe impl Send for ArrayState {}
@@ -195,18 +157,28 @@ pub(crate) struct RawArray {
     pub label: String,
     pub len: usize,
     pub bytes: usize,
-    host: HostBytes,
+    /// The family's host memory (shared with the parent and sibling slices) and this array's
+    /// offset in it.
+    host: Arc<HostBytes>,
+    offset: usize,
+    /// Byte range within the family's root.
+    pub range: Range<usize>,
+    /// For a slice: the parent's id and the element range taken from it.
+    pub parent: Option<(u64, Range<usize>)>,
+    pub family: Arc<Family>,
     pub state: Mutex<ArrayState>,
-    pub tracker: Mutex<AccessTracker>,
     engine: Weak<dyn Engine>,
 }
 
-// SAFETY: the only non-Sync field is the host byte buffer. Its contents are read or written
-// only (a) by task bodies, which the dependency graph orders so that a writer never runs
-// concurrently with another reader or writer of the same array, and (b) by transfers, which
-// hold `state`'s lock and write the host copy only while it is Invalid, i.e. while no task
-// reads it. The allocation itself never changes after creation.
-unsafe impl Sync for RawArray {}
+// SAFETY: the bytes are read or written only (a) by task bodies, which the dependency graph
+// orders so that a writer of a range never runs concurrently with another reader or writer of
+// an overlapping range, and (b) by transfers, which hold the owning array's state lock (and,
+// for families, the family's sync lock) and write a range only while that array's host copy
+// is Invalid, i.e. while no task reads it (`family.rs` explains the slice case). The
+// allocation itself never changes after creation.
+unsafe impl Sync for HostBytes {}
+// SAFETY: a boxed slice of integers may move between threads.
+unsafe impl Send for HostBytes {}
 
 static NEXT_ARRAY: AtomicU64 = AtomicU64::new(1);
 
@@ -225,29 +197,117 @@ impl RawArray {
         if let Some(init) = init {
             bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes].copy_from_slice(init);
         }
-        Arc::new(RawArray {
+        let family = Family::new();
+        let a = Arc::new(RawArray {
             id,
             label: label.unwrap_or_else(|| format!("array#{id}")),
             len,
             bytes,
-            host: HostBytes(UnsafeCell::new(words)),
-            state: Mutex::new(ArrayState {
-                copies: CopyStates::new(spaces, MemorySpace::Host),
-                gpu_buffers: vec![None; spaces.saturating_sub(1)],
-                last_space: MemorySpace::Host,
-                pins: vec![0; spaces.saturating_sub(1)],
-                partials: Vec::new(),
-            }),
-            tracker: Mutex::new(AccessTracker::default()),
+            host: Arc::new(HostBytes(UnsafeCell::new(words))),
+            offset: 0,
+            range: 0..bytes,
+            parent: None,
+            family: family.clone(),
+            state: Mutex::new(ArrayState::new(spaces, 0)),
             engine,
-        })
+        });
+        family.members.lock().push(Arc::downgrade(&a));
+        a
+    }
+
+    /// A sub-array of `self`: elements `elems` (elements of `elem_size` bytes), sharing the
+    /// host memory, with its own states and device copies.
+    pub(crate) fn slice(self: &Arc<Self>, elems: Range<usize>, elem_size: usize) -> Arc<Self> {
+        let id = NEXT_ARRAY.fetch_add(1, Ordering::Relaxed);
+        let start = self.range.start + elems.start * elem_size;
+        let len = elems.len();
+        let spaces = self.state.lock().gpu_buffers.len() + 1;
+        let epoch = self.family.epoch.load(Ordering::Acquire);
+        let a = Arc::new(RawArray {
+            id,
+            label: format!("{}[{}..{}]", self.label, elems.start, elems.end),
+            len,
+            bytes: len * elem_size,
+            host: self.host.clone(),
+            offset: self.offset + elems.start * elem_size,
+            range: start..start + len * elem_size,
+            parent: Some((self.id, elems)),
+            family: self.family.clone(),
+            state: Mutex::new(ArrayState::new(spaces, epoch)),
+            engine: self.engine.clone(),
+        });
+        self.family.members.lock().push(Arc::downgrade(&a));
+        a
+    }
+
+    /// Brings the family in line before an access to `self` (the protocol of `family.rs`).
+    fn sync_family(
+        &self,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+    ) -> Result<(), DataError> {
+        if !self.family.has_slices() {
+            return Ok(());
+        }
+        let _sync = self.family.sync.lock();
+        let relatives = self.family.overlapping(self.id, &self.range);
+        if relatives.is_empty() {
+            return Ok(());
+        }
+        let my_synced = self.state.lock().synced_epoch;
+        let mut stale = false;
+        let mut flush: Vec<(u64, &RawArray)> = Vec::new();
+        for m in &relatives {
+            let st = m.state.lock();
+            // Pending reduction partials are a write that the flush below will make.
+            stale |= st.written_epoch > my_synced || !st.partials.is_empty();
+            if !st.copies.get(MemorySpace::Host).is_valid() || !st.partials.is_empty() {
+                flush.push((st.written_epoch, m));
+            }
+        }
+        if stale {
+            let st = self.state.lock();
+            if !st.copies.get(MemorySpace::Host).is_valid() || !st.partials.is_empty() {
+                flush.push((st.written_epoch, self));
+            }
+        }
+        flush.sort_by_key(|(epoch, _)| *epoch);
+        for (_, m) in flush {
+            let mut st = m.state.lock();
+            m.fold_partials(&mut st, Access::Read, gpus, counters)?;
+            let moves = st.copies.plan_read(MemorySpace::Host);
+            for mv in &moves {
+                m.perform(&mut st, mv.from, mv.to, gpus, counters, None)?;
+            }
+            st.copies.apply_moves(&moves);
+        }
+        let mut st = self.state.lock();
+        if stale {
+            // The host holds every newer write of the overlap: the device copies are stale.
+            st.copies.write(MemorySpace::Host);
+        }
+        st.synced_epoch = self.family.epoch.load(Ordering::Acquire);
+        Ok(())
+    }
+
+    /// Records a write to `self` in the family's epochs.
+    fn note_write(&self, st: &mut ArrayState) {
+        let e = self.family.next_epoch();
+        st.written_epoch = e;
+        st.synced_epoch = e;
     }
 
     /// Pointer to the host bytes.
     pub(crate) fn host_ptr(&self) -> *mut u8 {
         // SAFETY: taking a raw pointer does not create a reference to the contents; the boxed
-        // slice is never reallocated (see `HostBytes`).
-        unsafe { (*self.host.0.get()).as_mut_ptr().cast::<u8>() }
+        // slice is never reallocated (see `HostBytes`), and `offset + bytes` lies within it
+        // (a slice's range is checked against its parent's when it is made).
+        unsafe {
+            (*self.host.0.get())
+                .as_mut_ptr()
+                .cast::<u8>()
+                .add(self.offset)
+        }
     }
 
     /// # Safety
@@ -274,6 +334,7 @@ impl RawArray {
         gpus: &[Arc<GpuDevice>],
         counters: &TransferCounters,
     ) -> Result<(), DataError> {
+        self.sync_family(gpus, counters)?;
         let mut st = self.state.lock();
         self.fold_partials(&mut st, access, gpus, counters)?;
         if access.reduction().is_some() {
@@ -289,6 +350,7 @@ impl RawArray {
         }
         if access.writes() {
             st.copies.write(MemorySpace::Host);
+            self.note_write(&mut st);
         }
         st.last_space = MemorySpace::Host;
         Ok(())
@@ -327,6 +389,7 @@ impl RawArray {
             }
         }
         st.copies.write(MemorySpace::Host);
+        self.note_write(st);
         Ok(())
     }
 
@@ -369,6 +432,7 @@ impl RawArray {
                 limit,
             });
         }
+        self.sync_family(gpus, counters)?;
         self.fold_partials(&mut self.state.lock(), access, gpus, counters)?;
         if let Some(r) = access.reduction() {
             // A private partial; the array's own copies are untouched until the fold.
@@ -405,6 +469,7 @@ impl RawArray {
         }
         if access.writes() {
             st.copies.write(space);
+            self.note_write(&mut st);
         }
         st.last_space = space;
         Ok((buffer, Some(pin)))
@@ -587,8 +652,12 @@ impl<T: Pod> Array<T> {
     pub fn overview(&self) -> String {
         let st = self.raw.state.lock();
         let owner = st.copies.owner().unwrap_or(st.last_space);
+        let (parent, slice) = match &self.raw.parent {
+            Some((id, r)) => (id.to_string(), format!("{}..{}", r.start, r.end)),
+            None => ("None".to_string(), "None".to_string()),
+        };
         let mut s = format!(
-            "---Overview of Array\nID: {}, Name: {}, Parent_ID: None, Slice: None, Bytes: {}, Owner: {}\n",
+            "---Overview of Array\nID: {}, Name: {}, Parent_ID: {parent}, Slice: {slice}, Bytes: {}, Owner: {}\n",
             self.raw.id,
             self.raw.label,
             self.raw.bytes,
@@ -601,6 +670,46 @@ impl<T: Pod> Array<T> {
         }
         s += "---End of Overview";
         s
+    }
+
+    /// A sub-array of elements `range`, sharing this array's memory, with its own coherence
+    /// states: tasks may use it like any array. Writes to a slice are seen by later reads of
+    /// the parent and of overlapping slices; disjoint slices are independent, so they can be
+    /// written on different devices at the same time.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let a = rt.array_from(vec![0u32; 8]);
+    /// let right = a.slice(4..8).unwrap();
+    /// let r2 = right.clone();
+    /// rt.task("fill").writes(&right).cpu(move |cx| cx.write(&r2).fill(7)).spawn();
+    /// assert_eq!(a.to_vec().unwrap(), vec![0, 0, 0, 0, 7, 7, 7, 7]);
+    /// assert!(a.slice(6..9).is_err());
+    /// ```
+    pub fn slice(&self, range: impl std::ops::RangeBounds<usize>) -> Result<Array<T>, DataError> {
+        use std::ops::Bound;
+        let len = self.raw.len;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => len,
+        };
+        if start > end || end > len {
+            return Err(DataError::SliceOutOfRange {
+                array: self.raw.label.clone(),
+                start,
+                end,
+                len,
+            });
+        }
+        Ok(Array::from_raw(
+            self.raw.slice(start..end, std::mem::size_of::<T>()),
+        ))
     }
 
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes

@@ -73,6 +73,20 @@ pub enum DataError {
         /// The array.
         array: String,
     },
+    /// A slice range outside the array.
+    #[error(
+        "slice {start}..{end} of array `{array}` is out of range: the array has {len} elements"
+    )]
+    SliceOutOfRange {
+        /// The array.
+        array: String,
+        /// Requested start.
+        start: usize,
+        /// Requested end (exclusive).
+        end: usize,
+        /// The array's length.
+        len: usize,
+    },
     /// A copy between a slice and an array of another length.
     #[error("length mismatch for array `{array}`: expected {expected} elements, got {got}")]
     LengthMismatch {

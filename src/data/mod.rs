@@ -21,6 +21,7 @@
 pub(crate) mod array;
 pub mod coherence;
 mod error;
+pub(crate) mod family;
 pub mod reduce;
 pub(crate) mod residency;
 pub(crate) mod transfer;

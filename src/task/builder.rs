@@ -209,14 +209,13 @@ impl<T: Send + 'static> TaskBuilder<T> {
             let _order = core.spawn_lock.lock();
             let token: Arc<dyn Any + Send + Sync> = node.clone();
             let as_node = |a: &Arc<dyn Any + Send + Sync>| a.clone().downcast::<Node>().ok();
+            // Finished (successful) tasks constrain nothing any more; failed ones still poison.
+            let finished = |t: &Arc<dyn Any + Send + Sync>| {
+                as_node(t).is_some_and(|n| matches!(n.result(), Some(Ok(()))))
+            };
             for (raw, access) in &accesses {
-                let mut t = raw.tracker.lock();
-                if t.readers.len() >= 64 {
-                    // Finished readers constrain nothing any more.
-                    t.readers
-                        .retain(|r| as_node(r).is_some_and(|n| !n.is_done()));
-                }
-                for dep in t.record(token.clone(), *access) {
+                let mut t = raw.family.tracker.lock();
+                for dep in t.record(token.clone(), raw.range.clone(), *access, finished) {
                     if let Some(d) = as_node(&dep) {
                         node.add_dependency(&d);
                     }

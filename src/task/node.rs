@@ -545,15 +545,17 @@ impl GpuJob for Node {
             self.complete(Err(e));
             return Encoded::Finished;
         }
-        let reduces = !gpu_partials.is_empty();
+        // Dependents are released at encode time only when nothing they do can need this
+        // task's results on the host: a reducer's partial is folded there, and a member of a
+        // sliced family may be flushed there for an overlapping relative.
+        let early =
+            gpu_partials.is_empty() && !work.accesses.iter().any(|(r, _)| r.family.has_slices());
         {
             let mut st = self.st.lock();
             st.pins = pins;
             st.gpu_partials = gpu_partials;
         }
-        if !reduces {
-            // A reducer's dependents wait for its completion instead: its partial is folded
-            // on the host, which needs the GPU to have computed it.
+        if early {
             self.release_early(Fence { gpu, seq });
         }
         Encoded::Commands(commands)

@@ -1,0 +1,185 @@
+//! Families: an array and the sub-arrays sliced from it, which share its host memory.
+//!
+//! ## Dependencies ([`RangeTracker`])
+//! Every access to a member is recorded on the family with the member's byte range. A new
+//! access waits for the earlier ones whose ranges overlap its own and that conflict with it:
+//! anything involving a write, and reductions with different operations (readers run
+//! together; reducers with the same operation run together). So disjoint slices are
+//! independent, and a parent waits for the slices written before it and vice versa.
+//!
+//! ## Coherence between members
+//! Each member has its own MESI states and GPU buffers; the host memory is shared, and it is
+//! where members meet. Every write to a member takes a new family *epoch*
+//! (`written_epoch`); every access records the epoch it is in sync with (`synced_epoch`).
+//! Before any access to member X, under the family's sync lock:
+//! 1. every overlapping member whose newest data is not on the host (host copy Invalid, or
+//!    reduction partials pending), and X itself if it is stale, is flushed to the host, in
+//!    increasing `written_epoch` — older writes land first, newer ones overwrite them;
+//! 2. if an overlapping member was written after X's `synced_epoch`, or has reduction
+//!    partials pending (folding them is a write), X's device copies are stale: X becomes valid
+//!    on the host only (the host now holds every newer write).
+//!
+//! Why no write is lost: a member's host copy is Invalid only when it was written on a device
+//! since its last flush, i.e. it holds the newest data of its range; flushing in epoch order
+//! gives every byte the value of its latest writer. Why it is race-free: flushes write only the
+//! host ranges of members whose host copy is Invalid, and any task that reads an overlapping
+//! range flushed them first (step 1) under the same lock, while tasks that write overlapping
+//! ranges are ordered by the range tracker.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::array::{Access, RawArray, Token};
+
+/// The shared part of a family.
+pub(crate) struct Family {
+    pub members: Mutex<Vec<Weak<RawArray>>>,
+    pub epoch: AtomicU64,
+    /// Serialises the flush steps of accesses to members.
+    pub sync: Mutex<()>,
+    pub tracker: Mutex<RangeTracker>,
+}
+
+impl Family {
+    pub(crate) fn new() -> Arc<Family> {
+        Arc::new(Family {
+            members: Mutex::new(Vec::new()),
+            epoch: AtomicU64::new(0),
+            sync: Mutex::new(()),
+            tracker: Mutex::new(RangeTracker::default()),
+        })
+    }
+
+    /// A fresh epoch for a write.
+    pub(crate) fn next_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Live members other than `id` whose ranges overlap `range`.
+    pub(crate) fn overlapping(&self, id: u64, range: &Range<usize>) -> Vec<Arc<RawArray>> {
+        let mut members = self.members.lock();
+        members.retain(|w| w.strong_count() > 0);
+        members
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|m| m.id != id && overlaps(&m.range, range))
+            .collect()
+    }
+
+    /// Whether the family has members besides its root.
+    pub(crate) fn has_slices(&self) -> bool {
+        self.members.lock().len() > 1
+    }
+}
+
+pub(crate) fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end || (a.is_empty() && b.contains(&a.start))
+}
+
+fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+fn conflict(a: Access, b: Access) -> bool {
+    match (a, b) {
+        (Access::Read, Access::Read) => false,
+        (Access::Reduce(x), Access::Reduce(y)) => x.op != y.op || x != y,
+        _ => true,
+    }
+}
+
+/// Recent accesses of a family, with their byte ranges.
+#[derive(Default)]
+pub(crate) struct RangeTracker {
+    entries: Vec<(Token, Range<usize>, Access)>,
+}
+
+impl RangeTracker {
+    /// Records an access by `task` to `range` and returns the tasks it must wait for.
+    /// `finished` tells which earlier tasks completed successfully (they are forgotten).
+    pub(crate) fn record(
+        &mut self,
+        task: Token,
+        range: Range<usize>,
+        access: Access,
+        finished: impl Fn(&Token) -> bool,
+    ) -> Vec<Token> {
+        if self.entries.len() >= 64 {
+            self.entries.retain(|(t, _, _)| !finished(t));
+        }
+        let deps: Vec<Token> = self
+            .entries
+            .iter()
+            .filter(|(_, r, a)| overlaps(r, &range) && conflict(*a, access))
+            .map(|(t, _, _)| t.clone())
+            .collect();
+        if access.writes() {
+            // Entries inside a new write's range are reached through it from now on.
+            self.entries.retain(|(_, r, _)| !covers(&range, r));
+        }
+        self.entries.push((task, range, access));
+        deps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ReduceOp, Reduction};
+
+    fn tok(n: u32) -> Token {
+        Arc::new(n)
+    }
+
+    fn ids(v: &[Token]) -> Vec<u32> {
+        let mut out: Vec<u32> = v
+            .iter()
+            .map(|t| *t.downcast_ref::<u32>().unwrap())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn ranges_decide_conflicts() {
+        let mut t = RangeTracker::default();
+        let never = |_: &Token| false;
+        assert!(t.record(tok(1), 0..40, Access::Write, never).is_empty());
+        // Disjoint slice writes both wait for the parent write, not for each other.
+        assert_eq!(ids(&t.record(tok(2), 0..20, Access::Write, never)), vec![1]);
+        assert_eq!(
+            ids(&t.record(tok(3), 20..40, Access::Write, never)),
+            vec![1]
+        );
+        // A parent read waits for both slice writes (and, redundantly, the first write).
+        assert_eq!(
+            ids(&t.record(tok(4), 0..40, Access::Read, never)),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            ids(&t.record(tok(5), 10..30, Access::Read, never)),
+            vec![1, 2, 3]
+        );
+        // Same-op reducers run together, after the readers.
+        let add = Access::Reduce(Reduction::of::<f32>(ReduceOp::Add));
+        assert_eq!(
+            ids(&t.record(tok(6), 0..40, add, never)),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            ids(&t.record(tok(7), 0..40, add, never)),
+            vec![1, 2, 3, 4, 5]
+        );
+        let mul = Access::Reduce(Reduction::of::<f32>(ReduceOp::Mul));
+        assert_eq!(
+            ids(&t.record(tok(8), 0..8, mul, never)),
+            vec![1, 2, 4, 6, 7]
+        );
+        // A write covering everything forgets what it covers.
+        assert_eq!(ids(&t.record(tok(9), 0..40, Access::Write, never)).len(), 8);
+        assert_eq!(ids(&t.record(tok(10), 0..4, Access::Read, never)), vec![9]);
+    }
+}
