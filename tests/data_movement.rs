@@ -149,3 +149,49 @@ fn every_upload_path_moves_large_arrays_correctly() {
         assert_eq!(up.moves, 2, "{path:?}");
     }
 }
+
+#[test]
+fn inputs_are_prefetched_while_the_task_waits() {
+    if gpu_runtime().is_none() {
+        return;
+    }
+    let rt = hetflow::Runtime::builder().cpu_workers(2).build().unwrap();
+    let copy = rt
+        .kernel(include_str!("../shaders/copy_f32.wgsl"), "main")
+        .unwrap();
+    let n = 1 << 18;
+    let x = rt.array_named("x", vec![3.0f32; n]);
+    let y = rt.array::<f32>(n);
+    let slow = rt
+        .task("slow")
+        .on(Placement::Cpu)
+        .cpu(|_| std::thread::sleep(std::time::Duration::from_millis(300)))
+        .spawn();
+    let (k, x2, y2) = (copy.clone(), x.clone(), y.clone());
+    let t = rt
+        .task("uses-x")
+        .after(&slow)
+        .reads(&x)
+        .writes(&y)
+        .on(Placement::Gpu(0))
+        .gpu(move |cx| cx.dispatch(&k, &[&x2, &y2], [(n / 64) as u32, 1, 1]))
+        .spawn();
+    // x is moved to the GPU while `slow` still runs: the move starts at placement.
+    let start = std::time::Instant::now();
+    while !x.states().get(MemorySpace::Gpu(0)).is_valid() {
+        assert!(start.elapsed().as_millis() < 250, "x was not prefetched");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(
+        !slow.is_done(),
+        "prefetch must overlap the task being waited for"
+    );
+    t.wait().unwrap();
+    assert_eq!(y.to_vec().unwrap()[n - 1], 3.0);
+    let up = rt.stats().link(MemorySpace::Host, MemorySpace::Gpu(0));
+    assert_eq!(
+        (up.moves, up.bytes),
+        (1, 4 * n as u64),
+        "x moved once, ahead of time"
+    );
+}

@@ -11,6 +11,7 @@ use super::core::Core;
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
 use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work};
+use super::prefetch::Prefetch;
 use super::space::{Key, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array, ReduceOp, Reducible, Reduction};
@@ -205,6 +206,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         for (space, k) in &key_deps {
             node.add_dependency(&space.node(k));
         }
+        let mut ready_inputs = Vec::new();
         if !accesses.is_empty() {
             let _order = core.spawn_lock.lock();
             let token: Arc<dyn Any + Send + Sync> = node.clone();
@@ -215,11 +217,30 @@ impl<T: Send + 'static> TaskBuilder<T> {
             };
             for (raw, access) in &accesses {
                 let mut t = raw.family.tracker.lock();
-                for dep in t.record(token.clone(), raw.range.clone(), *access, finished) {
+                let deps = t.record(token.clone(), raw.range.clone(), *access, finished);
+                if access.reads() && access.reduction().is_none() && deps.iter().all(finished) {
+                    ready_inputs.push(raw.clone());
+                }
+                for dep in deps {
                     if let Some(d) = as_node(&dep) {
                         node.add_dependency(&d);
                     }
                 }
+            }
+        }
+        // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
+        // are already final (`prefetch.rs`).
+        let fixed_gpu = match (&placement, gpu.is_some(), cpu.is_some()) {
+            (Placement::Gpu(i), true, _) => Some(*i),
+            (Placement::Any | Placement::AnyGpu, true, false) if core.drivers.len() == 1 => Some(0),
+            _ => None,
+        };
+        if let Some(g) = fixed_gpu.filter(|&g| g < core.drivers.len() && node.waits()) {
+            for array in ready_inputs {
+                core.drivers[g].push(Arc::new(Prefetch {
+                    array,
+                    core: core.clone(),
+                }));
             }
         }
         // Attach last: nothing can schedule the node before the guard below is dropped.

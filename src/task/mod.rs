@@ -19,6 +19,7 @@ pub(crate) mod core;
 mod error;
 mod handle;
 pub(crate) mod node;
+mod prefetch;
 mod space;
 
 pub use builder::TaskBuilder;

@@ -180,6 +180,11 @@ impl Node {
         (work, failure)
     }
 
+    /// Whether the node still waits for a dependency (beyond its spawn guard).
+    pub(crate) fn waits(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) > 1
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.st.lock().done.is_some()
     }
