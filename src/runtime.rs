@@ -13,7 +13,7 @@ use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::Policy;
 use crate::task::core::Core;
-use crate::task::{BuildError, TaskBuilder};
+use crate::task::{BuildError, TaskBuilder, TaskHandle};
 
 /// Which GPUs a runtime uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -218,6 +218,87 @@ impl RuntimeHandle {
         self.make_array(None, data.len(), Some(bytemuck::cast_slice(&data)))
     }
 
+    /// A managed array holding a copy of `data`, valid on the host.
+    pub fn array_from_slice<T: Pod>(&self, data: &[T]) -> Array<T> {
+        self.make_array(None, data.len(), Some(bytemuck::cast_slice(data)))
+    }
+
+    /// A managed array of zeros with an n-d shape (row-major), valid on the host.
+    pub fn array_nd<T: Pod>(&self, shape: &[usize]) -> Array<T> {
+        let a = self.array(shape.iter().product());
+        // The product matches by construction.
+        a.reshape(shape).unwrap_or(a)
+    }
+
+    /// Parla's `copy`: a task that writes `src`'s contents into `dst`, ordered with every
+    /// other access to both. It runs where `src` is valid (a device-to-device copy on a GPU, a
+    /// memcpy on the CPU), so no extra move is made to perform it.
+    pub fn copy<T: Pod>(&self, src: &Array<T>, dst: &Array<T>) -> TaskHandle<()> {
+        let name = format!("copy({} -> {})", src.label(), dst.label());
+        if src.len() != dst.len() {
+            return TaskHandle {
+                node: crate::task::node::Node::finished(
+                    name.clone().into(),
+                    Err(crate::TaskError::TaskData {
+                        task: name,
+                        error: crate::DataError::LengthMismatch {
+                            array: dst.label().to_string(),
+                            expected: dst.len(),
+                            got: src.len(),
+                        },
+                    }),
+                ),
+                _value: std::marker::PhantomData,
+            };
+        }
+        let states = src.states();
+        let place = if states.get(MemorySpace::Host).is_valid() {
+            DeviceId::Cpu
+        } else {
+            states
+                .iter()
+                .find_map(|(sp, c)| match sp {
+                    MemorySpace::Gpu(i) if c.is_valid() => Some(DeviceId::Gpu(i)),
+                    _ => None,
+                })
+                .unwrap_or(DeviceId::Cpu)
+        };
+        self.copy_on(src, dst, place, name)
+    }
+
+    /// Parla's `clone_here` for a device chosen by the caller: a new array with `a`'s
+    /// contents, made valid on `device` by a copy task there.
+    pub fn clone_to<T: Pod>(&self, a: &Array<T>, device: DeviceId) -> Array<T> {
+        let out = self.make_array(Some(format!("{}@{device}", a.label())), a.len(), None);
+        let name = format!("clone({} -> {device})", a.label());
+        drop(self.copy_on(a, &out, device, name));
+        out
+    }
+
+    fn copy_on<T: Pod>(
+        &self,
+        src: &Array<T>,
+        dst: &Array<T>,
+        place: DeviceId,
+        name: String,
+    ) -> TaskHandle<()> {
+        let (s1, d1, s2, d2) = (src.clone(), dst.clone(), src.clone(), dst.clone());
+        let bytes = crate::data::transfer::padded(src.bytes());
+        self.task(name)
+            .reads(src)
+            .writes(dst)
+            .on(match place {
+                DeviceId::Cpu => crate::Placement::Cpu,
+                DeviceId::Gpu(i) => crate::Placement::Gpu(i),
+            })
+            .cpu(move |cx| cx.write(&d1).copy_from_slice(cx.read(&s1)))
+            .gpu(move |cx| {
+                if let (Some(s), Some(d)) = (cx.buffer(&s2).cloned(), cx.buffer(&d2).cloned()) {
+                    cx.encoder().copy_buffer_to_buffer(&s, 0, &d, 0, bytes);
+                }
+            })
+            .spawn()
+    }
     /// A managed array of `len` zeros, valid on the host.
     pub fn array<T: Pod>(&self, len: usize) -> Array<T> {
         self.make_array(None, len, None)

@@ -195,3 +195,95 @@ fn inputs_are_prefetched_while_the_task_waits() {
         "x moved once, ahead of time"
     );
 }
+
+#[test]
+fn copy_and_clone_run_where_the_data_is() {
+    if gpu_runtime().is_none() {
+        return;
+    }
+    let rt = hetflow::Runtime::builder().cpu_workers(2).build().unwrap();
+    let k = rt.kernel(ADD_ONE_F32, "main").unwrap();
+    let a = rt.array_from_slice(&[1.0f32, 2.0, 3.0, 4.0]);
+    // Make `a` live on the GPU only.
+    let (k2, a2) = (k.clone(), a.clone());
+    rt.task("gpu-add")
+        .read_write(&a)
+        .on(Placement::Gpu(0))
+        .gpu(move |cx| cx.dispatch(&k2, &[&a2], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap();
+    // The copy runs on the GPU (where `a` is valid): no move to the host for it.
+    let b = rt.array::<f32>(4);
+    let before = rt.stats();
+    let h = rt.copy(&a, &b);
+    let r = h.task_ref();
+    h.wait().unwrap();
+    assert_eq!(r.device(), Some(hetflow::DeviceId::Gpu(0)));
+    assert_eq!(
+        rt.stats().link(MemorySpace::Gpu(0), MemorySpace::Host),
+        before.link(MemorySpace::Gpu(0), MemorySpace::Host)
+    );
+    assert_eq!(b.to_vec().unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    // clone_to the CPU: a new array with the same contents, valid on the host.
+    let c = rt.clone_to(&a, hetflow::DeviceId::Cpu);
+    assert_eq!(c.to_vec().unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    // clone_here inside a CPU body.
+    let a3 = a.clone();
+    let v = rt
+        .task("clone-here")
+        .reads(&a)
+        .on(Placement::Cpu)
+        .cpu(move |cx| cx.clone_here(&a3))
+        .spawn()
+        .wait()
+        .unwrap();
+    assert_eq!(v.unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    // Mismatched lengths are a typed error.
+    let short = rt.array::<f32>(3);
+    let err = rt.copy(&a, &short).wait().unwrap_err();
+    assert!(
+        err.to_string().contains("expected 3 elements, got 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn array_beyond_the_storage_binding_limit_is_a_typed_error() {
+    let Some(shared) = gpu_runtime() else { return };
+    let limit = shared.topology().gpus[0].max_storage_binding;
+    if limit > 512 << 20 {
+        eprintln!("storage binding limit {limit} too large to test cheaply; skipped");
+        return;
+    }
+    let rt = hetflow::Runtime::builder().cpu_workers(1).build().unwrap();
+    let big = rt.array::<u32>((limit / 4) as usize + 4);
+    let h = rt
+        .task("too-big")
+        .reads(&big)
+        .on(Placement::Gpu(0))
+        .gpu(|_| ())
+        .spawn();
+    match h.wait() {
+        Err(hetflow::TaskError::TaskData {
+            error: hetflow::DataError::TooLarge {
+                bytes, limit: l, ..
+            },
+            ..
+        }) => {
+            assert_eq!((bytes, l), (limit + 16, limit));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // The same array works on the CPU.
+    let b2 = big.clone();
+    let n = rt
+        .task("cpu-ok")
+        .reads(&big)
+        .on(Placement::Cpu)
+        .cpu(move |cx| cx.read(&b2).len())
+        .spawn()
+        .wait()
+        .unwrap();
+    assert_eq!(n as u64, limit / 4 + 4);
+}

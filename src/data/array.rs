@@ -582,6 +582,8 @@ fn state_name(c: super::Coherence) -> &'static str {
 /// ```
 pub struct Array<T: Pod> {
     pub(crate) raw: Arc<RawArray>,
+    /// Optional n-d shape of this handle (row-major); the data is always flat.
+    shape: Option<Arc<[usize]>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -589,6 +591,7 @@ impl<T: Pod> Clone for Array<T> {
     fn clone(&self) -> Self {
         Array {
             raw: self.raw.clone(),
+            shape: self.shape.clone(),
             _t: PhantomData,
         }
     }
@@ -610,6 +613,7 @@ impl<T: Pod> Array<T> {
     pub(crate) fn from_raw(raw: Arc<RawArray>) -> Self {
         Array {
             raw,
+            shape: None,
             _t: PhantomData,
         }
     }
@@ -710,6 +714,35 @@ impl<T: Pod> Array<T> {
         Ok(Array::from_raw(
             self.raw.slice(start..end, std::mem::size_of::<T>()),
         ))
+    }
+
+    /// The n-d shape (row-major), `[len]` unless one was given with [`Array::reshape`].
+    pub fn shape(&self) -> Vec<usize> {
+        self.shape
+            .as_deref()
+            .map_or_else(|| vec![self.raw.len], <[usize]>::to_vec)
+    }
+
+    /// The same array viewed with an n-d shape whose product is its length (no copy).
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let m = rt.array::<f32>(6).reshape(&[2, 3]).unwrap();
+    /// assert_eq!(m.shape(), vec![2, 3]);
+    /// assert!(m.reshape(&[4, 2]).is_err());
+    /// ```
+    pub fn reshape(&self, shape: &[usize]) -> Result<Array<T>, DataError> {
+        let product: usize = shape.iter().product();
+        if product != self.raw.len {
+            return Err(DataError::ShapeMismatch {
+                array: self.raw.label.clone(),
+                shape: shape.to_vec(),
+                len: self.raw.len,
+            });
+        }
+        let mut a = self.clone();
+        a.shape = Some(shape.into());
+        Ok(a)
     }
 
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes

@@ -73,6 +73,16 @@ pub enum DataError {
         /// The array.
         array: String,
     },
+    /// A shape whose element count is not the array's length.
+    #[error("shape {shape:?} of array `{array}` holds a different number of elements than its length {len}")]
+    ShapeMismatch {
+        /// The array.
+        array: String,
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The array's length.
+        len: usize,
+    },
     /// A slice range outside the array.
     #[error(
         "slice {start}..{end} of array `{array}` is out of range: the array has {len} elements"

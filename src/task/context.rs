@@ -135,6 +135,11 @@ impl<'a> CpuContext<'a> {
         Ok(bytemuck::cast_slice_mut(unsafe { raw.host_bytes_mut() }))
     }
 
+    /// Parla's `clone_here` in a CPU body: a private copy of a declared array's contents.
+    pub fn clone_here<T: Pod>(&self, a: &Array<T>) -> Result<Vec<T>, DataError> {
+        self.try_read(a).map(<[T]>::to_vec)
+    }
+
     /// Like [`CpuContext::try_read`].
     ///
     /// # Panics
