@@ -355,3 +355,33 @@ fn placement_lists_and_policies() {
         assert!(matches!(h.wait(), Err(TaskError::NoDevice { .. })));
     }
 }
+
+#[test]
+fn readers_of_one_array_run_concurrently_and_a_writer_waits_for_them() {
+    let rt = rt();
+    let a = rt.array_from(vec![5u8; 16]);
+    // Two readers meet at a barrier: they only finish if they run at the same time.
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let order = Log::default();
+    for name in ["r1", "r2"] {
+        let (a2, b, log) = (a.clone(), barrier.clone(), order.clone());
+        rt.task(name)
+            .reads(&a)
+            .cpu(move |cx| {
+                assert_eq!(cx.read(&a2)[0], 5);
+                b.wait();
+                log.push(name);
+            })
+            .spawn();
+    }
+    let (a3, log) = (a.clone(), order.clone());
+    rt.task("w")
+        .writes(&a)
+        .cpu(move |cx| {
+            cx.write(&a3).fill(9);
+            log.push("w");
+        })
+        .spawn();
+    assert_eq!(a.to_vec().unwrap(), vec![9; 16]);
+    assert!(order.pos("w") > order.pos("r1") && order.pos("w") > order.pos("r2"));
+}
