@@ -325,7 +325,7 @@ impl RuntimeHandle {
             std::mem::size_of::<T>(),
             init,
             1 + self.core.gpus().len(),
-            self.core.engine(),
+            self.core.as_owner(),
         ))
     }
 

@@ -71,22 +71,6 @@ impl Access {
     }
 }
 
-/// A function reading an array's host bytes.
-pub(crate) type HostReader = Box<dyn FnOnce(&[u8]) + Send>;
-
-/// The engine an array belongs to; lets [`Array::to_vec`] run a host read in task order.
-pub(crate) trait Engine: Send + Sync {
-    /// Runs `f` on the host copy once every earlier writer of `array` has finished, as a read
-    /// access ordered with all other tasks.
-    fn read_on_host(
-        &self,
-        array: &Arc<RawArray>,
-        f: HostReader,
-    ) -> Result<(), crate::task::TaskError>;
-}
-
-/// Which tasks last touched an array, for inferring dependencies. Holds opaque task tokens
-/// (the task layer's nodes) so this layer need not know what a task is.
 /// An opaque task token held by the tracker.
 pub(crate) type Token = Arc<dyn Any + Send + Sync>;
 
@@ -167,7 +151,8 @@ pub(crate) struct RawArray {
     pub parent: Option<(u64, Range<usize>)>,
     pub family: Arc<Family>,
     pub state: Mutex<ArrayState>,
-    engine: Weak<dyn Engine>,
+    /// The runtime that made the array, opaque to this layer (the task layer downcasts it).
+    pub(crate) owner: Weak<dyn Any + Send + Sync>,
 }
 
 // SAFETY: the bytes are read or written only (a) by task bodies, which the dependency graph
@@ -189,7 +174,7 @@ impl RawArray {
         elem_size: usize,
         init: Option<&[u8]>,
         spaces: usize,
-        engine: Weak<dyn Engine>,
+        owner: Weak<dyn Any + Send + Sync>,
     ) -> Arc<Self> {
         let id = NEXT_ARRAY.fetch_add(1, Ordering::Relaxed);
         let bytes = len * elem_size;
@@ -209,7 +194,7 @@ impl RawArray {
             parent: None,
             family: family.clone(),
             state: Mutex::new(ArrayState::new(spaces, 0)),
-            engine,
+            owner,
         });
         family.members.lock().push(Arc::downgrade(&a));
         a
@@ -234,7 +219,7 @@ impl RawArray {
             parent: Some((self.id, elems)),
             family: self.family.clone(),
             state: Mutex::new(ArrayState::new(spaces, epoch)),
-            engine: self.engine.clone(),
+            owner: self.owner.clone(),
         });
         self.family.members.lock().push(Arc::downgrade(&a));
         a
@@ -743,25 +728,5 @@ impl<T: Pod> Array<T> {
         let mut a = self.clone();
         a.shape = Some(shape.into());
         Ok(a)
-    }
-
-    /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
-    /// the array (the copy is itself a host read, ordered like any task).
-    pub fn to_vec(&self) -> Result<Vec<T>, crate::task::TaskError> {
-        let engine = self.raw.engine.upgrade().ok_or_else(|| {
-            crate::task::TaskError::Data(DataError::RuntimeGone {
-                array: self.raw.label.clone(),
-            })
-        })?;
-        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
-        engine.read_on_host(
-            &self.raw,
-            Box::new(move |bytes| *sink.lock() = bytes.to_vec()),
-        )?;
-        let bytes = std::mem::take(&mut *out.lock());
-        let mut v = vec![T::zeroed(); self.raw.len];
-        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
-        Ok(v)
     }
 }

@@ -205,7 +205,7 @@ impl GpuDriver {
                     // usually arrives within microseconds, and a wake-up costs more.
                     drop(inbox);
                     let queued = || self.queued.load(Ordering::Acquire) > 0;
-                    if !crate::task::node::spin_until(IDLE_SPIN, queued) {
+                    if !super::spin_until(IDLE_SPIN, queued) {
                         let mut inbox = self.inbox.lock();
                         if inbox.jobs.is_empty() && !inbox.shutdown {
                             self.wake.wait(&mut inbox);

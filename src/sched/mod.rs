@@ -22,3 +22,17 @@ pub mod placement;
 mod sleep;
 
 pub use placement::{Placement, Policy};
+
+/// Polls `cond` with `yield_now` between checks for up to `limit`; true if it became true.
+pub(crate) fn spin_until(limit: std::time::Duration, cond: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}

@@ -8,7 +8,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::TaskError;
 use super::node::{Node, Work};
-use crate::data::array::{Engine, HostReader, RawArray};
+use crate::data::array::RawArray;
 use crate::data::residency::Residency;
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
@@ -75,7 +75,8 @@ impl Core {
         &self.counters
     }
 
-    pub(crate) fn engine(&self) -> Weak<dyn Engine> {
+    /// This runtime as an array's opaque owner.
+    pub(crate) fn as_owner(&self) -> Weak<dyn std::any::Any + Send + Sync> {
         self.this.clone()
     }
 
@@ -172,8 +173,14 @@ fn fast_target(work: &Work, gpus: usize) -> Option<DeviceId> {
     }
 }
 
-impl Engine for Core {
-    fn read_on_host(&self, array: &Arc<RawArray>, f: HostReader) -> Result<(), TaskError> {
+impl Core {
+    /// Runs `f` on `array`'s host copy as a CPU task that reads it, ordered after every
+    /// earlier writer, and waits for it.
+    fn read_on_host(
+        &self,
+        array: &Arc<RawArray>,
+        f: impl FnOnce(&[u8]) + Send + 'static,
+    ) -> Result<(), TaskError> {
         let Some(core) = self.this.upgrade() else {
             return Err(TaskError::ShutDown {
                 task: format!("to_vec({})", array.label),
@@ -190,5 +197,30 @@ impl Engine for Core {
             })
             .spawn()
             .wait()
+    }
+}
+
+impl<T: bytemuck::Pod> crate::data::Array<T> {
+    /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
+    /// the array (the copy is itself a host read, ordered like any task). A failed earlier
+    /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.
+    pub fn to_vec(&self) -> Result<Vec<T>, TaskError> {
+        let core = self
+            .raw
+            .owner
+            .upgrade()
+            .and_then(|o| o.downcast::<Core>().ok())
+            .ok_or_else(|| {
+                TaskError::Data(crate::data::DataError::RuntimeGone {
+                    array: self.raw.label.clone(),
+                })
+            })?;
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        core.read_on_host(&self.raw, move |bytes| *sink.lock() = bytes.to_vec())?;
+        let bytes = std::mem::take(&mut *out.lock());
+        let mut v = vec![T::zeroed(); self.raw.len];
+        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+        Ok(v)
     }
 }

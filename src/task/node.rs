@@ -27,6 +27,7 @@ use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
 use crate::sched::gpu::{on_driver_thread, Encoded, GpuDriver, GpuJob};
+use crate::sched::spin_until;
 use crate::sched::Placement;
 
 /// A task's name: free for `&'static str` names.
@@ -88,20 +89,6 @@ pub(crate) struct Node {
 /// How long a thread outside the pool spins (yielding) for a task before it blocks: GPU round
 /// trips are tens of microseconds, and waking a blocked thread on a VM costs about as much.
 const SPIN_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
-
-/// Polls `cond` with `yield_now` between checks for up to `limit`; true if it became true.
-pub(crate) fn spin_until(limit: std::time::Duration, cond: impl Fn() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-}
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
