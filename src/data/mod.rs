@@ -2,21 +2,27 @@
 //!
 //! Job: give every [`Array`] one copy slot per memory space (host, each GPU), keep the MESI
 //! states of those copies ([`coherence`], a pure state machine), and perform the copies a
-//! task needs before it runs ([`transfer`], the only code that moves bytes between host and
-//! device).
+//! task needs before it runs (`transfer`, the only code that moves bytes between host and
+//! device). Around that core, one small type per concern:
+//! - `family`: sub-arrays (slices) share their root's host memory; a range-aware tracker
+//!   orders accesses that overlap, and an epoch protocol keeps members coherent;
+//! - [`reduce`]: reductions into private partials, folded before the next access;
+//! - `residency`: per-GPU memory budgets, LRU eviction with write-back, pinning;
+//! - `transfer`: the upload paths (mapped, staging ring, `write_buffer`) and downloads.
 //!
-//! Invariants (see `coherence.rs` for the transition table):
+//! Invariants:
 //! - at least one copy of an array is valid; at most one is Modified/Exclusive, and then all
 //!   others are Invalid;
-//! - a task that reads an array on space `d` finds `d` valid when its body starts; a task that
-//!   writes it leaves `d` Modified and every other copy Invalid;
+//! - a task that reads an array on space `d` finds `d` valid (and in line with every
+//!   overlapping slice) when its body starts; a task that writes it leaves `d` Modified and
+//!   every other copy Invalid;
 //! - every copy is counted per link in [`TransferCounters`], so tests can assert exact moves;
-//! - the host allocation of an array never moves, so CPU bodies can borrow it as a slice;
+//! - the host allocation of a family never moves, so CPU bodies can borrow it as a slice;
 //! - each GPU holds at most its budget of array copies, give or take copies pinned by running
-//!   tasks; eviction never drops the only valid copy without writing it back ([`residency`]).
+//!   tasks; eviction never drops the only valid copy without writing it back (`residency`).
 //!
-//! Ordering between tasks (who may touch an array when) is the task layer's job: this layer
-//! only records which tasks last read and wrote an array ([`array::AccessTracker`]).
+//! Which tasks may run when is the task layer's job: this layer only records accesses with
+//! their byte ranges (`family::RangeTracker`) and answers which earlier ones conflict.
 
 pub(crate) mod array;
 pub mod coherence;

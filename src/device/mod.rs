@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! - One physical GPU appears once: when an adapter is visible through several backends
-//!   (Vulkan and GL, say), the Vulkan one is kept ([`gpu::discover`]).
+//!   (Vulkan and GL, say), the Vulkan one is kept (`gpu::discover`).
 //! - Devices are created once per process and shared by every [`crate::Runtime`]; creating many
 //!   Vulkan devices concurrently is unreliable, so discovery runs under a `OnceLock`.
 //! - No wgpu error ever panics: every device has an uncaptured-error handler that logs, and

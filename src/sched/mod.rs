@@ -1,8 +1,8 @@
 //! Scheduling layer: where and when ready work runs.
 //!
-//! Job: run CPU jobs on a work-stealing pool ([`cpu`]: a crossbeam deque per worker, a global
+//! Job: run CPU jobs on a work-stealing pool (`cpu`: a crossbeam deque per worker, a global
 //! injector, stealing, parking — protocol in `SLEEP.md`), run GPU jobs through one driver
-//! thread per device that batches them into few submissions ([`gpu`]), and choose a device for
+//! thread per device that batches them into few submissions (`gpu`), and choose a device for
 //! each ready task ([`placement`]).
 //!
 //! Invariants:
@@ -13,7 +13,7 @@
 //!   every job encoded before it on the same device having executed first;
 //! - a fence waiter registered for batch `s` runs exactly once, after batch `s` finished.
 //!
-//! This layer runs opaque jobs ([`cpu::CpuJob`], [`gpu::GpuJob`]); what a task is, and its
+//! This layer runs opaque jobs (`cpu::CpuJob`, `gpu::GpuJob`); what a task is, and its
 //! dependencies, belong to the task layer above.
 
 pub(crate) mod cpu;

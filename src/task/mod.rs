@@ -1,9 +1,9 @@
 //! Task layer: spawning tasks, their dependency graph, handles and task spaces.
 //!
-//! Job: turn `rt.task(name)…spawn()` into a node of the dependency graph ([`node`]), infer
+//! Job: turn `rt.task(name)…spawn()` into a node of the dependency graph (`node`), infer
 //! dependencies from declared array accesses (readers after the last writer; a writer after
 //! the last writer and every reader since), add explicit ones (handles, [`TaskSpace`] keys,
-//! possibly spawned later), and hand ready nodes to the scheduler ([`core::Core::schedule`]).
+//! possibly spawned later), and hand ready nodes to the scheduler (`core::Core::schedule`).
 //!
 //! Invariants:
 //! - a node is scheduled exactly once, when its last dependency is released;
