@@ -46,6 +46,16 @@ struct GpuTable {
     arrays: HashMap<u64, (Weak<RawArray>, u64, u64)>,
 }
 
+impl GpuTable {
+    /// Records `array` as resident, using `bytes`, just used.
+    fn admit(&mut self, array: &Arc<RawArray>, bytes: u64) {
+        self.used += bytes;
+        self.tick += 1;
+        self.arrays
+            .insert(array.id, (Arc::downgrade(array), bytes, self.tick));
+    }
+}
+
 /// Residency of every GPU of a runtime.
 pub(crate) struct Residency {
     budgets: Vec<u64>,
@@ -138,11 +148,7 @@ impl Residency {
                     return Ok(());
                 }
                 if t.used + bytes <= budget {
-                    t.used += bytes;
-                    t.tick += 1;
-                    let tick = t.tick;
-                    t.arrays
-                        .insert(array.id, (Arc::downgrade(array), bytes, tick));
+                    t.admit(array, bytes);
                     return Ok(());
                 }
                 let dead: u64 = t
@@ -187,11 +193,7 @@ impl Residency {
                     tracing::debug!(gpu, array = %array.label, bytes, budget, "GPU budget overcommitted: every resident copy is pinned");
                     let mut t = self.tables[gpu].lock();
                     if !t.arrays.contains_key(&array.id) {
-                        t.used += bytes;
-                        t.tick += 1;
-                        let tick = t.tick;
-                        t.arrays
-                            .insert(array.id, (Arc::downgrade(array), bytes, tick));
+                        t.admit(array, bytes);
                     }
                     return Ok(());
                 }
