@@ -3,7 +3,7 @@
 mod common;
 
 use common::{gpu_runtime, ADD_ONE, SAXPY};
-use hetflow::{DeviceError, DeviceId, MemorySpace, Placement, TaskError, Uniform};
+use hetflow::{DeviceError, DeviceId, Placement, TaskError, Uniform};
 
 #[test]
 fn gpu_saxpy_equals_cpu_result() {
