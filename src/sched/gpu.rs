@@ -31,6 +31,8 @@ use crate::device::GpuDevice;
 
 const MAX_BATCH: usize = 1024;
 const MAX_IN_FLIGHT: usize = 2;
+/// How long the driver polls for a submission's completion before blocking on it.
+const COMPLETION_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 /// How long an idle driver polls its inbox before blocking.
 const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
@@ -70,6 +72,7 @@ type InFlight = (
     u64,
     Vec<GpuJobRef>,
     Vec<wgpu::Buffer>,
+    Arc<AtomicBool>,
 );
 
 struct Inbox {
@@ -173,6 +176,25 @@ impl GpuDriver {
         }
     }
 
+    /// Waits for a submission: polls without blocking for up to `COMPLETION_SPIN` (a short
+    /// batch finishes sooner than a blocked thread wakes up on a VM), then blocks.
+    fn wait_for(&self, index: wgpu::SubmissionIndex, done: &AtomicBool) -> Result<(), String> {
+        let device = &self.gpu.device;
+        let spun = super::spin_until(COMPLETION_SPIN, || {
+            device.poll(wgpu::PollType::Poll).is_ok() && done.load(Ordering::Acquire)
+        });
+        if spun {
+            return Ok(());
+        }
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn take_job(&self, pending: &mut VecDeque<GpuJobRef>) -> Option<GpuJobRef> {
         if pending.is_empty() {
             pending.extend(self.inbox.lock().jobs.drain(..));
@@ -254,20 +276,17 @@ impl GpuDriver {
                 let index = self.gpu.queue.submit(buffers);
                 self.submits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
-                in_flight.push_back((index, seq, jobs, staging));
-            } else if let Some((index, done_seq, jobs, staging)) = in_flight.pop_front() {
+                let done = Arc::new(AtomicBool::new(false));
+                let flag = done.clone();
+                self.gpu
+                    .queue
+                    .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+                in_flight.push_back((index, seq, jobs, staging, done));
+            } else if let Some((index, done_seq, jobs, staging, done)) = in_flight.pop_front() {
                 if in_flight.is_empty() {
                     drain = false;
                 }
-                let result = self
-                    .gpu
-                    .device
-                    .poll(wgpu::PollType::Wait {
-                        submission_index: Some(index),
-                        timeout: None,
-                    })
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+                let result = self.wait_for(index, &done);
                 if let Err(e) = &result {
                     tracing::error!(gpu = self.index, error = %e, "polling the device failed");
                 }
