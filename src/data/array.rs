@@ -385,11 +385,9 @@ impl RawArray {
 
     /// A partial for a reducer on GPU `gpu`, filled with the identity.
     pub(crate) fn gpu_partial(&self, r: Reduction, gpu: &GpuDevice) -> wgpu::Buffer {
-        let buf = transfer::create_buffer(gpu, &self.label, self.bytes, false);
-        let mut identity = vec![0u8; transfer::padded(self.bytes) as usize];
-        (r.fill_identity)(&mut identity[..self.bytes], r.op);
-        gpu.queue.write_buffer(&buf, 0, &identity);
-        buf
+        let mut identity = vec![0u8; self.bytes];
+        (r.fill_identity)(&mut identity, r.op);
+        transfer::create_filled(gpu, &self.label, &identity)
     }
 
     /// Makes the copy on GPU `gpu` usable for `access` and returns its buffer. Runs on the GPU

@@ -150,6 +150,15 @@ pub(crate) fn create_buffer(
     })
 }
 
+/// A new device buffer holding `contents` (written before the next submission).
+pub(crate) fn create_filled(gpu: &GpuDevice, label: &str, contents: &[u8]) -> wgpu::Buffer {
+    let buf = create_buffer(gpu, label, contents.len(), false);
+    let mut padded_contents = contents.to_vec();
+    padded_contents.resize(padded(contents.len()) as usize, 0);
+    gpu.queue.write_buffer(&buf, 0, &padded_contents);
+    buf
+}
+
 /// Host → GPU, by the path in `up`. Every path orders the copy before the task's commands:
 /// `write_buffer` runs before the next submission, a staging copy is recorded in the task's
 /// own encoder, and a mapped write is complete when this returns.
