@@ -6,7 +6,9 @@
 //!   init_y (cpu) ─┘                                └─> max (cpu reduction)
 //! ```
 //! Data moves automatically: x and y are written on the host, read on the GPU, and the
-//! result comes back for the reductions. Run: `cargo run --release --example quickstart`.
+//! result comes back for the reductions. Run: `cargo run --release --example quickstart`;
+//! add `-- --trace trace.json` to write a Chrome trace of every task and move (open it in
+//! ui.perfetto.dev).
 
 use hetflow::{DeviceId, Runtime, Uniform};
 
@@ -14,7 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
+    let trace_path = std::env::args()
+        .skip_while(|a| a != "--trace")
+        .nth(1);
     let rt = Runtime::builder().build()?;
+    if trace_path.is_some() {
+        rt.start_trace();
+    }
     println!("hetflow quickstart\n{}", rt.topology());
     if rt.gpu_count() == 0 {
         println!("No GPU found: every task runs on the CPU.\n");
@@ -118,5 +126,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("result mismatch".into());
     }
     println!("verified: OK");
+    if let Some(path) = trace_path {
+        let trace = rt.take_trace();
+        trace.write_chrome_json(&path)?;
+        println!(
+            "trace: {} tasks and {} moves written to {path}",
+            trace.tasks.len(),
+            trace.moves.len()
+        );
+    }
     Ok(())
 }

@@ -376,6 +376,18 @@ impl RuntimeHandle {
         }
     }
 
+    /// Starts recording every task (name, device, start, end) and every move (link, bytes,
+    /// start, end), clearing an earlier recording.
+    pub fn start_trace(&self) {
+        self.core.start_trace();
+    }
+
+    /// Stops recording and returns the trace; [`crate::task::Trace::write_chrome_json`]
+    /// writes it for Perfetto (ui.perfetto.dev) or chrome://tracing.
+    pub fn take_trace(&self) -> crate::task::Trace {
+        self.core.take_trace()
+    }
+
     /// Blocks until no task is ready or running. Tasks whose dependencies were never spawned
     /// (a TaskSpace key nobody spawns) do not count.
     pub fn wait_idle(&self) {

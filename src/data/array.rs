@@ -367,8 +367,15 @@ impl RawArray {
                 Partial::Host(bytes) => (r.combine_into)(host, &bytes, r.op),
                 Partial::Gpu(g, buf) => {
                     let mut bytes = vec![0u8; self.bytes];
+                    let start = std::time::Instant::now();
                     transfer::download(&gpus[g], &buf, &mut bytes, &self.label)?;
-                    counters.record(MemorySpace::Gpu(g), MemorySpace::Host, self.bytes as u64);
+                    counters.record(
+                        MemorySpace::Gpu(g),
+                        MemorySpace::Host,
+                        self.bytes as u64,
+                        start,
+                        &self.label,
+                    );
                     (r.combine_into)(host, &bytes, r.op);
                 }
             }
@@ -484,6 +491,7 @@ impl RawArray {
         counters: &TransferCounters,
         up: Option<&mut UploadCtx<'_>>,
     ) -> Result<(), DataError> {
+        let start = std::time::Instant::now();
         match (from, to) {
             (MemorySpace::Gpu(g), MemorySpace::Host) => {
                 let src = self.buffer_on(st, g, gpus, false);
@@ -522,7 +530,7 @@ impl RawArray {
                 })
             }
         }
-        counters.record(from, to, self.bytes as u64);
+        counters.record(from, to, self.bytes as u64, start, &self.label);
         tracing::trace!(array = %self.label, %from, %to, bytes = self.bytes, "moved");
         Ok(())
     }

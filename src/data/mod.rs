@@ -37,4 +37,4 @@ pub use coherence::{Coherence, CopyStates, MemorySpace, Move};
 pub use error::DataError;
 pub use reduce::{ReduceOp, Reducible, Reduction};
 pub use residency::MemoryStats;
-pub use transfer::{LinkStats, TransferCounters, UploadPath};
+pub use transfer::{LinkStats, MoveEvent, TransferCounters, UploadPath};

@@ -225,8 +225,15 @@ impl Residency {
                 // SAFETY: the host copy is Invalid (the GPU copy is the only valid one), so no
                 // task reads it; we hold the victim's state lock, so no transfer writes it.
                 let host = unsafe { victim.host_bytes_mut() };
+                let start = std::time::Instant::now();
                 transfer::download(&gpus[gpu], &buf, host, &victim.label)?;
-                counters.record(space, MemorySpace::Host, victim.bytes as u64);
+                counters.record(
+                    space,
+                    MemorySpace::Host,
+                    victim.bytes as u64,
+                    start,
+                    &victim.label,
+                );
             }
             st.copies.apply_moves(&[super::coherence::Move {
                 from: space,

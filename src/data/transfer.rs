@@ -18,18 +18,66 @@ pub struct LinkStats {
     pub bytes: u64,
 }
 
-/// Transfer counters per (from, to) link.
+/// One copy, as recorded for a trace.
+#[derive(Debug, Clone)]
+pub struct MoveEvent {
+    /// Source space.
+    pub from: MemorySpace,
+    /// Destination space.
+    pub to: MemorySpace,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// The array's label.
+    pub array: String,
+    /// When the copy started.
+    pub start: std::time::Instant,
+    /// When it finished.
+    pub end: std::time::Instant,
+}
+
+/// Transfer counters per (from, to) link, and, while a trace is recording, every copy.
 #[derive(Debug, Default)]
 pub struct TransferCounters {
     links: Mutex<BTreeMap<(MemorySpace, MemorySpace), LinkStats>>,
+    trace: Mutex<Option<Vec<MoveEvent>>>,
 }
 
 impl TransferCounters {
-    pub(crate) fn record(&self, from: MemorySpace, to: MemorySpace, bytes: u64) {
-        let mut links = self.links.lock();
-        let e = links.entry((from, to)).or_default();
-        e.moves += 1;
-        e.bytes += bytes;
+    /// Counts a copy that started at `start` and has just finished.
+    pub(crate) fn record(
+        &self,
+        from: MemorySpace,
+        to: MemorySpace,
+        bytes: u64,
+        start: std::time::Instant,
+        array: &str,
+    ) {
+        {
+            let mut links = self.links.lock();
+            let e = links.entry((from, to)).or_default();
+            e.moves += 1;
+            e.bytes += bytes;
+        }
+        if let Some(events) = self.trace.lock().as_mut() {
+            events.push(MoveEvent {
+                from,
+                to,
+                bytes,
+                array: array.to_string(),
+                start,
+                end: std::time::Instant::now(),
+            });
+        }
+    }
+
+    /// Starts recording every copy (clearing an earlier recording).
+    pub(crate) fn start_trace(&self) {
+        *self.trace.lock() = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the copies recorded.
+    pub(crate) fn take_trace(&self) -> Vec<MoveEvent> {
+        self.trace.lock().take().unwrap_or_default()
     }
 
     /// Snapshot of every link used so far.

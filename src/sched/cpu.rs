@@ -258,3 +258,8 @@ fn worker_main(local: Rc<WorkerLocal>) {
     WORKER.with(|w| *w.borrow_mut() = None);
     tracing::trace!(worker = local.index, "CPU worker stopped");
 }
+
+/// Index of the CPU worker running the calling thread, if it is one.
+pub(crate) fn worker_index() -> Option<usize> {
+    current().map(|w| w.index)
+}

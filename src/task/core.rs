@@ -24,6 +24,8 @@ pub(crate) struct Core {
     pub(crate) policy: Policy,
     counters: TransferCounters,
     pub(crate) residency: Residency,
+    /// Task events while a trace records (None when not recording).
+    trace: Mutex<Option<(std::time::Instant, Vec<super::trace::TaskEvent>)>>,
     pub(crate) upload: crate::data::UploadPath,
     /// Tasks ready (queued or waiting on a fence) or running.
     live: AtomicUsize,
@@ -55,6 +57,7 @@ impl Core {
             policy,
             counters: TransferCounters::default(),
             residency: Residency::new(budgets),
+            trace: Mutex::new(None),
             upload,
             live: AtomicUsize::new(0),
             quiet: Mutex::new(()),
@@ -144,6 +147,33 @@ impl Core {
                 .iter()
                 .map(|d| (d.is_idle(), d.queued()))
                 .collect(),
+        }
+    }
+
+    /// Starts recording tasks and moves (clearing an earlier recording).
+    pub(crate) fn start_trace(&self) {
+        *self.trace.lock() = Some((std::time::Instant::now(), Vec::new()));
+        self.counters.start_trace();
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub(crate) fn take_trace(&self) -> super::trace::Trace {
+        let (origin, tasks) = self
+            .trace
+            .lock()
+            .take()
+            .unwrap_or_else(|| (std::time::Instant::now(), Vec::new()));
+        super::trace::Trace {
+            origin,
+            tasks,
+            moves: self.counters.take_trace(),
+        }
+    }
+
+    /// Records a finished task, if a trace is recording.
+    pub(crate) fn trace_task(&self, event: impl FnOnce() -> super::trace::TaskEvent) {
+        if let Some((_, events)) = self.trace.lock().as_mut() {
+            events.push(event());
         }
     }
 

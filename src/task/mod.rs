@@ -21,9 +21,11 @@ mod handle;
 pub(crate) mod node;
 mod prefetch;
 mod space;
+mod trace;
 
 pub use builder::TaskBuilder;
 pub use context::{CpuContext, GpuContext, KernelArg, Uniform};
 pub use error::{BuildError, TaskError};
 pub use handle::{Dependency, TaskHandle, TaskRef};
 pub use space::{Key, TaskSpace};
+pub use trace::{TaskEvent, Trace};

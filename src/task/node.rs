@@ -71,6 +71,8 @@ struct NodeState {
     value: Option<Value>,
     /// GPU copies this task uses, kept from eviction until it completes.
     pins: Vec<GpuPin>,
+    /// When the task started running (body start, or GPU encoding), and on which CPU worker.
+    started: Option<(std::time::Instant, Option<usize>)>,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
     gpu_partials: Vec<(Arc<RawArray>, Reduction, wgpu::Buffer)>,
 }
@@ -163,6 +165,7 @@ impl Node {
         let failure = st.fail_with.take().map(|b| *b);
         if failure.is_none() && work.is_some() {
             st.ran_on = Some(device);
+            st.started = Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
         }
         (work, failure)
     }
@@ -289,17 +292,33 @@ impl Node {
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (dependents, wakers, pins) = {
+        let (dependents, wakers, pins, started, ran_on) = {
             let mut st = self.st.lock();
+            let ok = result.is_ok();
             st.done = Some(result);
+            let started = st.started.take().map(|s| (s, ok));
             self.done_flag.store(true, Ordering::Release);
             (
                 std::mem::take(&mut st.dependents),
                 std::mem::take(&mut st.wakers),
                 std::mem::take(&mut st.pins),
+                started,
+                st.ran_on,
             )
         };
         drop(pins);
+        if let (Some(((start, worker), ok)), Some(device), Some(core)) =
+            (started, ran_on, self.core.get())
+        {
+            core.trace_task(|| super::trace::TaskEvent {
+                name: self.name().to_string(),
+                device,
+                worker,
+                start,
+                end: std::time::Instant::now(),
+                ok,
+            });
+        }
         self.cv.notify_all();
         for w in wakers {
             w.wake();
