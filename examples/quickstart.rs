@@ -16,9 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let trace_path = std::env::args()
-        .skip_while(|a| a != "--trace")
-        .nth(1);
+    let trace_path = std::env::args().skip_while(|a| a != "--trace").nth(1);
     let rt = Runtime::builder().build()?;
     if trace_path.is_some() {
         rt.start_trace();

@@ -35,6 +35,7 @@ pub struct RuntimeBuilder {
     policy: Policy,
     gpu_memory_budget: Option<u64>,
     upload: crate::data::UploadPath,
+    perf_model_file: Option<std::path::PathBuf>,
 }
 
 impl RuntimeBuilder {
@@ -68,6 +69,13 @@ impl RuntimeBuilder {
     /// 80% of the largest buffer the device allows, capped at half the host's RAM.
     pub fn gpu_memory_budget(mut self, bytes: u64) -> Self {
         self.gpu_memory_budget = Some(bytes);
+        self
+    }
+
+    /// A file for dmda's performance model: loaded at build if it exists, written when the
+    /// runtime is dropped, so the next run starts calibrated.
+    pub fn perf_model_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.perf_model_file = Some(path.into());
         self
     }
 
@@ -141,17 +149,22 @@ impl RuntimeBuilder {
                 })
             })
             .collect();
-        let core = Core::new(
-            pool,
-            drivers,
-            chosen,
-            self.policy,
-            topology,
+        let model = match &self.perf_model_file {
+            Some(path) if path.exists() => crate::sched::PerfModel::load(path).map_err(|e| {
+                BuildError::Config(format!("performance model {}: {e}", path.display()))
+            })?,
+            _ => crate::sched::PerfModel::default(),
+        };
+        let config = crate::task::core::CoreConfig {
+            policy: self.policy,
             budgets,
-            self.upload,
-        );
+            upload: self.upload,
+            model,
+        };
+        let core = Core::new(pool, drivers, chosen, topology, config);
         Ok(Runtime {
             handle: RuntimeHandle { core },
+            perf_model_file: self.perf_model_file,
         })
     }
 }
@@ -362,6 +375,11 @@ impl RuntimeHandle {
             .collect()
     }
 
+    /// dmda's performance model (per task name, size and device).
+    pub fn perf_model(&self) -> &crate::sched::PerfModel {
+        &self.core.model
+    }
+
     /// The placement policy.
     pub fn policy(&self) -> Policy {
         self.core.policy
@@ -417,6 +435,7 @@ impl RuntimeHandle {
 /// ```
 pub struct Runtime {
     handle: RuntimeHandle,
+    perf_model_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -453,6 +472,11 @@ impl Drop for Runtime {
             return;
         }
         core.wait_quiet();
+        if let Some(path) = &self.perf_model_file {
+            if let Err(e) = core.model.save(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not save the performance model");
+            }
+        }
         core.shut_down.store(true, Ordering::Release);
         core.pool.shutdown();
         for d in &core.drivers {

@@ -16,6 +16,15 @@ pub struct LinkStats {
     pub moves: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// Time spent copying, in nanoseconds.
+    pub nanos: u64,
+}
+
+impl LinkStats {
+    /// Measured bandwidth in bytes per nanosecond (GB/s), if anything was copied.
+    pub fn bandwidth(&self) -> Option<f64> {
+        (self.nanos > 0 && self.bytes > 0).then(|| self.bytes as f64 / self.nanos as f64)
+    }
 }
 
 /// One copy, as recorded for a trace.
@@ -52,11 +61,13 @@ impl TransferCounters {
         start: std::time::Instant,
         array: &str,
     ) {
+        let end = std::time::Instant::now();
         {
             let mut links = self.links.lock();
             let e = links.entry((from, to)).or_default();
             e.moves += 1;
             e.bytes += bytes;
+            e.nanos += end.saturating_duration_since(start).as_nanos() as u64;
         }
         if let Some(events) = self.trace.lock().as_mut() {
             events.push(MoveEvent {
@@ -65,7 +76,7 @@ impl TransferCounters {
                 bytes,
                 array: array.to_string(),
                 start,
-                end: std::time::Instant::now(),
+                end,
             });
         }
     }

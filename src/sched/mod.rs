@@ -18,9 +18,11 @@
 
 pub(crate) mod cpu;
 pub(crate) mod gpu;
+pub mod perfmodel;
 pub mod placement;
 mod sleep;
 
+pub use perfmodel::PerfModel;
 pub use placement::{Placement, Policy};
 
 /// Polls `cond` with `yield_now` between checks for up to `limit`; true if it became true.

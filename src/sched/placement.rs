@@ -1,5 +1,6 @@
 //! Where a ready task runs: the task's placement constraint, its bodies, and the policy.
 
+use super::perfmodel::PerfModel;
 use crate::device::DeviceId;
 
 /// Where a task may run.
@@ -27,6 +28,14 @@ pub enum Policy {
     Eager,
     /// A GPU whenever the task has a GPU body and a GPU is allowed.
     PreferGpu,
+    /// The device where the most of the task's input bytes are already valid (fewest bytes
+    /// to move); among equals, as [`Policy::Eager`].
+    Locality,
+    /// StarPU's dmda: the earliest expected finish, from the device's backlog of predicted
+    /// work, the time to move the inputs it lacks (measured link bandwidth) and the
+    /// history-based performance model of the task ([`crate::sched::PerfModel`]). Devices
+    /// without history for the task are calibrated first.
+    Dmda,
     /// The CPU whenever the task has a CPU body and the CPU is allowed.
     PreferCpu,
 }
@@ -38,6 +47,10 @@ pub(crate) struct Loads {
     pub cpu_queued: usize,
     /// (idle, queued) per GPU.
     pub gpus: Vec<(bool, usize)>,
+    /// Predicted nanoseconds of work placed and not finished: index 0 the CPU, 1 + i GPU i.
+    pub backlog_ns: Vec<u64>,
+    /// Measured bytes per nanosecond into each device (same indexing).
+    pub bandwidth: Vec<f64>,
 }
 
 /// Devices the task may run on, GPUs first. Err explains why there is none.
@@ -87,8 +100,24 @@ pub(crate) fn candidates(
     Ok(out)
 }
 
+/// What a policy may know about the task being placed.
+pub(crate) struct TaskFacts<'a> {
+    /// The task's name (the performance model's key, like a StarPU codelet).
+    pub name: std::borrow::Cow<'a, str>,
+    /// Total bytes of the arrays it accesses (the model's size).
+    pub bytes: u64,
+    /// Per candidate (same order): bytes of its inputs not yet valid there.
+    pub missing: Vec<u64>,
+}
+
 /// Picks one of `cands` (non-empty) under `policy`.
-pub(crate) fn choose(policy: Policy, cands: &[DeviceId], loads: &Loads) -> DeviceId {
+pub(crate) fn choose(
+    policy: Policy,
+    cands: &[DeviceId],
+    loads: &Loads,
+    task: &TaskFacts<'_>,
+    model: &PerfModel,
+) -> DeviceId {
     let first_gpu = cands
         .iter()
         .copied()
@@ -98,25 +127,73 @@ pub(crate) fn choose(policy: Policy, cands: &[DeviceId], loads: &Loads) -> Devic
         Policy::PreferGpu => first_gpu.unwrap_or(DeviceId::Cpu),
         Policy::PreferCpu if has_cpu => DeviceId::Cpu,
         Policy::PreferCpu => cands[0],
-        Policy::Eager => {
-            let idle = |d: &DeviceId| match d {
-                DeviceId::Cpu => loads.cpu_idle_workers > 0,
-                DeviceId::Gpu(i) => loads.gpus.get(*i).is_some_and(|g| g.0),
-            };
-            if let Some(d) = cands.iter().find(|d| idle(d)) {
+        Policy::Eager => eager(cands, loads),
+        Policy::Locality => {
+            let best = task.missing.iter().copied().min().unwrap_or(0);
+            let local: Vec<DeviceId> = cands
+                .iter()
+                .zip(&task.missing)
+                .filter(|(_, m)| **m == best)
+                .map(|(d, _)| *d)
+                .collect();
+            eager(if local.is_empty() { cands } else { &local }, loads)
+        }
+        Policy::Dmda => {
+            // Calibrate first: run where the model has no estimate yet.
+            if let Some(d) = cands
+                .iter()
+                .find(|d| model.estimate(&task.name, task.bytes, **d).is_none())
+            {
                 return *d;
             }
-            let pressure = |d: &DeviceId| match d {
-                DeviceId::Cpu => loads.cpu_queued as f64 / loads.cpu_workers.max(1) as f64,
-                DeviceId::Gpu(i) => loads.gpus.get(*i).map_or(f64::MAX, |g| g.1 as f64),
+            let finish = |(i, d): (usize, &DeviceId)| {
+                let run = model
+                    .estimate(&task.name, task.bytes, *d)
+                    .map_or(0.0, |t| t.as_nanos() as f64);
+                let slot = match d {
+                    DeviceId::Cpu => 0,
+                    DeviceId::Gpu(g) => g + 1,
+                };
+                let mut backlog = loads.backlog_ns.get(slot).copied().unwrap_or(0) as f64;
+                if *d == DeviceId::Cpu {
+                    backlog /= loads.cpu_workers.max(1) as f64;
+                }
+                let bw = loads
+                    .bandwidth
+                    .get(slot)
+                    .copied()
+                    .unwrap_or(DEFAULT_BANDWIDTH);
+                backlog + task.missing.get(i).copied().unwrap_or(0) as f64 / bw + run
             };
             cands
                 .iter()
-                .copied()
-                .min_by(|a, b| pressure(a).total_cmp(&pressure(b)))
-                .unwrap_or(cands[0])
+                .enumerate()
+                .min_by(|a, b| finish(*a).total_cmp(&finish(*b)))
+                .map_or(cands[0], |(_, d)| *d)
         }
     }
+}
+
+/// Bytes per nanosecond assumed for a link never measured (4 GB/s).
+pub(crate) const DEFAULT_BANDWIDTH: f64 = 4.0;
+
+fn eager(cands: &[DeviceId], loads: &Loads) -> DeviceId {
+    let idle = |d: &DeviceId| match d {
+        DeviceId::Cpu => loads.cpu_idle_workers > 0,
+        DeviceId::Gpu(i) => loads.gpus.get(*i).is_some_and(|g| g.0),
+    };
+    if let Some(d) = cands.iter().find(|d| idle(d)) {
+        return *d;
+    }
+    let pressure = |d: &DeviceId| match d {
+        DeviceId::Cpu => loads.cpu_queued as f64 / loads.cpu_workers.max(1) as f64,
+        DeviceId::Gpu(i) => loads.gpus.get(*i).map_or(f64::MAX, |g| g.1 as f64),
+    };
+    cands
+        .iter()
+        .copied()
+        .min_by(|a, b| pressure(a).total_cmp(&pressure(b)))
+        .unwrap_or(cands[0])
 }
 
 #[cfg(test)]
@@ -129,7 +206,71 @@ mod tests {
             cpu_workers: 2,
             cpu_queued: 4,
             gpus,
+            backlog_ns: vec![0, 0],
+            bandwidth: vec![DEFAULT_BANDWIDTH; 2],
         }
+    }
+
+    fn facts(missing: Vec<u64>) -> TaskFacts<'static> {
+        TaskFacts {
+            name: "t".into(),
+            bytes: 1 << 20,
+            missing,
+        }
+    }
+
+    fn pick(policy: Policy, c: &[DeviceId], l: &Loads) -> DeviceId {
+        choose(
+            policy,
+            c,
+            l,
+            &facts(vec![0; c.len()]),
+            &PerfModel::default(),
+        )
+    }
+
+    #[test]
+    fn locality_and_dmda() {
+        let c = [DeviceId::Gpu(0), DeviceId::Cpu];
+        let l = loads(1, vec![(true, 0)]);
+        let m = PerfModel::default();
+        // Locality: the CPU already holds everything, the GPU lacks 1 MiB.
+        assert_eq!(
+            choose(Policy::Locality, &c, &l, &facts(vec![1 << 20, 0]), &m),
+            DeviceId::Cpu
+        );
+        // dmda calibrates the GPU first, then the CPU, then picks the faster.
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
+            DeviceId::Gpu(0)
+        );
+        for _ in 0..3 {
+            m.record("t", 1 << 20, DeviceId::Gpu(0), ms(4));
+        }
+        assert_eq!(
+            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
+            DeviceId::Cpu
+        );
+        for _ in 0..3 {
+            m.record("t", 1 << 20, DeviceId::Cpu, ms(1));
+        }
+        assert_eq!(
+            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
+            DeviceId::Cpu
+        );
+        // A backlog on the CPU (10 ms over 2 workers) makes the GPU finish first.
+        let mut busy = loads(0, vec![(true, 0)]);
+        busy.backlog_ns = vec![10_000_000, 0];
+        assert_eq!(
+            choose(Policy::Dmda, &c, &busy, &facts(vec![0, 0]), &m),
+            DeviceId::Gpu(0)
+        );
+        // Moving 64 MiB to the GPU at 4 B/ns (16 ms) outweighs its advantage.
+        assert_eq!(
+            choose(Policy::Dmda, &c, &busy, &facts(vec![64 << 20, 0]), &m),
+            DeviceId::Cpu
+        );
     }
 
     #[test]
@@ -161,28 +302,28 @@ mod tests {
     fn eager_takes_idle_device_then_least_loaded() {
         let c = [DeviceId::Gpu(0), DeviceId::Cpu];
         assert_eq!(
-            choose(Policy::Eager, &c, &loads(0, vec![(true, 0)])),
+            pick(Policy::Eager, &c, &loads(0, vec![(true, 0)])),
             DeviceId::Gpu(0)
         );
         assert_eq!(
-            choose(Policy::Eager, &c, &loads(1, vec![(false, 9)])),
+            pick(Policy::Eager, &c, &loads(1, vec![(false, 9)])),
             DeviceId::Cpu
         );
         // Busy everywhere: CPU pressure 4/2 = 2 < GPU queue 9.
         assert_eq!(
-            choose(Policy::Eager, &c, &loads(0, vec![(false, 9)])),
+            pick(Policy::Eager, &c, &loads(0, vec![(false, 9)])),
             DeviceId::Cpu
         );
         assert_eq!(
-            choose(Policy::Eager, &c, &loads(0, vec![(false, 1)])),
+            pick(Policy::Eager, &c, &loads(0, vec![(false, 1)])),
             DeviceId::Gpu(0)
         );
         assert_eq!(
-            choose(Policy::PreferCpu, &c, &loads(0, vec![(true, 0)])),
+            pick(Policy::PreferCpu, &c, &loads(0, vec![(true, 0)])),
             DeviceId::Cpu
         );
         assert_eq!(
-            choose(Policy::PreferGpu, &c, &loads(2, vec![(false, 99)])),
+            pick(Policy::PreferGpu, &c, &loads(2, vec![(false, 99)])),
             DeviceId::Gpu(0)
         );
     }

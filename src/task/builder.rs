@@ -252,6 +252,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 placement,
                 accesses,
                 target: None,
+                predicted: None,
             },
         );
         node.clone().release_one();

@@ -10,12 +10,15 @@ use super::error::TaskError;
 use super::node::{Node, Work};
 use crate::data::array::RawArray;
 use crate::data::residency::Residency;
+use crate::data::MemorySpace;
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
-use crate::sched::placement::{self, Loads};
+use crate::sched::placement::{self, Loads, TaskFacts, DEFAULT_BANDWIDTH};
+use crate::sched::PerfModel;
 use crate::sched::{Placement, Policy};
+use std::sync::atomic::AtomicU64;
 
 pub(crate) struct Core {
     pub(crate) pool: Arc<CpuPool>,
@@ -24,6 +27,10 @@ pub(crate) struct Core {
     pub(crate) policy: Policy,
     counters: TransferCounters,
     pub(crate) residency: Residency,
+    /// dmda's performance model.
+    pub(crate) model: PerfModel,
+    /// Predicted nanoseconds of placed, unfinished work: index 0 the CPU, 1 + i GPU i.
+    backlog: Vec<AtomicU64>,
     /// Task events while a trace records (None when not recording).
     trace: Mutex<Option<(std::time::Instant, Vec<super::trace::TaskEvent>)>>,
     pub(crate) upload: crate::data::UploadPath,
@@ -40,16 +47,29 @@ pub(crate) struct Core {
     pub(crate) this: Weak<Core>,
 }
 
+/// The tunables a runtime is built with.
+pub(crate) struct CoreConfig {
+    pub policy: Policy,
+    pub budgets: Vec<u64>,
+    pub upload: crate::data::UploadPath,
+    pub model: PerfModel,
+}
+
 impl Core {
     pub(crate) fn new(
         pool: Arc<CpuPool>,
         drivers: Vec<Arc<GpuDriver>>,
         gpus: Vec<Arc<GpuDevice>>,
-        policy: Policy,
         topology: Topology,
-        budgets: Vec<u64>,
-        upload: crate::data::UploadPath,
+        config: CoreConfig,
     ) -> Arc<Core> {
+        let gpu_count = drivers.len();
+        let CoreConfig {
+            policy,
+            budgets,
+            upload,
+            model,
+        } = config;
         Arc::new_cyclic(|this| Core {
             pool,
             drivers,
@@ -57,6 +77,8 @@ impl Core {
             policy,
             counters: TransferCounters::default(),
             residency: Residency::new(budgets),
+            model,
+            backlog: (0..=gpu_count).map(|_| AtomicU64::new(0)).collect(),
             trace: Mutex::new(None),
             upload,
             live: AtomicUsize::new(0),
@@ -100,7 +122,20 @@ impl Core {
                     gpus,
                 ) {
                     Ok(c) => {
-                        let t = placement::choose(self.policy, &c, &self.loads());
+                        let policy = self.policy;
+                        let facts = self.facts(node.name(), work, &c);
+                        let t = placement::choose(policy, &c, &self.loads(), &facts, &self.model);
+                        if policy == Policy::Dmda {
+                            let slot = match t {
+                                DeviceId::Cpu => 0,
+                                DeviceId::Gpu(g) => g + 1,
+                            };
+                            if let Some(e) = self.model.estimate(&facts.name, facts.bytes, t) {
+                                let ns = e.as_nanos() as u64;
+                                self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
+                                work.predicted = Some((slot, ns));
+                            }
+                        }
                         work.target = Some(t);
                         Ok(Some(t))
                     }
@@ -138,6 +173,18 @@ impl Core {
     }
 
     fn loads(&self) -> Loads {
+        let mut bandwidth = vec![DEFAULT_BANDWIDTH; 1 + self.drivers.len()];
+        if self.policy == Policy::Dmda {
+            for ((_, to), l) in self.counters.snapshot() {
+                let slot = match to {
+                    MemorySpace::Host => 0,
+                    MemorySpace::Gpu(g) => g + 1,
+                };
+                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(slot)) {
+                    *b = bw;
+                }
+            }
+        }
         Loads {
             cpu_idle_workers: self.pool.idle_workers(),
             cpu_workers: self.pool.workers(),
@@ -147,6 +194,64 @@ impl Core {
                 .iter()
                 .map(|d| (d.is_idle(), d.queued()))
                 .collect(),
+            backlog_ns: self
+                .backlog
+                .iter()
+                .map(|b| b.load(Ordering::Acquire))
+                .collect(),
+            bandwidth,
+        }
+    }
+
+    /// What the locality and dmda policies need to know about a task: its name and size, and
+    /// per candidate the bytes of its inputs not valid there.
+    fn facts<'a>(
+        &self,
+        name: std::borrow::Cow<'a, str>,
+        work: &Work,
+        cands: &[DeviceId],
+    ) -> TaskFacts<'a> {
+        let mut missing = vec![0u64; cands.len()];
+        if matches!(self.policy, Policy::Locality | Policy::Dmda) {
+            for (raw, _) in work.accesses.iter().filter(|(_, a)| a.reads()) {
+                let st = raw.state.lock();
+                for (m, d) in missing.iter_mut().zip(cands) {
+                    let space = match d {
+                        DeviceId::Cpu => MemorySpace::Host,
+                        DeviceId::Gpu(g) => MemorySpace::Gpu(*g),
+                    };
+                    if !st.copies.get(space).is_valid() {
+                        *m += raw.bytes as u64;
+                    }
+                }
+            }
+        }
+        TaskFacts {
+            name,
+            bytes: work.accesses.iter().map(|(r, _)| r.bytes as u64).sum(),
+            missing,
+        }
+    }
+
+    /// Bookkeeping when a task finishes: its predicted work leaves the backlog, and under
+    /// dmda its run time feeds the performance model.
+    pub(crate) fn task_ran(
+        &self,
+        name: &str,
+        started: Option<(std::time::Instant, bool)>,
+        ran_on: Option<DeviceId>,
+        bytes: u64,
+        predicted: Option<(usize, u64)>,
+    ) {
+        if let Some((slot, ns)) = predicted {
+            let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(ns))
+            });
+        }
+        if self.policy == Policy::Dmda {
+            if let (Some((start, true)), Some(device)) = (started, ran_on) {
+                self.model.record(name, bytes, device, start.elapsed());
+            }
         }
     }
 

@@ -53,6 +53,8 @@ pub(crate) struct Work {
     pub placement: Placement,
     pub accesses: Vec<(Arc<RawArray>, Access)>,
     pub target: Option<DeviceId>,
+    /// dmda's prediction, added to the device's backlog: (backlog slot, nanoseconds).
+    pub predicted: Option<(usize, u64)>,
 }
 
 #[derive(Default)]
@@ -73,6 +75,9 @@ struct NodeState {
     pins: Vec<GpuPin>,
     /// When the task started running (body start, or GPU encoding), and on which CPU worker.
     started: Option<(std::time::Instant, Option<usize>)>,
+    /// Bytes of the arrays it accesses, and dmda's prediction (for the model and backlog).
+    data_bytes: u64,
+    predicted: Option<(usize, u64)>,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
     gpu_partials: Vec<(Arc<RawArray>, Reduction, wgpu::Buffer)>,
 }
@@ -163,6 +168,10 @@ impl Node {
         let mut st = self.st.lock();
         let work = st.work.take();
         let failure = st.fail_with.take().map(|b| *b);
+        if let Some(w) = &work {
+            st.predicted = w.predicted;
+            st.data_bytes = w.accesses.iter().map(|(r, _)| r.bytes as u64).sum();
+        }
         if failure.is_none() && work.is_some() {
             st.ran_on = Some(device);
             st.started = Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
@@ -292,7 +301,7 @@ impl Node {
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (dependents, wakers, pins, started, ran_on) = {
+        let (dependents, wakers, pins, started, ran_on, data_bytes, predicted) = {
             let mut st = self.st.lock();
             let ok = result.is_ok();
             st.done = Some(result);
@@ -304,8 +313,19 @@ impl Node {
                 std::mem::take(&mut st.pins),
                 started,
                 st.ran_on,
+                st.data_bytes,
+                st.predicted.take(),
             )
         };
+        if let Some(core) = self.core.get() {
+            core.task_ran(
+                &self.name(),
+                started.map(|(s, ok)| (s.0, ok)),
+                ran_on,
+                data_bytes,
+                predicted,
+            );
+        }
         drop(pins);
         if let (Some(((start, worker), ok)), Some(device), Some(core)) =
             (started, ran_on, self.core.get())
