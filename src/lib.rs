@@ -37,6 +37,7 @@
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod linalg;
 mod runtime;
 pub mod sched;
 pub mod task;

@@ -1,0 +1,198 @@
+//! Tiled matrices and tiled Cholesky.
+
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::{Accum, MatMut, MatRef, Par, Side};
+
+use crate::{Array, Kernel, Placement, RuntimeHandle, TaskHandle, Uniform};
+
+/// Errors of the linear-algebra layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinalgError {
+    /// The matrix size is not a multiple of the tile size, or a buffer has the wrong length.
+    #[error("bad shape: {0}")]
+    Shape(String),
+    /// A diagonal tile was not positive definite.
+    #[error("tile ({k}, {k}) is not positive definite")]
+    NotPositiveDefinite {
+        /// The tile's index.
+        k: usize,
+    },
+    /// The kernel failed to compile (should not happen: it ships with the crate).
+    #[error(transparent)]
+    Kernel(#[from] crate::DeviceError),
+}
+
+/// An `n × n` f32 matrix stored as lower-triangular tiles of `tile × tile` (row-major).
+pub struct TiledMatrix {
+    /// Matrix side.
+    pub n: usize,
+    /// Tile side.
+    pub tile: usize,
+    /// Tiles `(i, j)` for `j <= i`, at index `i * (i + 1) / 2 + j`.
+    tiles: Vec<Array<f32>>,
+}
+
+impl TiledMatrix {
+    /// Tiles the lower triangle of the row-major `n × n` matrix `dense`.
+    pub fn from_dense(
+        rt: &RuntimeHandle,
+        dense: &[f32],
+        n: usize,
+        tile: usize,
+    ) -> Result<Self, LinalgError> {
+        if tile == 0 || n % tile != 0 || dense.len() != n * n {
+            return Err(LinalgError::Shape(format!(
+                "n = {n} must be a multiple of tile = {tile}, and the matrix must have n*n = {} elements (got {})",
+                n * n,
+                dense.len()
+            )));
+        }
+        let nt = n / tile;
+        let mut tiles = Vec::with_capacity(nt * (nt + 1) / 2);
+        for i in 0..nt {
+            for j in 0..=i {
+                let mut data = Vec::with_capacity(tile * tile);
+                for r in 0..tile {
+                    let row = (i * tile + r) * n + j * tile;
+                    data.extend_from_slice(&dense[row..row + tile]);
+                }
+                tiles.push(rt.array_named(format!("A[{i}][{j}]"), data));
+            }
+        }
+        Ok(TiledMatrix { n, tile, tiles })
+    }
+
+    /// Number of tiles per side.
+    pub fn tiles_per_side(&self) -> usize {
+        self.n / self.tile
+    }
+
+    /// Tile `(i, j)`, `j <= i`.
+    pub fn tile(&self, i: usize, j: usize) -> &Array<f32> {
+        &self.tiles[i * (i + 1) / 2 + j]
+    }
+
+    /// The lower triangle as a dense row-major matrix (upper part zero), after every task
+    /// spawned on the tiles.
+    pub fn to_dense_lower(&self) -> Result<Vec<f32>, crate::TaskError> {
+        let (n, t) = (self.n, self.tile);
+        let mut out = vec![0.0f32; n * n];
+        for i in 0..self.tiles_per_side() {
+            for j in 0..=i {
+                let data = self.tile(i, j).to_vec()?;
+                for r in 0..t {
+                    for c in 0..t {
+                        let (gr, gc) = (i * t + r, j * t + c);
+                        if gc <= gr {
+                            out[gr * n + gc] = data[r * t + c];
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn potrf(tile: &mut [f32], t: usize, k: usize) -> Result<(), LinalgError> {
+    let m = MatRef::from_row_major_slice(&*tile, t, t).to_owned();
+    let l = m
+        .llt(Side::Lower)
+        .map_err(|_| LinalgError::NotPositiveDefinite { k })?;
+    let l = l.L();
+    for r in 0..t {
+        for c in 0..t {
+            tile[r * t + c] = if c <= r { l[(r, c)] } else { 0.0 };
+        }
+    }
+    Ok(())
+}
+
+/// `b = b * L^-T` with `L` lower triangular: solve `L X^T = B^T` in place.
+fn trsm(l: &[f32], b: &mut [f32], t: usize) {
+    let l = MatRef::from_row_major_slice(l, t, t);
+    let bt = MatMut::from_row_major_slice_mut(b, t, t).transpose_mut();
+    solve_lower_triangular_in_place(l, bt, Par::Seq);
+}
+
+/// `c -= a * b^T`.
+fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], t: usize) {
+    let a = MatRef::from_row_major_slice(a, t, t);
+    let b = MatRef::from_row_major_slice(b, t, t);
+    let c = MatMut::from_row_major_slice_mut(c, t, t);
+    matmul(c, Accum::Add, a, b.transpose(), -1.0f32, Par::Seq);
+}
+
+/// Spawns tiled Cholesky (`A = L Lᵀ`, lower) on `m` in place and returns the handles of its
+/// tasks. POTRF and TRSM run on the CPU; SYRK and GEMM may run on the CPU or a GPU, as the
+/// runtime's policy decides (`gpu_updates` false keeps them on the CPU).
+pub fn cholesky(
+    rt: &RuntimeHandle,
+    m: &TiledMatrix,
+    gpu_updates: bool,
+) -> Result<Vec<TaskHandle<()>>, LinalgError> {
+    let t = m.tile;
+    let nt = m.tiles_per_side();
+    let kernel: Option<Kernel> = if gpu_updates && rt.gpu_count() > 0 {
+        Some(rt.kernel(include_str!("../../shaders/gemm_nt.wgsl"), "main")?)
+    } else {
+        None
+    };
+    let groups = [t.div_ceil(16) as u32, t.div_ceil(16) as u32, 1];
+    let mut handles = Vec::new();
+    // C -= A * B^T as a task on tiles (a, b, c); a and b may be the same tile (SYRK).
+    let update = |name: String, a: &Array<f32>, b: &Array<f32>, c: &Array<f32>| {
+        let (a1, b1, c1) = (a.clone(), b.clone(), c.clone());
+        let mut task = rt.task(name).reads(a).reads(b).read_write(c);
+        task = task.cpu(move |cx| {
+            gemm_nt(cx.read(&a1), cx.read(&b1), cx.write(&c1), t);
+        });
+        match &kernel {
+            Some(k) => {
+                let (k, a2, b2, c2) = (k.clone(), a.clone(), b.clone(), c.clone());
+                task.gpu(move |cx| {
+                    cx.dispatch(&k, &[&Uniform([t as u32, 0, 0, 0]), &a2, &b2, &c2], groups)
+                })
+                .spawn()
+            }
+            None => task.on(Placement::Cpu).spawn(),
+        }
+    };
+    for k in 0..nt {
+        let akk = m.tile(k, k).clone();
+        let a1 = akk.clone();
+        handles.push(
+            rt.task(format!("potrf({k})"))
+                .read_write(&akk)
+                .on(Placement::Cpu)
+                .cpu_try(move |cx| potrf(cx.write(&a1), t, k))
+                .spawn(),
+        );
+        for i in k + 1..nt {
+            let aik = m.tile(i, k).clone();
+            let (l1, b1) = (akk.clone(), aik.clone());
+            handles.push(
+                rt.task(format!("trsm({i},{k})"))
+                    .reads(&akk)
+                    .read_write(&aik)
+                    .on(Placement::Cpu)
+                    .cpu(move |cx| trsm(cx.read(&l1), cx.write(&b1), t))
+                    .spawn(),
+            );
+        }
+        for i in k + 1..nt {
+            let aik = m.tile(i, k);
+            handles.push(update(format!("syrk({i},{k})"), aik, aik, m.tile(i, i)));
+            for j in k + 1..i {
+                handles.push(update(
+                    format!("gemm({i},{j},{k})"),
+                    aik,
+                    m.tile(j, k),
+                    m.tile(i, j),
+                ));
+            }
+        }
+    }
+    Ok(handles)
+}
