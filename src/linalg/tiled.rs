@@ -41,7 +41,7 @@ impl TiledMatrix {
         n: usize,
         tile: usize,
     ) -> Result<Self, LinalgError> {
-        if tile == 0 || n % tile != 0 || dense.len() != n * n {
+        if tile == 0 || !n.is_multiple_of(tile) || dense.len() != n * n {
             return Err(LinalgError::Shape(format!(
                 "n = {n} must be a multiple of tile = {tile}, and the matrix must have n*n = {} elements (got {})",
                 n * n,
