@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let m: Vec<f32> = (0..n * n).map(|_| rnd()).collect();
     let mm = faer::MatRef::from_row_major_slice(&m, n, n);
-    let a = &mm * mm.transpose() * faer::Scale(1.0 / n as f32) + faer::Mat::<f32>::identity(n, n);
+    let a = mm * mm.transpose() * faer::Scale(1.0 / n as f32) + faer::Mat::<f32>::identity(n, n);
     let dense: Vec<f32> = (0..n * n).map(|k| a[(k / n, k % n)]).collect();
 
     let tm = TiledMatrix::from_dense(&rt, &dense, n, tile)?;
@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let l = tm.to_dense_lower()?;
     let lm = faer::MatRef::from_row_major_slice(&l, n, n);
-    let r = &lm * lm.transpose() - &a;
+    let r = lm * lm.transpose() - &a;
     let rel = r.norm_l2() / a.norm_l2();
     println!("relative residual ||L Lt - A|| / ||A|| = {rel:.2e}");
     if let Some(path) = trace_path {
