@@ -3,7 +3,10 @@
 //! POTRF and TRSM tiles run on the CPU (faer); SYRK and GEMM tiles on the CPU or the GPU, as
 //! the policy decides. Prints where the tiles ran, GFLOP/s, and checks ‖L·Lᵀ − A‖/‖A‖ < 1e-4.
 //!
-//! `cargo run --release --example cholesky -- [n] [tile] [eager|dmda|locality|cpu] [--trace FILE]`
+//! `cargo run --release --example cholesky -- [n] [tile] [eager|dmda|locality|cpu] [--trace FILE] [--model FILE]`
+//!
+//! dmda calibrates each device on the first tasks of each kind; `--model FILE` keeps the
+//! performance model between runs (as StarPU does), so a second run starts calibrated.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,12 +16,14 @@ use hetflow::{Policy, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let trace_path = args
-        .iter()
-        .position(|a| a == "--trace")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let plain: Vec<&String> = args.iter().take_while(|a| *a != "--trace").collect();
+    let opt = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let (trace_path, model_path) = (opt("--trace"), opt("--model"));
+    let plain: Vec<&String> = args.iter().take_while(|a| !a.starts_with("--")).collect();
     let n: usize = plain.first().and_then(|s| s.parse().ok()).unwrap_or(1024);
     let tile: usize = plain.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
     let mode = plain.get(2).map_or("dmda", |s| s.as_str());
@@ -27,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "locality" => Policy::Locality,
         _ => Policy::Dmda,
     };
-    let rt = Runtime::builder().policy(policy).build()?;
+    let mut builder = Runtime::builder().policy(policy);
+    if let Some(path) = &model_path {
+        builder = builder.perf_model_file(path);
+    }
+    let rt = builder.build()?;
     println!(
         "tiled Cholesky n = {n}, tile = {tile}, policy = {mode}, GPUs = {}",
         rt.gpu_count()
@@ -85,7 +94,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Baseline in the same run: faer's own Cholesky of the whole matrix.
     let t0 = Instant::now();
-    let llt = a.llt(faer::Side::Lower).map_err(|e| format!("faer: {e:?}"))?;
+    let llt = a
+        .llt(faer::Side::Lower)
+        .map_err(|e| format!("faer: {e:?}"))?;
     let faer_secs = t0.elapsed().as_secs_f64();
     drop(llt);
     println!(

@@ -1,5 +1,6 @@
-//! History-based performance model for dmda placement, as in StarPU: per (task name, input
-//! size bucket, device), the recent run times, summarised by their median.
+//! History-based performance model for dmda placement, as in StarPU: per (task kind, input
+//! size bucket, device), the recent run times, summarised by their median. A task's kind is
+//! its name up to the first `(` or `[` ([`kind_of`]): `gemm(3,2,1)` is a `gemm`.
 //!
 //! ## Outliers
 //! One slow run (a page fault storm, a preempted worker) must not poison the model — a known
@@ -37,6 +38,8 @@ const HISTORY: usize = 16;
 struct Entry {
     samples: Vec<u64>,
     pending_outliers: Vec<u64>,
+    /// Calibration runs placed and not yet recorded.
+    calibrating: usize,
 }
 
 impl Entry {
@@ -79,6 +82,12 @@ pub struct PerfModel {
     rejected: Mutex<u64>,
 }
 
+/// The model key of a task name: the name up to its first `(` or `[`, trimmed, so that
+/// `gemm(3,2,1)` and `gemm(4,1,0)` share the history of `gemm` (like a StarPU codelet).
+pub fn kind_of(name: &str) -> &str {
+    name.split(['(', '[']).next().unwrap_or(name).trim()
+}
+
 /// Size bucket of an input size: its power of two.
 pub fn size_bucket(bytes: u64) -> u32 {
     64 - bytes.max(1).leading_zeros()
@@ -99,13 +108,13 @@ fn parse_device(s: &str) -> Option<DeviceId> {
 impl PerfModel {
     /// Records one run of `task` with `bytes` of data on `device`.
     pub fn record(&self, task: &str, bytes: u64, device: DeviceId, took: Duration) {
-        let key = (task.to_string(), size_bucket(bytes), device);
-        let accepted = self
-            .entries
-            .lock()
-            .entry(key)
-            .or_default()
-            .add(took.as_nanos() as u64);
+        let key = (kind_of(task).to_string(), size_bucket(bytes), device);
+        let accepted = {
+            let mut e = self.entries.lock();
+            let entry = e.entry(key).or_default();
+            entry.calibrating = entry.calibrating.saturating_sub(1);
+            entry.add(took.as_nanos() as u64)
+        };
         if !accepted {
             *self.rejected.lock() += 1;
         }
@@ -114,11 +123,26 @@ impl PerfModel {
     /// The expected run time, if `device` is calibrated for `task` at this size.
     pub fn estimate(&self, task: &str, bytes: u64, device: DeviceId) -> Option<Duration> {
         let e = self.entries.lock();
-        let entry = e.get(&(task.to_string(), size_bucket(bytes), device))?;
+        let entry = e.get(&(kind_of(task).to_string(), size_bucket(bytes), device))?;
         if entry.samples.len() < MIN_SAMPLES {
             return None;
         }
         entry.median().map(Duration::from_nanos)
+    }
+
+    /// Claims a calibration run of `task` on `device` if it still needs one (fewer than
+    /// [`MIN_SAMPLES`] samples, counting runs already placed); true if claimed.
+    pub fn claim_calibration(&self, task: &str, bytes: u64, device: DeviceId) -> bool {
+        let mut e = self.entries.lock();
+        let entry = e
+            .entry((kind_of(task).to_string(), size_bucket(bytes), device))
+            .or_default();
+        if entry.samples.len() + entry.calibrating < MIN_SAMPLES {
+            entry.calibrating += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// Samples set aside as outliers so far.
@@ -180,6 +204,7 @@ impl PerfModel {
                     Entry {
                         samples,
                         pending_outliers: Vec::new(),
+                        calibrating: 0,
                     },
                 );
             }
@@ -215,6 +240,9 @@ mod tests {
             m.record("k", 1000, DeviceId::Cpu, ms(40));
         }
         assert_eq!(m.estimate("k", 1000, DeviceId::Cpu), Some(ms(40)));
+        // Names with indices share their kind's history.
+        assert_eq!(m.estimate("k(3, 4)", 1000, DeviceId::Cpu), Some(ms(40)));
+        assert_eq!(kind_of("gemm[2][1]"), "gemm");
         // Sizes are bucketed by powers of two; other sizes are separate.
         assert_eq!(m.estimate("k", 1023, DeviceId::Cpu), Some(ms(40)));
         assert_eq!(m.estimate("k", 4096, DeviceId::Cpu), None);

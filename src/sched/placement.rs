@@ -139,12 +139,24 @@ pub(crate) fn choose(
             eager(if local.is_empty() { cands } else { &local }, loads)
         }
         Policy::Dmda => {
-            // Calibrate first: run where the model has no estimate yet.
+            // Calibrate first: run where the model still needs samples (counting calibration
+            // runs already placed, so a burst of ready tasks does not all go there).
             if let Some(d) = cands
                 .iter()
-                .find(|d| model.estimate(&task.name, task.bytes, **d).is_none())
+                .find(|d| model.claim_calibration(&task.name, task.bytes, **d))
             {
                 return *d;
+            }
+            // Among devices with an estimate, the earliest finish; while every device is
+            // still being calibrated, as eager.
+            let known: Vec<(usize, DeviceId)> = cands
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| model.estimate(&task.name, task.bytes, **d).is_some())
+                .map(|(i, d)| (i, *d))
+                .collect();
+            if known.is_empty() {
+                return eager(cands, loads);
             }
             let finish = |(i, d): (usize, &DeviceId)| {
                 let run = model
@@ -165,9 +177,9 @@ pub(crate) fn choose(
                     .unwrap_or(DEFAULT_BANDWIDTH);
                 backlog + task.missing.get(i).copied().unwrap_or(0) as f64 / bw + run
             };
-            cands
+            known
                 .iter()
-                .enumerate()
+                .map(|(i, d)| (*i, d))
                 .min_by(|a, b| finish(*a).total_cmp(&finish(*b)))
                 .map_or(cands[0], |(_, d)| *d)
         }
