@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use hetflow::linalg::{cholesky, TiledMatrix};
+use hetflow::linalg::{cholesky, spd_matrix, TiledMatrix};
 use hetflow::{Policy, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,17 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A = M Mᵀ / n + I: symmetric positive definite, well conditioned.
-    let mut seed = 12345u64;
-    let mut rnd = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-    };
-    let m: Vec<f32> = (0..n * n).map(|_| rnd()).collect();
-    let mm = faer::MatRef::from_row_major_slice(&m, n, n);
-    let a = mm * mm.transpose() * faer::Scale(1.0 / n as f32) + faer::Mat::<f32>::identity(n, n);
-    let dense: Vec<f32> = (0..n * n).map(|k| a[(k / n, k % n)]).collect();
+    let dense = spd_matrix(n, 12345);
+    let a = faer::MatRef::from_row_major_slice(&dense, n, n).to_owned();
 
     let tm = TiledMatrix::from_dense(&rt, &dense, n, tile)?;
     if trace_path.is_some() {

@@ -4,27 +4,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use hetflow::linalg::{cholesky, TiledMatrix};
+use hetflow::linalg::{cholesky, spd_matrix, TiledMatrix};
 use hetflow::{MemorySpace, Policy, Runtime};
-
-fn spd(n: usize) -> Vec<f32> {
-    let mut seed = 7u64;
-    let mut rnd = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-    };
-    let m: Vec<f32> = (0..n * n).map(|_| rnd()).collect();
-    let mut a = vec![0.0f32; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            let s: f32 = (0..n).map(|k| m[i * n + k] * m[j * n + k]).sum();
-            a[i * n + j] = s / n as f32 + if i == j { 1.0 } else { 0.0 };
-        }
-    }
-    a
-}
 
 fn residual(a: &[f32], l: &[f32], n: usize) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -44,7 +25,7 @@ fn residual(a: &[f32], l: &[f32], n: usize) -> f64 {
 fn tiled_cholesky_is_correct_under_every_policy() {
     let _ = common::gpu_runtime();
     let (n, tile) = (192, 48);
-    let a = spd(n);
+    let a = spd_matrix(n, 7);
     for policy in [
         Policy::Eager,
         Policy::Dmda,
@@ -76,7 +57,7 @@ fn no_tile_moves_to_where_it_is_already_valid() {
         return;
     }
     let (n, tile) = (256, 32);
-    let a = spd(n);
+    let a = spd_matrix(n, 7);
     let rt = Runtime::builder()
         .cpu_workers(2)
         .policy(Policy::PreferGpu)

@@ -196,3 +196,19 @@ pub fn cholesky(
     }
     Ok(handles)
 }
+
+/// A well-conditioned symmetric positive definite `n × n` matrix (row-major), reproducible
+/// from `seed`: `M Mᵀ / n + I` for a pseudo-random `M` with entries in [-0.5, 0.5).
+pub fn spd_matrix(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    let mut rnd = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let m: Vec<f32> = (0..n * n).map(|_| rnd()).collect();
+    let mm = MatRef::from_row_major_slice(&m, n, n);
+    let a = mm * mm.transpose() * faer::Scale(1.0 / n as f32) + faer::Mat::<f32>::identity(n, n);
+    (0..n * n).map(|k| a[(k / n, k % n)]).collect()
+}

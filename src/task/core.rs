@@ -123,7 +123,16 @@ impl Core {
                 ) {
                     Ok(c) => {
                         let policy = self.policy;
-                        let facts = self.facts(node.name(), work, &c);
+                        // Only locality and dmda look at the task's name and data.
+                        let facts = if matches!(policy, Policy::Locality | Policy::Dmda) {
+                            self.facts(node.name(), work, &c)
+                        } else {
+                            TaskFacts {
+                                name: std::borrow::Cow::Borrowed(""),
+                                bytes: 0,
+                                missing: Vec::new(),
+                            }
+                        };
                         let t = placement::choose(policy, &c, &self.loads(), &facts, &self.model);
                         if policy == Policy::Dmda {
                             let slot = match t {
@@ -212,17 +221,15 @@ impl Core {
         cands: &[DeviceId],
     ) -> TaskFacts<'a> {
         let mut missing = vec![0u64; cands.len()];
-        if matches!(self.policy, Policy::Locality | Policy::Dmda) {
-            for (raw, _) in work.accesses.iter().filter(|(_, a)| a.reads()) {
-                let st = raw.state.lock();
-                for (m, d) in missing.iter_mut().zip(cands) {
-                    let space = match d {
-                        DeviceId::Cpu => MemorySpace::Host,
-                        DeviceId::Gpu(g) => MemorySpace::Gpu(*g),
-                    };
-                    if !st.copies.get(space).is_valid() {
-                        *m += raw.bytes as u64;
-                    }
+        for (raw, _) in work.accesses.iter().filter(|(_, a)| a.reads()) {
+            let st = raw.state.lock();
+            for (m, d) in missing.iter_mut().zip(cands) {
+                let space = match d {
+                    DeviceId::Cpu => MemorySpace::Host,
+                    DeviceId::Gpu(g) => MemorySpace::Gpu(*g),
+                };
+                if !st.copies.get(space).is_valid() {
+                    *m += raw.bytes as u64;
                 }
             }
         }
@@ -235,9 +242,9 @@ impl Core {
 
     /// Bookkeeping when a task finishes: its predicted work leaves the backlog, and under
     /// dmda its run time feeds the performance model.
-    pub(crate) fn task_ran(
+    pub(crate) fn task_ran<'n>(
         &self,
-        name: &str,
+        name: impl FnOnce() -> std::borrow::Cow<'n, str>,
         started: Option<(std::time::Instant, bool)>,
         ran_on: Option<DeviceId>,
         bytes: u64,
@@ -250,7 +257,7 @@ impl Core {
         }
         if self.policy == Policy::Dmda {
             if let (Some((start, true)), Some(device)) = (started, ran_on) {
-                self.model.record(name, bytes, device, start.elapsed());
+                self.model.record(&name(), bytes, device, start.elapsed());
             }
         }
     }

@@ -319,7 +319,7 @@ impl Node {
         };
         if let Some(core) = self.core.get() {
             core.task_ran(
-                &self.name(),
+                || self.name(),
                 started.map(|(s, ok)| (s.0, ok)),
                 ran_on,
                 data_bytes,
