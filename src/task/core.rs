@@ -31,6 +31,8 @@ pub(crate) struct Core {
     pub(crate) model: PerfModel,
     /// Predicted nanoseconds of placed, unfinished work: index 0 the CPU, 1 + i GPU i.
     backlog: Vec<AtomicU64>,
+    /// Whether a trace is recording (checked without the lock on every task).
+    tracing: AtomicBool,
     /// Task events while a trace records (None when not recording).
     trace: Mutex<Option<(std::time::Instant, Vec<super::trace::TaskEvent>)>>,
     pub(crate) upload: crate::data::UploadPath,
@@ -80,6 +82,7 @@ impl Core {
             model,
             backlog: (0..=gpu_count).map(|_| AtomicU64::new(0)).collect(),
             trace: Mutex::new(None),
+            tracing: AtomicBool::new(false),
             upload,
             live: AtomicUsize::new(0),
             quiet: Mutex::new(()),
@@ -266,10 +269,12 @@ impl Core {
     pub(crate) fn start_trace(&self) {
         *self.trace.lock() = Some((std::time::Instant::now(), Vec::new()));
         self.counters.start_trace();
+        self.tracing.store(true, Ordering::Release);
     }
 
     /// Stops recording and returns what was recorded.
     pub(crate) fn take_trace(&self) -> super::trace::Trace {
+        self.tracing.store(false, Ordering::Release);
         let (origin, tasks) = self
             .trace
             .lock()
@@ -282,8 +287,16 @@ impl Core {
         }
     }
 
+    /// Whether tasks must be timed: a trace is recording, or dmda learns from run times.
+    pub(crate) fn wants_timing(&self) -> bool {
+        self.policy == Policy::Dmda || self.tracing.load(Ordering::Relaxed)
+    }
+
     /// Records a finished task, if a trace is recording.
     pub(crate) fn trace_task(&self, event: impl FnOnce() -> super::trace::TaskEvent) {
+        if !self.tracing.load(Ordering::Acquire) {
+            return;
+        }
         if let Some((_, events)) = self.trace.lock().as_mut() {
             events.push(event());
         }

@@ -168,13 +168,16 @@ impl Node {
         let mut st = self.st.lock();
         let work = st.work.take();
         let failure = st.fail_with.take().map(|b| *b);
-        if let Some(w) = &work {
-            st.predicted = w.predicted;
-            st.data_bytes = w.accesses.iter().map(|(r, _)| r.bytes as u64).sum();
-        }
         if failure.is_none() && work.is_some() {
             st.ran_on = Some(device);
-            st.started = Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
+            if let (Some(w), Some(core)) = (&work, self.core.get()) {
+                if core.wants_timing() {
+                    st.predicted = w.predicted;
+                    st.data_bytes = w.accesses.iter().map(|(r, _)| r.bytes as u64).sum();
+                    st.started =
+                        Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
+                }
+            }
         }
         (work, failure)
     }
