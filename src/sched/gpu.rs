@@ -11,7 +11,10 @@
 //!   fence `(gpu, s)`; a dependent that runs elsewhere (CPU, another GPU) waits until
 //!   `completed_seq >= s` ([`GpuDriver::on_fence`]).
 //! - At most `MAX_IN_FLIGHT` batches are submitted and not retired; the driver encodes batch
-//!   `s + 1` while batch `s` runs, then blocks in `device.poll(Wait)` for the oldest.
+//!   `s + 1` while batch `s` runs, then waits for the oldest: it polls without blocking for up
+//!   to `COMPLETION_SPIN` (a short batch finishes before a blocked thread would wake up), then
+//!   blocks in `device.poll(Wait)`. An idle driver likewise polls its inbox for `IDLE_SPIN`
+//!   before it blocks on the condition variable.
 //! - Memory: when a job cannot get GPU memory because every resident copy is pinned by jobs
 //!   already encoded, the driver submits the batch so far, retires every in-flight batch
 //!   (unpinning their copies), then encodes the job again, now allowed to overcommit if it
