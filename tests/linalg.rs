@@ -90,3 +90,49 @@ fn no_tile_moves_to_where_it_is_already_valid() {
     let l = tm.to_dense_lower().unwrap();
     assert!(residual(&a, &l, n) < 1e-4);
 }
+
+#[test]
+fn tiled_gemm_matches_dense_product_on_cpu_and_gpu() {
+    let _ = common::gpu_runtime();
+    let (n, tile) = (96, 32);
+    let a = spd_matrix(n, 1);
+    let b = spd_matrix(n, 2);
+    let c0 = spd_matrix(n, 3);
+    // Reference: C0 + A·B in f64.
+    let mut want = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let s: f64 = (0..n)
+                .map(|k| a[i * n + k] as f64 * b[k * n + j] as f64)
+                .sum();
+            want[i * n + j] = s + c0[i * n + j] as f64;
+        }
+    }
+    for policy in [Policy::PreferGpu, Policy::PreferCpu, Policy::Dmda] {
+        let rt = Runtime::builder()
+            .cpu_workers(2)
+            .policy(policy)
+            .build()
+            .unwrap();
+        let ta = TiledMatrix::from_dense_full(&rt, &a, n, tile, "A").unwrap();
+        let tb = TiledMatrix::from_dense_full(&rt, &b, n, tile, "B").unwrap();
+        let tc = TiledMatrix::from_dense_full(&rt, &c0, n, tile, "C").unwrap();
+        let handles = hetflow::linalg::gemm(&rt, &ta, &tb, &tc, true).unwrap();
+        assert_eq!(handles.len(), 27);
+        for h in handles {
+            h.wait().unwrap();
+        }
+        let got = tc.to_dense().unwrap();
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (*g as f64 - w).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-3, "{policy:?}: max error {err:e}");
+    }
+    // Mismatched shapes are typed errors.
+    let rt = Runtime::builder().no_gpu().build().unwrap();
+    let full = TiledMatrix::from_dense_full(&rt, &a, n, tile, "A").unwrap();
+    let lower = TiledMatrix::from_dense(&rt, &a, n, tile).unwrap();
+    assert!(hetflow::linalg::gemm(&rt, &full, &full, &lower, false).is_err());
+}

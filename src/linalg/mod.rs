@@ -10,4 +10,4 @@
 
 mod tiled;
 
-pub use tiled::{cholesky, spd_matrix, LinalgError, TiledMatrix};
+pub use tiled::{cholesky, gemm, spd_matrix, LinalgError, TiledMatrix};

@@ -29,17 +29,42 @@ pub struct TiledMatrix {
     pub n: usize,
     /// Tile side.
     pub tile: usize,
-    /// Tiles `(i, j)` for `j <= i`, at index `i * (i + 1) / 2 + j`.
+    /// Whether every tile is stored (GEMM) or only the lower triangle (Cholesky).
+    full: bool,
+    /// Full: tile `(i, j)` at `i * nt + j`. Lower: `(i, j)`, `j <= i`, at `i * (i + 1) / 2 + j`.
     tiles: Vec<Array<f32>>,
 }
 
 impl TiledMatrix {
-    /// Tiles the lower triangle of the row-major `n × n` matrix `dense`.
+    /// Tiles the lower triangle of the row-major `n × n` matrix `dense` (for Cholesky).
     pub fn from_dense(
         rt: &RuntimeHandle,
         dense: &[f32],
         n: usize,
         tile: usize,
+    ) -> Result<Self, LinalgError> {
+        Self::tiled(rt, dense, n, tile, false, "A")
+    }
+
+    /// Tiles all of the row-major `n × n` matrix `dense` (for GEMM); tiles are labelled
+    /// `name[i][j]`.
+    pub fn from_dense_full(
+        rt: &RuntimeHandle,
+        dense: &[f32],
+        n: usize,
+        tile: usize,
+        name: &str,
+    ) -> Result<Self, LinalgError> {
+        Self::tiled(rt, dense, n, tile, true, name)
+    }
+
+    fn tiled(
+        rt: &RuntimeHandle,
+        dense: &[f32],
+        n: usize,
+        tile: usize,
+        full: bool,
+        name: &str,
     ) -> Result<Self, LinalgError> {
         if tile == 0 || !n.is_multiple_of(tile) || dense.len() != n * n {
             return Err(LinalgError::Shape(format!(
@@ -49,18 +74,23 @@ impl TiledMatrix {
             )));
         }
         let nt = n / tile;
-        let mut tiles = Vec::with_capacity(nt * (nt + 1) / 2);
+        let mut tiles = Vec::with_capacity(nt * nt);
         for i in 0..nt {
-            for j in 0..=i {
+            for j in 0..if full { nt } else { i + 1 } {
                 let mut data = Vec::with_capacity(tile * tile);
                 for r in 0..tile {
                     let row = (i * tile + r) * n + j * tile;
                     data.extend_from_slice(&dense[row..row + tile]);
                 }
-                tiles.push(rt.array_named(format!("A[{i}][{j}]"), data));
+                tiles.push(rt.array_named(format!("{name}[{i}][{j}]"), data));
             }
         }
-        Ok(TiledMatrix { n, tile, tiles })
+        Ok(TiledMatrix {
+            n,
+            tile,
+            full,
+            tiles,
+        })
     }
 
     /// Number of tiles per side.
@@ -68,9 +98,33 @@ impl TiledMatrix {
         self.n / self.tile
     }
 
-    /// Tile `(i, j)`, `j <= i`.
+    /// Tile `(i, j)` (`j <= i` for a lower-triangular matrix).
     pub fn tile(&self, i: usize, j: usize) -> &Array<f32> {
-        &self.tiles[i * (i + 1) / 2 + j]
+        if self.full {
+            &self.tiles[i * self.tiles_per_side() + j]
+        } else {
+            &self.tiles[i * (i + 1) / 2 + j]
+        }
+    }
+
+    /// The whole matrix as dense row-major (for a full matrix; the lower triangle with zeros
+    /// above it otherwise), after every task spawned on the tiles.
+    pub fn to_dense(&self) -> Result<Vec<f32>, crate::TaskError> {
+        if !self.full {
+            return self.to_dense_lower();
+        }
+        let (n, t, nt) = (self.n, self.tile, self.tiles_per_side());
+        let mut out = vec![0.0f32; n * n];
+        for i in 0..nt {
+            for j in 0..nt {
+                let data = self.tile(i, j).to_vec()?;
+                for r in 0..t {
+                    let row = (i * t + r) * n + j * t;
+                    out[row..row + t].copy_from_slice(&data[r * t..(r + 1) * t]);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The lower triangle as a dense row-major matrix (upper part zero), after every task
@@ -191,6 +245,76 @@ pub fn cholesky(
                     m.tile(j, k),
                     m.tile(i, j),
                 ));
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// Spawns tiled `C += A · B` on full tiled matrices of equal shape and returns the tasks
+/// (one per (i, j, k) tile product; those of one C tile are ordered by their accesses).
+/// Each has a faer CPU body and, with `gpu` and a GPU present, a WGSL GPU body.
+pub fn gemm(
+    rt: &RuntimeHandle,
+    a: &TiledMatrix,
+    b: &TiledMatrix,
+    c: &TiledMatrix,
+    gpu: bool,
+) -> Result<Vec<TaskHandle<()>>, LinalgError> {
+    if !(a.full && b.full && c.full)
+        || a.n != b.n
+        || a.n != c.n
+        || a.tile != b.tile
+        || a.tile != c.tile
+    {
+        return Err(LinalgError::Shape(
+            "gemm needs three full tiled matrices with the same n and tile".into(),
+        ));
+    }
+    let (t, nt) = (a.tile, a.tiles_per_side());
+    let kernel = if gpu && rt.gpu_count() > 0 {
+        Some(rt.kernel(include_str!("../../shaders/gemm_nn.wgsl"), "main")?)
+    } else {
+        None
+    };
+    let groups = [t.div_ceil(16) as u32, t.div_ceil(16) as u32, 1];
+    let mut handles = Vec::with_capacity(nt * nt * nt);
+    for i in 0..nt {
+        for j in 0..nt {
+            for k in 0..nt {
+                let (ta, tb, tc) = (a.tile(i, k), b.tile(k, j), c.tile(i, j));
+                let (a1, b1, c1) = (ta.clone(), tb.clone(), tc.clone());
+                let task = rt
+                    .task(format!("gemm({i},{j},{k})"))
+                    .reads(ta)
+                    .reads(tb)
+                    .read_write(tc)
+                    .cpu(move |cx| {
+                        let (a, b) = (cx.read(&a1), cx.read(&b1));
+                        let c = MatMut::from_row_major_slice_mut(cx.write(&c1), t, t);
+                        matmul(
+                            c,
+                            Accum::Add,
+                            MatRef::from_row_major_slice(a, t, t),
+                            MatRef::from_row_major_slice(b, t, t),
+                            1.0f32,
+                            Par::Seq,
+                        );
+                    });
+                handles.push(match &kernel {
+                    Some(kern) => {
+                        let (kern, a2, b2, c2) = (kern.clone(), ta.clone(), tb.clone(), tc.clone());
+                        task.gpu(move |cx| {
+                            cx.dispatch(
+                                &kern,
+                                &[&Uniform([t as u32, 0, 0, 0]), &a2, &b2, &c2],
+                                groups,
+                            )
+                        })
+                        .spawn()
+                    }
+                    None => task.on(Placement::Cpu).spawn(),
+                });
             }
         }
     }
