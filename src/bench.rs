@@ -472,3 +472,175 @@ fn fmt_ns(ns: f64) -> String {
         format!("{ns:.0} ns")
     }
 }
+
+/// One linear-algebra measurement: a workload under one mode, with faer's own call as the
+/// baseline of the same run.
+#[derive(Debug, Clone)]
+pub struct LinalgRow {
+    /// `gemm` or `cholesky`.
+    pub workload: &'static str,
+    /// How it ran (`faer`, `cpu only`, `gpu updates`, `eager`, `dmda`).
+    pub mode: String,
+    /// Seconds.
+    pub secs: f64,
+    /// GFLOP/s.
+    pub gflops: f64,
+}
+
+fn run_tasks(handles: Vec<crate::TaskHandle<()>>) -> Result<(), crate::TaskError> {
+    for h in handles {
+        h.wait()?;
+    }
+    Ok(())
+}
+
+/// Tiled GEMM (`2n³` flops) and Cholesky (`n³/3`) with hetflow under each mode, and faer's
+/// own single call on the same data. dmda runs twice and reports the second (calibrated) run.
+pub fn linalg_suite(
+    n: usize,
+    tile: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<LinalgRow>, Box<dyn std::error::Error>> {
+    use crate::linalg::{cholesky, gemm, spd_matrix, TiledMatrix};
+    use crate::Policy;
+    let (a, b) = (spd_matrix(n, 1), spd_matrix(n, 2));
+    let gemm_flops = 2.0 * (n as f64).powi(3);
+    let chol_flops = (n as f64).powi(3) / 3.0;
+    let mut rows = Vec::new();
+    let mut push = |workload, mode: &str, secs: f64, flops: f64| {
+        rows.push(LinalgRow {
+            workload,
+            mode: mode.to_string(),
+            secs,
+            gflops: flops / secs / 1e9,
+        })
+    };
+    progress("faer baselines");
+    let fa = faer::MatRef::from_row_major_slice(&a, n, n);
+    let fb = faer::MatRef::from_row_major_slice(&b, n, n);
+    drop(fa * fb); // warm-up: faer's thread pool and caches
+    let t = Instant::now();
+    let prod = fa * fb;
+    push("gemm", "faer", t.elapsed().as_secs_f64(), gemm_flops);
+    drop(prod);
+    drop(fa.llt(faer::Side::Lower));
+    let t = Instant::now();
+    let llt = fa
+        .llt(faer::Side::Lower)
+        .map_err(|e| format!("faer llt: {e:?}"))?;
+    push("cholesky", "faer", t.elapsed().as_secs_f64(), chol_flops);
+    drop(llt);
+    let modes: [(&str, Policy, bool, usize); 4] = [
+        ("cpu only", Policy::PreferCpu, false, 1),
+        ("gpu updates", Policy::PreferGpu, true, 1),
+        ("eager", Policy::Eager, true, 1),
+        ("dmda", Policy::Dmda, true, 2),
+    ];
+    for (mode, policy, gpu, runs) in modes {
+        let rt = Runtime::builder().policy(policy).build()?;
+        if gpu && rt.gpu_count() == 0 {
+            continue;
+        }
+        for run in 0..runs {
+            progress(&format!(
+                "{mode}: gemm{}",
+                if runs > 1 {
+                    format!(" (run {})", run + 1)
+                } else {
+                    String::new()
+                }
+            ));
+            let (ta, tb) = (
+                TiledMatrix::from_dense_full(&rt, &a, n, tile, "A")?,
+                TiledMatrix::from_dense_full(&rt, &b, n, tile, "B")?,
+            );
+            let tc = TiledMatrix::from_dense_full(&rt, &vec![0.0; n * n], n, tile, "C")?;
+            let t = Instant::now();
+            run_tasks(gemm(&rt, &ta, &tb, &tc, gpu)?)?;
+            let gemm_secs = t.elapsed().as_secs_f64();
+            progress(&format!("{mode}: cholesky"));
+            let tm = TiledMatrix::from_dense(&rt, &a, n, tile)?;
+            let t = Instant::now();
+            run_tasks(cholesky(&rt, &tm, gpu)?)?;
+            let chol_secs = t.elapsed().as_secs_f64();
+            if run + 1 == runs {
+                push("gemm", mode, gemm_secs, gemm_flops);
+                push("cholesky", mode, chol_secs, chol_flops);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as a table with each mode's speed relative to faer.
+pub fn linalg_table(rows: &[LinalgRow]) -> String {
+    let mut s = format!(
+        "{:<10} {:<12} {:>10} {:>10} {:>12}\n",
+        "workload", "mode", "time (s)", "GFLOP/s", "vs faer"
+    );
+    for r in rows {
+        let faer = rows
+            .iter()
+            .find(|f| f.workload == r.workload && f.mode == "faer")
+            .map_or(f64::NAN, |f| f.secs);
+        s += &format!(
+            "{:<10} {:<12} {:>10.3} {:>10.2} {:>11.2}x\n",
+            r.workload,
+            r.mode,
+            r.secs,
+            r.gflops,
+            faer / r.secs
+        );
+    }
+    s
+}
+
+/// A bar chart of GFLOP/s per workload and mode, as SVG.
+pub fn linalg_svg(
+    rows: &[LinalgRow],
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = rows.iter().map(|r| r.gflops).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "hetflow tiled linear algebra (GFLOP/s, higher is better)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(60)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..rows.len() as f64, 0f64..max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("GFLOP/s")
+        .draw()?;
+    for (i, r) in rows.iter().enumerate() {
+        let color = if r.workload == "gemm" {
+            BLUE.mix(0.7)
+        } else {
+            RED.mix(0.7)
+        };
+        let x = i as f64;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x + 0.1, 0.0), (x + 0.9, r.gflops)],
+            color.filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{} {}", r.workload, r.mode),
+            (x + 0.1, -max * 0.05),
+            ("sans-serif", 11),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{:.1}", r.gflops),
+            (x + 0.25, r.gflops + max * 0.02),
+            ("sans-serif", 12),
+        )))?;
+    }
+    root.present()?;
+    Ok(())
+}

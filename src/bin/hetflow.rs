@@ -25,6 +25,16 @@ enum Command {
         /// Repetition multiplier (1 = quick).
         #[arg(long, default_value_t = 1)]
         scale: usize,
+        /// Instead of the engine suite: tiled GEMM and Cholesky of this size under each mode,
+        /// against faer's own calls.
+        #[arg(long)]
+        linalg: Option<usize>,
+        /// Tile size for --linalg.
+        #[arg(long, default_value_t = 256)]
+        tile: usize,
+        /// Where --linalg writes its SVG plot.
+        #[arg(long, default_value = "bench-linalg.svg")]
+        svg: std::path::PathBuf,
     },
 }
 
@@ -36,7 +46,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Bench { workers, scale } => bench(workers, scale),
+        Command::Bench {
+            linalg: Some(n),
+            tile,
+            svg,
+            ..
+        } => bench_linalg(n, tile, &svg),
+        Command::Bench { workers, scale, .. } => bench(workers, scale),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -50,6 +66,19 @@ fn main() -> std::process::ExitCode {
 fn info() -> Result<(), Box<dyn std::error::Error>> {
     let rt = hetflow::Runtime::builder().build()?;
     print!("{}", rt.topology());
+    Ok(())
+}
+
+fn bench_linalg(
+    n: usize,
+    tile: usize,
+    svg: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("hetflow bench --linalg {n} --tile {tile}");
+    let rows = hetflow::bench::linalg_suite(n, tile, |step| eprintln!("  measuring {step} ..."))?;
+    print!("{}", hetflow::bench::linalg_table(&rows));
+    hetflow::bench::linalg_svg(&rows, svg)?;
+    println!("plot written to {}", svg.display());
     Ok(())
 }
 
