@@ -189,7 +189,7 @@ pub fn cholesky(
     let t = m.tile;
     let nt = m.tiles_per_side();
     let kernel: Option<Kernel> = if gpu_updates && rt.gpu_count() > 0 {
-        Some(rt.kernel(include_str!("../../shaders/gemm_nt.wgsl"), "main")?)
+        Some(rt.kernel(include_str!("../../shaders/tile_gemm.wgsl"), "nt_sub")?)
     } else {
         None
     };
@@ -273,7 +273,7 @@ pub fn gemm(
     }
     let (t, nt) = (a.tile, a.tiles_per_side());
     let kernel = if gpu && rt.gpu_count() > 0 {
-        Some(rt.kernel(include_str!("../../shaders/gemm_nn.wgsl"), "main")?)
+        Some(rt.kernel(include_str!("../../shaders/tile_gemm.wgsl"), "nn_add")?)
     } else {
         None
     };
