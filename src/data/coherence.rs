@@ -29,7 +29,15 @@ pub enum MemorySpace {
 }
 
 impl MemorySpace {
-    /// Position of this space in per-space tables.
+    /// The memory a device computes in: the host for the CPU, its own memory for a GPU.
+    pub fn of(device: crate::device::DeviceId) -> Self {
+        match device {
+            crate::device::DeviceId::Cpu => MemorySpace::Host,
+            crate::device::DeviceId::Gpu(i) => MemorySpace::Gpu(i),
+        }
+    }
+
+    /// Position of this space in per-space tables (0 the host, 1 + i GPU i).
     pub fn slot(self) -> usize {
         match self {
             MemorySpace::Host => 0,

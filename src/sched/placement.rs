@@ -47,7 +47,7 @@ pub(crate) struct Loads {
     pub cpu_queued: usize,
     /// (idle, queued) per GPU.
     pub gpus: Vec<(bool, usize)>,
-    /// Predicted nanoseconds of work placed and not finished: index 0 the CPU, 1 + i GPU i.
+    /// Predicted nanoseconds of work placed and not finished, by `MemorySpace::slot`.
     pub backlog_ns: Vec<u64>,
     /// Measured bytes per nanosecond into each device (same indexing).
     pub bandwidth: Vec<f64>,
@@ -162,10 +162,7 @@ pub(crate) fn choose(
                 let run = model
                     .estimate(&task.name, task.bytes, *d)
                     .map_or(0.0, |t| t.as_nanos() as f64);
-                let slot = match d {
-                    DeviceId::Cpu => 0,
-                    DeviceId::Gpu(g) => g + 1,
-                };
+                let slot = crate::data::MemorySpace::of(*d).slot();
                 let mut backlog = loads.backlog_ns.get(slot).copied().unwrap_or(0) as f64;
                 if *d == DeviceId::Cpu {
                     backlog /= loads.cpu_workers.max(1) as f64;

@@ -251,7 +251,6 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 gpu,
                 placement,
                 accesses,
-                target: None,
                 predicted: None,
             },
         );

@@ -51,10 +51,6 @@ impl<'a> CpuContext<'a> {
         self.runtime
     }
 
-    fn declared(&self, raw: &RawArray) -> Option<Access> {
-        self.entry(raw).map(|(_, a)| a)
-    }
-
     /// The task's own handle on the array (it lives as long as the context).
     fn entry(&self, raw: &RawArray) -> Option<(&'a RawArray, Access)> {
         self.accesses
@@ -79,11 +75,10 @@ impl<'a> CpuContext<'a> {
 
     /// Borrows a declared array for reading.
     pub fn try_read<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s [T], DataError> {
-        let (raw, declared) = match self.entry(&a.raw) {
-            Some((raw, access)) if access.reduction().is_none() => (raw, access),
+        let raw = match self.entry(&a.raw) {
+            Some((raw, access)) if access.reduction().is_none() => raw,
             other => return Err(self.undeclared(&a.raw, "reading", other.map(|e| e.1))),
         };
-        let _ = declared;
         let mut b = self.borrows.borrow_mut();
         match b.iter_mut().find(|(id, _)| *id == raw.id) {
             Some((_, n)) if *n < 0 => {
@@ -106,8 +101,9 @@ impl<'a> CpuContext<'a> {
     /// `writes`, the old contents are not fetched: overwrite every element.
     #[allow(clippy::mut_from_ref)]
     pub fn try_write<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s mut [T], DataError> {
-        let declared = self.declared(&a.raw);
-        let (raw, reducing) = match self.entry(&a.raw) {
+        let entry = self.entry(&a.raw);
+        let declared = entry.map(|e| e.1);
+        let (raw, reducing) = match entry {
             Some((raw, access)) if access.writes() => (raw, false),
             Some((raw, access)) if access.reduction().is_some() => (raw, true),
             _ => return Err(self.undeclared(&a.raw, "writing", declared)),

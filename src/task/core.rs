@@ -29,7 +29,7 @@ pub(crate) struct Core {
     pub(crate) residency: Residency,
     /// dmda's performance model.
     pub(crate) model: PerfModel,
-    /// Predicted nanoseconds of placed, unfinished work: index 0 the CPU, 1 + i GPU i.
+    /// Predicted nanoseconds of placed, unfinished work, indexed by `MemorySpace::slot`.
     backlog: Vec<AtomicU64>,
     /// Whether a trace is recording (checked without the lock on every task).
     tracing: AtomicBool,
@@ -113,10 +113,7 @@ impl Core {
         self.live.fetch_add(1, Ordering::AcqRel);
         let gpus = self.drivers.len();
         let decision = node.with_work(|work| match work {
-            Some(work) if fast_target(work, gpus).is_some() => {
-                work.target = fast_target(work, gpus);
-                Ok(work.target)
-            }
+            Some(work) if let Some(t) = fast_target(work, gpus) => Ok(Some(t)),
             Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
                 match placement::candidates(
                     &work.placement,
@@ -138,17 +135,13 @@ impl Core {
                         };
                         let t = placement::choose(policy, &c, &self.loads(), &facts, &self.model);
                         if policy == Policy::Dmda {
-                            let slot = match t {
-                                DeviceId::Cpu => 0,
-                                DeviceId::Gpu(g) => g + 1,
-                            };
+                            let slot = MemorySpace::of(t).slot();
                             if let Some(e) = self.model.estimate(&facts.name, facts.bytes, t) {
                                 let ns = e.as_nanos() as u64;
                                 self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
                                 work.predicted = Some((slot, ns));
                             }
                         }
-                        work.target = Some(t);
                         Ok(Some(t))
                     }
                     Err(reason) => Err(reason),
@@ -188,11 +181,7 @@ impl Core {
         let mut bandwidth = vec![DEFAULT_BANDWIDTH; 1 + self.drivers.len()];
         if self.policy == Policy::Dmda {
             for ((_, to), l) in self.counters.snapshot() {
-                let slot = match to {
-                    MemorySpace::Host => 0,
-                    MemorySpace::Gpu(g) => g + 1,
-                };
-                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(slot)) {
+                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(to.slot())) {
                     *b = bw;
                 }
             }
@@ -227,11 +216,7 @@ impl Core {
         for (raw, _) in work.accesses.iter().filter(|(_, a)| a.reads()) {
             let st = raw.state.lock();
             for (m, d) in missing.iter_mut().zip(cands) {
-                let space = match d {
-                    DeviceId::Cpu => MemorySpace::Host,
-                    DeviceId::Gpu(g) => MemorySpace::Gpu(*g),
-                };
-                if !st.copies.get(space).is_valid() {
+                if !st.copies.get(MemorySpace::of(*d)).is_valid() {
                     *m += raw.bytes as u64;
                 }
             }

@@ -52,7 +52,6 @@ pub(crate) struct Work {
     pub gpu: Option<GpuBody>,
     pub placement: Placement,
     pub accesses: Vec<(Arc<RawArray>, Access)>,
-    pub target: Option<DeviceId>,
     /// dmda's prediction, added to the device's backlog: (backlog slot, nanoseconds).
     pub predicted: Option<(usize, u64)>,
 }
