@@ -68,6 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (k, v) in &places {
         println!("  {v:5} x {k}");
     }
+    let stats = rt.stats();
+    if stats.steals_to_cpu + stats.steals_to_gpu > 0 {
+        println!(
+            "heterogeneous stealing moved {} task(s) from the GPU queue to the CPU and {} from the CPU queue to the GPU",
+            stats.steals_to_cpu, stats.steals_to_gpu
+        );
+    }
 
     let l = tm.to_dense_lower()?;
     let lm = faer::MatRef::from_row_major_slice(&l, n, n);

@@ -36,9 +36,19 @@ pub struct RuntimeBuilder {
     gpu_memory_budget: Option<u64>,
     upload: crate::data::UploadPath,
     perf_model_file: Option<std::path::PathBuf>,
+    stealing: Option<bool>,
 }
 
 impl RuntimeBuilder {
+    /// Heterogeneous stealing under [`Policy::Dmda`] (default on): an idle CPU worker takes a
+    /// ready task queued for a busy GPU, and an idle GPU one queued on a saturated CPU pool,
+    /// when the task has a body there and the performance model says it finishes sooner
+    /// there. [`Stats::steals_to_cpu`] and [`Stats::steals_to_gpu`] count the moves.
+    pub fn heterogeneous_stealing(mut self, on: bool) -> Self {
+        self.stealing = Some(on);
+        self
+    }
+
     /// Number of CPU worker threads (default: the available parallelism).
     pub fn cpu_workers(mut self, n: usize) -> Self {
         self.cpu_workers = Some(n);
@@ -160,6 +170,7 @@ impl RuntimeBuilder {
             budgets,
             upload: self.upload,
             model,
+            stealing: self.stealing.unwrap_or(true),
         };
         let core = Core::new(pool, drivers, chosen, topology, config);
         Ok(Runtime {
@@ -195,6 +206,10 @@ pub struct Stats {
     pub gpu_submits: Vec<u64>,
     /// Evictions, write-backs and memory in use per GPU.
     pub memory: crate::data::MemoryStats,
+    /// Ready tasks an idle CPU worker took from a GPU's queue (heterogeneous stealing).
+    pub steals_to_cpu: u64,
+    /// Ready tasks an idle GPU took from the CPU pool's queues.
+    pub steals_to_gpu: u64,
 }
 
 impl Stats {
@@ -391,6 +406,8 @@ impl RuntimeHandle {
             links: self.core.counters().snapshot(),
             gpu_submits: self.core.drivers.iter().map(|d| d.submits()).collect(),
             memory: self.core.residency.stats(),
+            steals_to_cpu: self.core.steals.0.load(Ordering::Relaxed),
+            steals_to_gpu: self.core.steals.1.load(Ordering::Relaxed),
         }
     }
 

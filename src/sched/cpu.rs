@@ -16,9 +16,21 @@ use super::sleep::Sleep;
 /// A unit of CPU work.
 pub(crate) trait CpuJob: Send + Sync {
     fn run_on_cpu(self: Arc<Self>);
+    /// Heterogeneous stealing: whether idle GPU `gpu` should run this queued job instead. When
+    /// it returns true the job has been retargeted and the caller must take it.
+    fn move_to_gpu(&self, gpu: usize) -> bool;
+    /// The same job as GPU work (after [`CpuJob::move_to_gpu`] said yes).
+    fn into_gpu_job(self: Arc<Self>) -> super::gpu::GpuJobRef;
 }
 
 pub(crate) type CpuJobRef = Arc<dyn CpuJob>;
+
+/// Asked by a worker that found every queue empty for work queued on a GPU that would finish
+/// sooner on the CPU (heterogeneous stealing; installed by the task layer).
+pub(crate) type CpuStealHook = Box<dyn Fn() -> Option<CpuJobRef> + Send + Sync>;
+
+/// How many queued CPU jobs an idle GPU driver looks at per steal attempt.
+const GPU_STEAL_LOOKS: usize = 8;
 
 pub(crate) struct CpuPool {
     injector: Injector<CpuJobRef>,
@@ -26,6 +38,7 @@ pub(crate) struct CpuPool {
     sleep: Sleep,
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    steal: std::sync::OnceLock<CpuStealHook>,
 }
 
 struct WorkerLocal {
@@ -67,6 +80,7 @@ impl CpuPool {
             sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::with_capacity(n)),
+            steal: std::sync::OnceLock::new(),
         });
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let pool2 = pool.clone();
@@ -120,6 +134,59 @@ impl CpuPool {
         self.sleep.notify_one();
     }
 
+    /// Installs the hook idle workers call to take work queued on GPUs (once).
+    pub(crate) fn set_steal_hook(&self, hook: CpuStealHook) {
+        let _ = self.steal.set(hook);
+    }
+
+    /// Wakes one sleeping worker (a hint that it may find work to steal).
+    pub(crate) fn nudge(&self) {
+        self.sleep.notify_one();
+    }
+
+    /// Heterogeneous stealing, the GPU side: looks at up to `GPU_STEAL_LOOKS` queued jobs
+    /// (injector first, then the oldest job of each worker) and takes the first that
+    /// `CpuJob::move_to_gpu` agrees to move. The others go back to the injector, with a
+    /// wake-up, so that none is stranded while a worker sleeps.
+    pub(crate) fn steal_for_gpu(&self, gpu: usize) -> Option<CpuJobRef> {
+        let mut looked = Vec::new();
+        let mut found = None;
+        let sources = std::iter::once(None).chain((0..self.stealers.len()).map(Some));
+        'outer: for source in sources {
+            while looked.len() < GPU_STEAL_LOOKS {
+                let got = match source {
+                    None => self.injector.steal(),
+                    Some(i) => self.stealers[i].steal(),
+                };
+                match got {
+                    Steal::Success(job) if job.move_to_gpu(gpu) => {
+                        found = Some(job);
+                        break 'outer;
+                    }
+                    Steal::Success(job) => looked.push(job),
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+                if source.is_some() {
+                    // One job per worker: its oldest, the one it would run last.
+                    break;
+                }
+            }
+        }
+        if !looked.is_empty() {
+            for job in looked {
+                self.injector.push(job);
+            }
+            self.sleep.notify_one();
+        }
+        found
+    }
+
+    /// Jobs queued in the injector and the workers' deques (a hint).
+    pub(crate) fn queued_anywhere(&self) -> usize {
+        self.injector.len() + self.stealers.iter().map(|s| s.len()).sum::<usize>()
+    }
+
     fn has_work(&self) -> bool {
         !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
     }
@@ -144,7 +211,9 @@ impl CpuPool {
                 }
             }
             if !retry {
-                return None;
+                // Every CPU queue is empty: maybe a GPU's queue has work that finishes sooner
+                // here.
+                return self.steal.get().and_then(|h| h());
             }
         }
     }

@@ -2,11 +2,20 @@
 //! submissions in order, and releases tasks waiting on GPU fences.
 //!
 //! ## Protocol
-//! - Ready GPU jobs arrive on `queue`. The driver takes every queued job, encodes each into its
-//!   own command buffer (so a validation error fails one task, not the batch), and keeps taking
-//!   jobs that become ready *while* it encodes — a job's same-GPU dependents are released at
-//!   encode time because the queue executes in order — until the queue is empty or the batch
-//!   holds `MAX_BATCH` jobs. The batch goes to the GPU as one `queue.submit`.
+//! - Ready GPU jobs arrive in the inbox. The driver takes them one by one, oldest first,
+//!   encodes each into its own command buffer (so a validation error fails one task, not the
+//!   batch), and keeps taking jobs that become ready *while* it encodes — a job's same-GPU
+//!   dependents are released at encode time because the queue executes in order — until the
+//!   inbox is empty or the batch holds `MAX_BATCH` jobs. The batch goes to the GPU as one
+//!   `queue.submit`.
+//! - Heterogeneous stealing. A job stays in the inbox until the driver takes it, so an idle CPU
+//!   worker may take it instead ([`GpuDriver::steal_for_cpu`], under the inbox lock: a job is
+//!   taken by exactly one side). The task layer agrees only when every fence the job carries
+//!   has passed — a job released early by a same-GPU predecessor that is encoded but not
+//!   finished must stay on this queue. The other way, a driver that finds nothing to do asks
+//!   its steal hook for a job queued on the CPU pool before it blocks; `nudge` wakes it to
+//!   ask again. Stealing only moves ready jobs between queues, and every queue is drained by
+//!   its own side anyway, so a refused or missed steal delays nothing that would otherwise run.
 //! - Every batch has a sequence number `seq` (1, 2, ...). A task encoded in batch `s` carries the
 //!   fence `(gpu, s)`; a dependent that runs elsewhere (CPU, another GPU) waits until
 //!   `completed_seq >= s` ([`GpuDriver::on_fence`]).
@@ -29,6 +38,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::cpu::CpuJobRef;
 use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
@@ -63,7 +73,26 @@ pub(crate) trait GpuJob: Send + Sync {
     ) -> Encoded;
     /// The batch holding this job finished on the device (`Err` if polling failed).
     fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>);
+    /// Predicted run time on this GPU in nanoseconds (0 when unknown).
+    fn predicted_ns(&self) -> u64 {
+        0
+    }
+    /// Heterogeneous stealing: whether an idle CPU worker should run this job, queued on GPU
+    /// `gpu` behind `ahead_ns` of predicted work, instead. Called under the driver's inbox
+    /// lock; when it returns true the job has been retargeted and the caller must take it.
+    /// Jobs that only make sense on this GPU keep the default, false.
+    fn move_to_cpu(&self, _gpu: usize, _ahead_ns: u64) -> bool {
+        false
+    }
+    /// The same job as CPU work (after [`GpuJob::move_to_cpu`] said yes).
+    fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+        None
+    }
 }
+
+/// Asked by an idle driver for work queued elsewhere that would finish sooner on its GPU
+/// (heterogeneous stealing; installed by the task layer).
+pub(crate) type GpuStealHook = Box<dyn Fn(usize) -> Option<GpuJobRef> + Send + Sync>;
 
 pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
 
@@ -94,6 +123,7 @@ pub(crate) struct GpuDriver {
     queued: AtomicUsize,
     submits: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
+    steal: std::sync::OnceLock<GpuStealHook>,
 }
 
 thread_local! {
@@ -121,6 +151,7 @@ impl GpuDriver {
             queued: AtomicUsize::new(0),
             submits: AtomicU64::new(0),
             thread: Mutex::new(None),
+            steal: std::sync::OnceLock::new(),
         });
         let me = d.clone();
         let h = std::thread::Builder::new()
@@ -135,6 +166,36 @@ impl GpuDriver {
         self.queued.fetch_add(1, Ordering::Relaxed);
         self.inbox.lock().jobs.push_back(job);
         self.wake.notify_one();
+    }
+
+    /// Installs the hook an idle driver calls to take work queued elsewhere (once).
+    pub(crate) fn set_steal_hook(&self, hook: GpuStealHook) {
+        let _ = self.steal.set(hook);
+    }
+
+    /// Wakes an idle driver so that it looks for work to steal.
+    pub(crate) fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Heterogeneous stealing, the CPU side: takes the job nearest the back of the queue (the
+    /// one that would start last) that `GpuJob::move_to_cpu` agrees to move, given the
+    /// predicted work queued ahead of it. Jobs the driver has started encoding are not here.
+    pub(crate) fn steal_for_cpu(&self) -> Option<CpuJobRef> {
+        let mut inbox = self.inbox.lock();
+        if inbox.jobs.is_empty() {
+            return None;
+        }
+        let predicted: Vec<u64> = inbox.jobs.iter().map(|j| j.predicted_ns()).collect();
+        let mut ahead: u64 = predicted.iter().sum();
+        for k in (0..inbox.jobs.len()).rev() {
+            ahead -= predicted[k];
+            if inbox.jobs[k].move_to_cpu(self.index, ahead) {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                return inbox.jobs.remove(k).and_then(|j| j.into_cpu_job());
+            }
+        }
+        None
     }
 
     /// Whether the driver has nothing queued and nothing running (a hint for placement).
@@ -198,11 +259,12 @@ impl GpuDriver {
             .map_err(|e| e.to_string())
     }
 
+    /// The next job to encode: a job put back for retry first, then the inbox's oldest. Jobs
+    /// stay in the inbox until taken here, where idle CPU workers may steal them.
     fn take_job(&self, pending: &mut VecDeque<GpuJobRef>) -> Option<GpuJobRef> {
-        if pending.is_empty() {
-            pending.extend(self.inbox.lock().jobs.drain(..));
-        }
-        let j = pending.pop_front();
+        let j = pending
+            .pop_front()
+            .or_else(|| self.inbox.lock().jobs.pop_front());
         if j.is_some() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
@@ -219,16 +281,21 @@ impl GpuDriver {
         let mut drain = false;
         loop {
             {
-                let mut inbox = self.inbox.lock();
-                pending.extend(inbox.jobs.drain(..));
-                if pending.is_empty() && in_flight.is_empty() {
+                let inbox = self.inbox.lock();
+                if pending.is_empty() && inbox.jobs.is_empty() && in_flight.is_empty() {
                     if inbox.shutdown {
                         break;
                     }
                     self.busy.store(false, Ordering::Relaxed);
+                    drop(inbox);
+                    // Idle: take work queued elsewhere that finishes sooner here, if any.
+                    if let Some(job) = self.steal.get().and_then(|h| h(self.index)) {
+                        self.queued.fetch_add(1, Ordering::Relaxed);
+                        pending.push_back(job);
+                        continue;
+                    }
                     // Spin briefly before blocking: the next task of a dependent sequence
                     // usually arrives within microseconds, and a wake-up costs more.
-                    drop(inbox);
                     let queued = || self.queued.load(Ordering::Acquire) > 0;
                     if !super::spin_until(IDLE_SPIN, queued) {
                         let mut inbox = self.inbox.lock();
@@ -240,7 +307,8 @@ impl GpuDriver {
                 }
             }
             self.busy.store(true, Ordering::Relaxed);
-            if !pending.is_empty() && in_flight.len() < MAX_IN_FLIGHT && !drain {
+            let has_jobs = !pending.is_empty() || self.queued.load(Ordering::Acquire) > 0;
+            if has_jobs && in_flight.len() < MAX_IN_FLIGHT && !drain {
                 seq += 1;
                 let mut buffers = Vec::new();
                 let mut jobs = Vec::new();

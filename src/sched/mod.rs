@@ -11,7 +11,11 @@
 //! - idle workers and idle drivers block; nothing spins;
 //! - GPU jobs of one device are submitted in the order they were encoded, so a job may rely on
 //!   every job encoded before it on the same device having executed first;
-//! - a fence waiter registered for batch `s` runs exactly once, after batch `s` finished.
+//! - a fence waiter registered for batch `s` runs exactly once, after batch `s` finished;
+//! - heterogeneous stealing moves a ready job between the pool and a GPU queue under the
+//!   source queue's lock, so it runs exactly once; a GPU job carrying a fence that has not
+//!   passed is never moved (the task layer refuses), since only its own GPU's queue order
+//!   makes it safe to start.
 //!
 //! This layer runs opaque jobs (`cpu::CpuJob`, `gpu::GpuJob`); what a task is, and its
 //! dependencies, belong to the task layer above.

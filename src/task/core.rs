@@ -47,6 +47,10 @@ pub(crate) struct Core {
     pub(crate) shut_down: AtomicBool,
     pub(crate) topology: Topology,
     pub(crate) this: Weak<Core>,
+    /// Whether idle devices take ready tasks queued on busy ones (see [`Core::steal_pays`]).
+    stealing: bool,
+    /// Tasks moved by heterogeneous stealing: (GPU queue → CPU, CPU queue → GPU).
+    pub(crate) steals: (AtomicU64, AtomicU64),
 }
 
 /// The tunables a runtime is built with.
@@ -55,6 +59,7 @@ pub(crate) struct CoreConfig {
     pub budgets: Vec<u64>,
     pub upload: crate::data::UploadPath,
     pub model: PerfModel,
+    pub stealing: bool,
 }
 
 impl Core {
@@ -71,8 +76,10 @@ impl Core {
             budgets,
             upload,
             model,
+            stealing,
         } = config;
-        Arc::new_cyclic(|this| Core {
+        let stealing = stealing && policy == Policy::Dmda && gpu_count > 0;
+        let core = Arc::new_cyclic(|this| Core {
             pool,
             drivers,
             gpus,
@@ -92,7 +99,110 @@ impl Core {
             shut_down: AtomicBool::new(false),
             topology,
             this: this.clone(),
-        })
+            stealing,
+            steals: (AtomicU64::new(0), AtomicU64::new(0)),
+        });
+        if stealing {
+            core.install_stealing();
+        }
+        core
+    }
+
+    /// Gives the CPU pool and every GPU driver their steal hooks. The hooks hold the core
+    /// weakly: the pool and drivers must not keep it alive.
+    fn install_stealing(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.pool.set_steal_hook(Box::new(move || {
+            let core = weak.upgrade()?;
+            core.drivers
+                .iter()
+                .filter(|d| d.queued() > 0)
+                .find_map(|d| d.steal_for_cpu())
+                .inspect(|_| {
+                    core.steals.0.fetch_add(1, Ordering::Relaxed);
+                })
+        }));
+        for d in &self.drivers {
+            let weak = Arc::downgrade(self);
+            d.set_steal_hook(Box::new(move |gpu| {
+                let core = weak.upgrade()?;
+                // Only a saturated pool has work worth taking: with a worker idle, a queued
+                // job starts on the CPU at once.
+                if core.pool.idle_workers() > 0 || core.pool.queued_anywhere() == 0 {
+                    return None;
+                }
+                core.pool.steal_for_gpu(gpu).map(|job| {
+                    core.steals.1.fetch_add(1, Ordering::Relaxed);
+                    job.into_gpu_job()
+                })
+            }));
+        }
+    }
+
+    /// Heterogeneous stealing's rule (StarPU's dmda estimate, applied when a device is idle):
+    /// move a queued task from `from` to the idle device `to` when it is allowed there and the
+    /// performance model says it finishes sooner there — its run time on `to` plus moving its
+    /// missing inputs at the measured bandwidth, against `from_finish_ns`, when it would
+    /// finish where it is queued (ahead of it: `ahead_ns` of predicted work). A 10% margin
+    /// keeps near-ties where they are. On yes, the task's predicted work moves from one
+    /// device's backlog to the other's.
+    pub(crate) fn steal_pays(
+        &self,
+        name: &str,
+        work: &mut Work,
+        from: DeviceId,
+        to: DeviceId,
+        ahead_ns: u64,
+    ) -> bool {
+        let allowed = placement::candidates(
+            &work.placement,
+            work.cpu.is_some(),
+            work.gpu.is_some(),
+            self.drivers.len(),
+        )
+        .is_ok_and(|c| c.contains(&to));
+        if !allowed {
+            return false;
+        }
+        let facts = self.facts(std::borrow::Cow::Borrowed(name), work, &[to]);
+        let (Some(run_from), Some(run_to)) = (
+            self.model.estimate(name, facts.bytes, from),
+            self.model.estimate(name, facts.bytes, to),
+        ) else {
+            return false;
+        };
+        let (run_from, run_to) = (run_from.as_nanos() as f64, run_to.as_nanos() as f64);
+        let from_finish = match from {
+            // Queued on a GPU: the work ahead of it in that queue, then its own run.
+            DeviceId::Gpu(_) => ahead_ns as f64 + run_from,
+            // Queued on the saturated pool: the pool's backlog (this task included) spread
+            // over its workers.
+            DeviceId::Cpu => {
+                let backlog = self.backlog[MemorySpace::Host.slot()].load(Ordering::Acquire);
+                (backlog as f64 / self.pool.workers().max(1) as f64).max(run_from)
+            }
+        };
+        let loads = self.loads();
+        let slot_to = MemorySpace::of(to).slot();
+        let bw = loads
+            .bandwidth
+            .get(slot_to)
+            .copied()
+            .unwrap_or(DEFAULT_BANDWIDTH);
+        let to_finish = facts.missing[0] as f64 / bw + run_to;
+        if to_finish * 1.1 >= from_finish {
+            return false;
+        }
+        if let Some((slot, ns)) = work.predicted.take() {
+            let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(ns))
+            });
+        }
+        let ns = run_to as u64;
+        self.backlog[slot_to].fetch_add(ns, Ordering::AcqRel);
+        work.predicted = Some((slot_to, ns));
+        tracing::debug!(task = name, ?from, ?to, to_finish, from_finish, "stolen");
+        true
     }
 
     pub(crate) fn gpus(&self) -> &[Arc<GpuDevice>] {
@@ -172,8 +282,23 @@ impl Core {
             return;
         }
         match target {
-            DeviceId::Gpu(i) => self.drivers[i].push(node),
-            DeviceId::Cpu => self.pool.push(node),
+            DeviceId::Gpu(i) => {
+                let behind = !self.drivers[i].is_idle();
+                self.drivers[i].push(node);
+                // A sleeping worker may want this job if the GPU is behind.
+                if self.stealing && behind && self.pool.idle_workers() > 0 {
+                    self.pool.nudge();
+                }
+            }
+            DeviceId::Cpu => {
+                self.pool.push(node);
+                // An idle GPU may want this job if every worker is busy.
+                if self.stealing && self.pool.idle_workers() == 0 {
+                    if let Some(d) = self.drivers.iter().find(|d| d.is_idle()) {
+                        d.nudge();
+                    }
+                }
+            }
         }
     }
 

@@ -426,6 +426,14 @@ impl Node {
 }
 
 impl CpuJob for Node {
+    fn move_to_gpu(&self, gpu: usize) -> bool {
+        self.steal_to(DeviceId::Cpu, DeviceId::Gpu(gpu), 0)
+    }
+
+    fn into_gpu_job(self: Arc<Self>) -> crate::sched::gpu::GpuJobRef {
+        self
+    }
+
     fn run_on_cpu(self: Arc<Self>) {
         let (work, failure) = self.begin(DeviceId::Cpu);
         if let Some(err) = failure {
@@ -476,7 +484,49 @@ impl CpuJob for Node {
     }
 }
 
+impl Node {
+    /// Heterogeneous stealing: asks the runtime whether this queued task should move from
+    /// `from` to the idle device `to`, and retargets it if so. A task that will fail anyway,
+    /// or that carries a fence not yet passed (a same-GPU predecessor still running), stays.
+    fn steal_to(&self, from: DeviceId, to: DeviceId, ahead_ns: u64) -> bool {
+        let Some(core) = self.core.get() else {
+            return false;
+        };
+        let name = self.name();
+        let mut st = self.st.lock();
+        if st.fail_with.is_some()
+            || !st
+                .fences
+                .iter()
+                .all(|f| core.drivers[f.gpu].fence_passed(f.seq))
+        {
+            return false;
+        }
+        match st.work.as_mut() {
+            Some(work) => core.steal_pays(&name, work, from, to, ahead_ns),
+            None => false,
+        }
+    }
+}
+
 impl GpuJob for Node {
+    fn predicted_ns(&self) -> u64 {
+        self.st
+            .lock()
+            .work
+            .as_ref()
+            .and_then(|w| w.predicted)
+            .map_or(0, |(_, ns)| ns)
+    }
+
+    fn move_to_cpu(&self, gpu: usize, ahead_ns: u64) -> bool {
+        self.steal_to(DeviceId::Gpu(gpu), DeviceId::Cpu, ahead_ns)
+    }
+
+    fn into_cpu_job(self: Arc<Self>) -> Option<crate::sched::cpu::CpuJobRef> {
+        Some(self)
+    }
+
     fn encode(
         self: Arc<Self>,
         driver: &GpuDriver,
