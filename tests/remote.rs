@@ -346,3 +346,23 @@ fn rts_variable_pads_and_drops_padding() {
     assert_eq!(x.get().unwrap(), vec![1, 2, 3, 4, 5]);
     assert_eq!(x.buffer().read(0).unwrap(), vec![1, 2, 3, 4, 5, 0, 0, 0]);
 }
+
+#[test]
+fn collectives_on_gpu_replicas_run_as_gpu_kernels() {
+    let Some(rt) = common::gpu_runtime() else {
+        return;
+    };
+    let rep = Replication::on(rt, vec![DeviceId::Gpu(0); 3]).unwrap();
+    let x = rep
+        .per_replica((1..=3).map(|r| rt.array_from(vec![r as f32; 10])).collect())
+        .unwrap();
+    rt.wait_idle();
+    let before = rt.stats().gpu_submits[0];
+    let y = hetflow::remote::all_reduce(&x, hetflow::remote::CollectiveOp::Mean).unwrap();
+    rt.wait_idle();
+    // The reduce-scatter and all-gather tasks ran on the GPU, and their results live there.
+    assert!(rt.stats().gpu_submits[0] > before);
+    assert!(y.replica(2).states().get(MemorySpace::Gpu(0)).is_valid());
+    assert!(!y.replica(2).states().get(MemorySpace::Host).is_valid());
+    assert_eq!(y.to_vec(2).unwrap(), vec![2.0; 10]);
+}

@@ -174,7 +174,9 @@ pub fn all_gather<T: Element>(
         b = b.cpu(move |cx| {
             let dst = cx.write(&o);
             for (shard, &(start, len)) in shards.iter().zip(&p) {
-                dst[start..start + len].copy_from_slice(&cx.read(shard)[..len]);
+                if len > 0 {
+                    dst[start..start + len].copy_from_slice(&cx.read(shard)[..len]);
+                }
             }
         });
         if let Some(k) = k.clone() {
