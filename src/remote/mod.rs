@@ -11,6 +11,8 @@
 //!   ([`remote_replica_sharded_variable`], [`replica_sharded_variable`]);
 //! - collectives across replicas ([`all_gather`], [`reduce_scatter`], [`all_reduce`],
 //!   [`sharded_slice`]): WGSL kernels on GPU replicas, loops on CPU replicas;
+//! - [`sgd`]: data-parallel SGD of a linear model with the optimizer state sharded in a
+//!   remote buffer (ZeRO style), the worked use of all of the above.
 //!
 //! Invariants (the ordering argument is in `PROTOCOL.md` beside this file):
 //! - every slot is a slice of one managed array per buffer, so it is a coherent object of the
@@ -29,6 +31,7 @@ mod collective;
 mod element;
 mod error;
 mod replication;
+pub mod sgd;
 
 mod variable;
 
