@@ -88,6 +88,14 @@ pub struct Trained {
     pub momentum: Vec<f32>,
 }
 
+/// One replica's samples and scratch arrays.
+struct Block {
+    x: Array<f32>,
+    y: Array<f32>,
+    resid: Array<f32>,
+    grad: Array<f32>,
+}
+
 /// Per-step kernels, when some replica is on a GPU.
 struct Kernels {
     residual: Kernel,
@@ -159,15 +167,15 @@ pub fn train_linear(
         None
     };
     // Replica r's block of samples, and its scratch arrays.
-    let blocks: Vec<(Array<f32>, Array<f32>, Array<f32>, Array<f32>)> = (0..r_count)
+    let blocks: Vec<Block> = (0..r_count)
         .map(|r| {
             let (lo, hi) = (r * n / r_count, (r + 1) * n / r_count);
-            (
-                rt.array_named(format!("x[{r}]"), data.x[lo * d..hi * d].to_vec()),
-                rt.array_named(format!("y[{r}]"), data.y[lo..hi].to_vec()),
-                rt.array_named(format!("resid[{r}]"), vec![0.0f32; hi - lo]),
-                rt.array_named(format!("grad[{r}]"), vec![0.0f32; d]),
-            )
+            Block {
+                x: rt.array_named(format!("x[{r}]"), data.x[lo * d..hi * d].to_vec()),
+                y: rt.array_named(format!("y[{r}]"), data.y[lo..hi].to_vec()),
+                resid: rt.array_named(format!("resid[{r}]"), vec![0.0f32; hi - lo]),
+                grad: rt.array_named(format!("grad[{r}]"), vec![0.0f32; d]),
+            }
         })
         .collect();
     // The optimizer state: the momentum, sharded over the replicas, in streaming memory.
@@ -180,7 +188,7 @@ pub fn train_linear(
     for step in 0..cfg.steps {
         // 1. Local gradients and losses.
         let mut step_losses = Vec::with_capacity(r_count);
-        for (r, (x, y, resid, grad)) in blocks.iter().enumerate() {
+        for (r, Block { x, y, resid, grad }) in blocks.iter().enumerate() {
             let rows = y.len();
             let loss = rt.array_named(format!("loss[{step}][{r}]"), vec![0.0f32]);
             let wr = w.replica(r).clone();
@@ -237,7 +245,7 @@ pub fn train_linear(
         }
         losses.push(step_losses);
         // 2. Each replica gets its shard of the full gradient.
-        let grads = rep.per_replica(blocks.iter().map(|b| b.3.clone()).collect())?;
+        let grads = rep.per_replica(blocks.iter().map(|b| b.grad.clone()).collect())?;
         let g = reduce_scatter(&grads, CollectiveOp::Add)?;
         // 3. Momentum step on the shards, with the optimizer state streamed in and out.
         let m = momentum.load()?;
