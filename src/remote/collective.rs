@@ -66,6 +66,22 @@ impl CollectiveOp {
     }
 }
 
+/// `dst[i] = op(dst[i], src[i])`, with the match on `op` outside the loop so each arm is a
+/// plain (vectorisable) loop.
+fn fold_into<T: Element>(dst: &mut [T], src: &[T], op: CollectiveOp) {
+    fn each<T: Element>(dst: &mut [T], src: &[T], f: impl Fn(T, T) -> T) {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = f(*d, *s));
+    }
+    match op {
+        CollectiveOp::Add | CollectiveOp::Mean => {
+            each(dst, src, |a, b| T::combine(ReduceOp::Add, a, b))
+        }
+        CollectiveOp::Mul => each(dst, src, |a, b| T::combine(ReduceOp::Mul, a, b)),
+        CollectiveOp::Min => each(dst, src, |a, b| T::combine(ReduceOp::Min, a, b)),
+        CollectiveOp::Max => each(dst, src, |a, b| T::combine(ReduceOp::Max, a, b)),
+    }
+}
+
 /// How an all-gather lays out the shards it collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GatherAxis {
@@ -113,8 +129,9 @@ fn kernel<T: Element>(rep: &Replication, entry: &str) -> Result<Option<Kernel>, 
     Ok(Some(rep.runtime().kernel(&source, entry)?))
 }
 
-fn zeros<T: Element>(rep: &Replication, label: String, len: usize) -> Array<T> {
-    rep.runtime().array_named(label, vec![T::zeroed(); len])
+/// A new output array (zero-filled; every collective overwrites all of it).
+fn zeros<T: Element>(rep: &Replication, len: usize) -> Array<T> {
+    rep.runtime().array(len)
 }
 
 /// Checks a collective's element counts fit the 32-bit indices of its kernels.
@@ -161,7 +178,7 @@ pub fn all_gather<T: Element>(
         .collect();
     let mut arrays = Vec::with_capacity(r_count);
     for r in 0..r_count {
-        let out = zeros::<T>(rep, format!("all_gather[{r}]"), out_len);
+        let out = zeros::<T>(rep, out_len);
         let mut b = rep
             .runtime()
             .task(format!("all_gather[{r}]"))
@@ -237,7 +254,7 @@ pub fn reduce_scatter<T: Element>(
     };
     let mut shards = Vec::with_capacity(r_count);
     for r in 0..r_count {
-        let out = zeros::<T>(rep, format!("reduce_scatter[{r}]"), s);
+        let out = zeros::<T>(rep, s);
         let lo = r * s;
         let mut b = rep
             .runtime()
@@ -250,21 +267,16 @@ pub fn reduce_scatter<T: Element>(
         let (inputs, o) = (x.arrays.clone(), out.clone());
         b = b.cpu(move |cx| {
             let dst = cx.write(&o);
-            let srcs: Vec<&[T]> = inputs.iter().map(|a| cx.read(a)).collect();
-            let valid = n.saturating_sub(lo).min(s);
-            for (k, d) in dst.iter_mut().enumerate() {
-                *d = if k < valid {
-                    let acc = srcs[1..]
-                        .iter()
-                        .fold(srcs[0][lo + k], |acc, src| op.combine(acc, src[lo + k]));
-                    if op == CollectiveOp::Mean {
-                        acc.div_count(r_count)
-                    } else {
-                        acc
-                    }
-                } else {
-                    T::zeroed()
-                };
+            // This replica's part of the data: empty for a shard that is all padding.
+            let part = lo.min(n)..(lo + s).min(n);
+            let (head, pad) = dst.split_at_mut(part.len());
+            pad.fill(T::zeroed());
+            head.copy_from_slice(&cx.read(&inputs[0])[part.clone()]);
+            for a in &inputs[1..] {
+                fold_into(head, &cx.read(a)[part.clone()], op);
+            }
+            if op == CollectiveOp::Mean {
+                head.iter_mut().for_each(|d| *d = d.div_count(r_count));
             }
         });
         if let Some(k) = k.clone() {
@@ -340,7 +352,7 @@ pub fn sharded_slice<T: Element>(x: &Replicated<T>) -> Result<Sharded<T>, Remote
     let k = kernel::<T>(rep, "place")?;
     let mut shards = Vec::with_capacity(rep.factor());
     for (r, a) in x.arrays.iter().enumerate() {
-        let out = zeros::<T>(rep, format!("sharded_slice[{r}]"), s);
+        let out = zeros::<T>(rep, s);
         let lo = r * s;
         let (src, o) = (a.clone(), out.clone());
         let mut b = rep
@@ -351,9 +363,10 @@ pub fn sharded_slice<T: Element>(x: &Replicated<T>) -> Result<Sharded<T>, Remote
             .writes(&out)
             .cpu(move |cx| {
                 let (src, dst) = (cx.read(&src), cx.write(&o));
-                for (k, d) in dst.iter_mut().enumerate() {
-                    *d = src.get(lo + k).copied().unwrap_or_else(T::zeroed);
-                }
+                let part = lo.min(n)..(lo + s).min(n);
+                let valid = part.len();
+                dst[..valid].copy_from_slice(&src[part]);
+                dst[valid..].fill(T::zeroed());
             });
         if let Some(k) = k.clone() {
             let (src, o) = (a.clone(), out.clone());
@@ -413,9 +426,7 @@ pub(crate) fn accumulate_replicas<T: Element>(
             .reads(s)
             .cpu(move |cx| {
                 let (src, dst) = (cx.read(&sc), cx.write(&dc));
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = CollectiveOp::Add.combine(*d, *s);
-                }
+                fold_into(dst, src, CollectiveOp::Add);
             });
         if let Some(k) = k.clone() {
             let (dc, sc) = (d.clone(), s.clone());
