@@ -463,3 +463,41 @@ pub fn accumulate<T: Element>(
     let rep = Replication::on(rt, vec![device])?;
     accumulate_replicas(&rep, std::slice::from_ref(dst), std::slice::from_ref(src))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_into_applies_each_op() {
+        let src = [5i32, -1, 3];
+        for (op, want) in [
+            (CollectiveOp::Add, [7, 1, 6]),
+            (CollectiveOp::Mean, [7, 1, 6]),
+            (CollectiveOp::Mul, [10, -2, 9]),
+            (CollectiveOp::Min, [2, -1, 3]),
+            (CollectiveOp::Max, [5, 2, 3]),
+        ] {
+            let mut dst = [2i32, 2, 3];
+            fold_into(&mut dst, &src, op);
+            assert_eq!(dst, want, "{op:?}");
+            assert_eq!(op.combine(2, 5), want[0], "{op:?}");
+        }
+    }
+
+    #[test]
+    fn op_codes_match_the_shader() {
+        let shader = COLLECTIVE;
+        assert!(shader.contains("case 2u: { return a * b; }"));
+        assert!(shader.contains("case 3u: { return min(a, b); }"));
+        assert!(shader.contains("case 4u: { return max(a, b); }"));
+        assert_eq!(CollectiveOp::Mul.code(), 2);
+        assert_eq!(CollectiveOp::Min.code(), 3);
+        assert_eq!(CollectiveOp::Max.code(), 4);
+        // Add and Mean fall to the default arm (add); Mean then runs scale_down.
+        assert_eq!(
+            (CollectiveOp::Add.code(), CollectiveOp::Mean.code()),
+            (0, 1)
+        );
+    }
+}

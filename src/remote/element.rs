@@ -161,3 +161,42 @@ macro_rules! scalar {
     )*};
 }
 scalar!(f32, i32, u32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_tensors_carry_shape_and_dtype() {
+        let s = HostTensor::from(7u32);
+        assert_eq!((s.shape(), s.numel(), s.dtype()), (&[][..], 1, DType::U32));
+        assert_eq!(s.values::<u32>("b").unwrap(), vec![7]);
+        let v = HostTensor::from([1.5f32, -2.0]);
+        assert_eq!(v.shape(), &[2]);
+        assert_eq!(v.values::<f32>("b").unwrap(), vec![1.5, -2.0]);
+        match v.values::<i32>("buf") {
+            Err(RemoteError::DTypeMismatch {
+                buffer,
+                expected: DType::I32,
+                got: DType::F32,
+            }) => assert_eq!(buffer, "buf"),
+            other => panic!("expected DTypeMismatch, got {other:?}"),
+        }
+        assert!(matches!(
+            HostTensor::new(&[2, 2], vec![1i32; 3]),
+            Err(RemoteError::LengthMismatch {
+                expected: 4,
+                got: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn mean_divides_like_the_kernels() {
+        assert_eq!(7i32.div_count(2), 3);
+        assert_eq!((-7i32).div_count(2), -3); // truncation, as WGSL's i32 division
+        assert_eq!(7u32.div_count(2), 3);
+        assert_eq!(7.0f32.div_count(2), 3.5);
+    }
+}
