@@ -382,3 +382,57 @@ fn all_reduce_benchmark_measures_and_checks_its_result() {
         "{table}"
     );
 }
+
+/// Sharded loads and stores through an offset held in an array, on the CPU and on GPU
+/// replicas.
+fn sharded_device_offsets(rep: &Replication) {
+    let rt = rep.runtime();
+    let buffer = RemoteBuffer::<u32>::replicated(rep, &[2], 3).unwrap();
+    for o in 0..3u32 {
+        let data: Vec<u32> = (0..2 * rep.factor() as u32).map(|i| 100 * o + i).collect();
+        remote_replica_sharded_variable(data, &buffer, o as usize).unwrap();
+    }
+    let off = rt.array_from(vec![2u32]);
+    let loaded = buffer.load_sharded(&off).unwrap();
+    assert_eq!(
+        loaded.to_vec().unwrap(),
+        (200..200 + 2 * rep.factor() as u32).collect::<Vec<_>>()
+    );
+    let ones =
+        hetflow::remote::sharded_slice(&rep.replicated(vec![1u32; 2 * rep.factor()])).unwrap();
+    loaded.accumulate(&ones).unwrap();
+    let off1 = rt.array_from(vec![1u32]);
+    buffer.store_sharded(&off1, &loaded).unwrap();
+    assert_eq!(
+        buffer.read(1).unwrap(),
+        (201..201 + 2 * rep.factor() as u32).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        buffer.read(2).unwrap(),
+        (200..200 + 2 * rep.factor() as u32).collect::<Vec<_>>()
+    );
+    let bad = rt.array_from(vec![3u32]);
+    let err = buffer.load_sharded(&bad).unwrap().to_vec().unwrap_err();
+    assert!(
+        matches!(
+            err.root(),
+            RemoteError::OffsetOutOfRange {
+                offset: 3,
+                entries: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn sharded_loads_and_stores_through_device_offsets() {
+    let rt = cpu_runtime();
+    sharded_device_offsets(&Replication::new(&rt, 3).unwrap());
+    if let Some(rt) = common::gpu_runtime() {
+        sharded_device_offsets(
+            &Replication::on(rt, vec![DeviceId::Gpu(0), DeviceId::Cpu, DeviceId::Gpu(0)]).unwrap(),
+        );
+    }
+}

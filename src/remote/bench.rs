@@ -72,13 +72,10 @@ pub fn measure(
     let expect: f32 = (0..r_count).map(|r| (r % 17) as f32).sum();
     let got = check.to_vec(r_count - 1)?;
     if got.first() != Some(&expect) {
-        return Err(RemoteError::LengthMismatch {
-            what: format!(
-                "all-reduce check: element 0 is {:?}, expected {expect}",
-                got.first()
-            ),
-            expected: 1,
-            got: 0,
+        return Err(RemoteError::WrongResult {
+            what: format!("all-reduce of {r_count} replicas, element 0"),
+            expected: expect.to_string(),
+            got: format!("{:?}", got.first()),
         });
     }
     let (mut ours, mut base) = (Vec::new(), Vec::new());

@@ -96,6 +96,16 @@ pub enum RemoteError {
         /// Which operation and array.
         what: String,
     },
+    /// A benchmark's result check failed (the measured operation computed a wrong value).
+    #[error("{what}: expected {expected}, got {got}")]
+    WrongResult {
+        /// What was checked.
+        what: String,
+        /// The expected value.
+        expected: String,
+        /// The value found.
+        got: String,
+    },
     /// A task of the remote layer failed (or a read of its result did).
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -116,6 +126,15 @@ impl RemoteError {
             TaskError::DependencyFailed { cause, .. } => Self::root_cause(cause),
             TaskError::Failed { error, .. } => error.downcast_ref::<RemoteError>(),
             _ => None,
+        }
+    }
+
+    /// The remote-layer error at the root of this one: for [`RemoteError::Task`], the
+    /// [`RemoteError::root_cause`] of the task failure if it has one; else `self`.
+    pub fn root(&self) -> &RemoteError {
+        match self {
+            RemoteError::Task(t) => Self::root_cause(t).map_or(self, RemoteError::root),
+            _ => self,
         }
     }
 }
