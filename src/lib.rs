@@ -28,7 +28,8 @@
 //! assert!(y.to_vec().unwrap().iter().all(|&v| v == 5.0));
 //! ```
 //!
-//! Layers (dependencies point down): [`task`] (spawn, dependency graph, task spaces),
+//! Layers (dependencies point down): [`remote`] (remote buffers, replication, collectives) on
+//! [`task`] (spawn, dependency graph, task spaces),
 //! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
 //! transfers), [`device`] (topology, kernels).
 
@@ -38,6 +39,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod linalg;
+pub mod remote;
 mod runtime;
 pub mod sched;
 pub mod task;

@@ -19,6 +19,10 @@ enum Command {
     Info,
     /// Measure task overhead and GPU round trips against rayon and raw wgpu.
     Bench {
+        /// `remote`: all-reduce bandwidth across replicas against a plain host sum, instead
+        /// of the engine suite.
+        #[arg(value_enum)]
+        suite: Option<BenchSuite>,
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         workers: Option<usize>,
@@ -38,6 +42,13 @@ enum Command {
     },
 }
 
+/// A benchmark suite other than the engine's.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSuite {
+    /// Remote buffers and collectives: all-reduce bandwidth against a host sum.
+    Remote,
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -46,6 +57,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Bench {
+            suite: Some(BenchSuite::Remote),
+            workers,
+            scale,
+            ..
+        } => bench_remote(workers, scale),
         Command::Bench {
             linalg: Some(n),
             tile,
@@ -96,5 +113,19 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
         rows.extend(hetflow::bench::upload_suite(32, scale));
     }
     println!("{}", hetflow::bench::table(&rows));
+    Ok(())
+}
+
+fn bench_remote(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let mut b = hetflow::Runtime::builder();
+    if let Some(w) = workers {
+        b = b.cpu_workers(w);
+    }
+    let rt = b.build()?;
+    println!("hetflow bench remote on:\n{}", rt.topology());
+    let rows = hetflow::remote::bench::all_reduce_suite(&rt, scale, |step| {
+        eprintln!("  measuring {step} ...")
+    })?;
+    print!("{}", hetflow::remote::bench::all_reduce_table(&rows));
     Ok(())
 }
