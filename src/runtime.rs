@@ -262,7 +262,39 @@ impl RuntimeHandle {
     /// other access to both. It runs where `src` is valid (a device-to-device copy on a GPU, a
     /// memcpy on the CPU), so no extra move is made to perform it.
     pub fn copy<T: Pod>(&self, src: &Array<T>, dst: &Array<T>) -> TaskHandle<()> {
-        let name = format!("copy({} -> {})", src.label(), dst.label());
+        let states = src.states();
+        let place = if states.get(MemorySpace::Host).is_valid() {
+            DeviceId::Cpu
+        } else {
+            states
+                .iter()
+                .find_map(|(sp, c)| match sp {
+                    MemorySpace::Gpu(i) if c.is_valid() => Some(DeviceId::Gpu(i)),
+                    _ => None,
+                })
+                .unwrap_or(DeviceId::Cpu)
+        };
+        self.copy_on(src, dst, place)
+    }
+
+    /// Parla's `clone_here` for a device chosen by the caller: a new array with `a`'s
+    /// contents, made valid on `device` by a copy task there.
+    pub fn clone_to<T: Pod>(&self, a: &Array<T>, device: DeviceId) -> Array<T> {
+        let out = self.make_array(Some(format!("{}@{device}", a.label())), a.len(), None);
+        drop(self.copy_on(a, &out, device));
+        out
+    }
+
+    /// [`RuntimeHandle::copy`] on a device chosen by the caller: a copy task placed on
+    /// `device` (the source moves there first if it is not valid there). Arrays of different
+    /// lengths give a task that fails with [`crate::DataError::LengthMismatch`].
+    pub fn copy_on<T: Pod>(
+        &self,
+        src: &Array<T>,
+        dst: &Array<T>,
+        device: DeviceId,
+    ) -> TaskHandle<()> {
+        let name = format!("copy({} -> {} on {device})", src.label(), dst.label());
         if src.len() != dst.len() {
             return TaskHandle {
                 node: crate::task::node::Node::finished(
@@ -279,46 +311,13 @@ impl RuntimeHandle {
                 _value: std::marker::PhantomData,
             };
         }
-        let states = src.states();
-        let place = if states.get(MemorySpace::Host).is_valid() {
-            DeviceId::Cpu
-        } else {
-            states
-                .iter()
-                .find_map(|(sp, c)| match sp {
-                    MemorySpace::Gpu(i) if c.is_valid() => Some(DeviceId::Gpu(i)),
-                    _ => None,
-                })
-                .unwrap_or(DeviceId::Cpu)
-        };
-        self.copy_on(src, dst, place, name)
-    }
-
-    /// Parla's `clone_here` for a device chosen by the caller: a new array with `a`'s
-    /// contents, made valid on `device` by a copy task there.
-    pub fn clone_to<T: Pod>(&self, a: &Array<T>, device: DeviceId) -> Array<T> {
-        let out = self.make_array(Some(format!("{}@{device}", a.label())), a.len(), None);
-        let name = format!("clone({} -> {device})", a.label());
-        drop(self.copy_on(a, &out, device, name));
-        out
-    }
-
-    fn copy_on<T: Pod>(
-        &self,
-        src: &Array<T>,
-        dst: &Array<T>,
-        place: DeviceId,
-        name: String,
-    ) -> TaskHandle<()> {
+        let place = device;
         let (s1, d1, s2, d2) = (src.clone(), dst.clone(), src.clone(), dst.clone());
         let bytes = crate::data::transfer::padded(src.bytes());
         self.task(name)
             .reads(src)
             .writes(dst)
-            .on(match place {
-                DeviceId::Cpu => crate::Placement::Cpu,
-                DeviceId::Gpu(i) => crate::Placement::Gpu(i),
-            })
+            .on(place.into())
             .cpu(move |cx| cx.write(&d1).copy_from_slice(cx.read(&s1)))
             .gpu(move |cx| {
                 if let (Some(s), Some(d)) = (cx.buffer(&s2).cloned(), cx.buffer(&d2).cloned()) {

@@ -226,6 +226,26 @@ fn copy_and_clone_run_where_the_data_is() {
         before.link(MemorySpace::Gpu(0), MemorySpace::Host)
     );
     assert_eq!(b.to_vec().unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    // copy_on the CPU: the copy runs there, moving `a` down once.
+    let d = rt.array::<f32>(4);
+    let h = rt.copy_on(&a, &d, hetflow::DeviceId::Cpu);
+    let r = h.task_ref();
+    h.wait().unwrap();
+    assert_eq!(r.device(), Some(hetflow::DeviceId::Cpu));
+    assert_eq!(d.to_vec().unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    let short = rt.array::<f32>(3);
+    match rt.copy_on(&a, &short, hetflow::DeviceId::Gpu(0)).wait() {
+        Err(hetflow::TaskError::TaskData {
+            error:
+                hetflow::DataError::LengthMismatch {
+                    expected: 3,
+                    got: 4,
+                    ..
+                },
+            ..
+        }) => {}
+        other => panic!("expected a length mismatch, got {other:?}"),
+    }
     // clone_to the CPU: a new array with the same contents, valid on the host.
     let c = rt.clone_to(&a, hetflow::DeviceId::Cpu);
     assert_eq!(c.to_vec().unwrap(), vec![2.0, 3.0, 4.0, 5.0]);

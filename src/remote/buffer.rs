@@ -106,10 +106,7 @@ impl<T: Element> std::fmt::Debug for RemoteBuffer<T> {
 }
 
 fn placement(d: DeviceId) -> Placement {
-    match d {
-        DeviceId::Cpu => Placement::Cpu,
-        DeviceId::Gpu(i) => Placement::Gpu(i),
-    }
+    d.into()
 }
 
 impl<T: Element> RemoteBuffer<T> {

@@ -95,10 +95,7 @@ impl Replication {
 
     /// The placement of a task that runs on replica `r`.
     pub fn placement(&self, r: usize) -> Placement {
-        match self.devices[r] {
-            DeviceId::Cpu => Placement::Cpu,
-            DeviceId::Gpu(i) => Placement::Gpu(i),
-        }
+        self.devices[r].into()
     }
 
     /// The runtime.

@@ -19,6 +19,16 @@ pub enum Placement {
     OneOf(Vec<DeviceId>),
 }
 
+impl From<DeviceId> for Placement {
+    /// Exactly this device.
+    fn from(d: DeviceId) -> Placement {
+        match d {
+            DeviceId::Cpu => Placement::Cpu,
+            DeviceId::Gpu(i) => Placement::Gpu(i),
+        }
+    }
+}
+
 /// How the runtime chooses among the devices a task may run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
