@@ -15,8 +15,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the topology: the CPU and every GPU with backend, driver and limits.
-    Info,
+    /// Print the topology: the CPU and every GPU with backend, driver and limits, and the
+    /// HiCR view (devices -> memory spaces, compute resources).
+    Info {
+        /// Print the topology as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure task overhead and GPU round trips against rayon and raw wgpu.
     Bench {
         /// CPU worker threads (default: all cores).
@@ -45,7 +50,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info => info(),
+        Command::Info { json } => info(json),
         Command::Bench {
             linalg: Some(n),
             tile,
@@ -63,9 +68,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn info() -> Result<(), Box<dyn std::error::Error>> {
+fn info(json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let rt = hetflow::Runtime::builder().build()?;
-    print!("{}", rt.topology());
+    if json {
+        println!("{}", rt.topology().to_json());
+    } else {
+        print!("{}", rt.topology());
+    }
     Ok(())
 }
 
