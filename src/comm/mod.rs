@@ -38,6 +38,8 @@ mod backend;
 mod error;
 mod manager;
 mod memory;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod slot;
 mod threads;
 
@@ -45,6 +47,8 @@ pub use backend::Backend;
 pub use error::{CommError, Side};
 pub use manager::{CommunicationManager, SlotRef};
 pub use memory::MemoryManager;
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiBackend, MpiInstances};
 pub use slot::{GlobalSlot, LocalSlot, MessageCounts};
 pub use threads::{ThreadBackend, ThreadInstances};
 

@@ -88,6 +88,34 @@ impl HostBytes {
         unsafe { std::ptr::copy_nonoverlapping(src.ptr.add(src_off), dst.ptr.add(dst_off), n) }
     }
 
+    /// Runs `f` on `len` bytes at `offset` while holding the slot's lock (so an MPI call can
+    /// read them in place). The caller checked the range.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn with_slice<R>(&self, offset: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        debug_assert!(offset + len <= self.len);
+        let _g = self.lock.lock();
+        // SAFETY: the range lies inside the allocation (checked by the caller); the lock
+        // excludes every local writer for the slice's life, and remote writers are excluded
+        // by the MPI epoch rules the program follows (see PROTOCOL.md).
+        let slice = unsafe { std::slice::from_raw_parts(self.ptr.add(offset), len) };
+        f(slice)
+    }
+
+    /// Runs `f` on `len` mutable bytes at `offset` while holding the slot's lock.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn with_slice_mut<R>(
+        &self,
+        offset: usize,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        debug_assert!(offset + len <= self.len);
+        let _g = self.lock.lock();
+        // SAFETY: as in `with_slice`; the lock makes this the only local reference.
+        let slice = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) };
+        f(slice)
+    }
+
     /// Gives the allocation back as a `Vec`.
     pub(crate) fn into_vec(self) -> Vec<u8> {
         let this = std::mem::ManuallyDrop::new(self);
