@@ -37,6 +37,11 @@ enum Command {
         /// Tile size for --linalg.
         #[arg(long, default_value_t = 256)]
         tile: usize,
+        /// Instead of the engine suite: memory-slot put/get latency and bandwidth, 8 B to
+        /// 64 MiB, against memcpy (thread backend) or raw MPI RMA (under mpirun, built with
+        /// `--features mpi`).
+        #[arg(long)]
+        comm: bool,
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
@@ -57,6 +62,9 @@ fn main() -> std::process::ExitCode {
             svg,
             ..
         } => bench_linalg(n, tile, &svg),
+        Command::Bench {
+            comm: true, scale, ..
+        } => bench_comm(scale),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
     };
     match result {
@@ -88,6 +96,23 @@ fn bench_linalg(
     print!("{}", hetflow::bench::linalg_table(&rows));
     hetflow::bench::linalg_svg(&rows, svg)?;
     println!("plot written to {}", svg.display());
+    Ok(())
+}
+
+fn bench_comm(scale: usize) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "mpi")]
+    if hetflow::comm::MpiInstances::launched_by_mpirun() {
+        let mut comm = hetflow::comm::MpiInstances::init()?;
+        let ranks = comm.instances().len();
+        if let Some(rows) = hetflow::comm::bench::mpi_suite(&mut comm, scale)? {
+            println!("hetflow bench --comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
+            print!("{}", hetflow::comm::bench::table(&rows));
+        }
+        return Ok(());
+    }
+    println!("hetflow bench --comm: thread backend, 2 instances (0 -> 1), against memcpy");
+    let rows = hetflow::comm::bench::thread_suite(scale)?;
+    print!("{}", hetflow::comm::bench::table(&rows));
     Ok(())
 }
 

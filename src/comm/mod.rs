@@ -35,6 +35,7 @@
 //! uses nothing of the task engine.
 
 mod backend;
+pub mod bench;
 mod error;
 mod manager;
 mod memory;
