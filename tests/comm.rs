@@ -520,3 +520,82 @@ fn topology_lists_memory_spaces_and_compute_resources_as_json() {
     );
     assert!(topo.to_string().contains("HiCR view"));
 }
+
+mod model {
+    //! Property test: random local copies (in and out of bounds) against a plain byte model.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Copy {
+        dst: usize,
+        dst_off: usize,
+        src: usize,
+        src_off: usize,
+        n: usize,
+    }
+
+    fn copies() -> impl Strategy<Value = Vec<Copy>> {
+        prop::collection::vec(
+            (0..3usize, 0..40usize, 0..3usize, 0..40usize, 0..24usize).prop_map(
+                |(dst, dst_off, src, src_off, n)| Copy {
+                    dst,
+                    dst_off,
+                    src,
+                    src_off,
+                    n,
+                },
+            ),
+            1..40,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn local_copies_match_a_byte_model(ops in copies()) {
+            let sizes = [16usize, 32, 40];
+            let result = ThreadInstances::run(1, |comm| -> Result<(), TestCaseError> {
+                let mm = MemoryManager::new();
+                let mut model: Vec<Vec<u8>> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (0..s).map(|b| (i * 64 + b) as u8).collect())
+                    .collect();
+                let slots: Vec<_> = model
+                    .iter()
+                    .map(|m| mm.register(MemorySpace::Host, m.clone()).unwrap())
+                    .collect();
+                let mut counts = [MessageCounts::default(); 3];
+                for op in &ops {
+                    let r = comm.memcpy(&slots[op.dst], op.dst_off, &slots[op.src], op.src_off, op.n);
+                    let dst_ok = op.dst_off + op.n <= sizes[op.dst];
+                    let src_ok = op.src_off + op.n <= sizes[op.src];
+                    match r {
+                        Ok(()) => {
+                            prop_assert!(dst_ok && src_ok, "{op:?} should have failed");
+                            let bytes = model[op.src][op.src_off..op.src_off + op.n].to_vec();
+                            model[op.dst][op.dst_off..op.dst_off + op.n].copy_from_slice(&bytes);
+                            counts[op.src].sent += 1;
+                            counts[op.dst].received += 1;
+                        }
+                        Err(CommError::OutOfBounds { side, .. }) => {
+                            // The destination is checked first.
+                            let want = if !dst_ok { Side::Destination } else { Side::Source };
+                            prop_assert!(!(dst_ok && src_ok), "{op:?} should have succeeded");
+                            prop_assert_eq!(side, want);
+                        }
+                        Err(e) => prop_assert!(false, "unexpected error {e}"),
+                    }
+                }
+                for i in 0..3 {
+                    prop_assert_eq!(&slots[i].to_vec().unwrap(), &model[i]);
+                    prop_assert_eq!(comm.messages(&slots[i]).unwrap(), counts[i]);
+                }
+                Ok(())
+            })
+            .unwrap();
+            result.into_iter().collect::<Result<Vec<_>, _>>()?;
+        }
+    }
+}
