@@ -5,7 +5,7 @@
 //! rank: a data window over its bytes and a meta window over its counter block (sent,
 //! received, lock). Puts and gets are `MPI_Put` / `MPI_Get` completed by `MPI_Win_flush`;
 //! counters and the lock word move with `MPI_Fetch_and_op`. The
-//! protocol is in `src/comm/PROTOCOL.md`; the raw calls are wrapped in [`rma`].
+//! protocol is in `src/comm/PROTOCOL.md`; the raw calls are wrapped in `rma.rs`.
 
 pub(crate) mod rma;
 
