@@ -486,6 +486,17 @@ fn unknown_memory_space_is_an_error() {
         mm.allocate(MemorySpace::Gpu(n + 3), 8),
         Err(CommError::NoSuchMemorySpace { .. })
     ));
+    let mut info = hetflow::Topology::detect().devices()[0].memory_spaces[0].clone();
+    info.name = "tape".into();
+    assert!(matches!(
+        MemoryManager::space_of(&info),
+        Err(CommError::UnknownMemorySpaceName { .. })
+    ));
+    info.name = format!("gpu{}", n + 3);
+    assert!(matches!(
+        MemoryManager::space_of(&info),
+        Err(CommError::NoSuchMemorySpace { .. })
+    ));
 }
 
 #[test]

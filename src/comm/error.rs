@@ -91,6 +91,12 @@ pub enum CommError {
         /// GPUs present.
         gpus: usize,
     },
+    /// A topology memory-space name that is neither `host` nor `gpu<i>`.
+    #[error("unknown memory space name {name:?}: expected \"host\" or \"gpu<index>\"")]
+    UnknownMemorySpaceName {
+        /// The name given.
+        name: String,
+    },
     /// An allocation larger than the space allows or than memory can hold.
     #[error("cannot allocate {size} bytes in {space:?}: {reason}")]
     Allocation {

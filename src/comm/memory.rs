@@ -42,19 +42,18 @@ impl MemoryManager {
     /// The memory space a topology entry names (`host`, `gpu<i>`), for code that picks its
     /// space from [`crate::Topology::devices`] as HiCR programs do.
     pub fn space_of(info: &crate::device::MemorySpaceInfo) -> Result<MemorySpace, CommError> {
-        let gpus = gpus().len();
-        let bad = || CommError::NoSuchMemorySpace {
-            space: MemorySpace::Gpu(usize::MAX),
-            gpus,
-        };
-        match info.name.as_str() {
-            "host" => Ok(MemorySpace::Host),
+        let space = match info.name.as_str() {
+            "host" => MemorySpace::Host,
             name => name
                 .strip_prefix("gpu")
                 .and_then(|i| i.parse::<usize>().ok())
                 .map(MemorySpace::Gpu)
-                .ok_or_else(bad),
-        }
+                .ok_or_else(|| CommError::UnknownMemorySpaceName {
+                    name: name.to_string(),
+                })?,
+        };
+        Self::gpu(space)?;
+        Ok(space)
     }
 
     fn gpu(space: MemorySpace) -> Result<Option<Arc<GpuDevice>>, CommError> {
