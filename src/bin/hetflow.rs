@@ -24,6 +24,11 @@ enum Command {
     },
     /// Measure task overhead and GPU round trips against rayon and raw wgpu.
     Bench {
+        /// `comm`: memory-slot put/get latency and bandwidth, 8 B to 64 MiB, against memcpy
+        /// (thread backend) or raw MPI RMA (under mpirun, built with `--features mpi`),
+        /// instead of the engine suite.
+        #[arg(value_enum)]
+        suite: Option<BenchSuite>,
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         workers: Option<usize>,
@@ -37,15 +42,17 @@ enum Command {
         /// Tile size for --linalg.
         #[arg(long, default_value_t = 256)]
         tile: usize,
-        /// Instead of the engine suite: memory-slot put/get latency and bandwidth, 8 B to
-        /// 64 MiB, against memcpy (thread backend) or raw MPI RMA (under mpirun, built with
-        /// `--features mpi`).
-        #[arg(long)]
-        comm: bool,
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
     },
+}
+
+/// A benchmark suite other than the engine's.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSuite {
+    /// Memory slots: put/get latency and bandwidth against memcpy / raw MPI RMA.
+    Comm,
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,7 +70,9 @@ fn main() -> std::process::ExitCode {
             ..
         } => bench_linalg(n, tile, &svg),
         Command::Bench {
-            comm: true, scale, ..
+            suite: Some(BenchSuite::Comm),
+            scale,
+            ..
         } => bench_comm(scale),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
     };
@@ -105,12 +114,12 @@ fn bench_comm(scale: usize) -> Result<(), Box<dyn std::error::Error>> {
         let mut comm = hetflow::comm::MpiInstances::init()?;
         let ranks = comm.instances().len();
         if let Some(rows) = hetflow::comm::bench::mpi_suite(&mut comm, scale)? {
-            println!("hetflow bench --comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
+            println!("hetflow bench comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
             print!("{}", hetflow::comm::bench::table(&rows));
         }
         return Ok(());
     }
-    println!("hetflow bench --comm: thread backend, 2 instances (0 -> 1), against memcpy");
+    println!("hetflow bench comm: thread backend, 2 instances (0 -> 1), against memcpy");
     let rows = hetflow::comm::bench::thread_suite(scale)?;
     print!("{}", hetflow::comm::bench::table(&rows));
     Ok(())

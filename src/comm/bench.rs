@@ -1,6 +1,6 @@
 //! Put and get latency and bandwidth, 8 B to 64 MiB, against baselines in the same run:
 //! a plain `memcpy` (always) and raw MPI RMA (`MPI_Put`/`MPI_Get` + `MPI_Win_flush` on one
-//! window, with the MPI backend). `hetflow bench --comm` prints the table.
+//! window, with the MPI backend). `hetflow bench comm` prints the table.
 //!
 //! Each figure is the median over 5 batches of the mean time per operation in a batch; a
 //! batch runs long enough (a few ms × scale) to swamp the clock's resolution.

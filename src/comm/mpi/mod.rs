@@ -431,7 +431,7 @@ impl Drop for MpiBackend {
     }
 }
 
-/// The raw-MPI baseline of `hetflow bench --comm`: one window over `bytes` on rank 1 in a
+/// The raw-MPI baseline of `hetflow bench comm`: one window over `bytes` on rank 1 in a
 /// passive-target epoch; bare `MPI_Put` / `MPI_Get` + `MPI_Win_flush` (no checks, no
 /// counters).
 pub(crate) struct RawWindow {
