@@ -31,11 +31,13 @@
 //! Layers (dependencies point down): [`remote`] (remote buffers, replication, collectives) on
 //! [`task`] (spawn, dependency graph, task spaces),
 //! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
-//! transfers), [`device`] (topology, kernels).
+//! transfers), [`device`] (topology, kernels). Beside the task layer: [`comm`] (HiCR-style
+//! memory slots and one-sided copies between instances, threads or MPI).
 
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod comm;
 pub mod data;
 pub mod device;
 pub mod linalg;

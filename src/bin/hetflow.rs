@@ -15,12 +15,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the topology: the CPU and every GPU with backend, driver and limits.
-    Info,
+    /// Print the topology: the CPU and every GPU with backend, driver and limits, and the
+    /// HiCR view (devices -> memory spaces, compute resources).
+    Info {
+        /// Print the topology as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure task overhead and GPU round trips against rayon and raw wgpu.
     Bench {
-        /// `remote`: all-reduce bandwidth across replicas against a plain host sum, instead
-        /// of the engine suite.
+        /// Instead of the engine suite: `remote` (all-reduce bandwidth across replicas
+        /// against a plain host sum) or `comm` (memory-slot put/get latency and bandwidth,
+        /// 8 B to 64 MiB, against memcpy on the thread backend, or raw MPI RMA under mpirun
+        /// when built with `--features mpi`).
         #[arg(value_enum)]
         suite: Option<BenchSuite>,
         /// CPU worker threads (default: all cores).
@@ -47,6 +54,8 @@ enum Command {
 enum BenchSuite {
     /// Remote buffers and collectives: all-reduce bandwidth against a host sum.
     Remote,
+    /// Memory slots: put/get latency and bandwidth against memcpy / raw MPI RMA.
+    Comm,
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,7 +65,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info => info(),
+        Command::Info { json } => info(json),
         Command::Bench {
             suite: Some(BenchSuite::Remote),
             workers,
@@ -69,6 +78,11 @@ fn main() -> std::process::ExitCode {
             svg,
             ..
         } => bench_linalg(n, tile, &svg),
+        Command::Bench {
+            suite: Some(BenchSuite::Comm),
+            scale,
+            ..
+        } => bench_comm(scale),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
     };
     match result {
@@ -80,9 +94,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn info() -> Result<(), Box<dyn std::error::Error>> {
+fn info(json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let rt = hetflow::Runtime::builder().build()?;
-    print!("{}", rt.topology());
+    if json {
+        println!("{}", rt.topology().to_json());
+    } else {
+        print!("{}", rt.topology());
+    }
     Ok(())
 }
 
@@ -96,6 +114,23 @@ fn bench_linalg(
     print!("{}", hetflow::bench::linalg_table(&rows));
     hetflow::bench::linalg_svg(&rows, svg)?;
     println!("plot written to {}", svg.display());
+    Ok(())
+}
+
+fn bench_comm(scale: usize) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "mpi")]
+    if hetflow::comm::MpiInstances::launched_by_mpirun() {
+        let mut comm = hetflow::comm::MpiInstances::init()?;
+        let ranks = comm.instances().len();
+        if let Some(rows) = hetflow::comm::bench::mpi_suite(&mut comm, scale)? {
+            println!("hetflow bench comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
+            print!("{}", hetflow::comm::bench::table(&rows));
+        }
+        return Ok(());
+    }
+    println!("hetflow bench comm: thread backend, 2 instances (0 -> 1), against memcpy");
+    let rows = hetflow::comm::bench::thread_suite(scale)?;
+    print!("{}", hetflow::comm::bench::table(&rows));
     Ok(())
 }
 

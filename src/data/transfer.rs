@@ -362,3 +362,140 @@ pub(crate) fn download(
     staging.unmap();
     Ok(())
 }
+
+/// The 4-byte-aligned window `[start, end)` of a buffer that covers `offset..offset + len`.
+fn aligned_cover(offset: u64, len: u64) -> (u64, u64) {
+    let a = wgpu::COPY_BUFFER_ALIGNMENT;
+    let start = offset - offset % a;
+    let end = (offset + len).next_multiple_of(a);
+    (start, end)
+}
+
+/// GPU → host for a byte range: `dst.len()` bytes of `src` starting at `offset`, any alignment
+/// (the aligned cover is copied through the read staging buffer and the range cut out).
+/// Blocks until the copy is done. The caller checked that the range lies inside `src`'s
+/// padded size.
+pub(crate) fn download_range(
+    gpu: &GpuDevice,
+    src: &wgpu::Buffer,
+    offset: u64,
+    dst: &mut [u8],
+    what: &str,
+) -> Result<(), DataError> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    let (start, end) = aligned_cover(offset, dst.len() as u64);
+    let size = end - start;
+    let fail = |message: String| DataError::Transfer {
+        array: what.to_string(),
+        link: format!("gpu{}->host", gpu.info.index),
+        message,
+    };
+    let mut slot = gpu.read_staging.lock();
+    if slot.as_ref().is_none_or(|b| b.size() < size) {
+        *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hetflow read staging"),
+            size: size.next_power_of_two(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }));
+    }
+    let Some(staging) = slot.as_ref() else {
+        return Err(fail("no staging buffer".into()));
+    };
+    let mut enc = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("hetflow range download"),
+        });
+    enc.copy_buffer_to_buffer(src, start, staging, 0, size);
+    let index = gpu.queue.submit([enc.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    match rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => return Err(fail("map callback dropped".into())),
+    }
+    {
+        let view = staging
+            .get_mapped_range(0..size)
+            .map_err(|e| fail(e.to_string()))?;
+        let skip = (offset - start) as usize;
+        dst.copy_from_slice(&view[skip..skip + dst.len()]);
+    }
+    staging.unmap();
+    Ok(())
+}
+
+/// Host → GPU for a byte range: writes `src` into `dst` at `offset`, any alignment. An
+/// unaligned range is widened to its aligned cover by reading the bordering bytes first, so
+/// the bytes around the range keep their values. The write is queued before any later
+/// submission on the device (and submitted now), so every later copy or kernel sees it.
+pub(crate) fn upload_range(
+    gpu: &GpuDevice,
+    dst: &wgpu::Buffer,
+    offset: u64,
+    src: &[u8],
+    what: &str,
+) -> Result<(), DataError> {
+    if src.is_empty() {
+        return Ok(());
+    }
+    let (start, end) = aligned_cover(offset, src.len() as u64);
+    if start == offset && end == offset + src.len() as u64 {
+        gpu.queue.write_buffer(dst, offset, src);
+    } else {
+        let mut cover = vec![0u8; (end - start) as usize];
+        download_range(gpu, dst, start, &mut cover, what)?;
+        let skip = (offset - start) as usize;
+        cover[skip..skip + src.len()].copy_from_slice(src);
+        gpu.queue.write_buffer(dst, start, &cover);
+    }
+    gpu.queue.submit([]);
+    Ok(())
+}
+
+/// GPU → same GPU for a byte range. Aligned ranges are copied on the device; others go
+/// through the host (download, then upload).
+pub(crate) fn copy_range_on_device(
+    gpu: &GpuDevice,
+    src: &wgpu::Buffer,
+    src_offset: u64,
+    dst: &wgpu::Buffer,
+    dst_offset: u64,
+    len: u64,
+    what: &str,
+) -> Result<(), DataError> {
+    if len == 0 {
+        return Ok(());
+    }
+    let a = wgpu::COPY_BUFFER_ALIGNMENT;
+    let overlapping = src == dst && src_offset < dst_offset + len && dst_offset < src_offset + len;
+    if src_offset.is_multiple_of(a)
+        && dst_offset.is_multiple_of(a)
+        && len.is_multiple_of(a)
+        && !overlapping
+    {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("hetflow range copy"),
+            });
+        enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, len);
+        gpu.queue.submit([enc.finish()]);
+        return Ok(());
+    }
+    let mut tmp = vec![0u8; len as usize];
+    download_range(gpu, src, src_offset, &mut tmp, what)?;
+    upload_range(gpu, dst, dst_offset, &tmp, what)
+}

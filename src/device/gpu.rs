@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 /// A description of one GPU as wgpu reports it, for `hetflow info` and for placement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GpuInfo {
     /// Index of this GPU among the discovered ones (`MemorySpace::Gpu(index)`).
     pub index: usize,

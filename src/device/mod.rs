@@ -23,7 +23,9 @@ mod topology;
 pub use error::DeviceError;
 pub use gpu::{gpus, GpuDevice, GpuInfo};
 pub use kernel::{BindingKind, Kernel};
-pub use topology::{CpuInfo, DeviceId, Topology};
+pub use topology::{
+    ComputeKind, ComputeResource, CpuInfo, Device, DeviceId, MemoryKind, MemorySpaceInfo, Topology,
+};
 
 /// Compile-time proof that the wgpu handles hetflow stores are `Send + Sync`; the manual
 /// `unsafe impl`s on [`GpuDevice`], the kernel internals and the array state rely on it.
