@@ -30,7 +30,8 @@
 //!
 //! Layers (dependencies point down): [`task`] (spawn, dependency graph, task spaces),
 //! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
-//! transfers), [`device`] (topology, kernels).
+//! transfers), [`device`] (topology, kernels). On top: [`neuro`] (Lava-style neural process
+//! networks).
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod linalg;
+pub mod neuro;
 mod runtime;
 pub mod sched;
 pub mod task;

@@ -1,4 +1,5 @@
-//! The `hetflow` command-line tool: `info` prints the machine, `bench` measures the engine.
+//! The `hetflow` command-line tool: `info` prints the machine, `bench` measures the engine,
+//! `lava-check` compares a network with a Lava reference file.
 
 use clap::{Parser, Subcommand};
 
@@ -35,7 +36,35 @@ enum Command {
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
+        /// Instead of the engine suite: the LIF + Dense network (N = 1k and 10k, p = 0.1,
+        /// 1000 steps) against Brian2's figures.
+        #[arg(long)]
+        neuro: bool,
+        /// Network sizes for --neuro.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+        neuro_sizes: Vec<usize>,
+        /// Time steps for --neuro.
+        #[arg(long, default_value_t = 1000)]
+        neuro_steps: u64,
     },
+    /// Rebuild the network of a Lava reference JSON file, run it and compare with Lava's
+    /// recorded spikes, u and v; prints `match` (exit 0) or the first difference (exit 1).
+    LavaCheck {
+        /// The reference file.
+        file: std::path::PathBuf,
+        /// Which models run it.
+        #[arg(long, value_enum, default_value_t = CheckBackend::Cpu)]
+        backend: CheckBackend,
+        /// Also print the compiled process graph.
+        #[arg(long)]
+        graph: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckBackend {
+    Cpu,
+    Gpu,
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,7 +81,18 @@ fn main() -> std::process::ExitCode {
             svg,
             ..
         } => bench_linalg(n, tile, &svg),
+        Command::Bench {
+            neuro: true,
+            neuro_sizes,
+            neuro_steps,
+            ..
+        } => bench_neuro(&neuro_sizes, neuro_steps),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
+        Command::LavaCheck {
+            file,
+            backend,
+            graph,
+        } => return lava_check(&file, backend, graph),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -97,4 +137,61 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
     }
     println!("{}", hetflow::bench::table(&rows));
     Ok(())
+}
+
+fn bench_neuro(sizes: &[usize], steps: u64) -> Result<(), Box<dyn std::error::Error>> {
+    println!("hetflow bench --neuro: recurrent LIF + Dense, p = 0.1, {steps} steps, CPU");
+    let mut rows = Vec::new();
+    for &n in sizes {
+        for fixed in [false, true] {
+            eprintln!(
+                "  measuring N = {n}, {} ...",
+                if fixed { "fixed_pt" } else { "floating_pt" }
+            );
+            rows.push(hetflow::neuro::bench::run(n, 0.1, steps, fixed, 42)?);
+        }
+    }
+    print!("{}", hetflow::neuro::bench::table(&rows));
+    Ok(())
+}
+
+fn lava_check(
+    file: &std::path::Path,
+    backend: CheckBackend,
+    graph: bool,
+) -> std::process::ExitCode {
+    let backend = match backend {
+        CheckBackend::Cpu => hetflow::neuro::Backend::Cpu,
+        CheckBackend::Gpu => {
+            eprintln!(
+                "error: the GPU models (WGSL LIF/Dense) are not built yet; use --backend cpu"
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match hetflow::neuro::reference::check_file(file, backend) {
+        Ok(report) => {
+            if graph {
+                print!("{}", report.process_graph);
+            }
+            match &report.mismatch {
+                None => {
+                    println!("match");
+                    eprintln!(
+                        "{}: {} values over {} steps ({}) equal",
+                        report.name, report.compared, report.num_steps, report.tag
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Some(m) => {
+                    println!("{m}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
