@@ -124,7 +124,7 @@ pub fn run(
     for i in 0..n {
         for (j, x) in w[i * n..(i + 1) * n].iter_mut().enumerate() {
             if rng.unit() < p {
-                let v = (rng.unit() * 2.0 - 0.9) * scale;
+                let v = (rng.unit() * 2.0 - 1.3) * scale;
                 let v = if fixed { v.round() } else { v };
                 if v != 0.0 {
                     *x = v;
