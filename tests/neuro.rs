@@ -1,6 +1,7 @@
 //! Neural processes: golden files from the real Lava, edge-case networks against an
 //! independent transcription of MODELS.md, connection rules and errors, hierarchical
 //! processes, run control.
+#![allow(clippy::type_complexity, clippy::too_many_arguments)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -283,7 +284,6 @@ fn fixed_network(
     let mut abuf: Vec<Vec<i64>> = conns.iter().map(|c| vec![0; c.w.len()]).collect();
     let mut rec: Vec<(Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<Vec<i64>>)> =
         pops.iter().map(|_| Default::default()).collect();
-    let mut last_spikes: Vec<Vec<i64>> = pops.iter().map(|(_, p)| vec![0; p.u.len()]).collect();
     for t in 1..=steps {
         let mut spikes = Vec::new();
         for (k, (pn, p)) in pops.iter_mut().enumerate() {
@@ -323,9 +323,7 @@ fn fixed_network(
                 })
                 .collect();
         }
-        last_spikes = spikes;
     }
-    let _ = last_spikes;
     let mut res_pops = serde_json::Map::new();
     for ((n, _), (s, u, v)) in pops.iter().zip(rec) {
         res_pops.insert(n.clone(), json!({"spikes": s, "u": u, "v": v}));
@@ -808,7 +806,7 @@ fn guards_drive_the_phases_in_lava_order() {
             Ok(())
         }
         fn pre_guard(&self, t: u64) -> bool {
-            self.pre && t % 2 == 0
+            self.pre && t.is_multiple_of(2)
         }
         fn lrn_guard(&self, _: u64) -> bool {
             self.lrn

@@ -213,8 +213,8 @@ pub(crate) fn compile(start: &Process, cfg: &RunCfg) -> Result<Compiled, NeuroEr
     let n = leaf_procs.len();
     let mut succ = vec![BTreeSet::new(); n];
     let mut indeg = vec![0usize; n];
-    for b in 0..n {
-        for srcs in &wiring.in_srcs[b] {
+    for (b, ins) in wiring.in_srcs.iter().enumerate() {
+        for srcs in ins {
             for &(a, _) in srcs {
                 if !models[a].sends_early() && succ[a].insert(b) {
                     indeg[b] += 1;

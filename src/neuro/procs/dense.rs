@@ -204,7 +204,7 @@ struct Columns<W> {
 
 impl<W: Copy + Default + PartialEq> Columns<W> {
     fn build(w: &[W], n_out: usize) -> Columns<W> {
-        let n_in = if n_out == 0 { 0 } else { w.len() / n_out };
+        let n_in = w.len().checked_div(n_out).unwrap_or(0);
         let zero = W::default();
         let mut counts = vec![0usize; n_in + 1];
         for row in w.chunks_exact(n_in.max(1)) {
