@@ -971,7 +971,11 @@ fn non_blocking_run_pause_and_resume() {
         p.run(RunSteps(1), &RunCfg::floating_pt()),
         Err(NeuroError::Running { .. })
     ));
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Let it run some steps (however loaded the machine is), then pause.
+    let t0 = std::time::Instant::now();
+    while p.time_step() < 100 && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     p.pause().unwrap();
     assert!(!p.is_running());
     let t = p.time_step();
