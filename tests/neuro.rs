@@ -1014,3 +1014,71 @@ fn fixed_point_dense_weights_read_back_processed() {
     // u at step 2 = (-2) << 6.
     assert_eq!(lif.u().get().unwrap(), Data::I32(vec![-128]));
 }
+
+#[test]
+fn random_fixed_point_networks_match_the_transcription() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move |lo: i64, hi: i64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        lo + (state % (hi - lo + 1) as u64) as i64
+    };
+    for case in 0..6 {
+        let (na, nb) = (rnd(1, 12) as usize, rnd(1, 12) as usize);
+        let mut mkpop = |n: usize| {
+            pop(
+                n,
+                (0..n).map(|_| rnd(-(1 << 23), 1 << 23)).collect(),
+                (0..n).map(|_| rnd(-(1 << 23) + 1, (1 << 23) - 1)).collect(),
+                rnd(0, 4095),
+                rnd(0, 4095),
+                (0..n).map(|_| rnd(-4096, 4095)).collect(),
+                (0..n).map(|_| rnd(-7, 7)).collect(),
+                rnd(0, 131_071),
+            )
+        };
+        let (a, b) = (mkpop(na), mkpop(nb));
+        let mut mkw = |o: usize, i: usize| -> Vec<Vec<i64>> {
+            (0..o)
+                .map(|_| (0..i).map(|_| rnd(-400, 400)).collect())
+                .collect()
+        };
+        let (wab, wba, wbb) = (mkw(nb, na), mkw(na, nb), mkw(nb, nb));
+        let (e1, e2, e3) = (rnd(-4, 4), rnd(-4, 4), rnd(-4, 4));
+        let (b1, b2, b3) = (rnd(1, 8), rnd(1, 8), rnd(1, 8));
+        let j = fixed_network(
+            &format!("random{case}"),
+            vec![("a".into(), a), ("b".into(), b)],
+            vec![
+                RefConn {
+                    pre: "a".into(),
+                    post: "b".into(),
+                    w: wab,
+                    exp: e1,
+                    bits: b1,
+                    mode: None,
+                },
+                RefConn {
+                    pre: "b".into(),
+                    post: "a".into(),
+                    w: wba,
+                    exp: e2,
+                    bits: b2,
+                    mode: None,
+                },
+                RefConn {
+                    pre: "b".into(),
+                    post: "b".into(),
+                    w: wbb,
+                    exp: e3,
+                    bits: b3,
+                    mode: None,
+                },
+            ],
+            None,
+            200,
+        );
+        assert_match(&j);
+    }
+}
