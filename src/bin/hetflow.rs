@@ -162,12 +162,7 @@ fn lava_check(
 ) -> std::process::ExitCode {
     let backend = match backend {
         CheckBackend::Cpu => hetflow::neuro::Backend::Cpu,
-        CheckBackend::Gpu => {
-            eprintln!(
-                "error: the GPU models (WGSL LIF/Dense) are not built yet; use --backend cpu"
-            );
-            return std::process::ExitCode::from(2);
-        }
+        CheckBackend::Gpu => hetflow::neuro::Backend::Gpu,
     };
     match hetflow::neuro::reference::check_file(file, backend) {
         Ok(report) => {

@@ -20,6 +20,10 @@ use super::{Data, NeuroError, RunCfg};
 /// The product of compilation, before it runs.
 pub(crate) struct Compiled {
     pub leaf_procs: Vec<usize>,
+    /// Per leaf: Var names.
+    pub var_names: Vec<Vec<String>>,
+    /// Per leaf: (port name, kind).
+    pub ports: Vec<Vec<(String, PortKind)>>,
     pub leaf_of: Vec<Option<usize>>,
     pub names: Vec<String>,
     pub models: Vec<Box<dyn ProcessModel>>,
@@ -179,8 +183,17 @@ pub(crate) fn compile(start: &Process, cfg: &RunCfg) -> Result<Compiled, NeuroEr
     let mut vars = Vec::new();
     let mut outs = Vec::new();
     let mut names = Vec::new();
+    let mut var_names = Vec::new();
+    let mut port_info = Vec::new();
     for (l, &p) in leaf_procs.iter().enumerate() {
         let proc = &g.procs[p];
+        var_names.push(proc.vars.iter().map(|v| v.name.clone()).collect());
+        port_info.push(
+            proc.ports
+                .iter()
+                .map(|v| (v.name.clone(), v.kind))
+                .collect(),
+        );
         let mut values: Vec<Data> = proc.vars.iter().map(|v| v.init.clone()).collect();
         // (large Vars are cloned once here; the graph keeps the initial values)
         let ModelKind::Leaf(build) = &proc.models[selected[l]].kind else {
@@ -343,6 +356,8 @@ pub(crate) fn compile(start: &Process, cfg: &RunCfg) -> Result<Compiled, NeuroEr
 
     Ok(Compiled {
         leaf_procs,
+        var_names,
+        ports: port_info,
         leaf_of,
         names,
         models,

@@ -152,6 +152,9 @@ pub enum NeuroError {
     /// The background run thread panicked.
     #[error("the run thread panicked: {0}")]
     Panicked(String),
+    /// The GPU back end could not run the network.
+    #[error("GPU back end: {0}")]
+    Gpu(String),
     /// A reference file could not be read or understood.
     #[error("reference file: {0}")]
     Reference(String),

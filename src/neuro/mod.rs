@@ -47,6 +47,7 @@ pub mod bench;
 mod compiler;
 mod data;
 mod error;
+pub mod gpu;
 pub mod model;
 pub mod process;
 pub mod procs;

@@ -397,6 +397,9 @@ impl ModelSpec {
 pub enum Backend {
     /// CPU models.
     Cpu,
+    /// WGSL models on the first GPU (every process needs one: LIF, Dense, spike source and
+    /// sink, Monitor).
+    Gpu,
 }
 
 /// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`).
@@ -424,6 +427,12 @@ impl RunCfg {
             select_tag: None,
             backend: Backend::Cpu,
         }
+    }
+
+    /// The same configuration on another back end.
+    pub fn on(mut self, backend: Backend) -> RunCfg {
+        self.backend = backend;
+        self
     }
 
     /// Floating-point models.

@@ -227,11 +227,13 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
     let process_graph = start.compile(&cfg)?;
     start.run(RunSteps(num_steps as u64), &cfg)?;
 
+    // Floating point: 1e-9 on the CPU (f64, as Lava); 1e-4 relative on the GPU (f32).
+    let rel = if backend == Backend::Gpu { 1e-4 } else { 1e-9 };
     let tol = |e: f64, g: f64| {
         if fixed {
             e == g
         } else {
-            (e - g).abs() <= 1e-9 * e.abs().max(1.0)
+            (e - g).abs() <= rel * e.abs().max(1.0)
         }
     };
     let mut compared = 0;

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 
 use super::compiler::{compile, Compiled};
+use super::gpu::GpuExec;
 use super::model::{Cx, Phase, ProcessModel, VarIx, Wiring};
 use super::process::Process;
 use super::{Data, NeuroError, RunCfg};
@@ -168,12 +169,32 @@ pub(crate) struct ExecShared {
     leaf_of: Vec<Option<usize>>,
     leaf_procs: Vec<usize>,
     tag: Option<String>,
+    backend: super::Backend,
     description: String,
+    gpu: Option<Mutex<GpuExec>>,
 }
 
 impl ExecShared {
-    fn new(c: Compiled, tag: Option<String>) -> ExecShared {
-        ExecShared {
+    fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
+        let gpu = match cfg.backend {
+            super::Backend::Cpu => None,
+            super::Backend::Gpu => {
+                let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
+                let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
+                if fixed && names.iter().any(|n| n.ends_with("Float")) {
+                    return Err(NeuroError::Gpu(
+                        "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
+                    ));
+                }
+                let g = GpuExec::new(&mut c, &names, fixed)?;
+                c.description += &format!("GPU element type: {:?}\n", g.elem());
+                Some(Mutex::new(g))
+            }
+        };
+        c.description += &format!("back end: {:?}\n", cfg.backend);
+        Ok(ExecShared {
+            gpu,
+            backend: cfg.backend,
             state: Mutex::new(Exec {
                 names: c.names,
                 models: c.models,
@@ -190,9 +211,9 @@ impl ExecShared {
             thread: Mutex::new(None),
             leaf_of: c.leaf_of,
             leaf_procs: c.leaf_procs,
-            tag,
+            tag: cfg.select_tag.clone(),
             description: c.description,
-        }
+        })
     }
 
     fn leaf(&self, proc: usize) -> Option<usize> {
@@ -203,7 +224,16 @@ impl ExecShared {
         if self.running.load(Ordering::Acquire) {
             return Err(NeuroError::Running { op: "Var.get" });
         }
-        Ok(self.leaf(p).map(|l| self.state.lock().vars[l][v].clone()))
+        let Some(l) = self.leaf(p) else {
+            return Ok(None);
+        };
+        if let Some(gpu) = &self.gpu {
+            let len = self.state.lock().vars[l][v].len();
+            if let Some(d) = gpu.lock().get(l, v, len)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(Some(self.state.lock().vars[l][v].clone()))
     }
 
     pub(crate) fn set_var(
@@ -221,6 +251,9 @@ impl ExecShared {
         let mut s = self.state.lock();
         s.vars[l][v].assign(value, label)?;
         s.changed.push((l, v));
+        if let Some(gpu) = &self.gpu {
+            gpu.lock().set(l, v, value)?;
+        }
         Ok(true)
     }
 
@@ -247,6 +280,14 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    if let Some(gpu) = &shared.gpu {
+        let mut s = shared.state.lock();
+        let done = gpu
+            .lock()
+            .run(s.time_step, steps, &s.vars, &shared.pause_requested)?;
+        s.time_step += done;
+        return Ok(());
+    }
     for _ in 0..steps {
         if shared.pause_requested.load(Ordering::Acquire) {
             break;
@@ -266,7 +307,7 @@ impl Process {
     /// configuration returns the existing executable's graph.
     pub fn compile(&self, cfg: &RunCfg) -> Result<String, NeuroError> {
         if let Some(e) = self.exec() {
-            if e.tag != cfg.select_tag {
+            if e.tag != cfg.select_tag || e.backend != cfg.backend {
                 return Err(NeuroError::ConfigChanged {
                     compiled: e.tag.clone(),
                     requested: cfg.select_tag.clone(),
@@ -276,7 +317,7 @@ impl Process {
         }
         let compiled = compile(self, cfg)?;
         tracing::debug!("compiled:\n{}", compiled.description);
-        let shared = Arc::new(ExecShared::new(compiled, cfg.select_tag.clone()));
+        let shared = Arc::new(ExecShared::new(compiled, cfg)?);
         let d = shared.description.clone();
         self.net.graph.lock().exec = Some(shared);
         Ok(d)

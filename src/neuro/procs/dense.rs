@@ -92,7 +92,9 @@ const A_BUFF: VarIx = VarIx(1);
 const S_IN: PortIx = PortIx(0);
 const A_OUT: PortIx = PortIx(1);
 
-/// A Dense connection: Vars `weights` (`[n_out, n_in]`) and `a_buff` (`[n_out]`); ports
+/// A Dense connection: Vars `weights` (`[n_out, n_in]`), `a_buff` (`[n_out]`) and its
+/// parameters `weight_exp`, `num_weight_bits`, `num_message_bits`, `sign_mode` (0 inferred,
+/// 1 mixed, 2 excitatory, 3 inhibitory; shape `[1]`, read at compilation); ports
 /// `s_in` (InPort, `[n_in]`) and `a_out` (OutPort, `[n_out]`). It sends in each step what
 /// it accumulated in the previous one (a one-step synaptic delay).
 #[derive(Clone, Debug)]
@@ -131,6 +133,19 @@ impl Dense {
             .process(name, "Dense")
             .var("weights", &[p.n_out, p.n_in], p.weights)
             .var("a_buff", &[p.n_out], vec![0.0; p.n_out])
+            .var("weight_exp", &[1], vec![p.weight_exp as f64])
+            .var("num_weight_bits", &[1], vec![p.num_weight_bits as f64])
+            .var("num_message_bits", &[1], vec![p.num_message_bits as f64])
+            .var(
+                "sign_mode",
+                &[1],
+                vec![match p.sign_mode {
+                    None => 0.0,
+                    Some(SignMode::Mixed) => 1.0,
+                    Some(SignMode::Excitatory) => 2.0,
+                    Some(SignMode::Inhibitory) => 3.0,
+                }],
+            )
             .in_port("s_in", &[p.n_in])
             .out_port("a_out", &[p.n_out])
             .model(ModelSpec::leaf(
