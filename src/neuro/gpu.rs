@@ -167,6 +167,8 @@ pub(crate) struct GpuExec {
     /// Per LIF op (floating point): the buffer holding (du, dv, vth).
     scal: Vec<Option<usize>>,
     elem: Elem,
+    /// Leaves with CPU models only (RefPort users), run on the host.
+    pub(crate) host_leaves: Vec<usize>,
 }
 
 fn to_buf(rt: &Runtime, d: &Data, e: Elem) -> Buf {
@@ -260,6 +262,7 @@ impl GpuExec {
         let mut post = Vec::new();
         let mut lif_params = Vec::new();
         let mut max_steps = u64::MAX;
+        let mut host_leaves = Vec::new();
         for &l in &c.order {
             let model = model_names[l].as_str();
             let name = &c.names[l];
@@ -467,15 +470,24 @@ impl GpuExec {
                     }
                 }
                 other => {
+                    // A CPU process in a GPU network: allowed when it talks only through
+                    // RefPorts/VarPorts (the tutorial's P1); the run syncs at its steps.
+                    if c.ports[l]
+                        .iter()
+                        .all(|(_, k)| matches!(k, PortKind::Ref | PortKind::Var))
+                    {
+                        host_leaves.push(l);
+                        continue;
+                    }
                     return Err(NeuroError::NoProcessModel {
                         process: name.clone(),
                         process_type: other.to_string(),
                         tag: Some("gpu".into()),
                         available: vec![
-                            "GPU models exist for LIF, Dense, SpikeSource, SpikeSink, Monitor"
+                            "GPU models exist for LIF, Dense, SpikeSource, SpikeSink, Monitor; other processes may join a GPU network through RefPorts only"
                                 .into(),
                         ],
-                    })
+                    });
                 }
             }
         }
@@ -524,6 +536,7 @@ impl GpuExec {
             vth_eff: vec![None; n_leaves],
             scal,
             elem,
+            host_leaves,
         })
     }
 
@@ -603,16 +616,14 @@ impl GpuExec {
         self.elem
     }
 
-    /// Runs `steps` steps from `time_step` (the last completed one), `STEPS_PER_SUBMIT` per
-    /// submission; `host_vars` supplies LIF's scalar parameters. Returns the steps done
-    /// (fewer when `pause` was raised between submissions).
-    pub(crate) fn run(
+    /// Checks that a run of `steps` from `time_step` fits the monitors and loads LIF's scalar
+    /// parameters from `host_vars` (so a host `set` of du, dv or vth counts from this run).
+    pub(crate) fn prepare(
         &mut self,
         time_step: u64,
         steps: u64,
         host_vars: &[Vec<Data>],
-        pause: &AtomicBool,
-    ) -> Result<u64, NeuroError> {
+    ) -> Result<(), NeuroError> {
         if time_step + steps > self.max_steps {
             return Err(NeuroError::Invalid {
                 what: "monitor buffer".into(),
@@ -652,6 +663,17 @@ impl GpuExec {
                 self.write(b, &vals)?;
             }
         }
+        Ok(())
+    }
+
+    /// Encodes and runs steps `time_step + 1 ..= time_step + steps`; returns how many ran
+    /// (fewer when `pause` was raised between submissions).
+    pub(crate) fn advance(
+        &self,
+        time_step: u64,
+        steps: u64,
+        pause: &AtomicBool,
+    ) -> Result<u64, NeuroError> {
         let mut done = 0;
         while done < steps {
             if pause.load(Ordering::Acquire) {

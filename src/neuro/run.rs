@@ -159,6 +159,81 @@ impl Exec {
     }
 }
 
+impl Exec {
+    /// Whether a host model asks for a management or learning phase at step `t`.
+    fn host_wants(&self, host: &[usize], t: u64) -> bool {
+        host.iter().any(|&l| {
+            let m = &self.models[l];
+            m.pre_guard(t) || m.lrn_guard(t) || m.post_guard(t)
+        })
+    }
+
+    /// Step `t` for the host models of a GPU network: their SPK, then (when `gpu` is given,
+    /// the step's sync point) the Vars their RefPorts reach are fetched from the device,
+    /// the phases the guards ask for run, and the Vars go back to the device.
+    fn host_step(
+        &mut self,
+        host: &[usize],
+        t: u64,
+        gpu: Option<&GpuExec>,
+    ) -> Result<(), NeuroError> {
+        self.time_step = t;
+        for &l in host {
+            self.call(l, Phase::Spk, |m, cx| m.run_spk_early(cx))?;
+            self.call(l, Phase::Spk, |m, cx| m.run_spk(cx))?;
+        }
+        let Some(gpu) = gpu else {
+            return Ok(());
+        };
+        let targets: Vec<(usize, usize)> = host
+            .iter()
+            .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
+            .collect();
+        for &(tl, tv) in &targets {
+            let len = self.vars[tl][tv].len();
+            if let Some(d) = gpu.get(tl, tv, len)? {
+                self.vars[tl][tv] = d;
+            }
+        }
+        let (mut lrn, mut post) = (false, false);
+        let pre = host
+            .iter()
+            .any(|&l| self.models[l].lrn_guard(t) && self.models[l].pre_guard(t));
+        for &l in host {
+            let m = &self.models[l];
+            lrn |= m.lrn_guard(t) && !m.pre_guard(t);
+            post |= !m.lrn_guard(t) && m.post_guard(t);
+        }
+        if pre {
+            for &l in host {
+                if self.models[l].pre_guard(t) {
+                    self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
+                }
+                lrn |= self.models[l].lrn_guard(t);
+            }
+        }
+        if lrn {
+            for &l in host {
+                if self.models[l].lrn_guard(t) {
+                    self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
+                }
+                post |= self.models[l].post_guard(t);
+            }
+        }
+        if post {
+            for &l in host {
+                if self.models[l].post_guard(t) {
+                    self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
+                }
+            }
+        }
+        for &(tl, tv) in &targets {
+            gpu.set(tl, tv, &self.vars[tl][tv])?;
+        }
+        Ok(())
+    }
+}
+
 /// The compiled network shared by every handle of a [`super::Network`].
 pub(crate) struct ExecShared {
     state: Mutex<Exec>,
@@ -282,10 +357,34 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
     if let Some(gpu) = &shared.gpu {
         let mut s = shared.state.lock();
-        let done = gpu
-            .lock()
-            .run(s.time_step, steps, &s.vars, &shared.pause_requested)?;
-        s.time_step += done;
+        let mut g = gpu.lock();
+        g.prepare(s.time_step, steps, &s.vars)?;
+        let host = g.host_leaves.clone();
+        let pause = &shared.pause_requested;
+        if host.is_empty() {
+            let done = g.advance(s.time_step, steps, pause)?;
+            s.time_step += done;
+            return Ok(());
+        }
+        // CPU processes reading GPU Vars through RefPorts: run the GPU up to the next step
+        // at which one of them asks for a management phase, then sync that step only.
+        let end = s.time_step + steps;
+        while s.time_step < end && !pause.load(Ordering::Acquire) {
+            let t = s.time_step;
+            let mut k = 1;
+            while t + k < end && !s.host_wants(&host, t + k) {
+                k += 1;
+            }
+            let done = g.advance(t, k, pause)?;
+            for step in t + 1..t + done {
+                s.host_step(&host, step, None)?;
+            }
+            if done < k {
+                s.time_step = t + done;
+                break;
+            }
+            s.host_step(&host, t + k, Some(&g))?;
+        }
         return Ok(());
     }
     for _ in 0..steps {
