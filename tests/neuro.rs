@@ -9,6 +9,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+mod neuro_common;
+
 use hetflow::neuro::reference::{check, check_file};
 use hetflow::neuro::*;
 
@@ -1081,4 +1083,9 @@ fn random_fixed_point_networks_match_the_transcription() {
         );
         assert_match(&j);
     }
+}
+
+#[test]
+fn sparse_process_equals_dense() {
+    neuro_common::dense_vs_sparse(Backend::Cpu);
 }

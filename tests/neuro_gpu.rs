@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+mod neuro_common;
+
 use hetflow::neuro::reference::check_file;
 use hetflow::neuro::*;
 
@@ -268,4 +270,12 @@ fn non_gpu_process_with_message_ports_is_refused_by_name() {
         matches!(&e, NeuroError::NoProcessModel { process, .. } if process == "custom"),
         "{e}"
     );
+}
+
+#[test]
+fn sparse_process_equals_dense_on_the_gpu() {
+    if gpu().is_none() {
+        return;
+    }
+    neuro_common::dense_vs_sparse(Backend::Gpu);
 }

@@ -40,9 +40,18 @@ enum Command {
         /// 1000 steps) against Brian2's figures.
         #[arg(long)]
         neuro: bool,
-        /// Network sizes for --neuro.
-        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+        /// Network sizes for --neuro (p = 0.1 up to 10k; above, --neuro-sparse-p).
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000, 100000])]
         neuro_sizes: Vec<usize>,
+        /// Connection probability for --neuro sizes above 10k (sparse enough to fit).
+        #[arg(long, default_value_t = 0.001)]
+        neuro_sparse_p: f64,
+        /// Skip the GPU rows of --neuro.
+        #[arg(long)]
+        neuro_cpu_only: bool,
+        /// Where --neuro writes its SVG plot.
+        #[arg(long, default_value = "bench-neuro.svg")]
+        neuro_svg: std::path::PathBuf,
         /// Time steps for --neuro.
         #[arg(long, default_value_t = 1000)]
         neuro_steps: u64,
@@ -85,8 +94,17 @@ fn main() -> std::process::ExitCode {
             neuro: true,
             neuro_sizes,
             neuro_steps,
+            neuro_sparse_p,
+            neuro_cpu_only,
+            neuro_svg,
             ..
-        } => bench_neuro(&neuro_sizes, neuro_steps),
+        } => bench_neuro(
+            &neuro_sizes,
+            neuro_steps,
+            neuro_sparse_p,
+            neuro_cpu_only,
+            &neuro_svg,
+        ),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
         Command::LavaCheck {
             file,
@@ -139,19 +157,49 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-fn bench_neuro(sizes: &[usize], steps: u64) -> Result<(), Box<dyn std::error::Error>> {
-    println!("hetflow bench --neuro: recurrent LIF + Dense, p = 0.1, {steps} steps, CPU");
-    let mut rows = Vec::new();
-    for &n in sizes {
-        for fixed in [false, true] {
-            eprintln!(
-                "  measuring N = {n}, {} ...",
-                if fixed { "fixed_pt" } else { "floating_pt" }
-            );
-            rows.push(hetflow::neuro::bench::run(n, 0.1, steps, fixed, 42)?);
+fn bench_neuro(
+    sizes: &[usize],
+    steps: u64,
+    sparse_p: f64,
+    cpu_only: bool,
+    svg: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hetflow::neuro::{bench, Backend};
+    let mut backends = vec![Backend::Cpu];
+    if !cpu_only {
+        match hetflow::neuro::gpu::runtime() {
+            Ok(rt) => {
+                backends.push(Backend::Gpu);
+                println!(
+                    "GPU: {}",
+                    rt.topology()
+                        .to_string()
+                        .lines()
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                );
+            }
+            Err(e) => eprintln!("  no GPU rows: {e}"),
         }
     }
-    print!("{}", hetflow::neuro::bench::table(&rows));
+    println!("hetflow bench --neuro: recurrent LIF + Dense, {steps} steps");
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let p = if n > 10_000 { sparse_p } else { 0.1 };
+        for &backend in &backends {
+            for fixed in [false, true] {
+                eprintln!(
+                    "  measuring N = {n}, p = {p}, {}, {backend:?} ...",
+                    if fixed { "fixed_pt" } else { "floating_pt" }
+                );
+                rows.push(bench::run(n, p, steps, fixed, 42, backend)?);
+            }
+        }
+    }
+    print!("{}", bench::table(&rows));
+    bench::svg(&rows, svg)?;
+    println!("plot written to {}", svg.display());
     Ok(())
 }
 

@@ -9,8 +9,10 @@
 
 use std::time::Instant;
 
-use super::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use super::{DType, Dense, DenseParams, Lif, LifParams, Network, NeuroError, RunCfg, RunSteps};
+use super::{
+    Backend, Dense, DenseParams, Lif, LifParams, Network, NeuroError, RunCfg, RunSteps,
+    SpikeCounter,
+};
 
 /// Brian2 C++ standalone on this machine, N = 10k, p = 0.1: neuron updates per second.
 pub const BRIAN2_NEURON_UPDATES_PER_S: f64 = 2.2e7;
@@ -28,6 +30,8 @@ pub struct NeuroBenchRow {
     pub steps: u64,
     /// select_tag.
     pub tag: String,
+    /// Where it ran.
+    pub backend: Backend,
     /// Seconds for the run (compilation excluded).
     pub seconds: f64,
     /// Seconds to compile (weight compression included).
@@ -69,34 +73,17 @@ impl Rng {
     }
 }
 
-/// Counts the spikes of each neuron into its Var `count` (a process of the benchmark, and
-/// an example of a user-defined process).
-struct Counter {
-    buf: Vec<f64>,
-}
-
-impl ProcessModel for Counter {
-    fn name(&self) -> &str {
-        "PySpikeCounter"
-    }
-    fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_f64(PortIx(0), &mut self.buf)?;
-        let c = cx.var_mut(VarIx(0)).as_f64_mut("count")?;
-        for (c, &s) in c.iter_mut().zip(&self.buf) {
-            *c += s;
-        }
-        Ok(())
-    }
-}
-
 /// Builds and runs the benchmark network: `n` neurons, connection probability `p`, `steps`
-/// steps, floating point (`fixed = false`) or fixed point.
+/// steps, floating point (`fixed = false`) or fixed point, on `backend`. Above 20 000
+/// neurons the synapses are a `Sparse` process (Dense's dynamics, compressed storage: a
+/// dense N x N Var would not fit).
 pub fn run(
     n: usize,
     p: f64,
     steps: u64,
     fixed: bool,
     seed: u64,
+    backend: Backend,
 ) -> Result<NeuroBenchRow, NeuroError> {
     let mut rng = Rng(seed);
     let net = Network::new();
@@ -119,57 +106,77 @@ pub fn run(
         )
     };
     let lif = Lif::new(&net, "lif", params)?;
-    let mut w = vec![0.0; n * n];
     let mut nnz_col = vec![0u64; n];
+    let sparse = n > 20_000;
+    let mut w = if sparse { Vec::new() } else { vec![0.0; n * n] };
+    let (mut row_ptr, mut cols) = (vec![0i32], Vec::new());
+    // Geometric skips between connections: O(n^2 p) draws instead of O(n^2).
+    let ln_q = (1.0 - p).ln();
     for i in 0..n {
-        for (j, x) in w[i * n..(i + 1) * n].iter_mut().enumerate() {
-            if rng.unit() < p {
-                let v = (rng.unit() * 2.0 - 1.3) * scale;
-                let v = if fixed { v.round() } else { v };
-                if v != 0.0 {
-                    *x = v;
-                    nnz_col[j] += 1;
+        let mut j = 0usize;
+        loop {
+            let skip = ((1.0 - rng.unit()).ln() / ln_q).floor();
+            if !skip.is_finite() || j as f64 + skip >= n as f64 {
+                break;
+            }
+            j += skip as usize;
+            let v = (rng.unit() * 2.0 - 1.3) * scale;
+            let v = if fixed { v.round() } else { v };
+            if v != 0.0 {
+                nnz_col[j] += 1;
+                if sparse {
+                    cols.push(j as i32);
+                    w.push(v);
+                } else {
+                    w[i * n + j] = v;
                 }
             }
+            j += 1;
         }
+        row_ptr.push(cols.len() as i32);
     }
-    let dense = Dense::new(&net, "w", DenseParams::new(n, n, w))?;
-    let counter = net
-        .process("counter", "SpikeCounter")
-        .var("count", &[n], vec![0.0; n])
-        .in_port("s_in", &[n])
-        .model(ModelSpec::leaf("PySpikeCounter", &[], move |b| {
-            b.set_dtype(VarIx(0), DType::F64);
-            Ok(Box::new(Counter { buf: vec![0.0; n] }))
-        }))
-        .build()?;
+    let params = if sparse {
+        DenseParams::sparse(n, n, row_ptr, cols, w)
+    } else {
+        DenseParams::new(n, n, w)
+    };
+    let dense = Dense::new(&net, "w", params)?;
+    let counter = SpikeCounter::new(&net, "counter", n)?;
     lif.s_out().connect(&dense.s_in())?;
     dense.a_out().connect(&lif.a_in())?;
-    lif.s_out().connect(&counter.port("s_in")?)?;
+    lif.s_out().connect(&counter.s_in())?;
     let cfg = if fixed {
         RunCfg::fixed_pt()
     } else {
         RunCfg::floating_pt()
-    };
+    }
+    .on(backend);
     let t0 = Instant::now();
     lif.process().compile(&cfg)?;
     // The first step builds the compressed weights: time it with compilation.
     lif.process().run(RunSteps(1), &cfg)?;
     let compile_seconds = t0.elapsed().as_secs_f64();
-    counter.var("count")?.set(vec![0.0; n])?;
+    counter.count().set(vec![0.0; n])?;
     let t = Instant::now();
     lif.process().run(RunSteps(steps), &cfg)?;
     let seconds = t.elapsed().as_secs_f64();
-    let counts = counter.var("count")?.get()?.to_f64();
+    let counts = counter.count().get()?.to_f64();
     lif.process().stop()?;
     let spikes = counts.iter().sum::<f64>() as u64;
     // With fixed point the weights were clipped/truncated: count what Dense really holds.
     if fixed {
         let wq = dense.weights().get()?.to_i32();
         nnz_col.iter_mut().for_each(|c| *c = 0);
-        for row in wq.chunks_exact(n) {
-            for (j, &x) in row.iter().enumerate() {
-                nnz_col[j] += (x != 0) as u64;
+        if sparse {
+            let cols = dense.process().var("cols")?.get()?.to_i32();
+            for (&j, &x) in cols.iter().zip(&wq) {
+                nnz_col[j as usize] += (x != 0) as u64;
+            }
+        } else {
+            for row in wq.chunks_exact(n) {
+                for (j, &x) in row.iter().enumerate() {
+                    nnz_col[j] += (x != 0) as u64;
+                }
             }
         }
     }
@@ -183,6 +190,7 @@ pub fn run(
         p,
         steps,
         tag: cfg.select_tag.unwrap_or_default(),
+        backend,
         seconds,
         compile_seconds,
         spikes,
@@ -193,15 +201,16 @@ pub fn run(
 /// The rows as a table with the ratio to Brian2's figures.
 pub fn table(rows: &[NeuroBenchRow]) -> String {
     let mut s = String::from(
-        "| N | p | steps | model | run s | spikes/neuron/step | neuron updates/s | vs Brian2 | synaptic events/s | vs Brian2 |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | p | steps | model | back end | run s | spikes/neuron/step | neuron updates/s | vs Brian2 | synaptic events/s | vs Brian2 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {} | {:.3} | {:.4} | {:.3e} | {:.2}x | {:.3e} | {:.2}x |\n",
+            "| {} | {} | {} | {} | {:?} | {:.3} | {:.4} | {:.3e} | {:.2}x | {:.3e} | {:.2}x |\n",
             r.n,
             r.p,
             r.steps,
             r.tag,
+            r.backend,
             r.seconds,
             r.rate(),
             r.neuron_updates_per_s(),
@@ -215,4 +224,97 @@ pub fn table(rows: &[NeuroBenchRow]) -> String {
         BRIAN2_NEURON_UPDATES_PER_S, BRIAN2_SYN_EVENTS_PER_S
     );
     s
+}
+
+/// Plots neuron updates/s and synaptic events/s against N (both axes logarithmic) for every
+/// back end and model, with Brian2's two figures at N = 10k, as an SVG file.
+pub fn svg(
+    rows: &[NeuroBenchRow],
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let xs: Vec<f64> = rows.iter().map(|r| r.n as f64).collect();
+    let ys: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.neuron_updates_per_s(), r.syn_events_per_s()])
+        .chain([BRIAN2_NEURON_UPDATES_PER_S, BRIAN2_SYN_EVENTS_PER_S])
+        .filter(|y| y.is_finite() && *y > 0.0)
+        .collect();
+    let (xmin, xmax) = xs.iter().fold((5e2f64, 2e3f64), |(a, b), &x| {
+        (a.min(x / 2.0), b.max(x * 2.0))
+    });
+    let (ymin, ymax) = ys.iter().fold((1e9f64, 1e3f64), |(a, b), &y| {
+        (a.min(y / 3.0), b.max(y * 3.0))
+    });
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "hetflow neuro: LIF + Dense throughput (higher is better)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("neurons N")
+        .y_desc("per second")
+        .draw()?;
+    let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let mut keys: Vec<(Backend, String)> = Vec::new();
+    for r in rows {
+        if !keys.iter().any(|(b, t)| *b == r.backend && *t == r.tag) {
+            keys.push((r.backend, r.tag.clone()));
+        }
+    }
+    for (k, (backend, tag)) in keys.iter().enumerate() {
+        let color = palette[k % palette.len()];
+        let mine: Vec<&NeuroBenchRow> = rows
+            .iter()
+            .filter(|r| r.backend == *backend && r.tag == *tag)
+            .collect();
+        let upd: Vec<(f64, f64)> = mine
+            .iter()
+            .map(|r| (r.n as f64, r.neuron_updates_per_s()))
+            .collect();
+        let syn: Vec<(f64, f64)> = mine
+            .iter()
+            .map(|r| (r.n as f64, r.syn_events_per_s()))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(upd.clone(), color.stroke_width(2)))?
+            .label(format!("{backend:?} {tag}: neuron updates/s"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(upd.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        chart
+            .draw_series(LineSeries::new(syn.clone(), color.mix(0.5).stroke_width(1)))?
+            .label(format!("{backend:?} {tag}: synaptic events/s"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.5).stroke_width(1))
+            });
+        chart.draw_series(
+            syn.iter()
+                .map(|&p| TriangleMarker::new(p, 5, color.mix(0.5).filled())),
+        )?;
+    }
+    chart
+        .draw_series(
+            [BRIAN2_NEURON_UPDATES_PER_S, BRIAN2_SYN_EVENTS_PER_S]
+                .iter()
+                .map(|&y| Cross::new((1e4, y), 8, BLACK.stroke_width(2))),
+        )?
+        .label("Brian2 C++ standalone, N = 10k, p = 0.1")
+        .legend(|(x, y)| Cross::new((x + 10, y), 6, BLACK.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }

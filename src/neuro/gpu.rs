@@ -310,7 +310,10 @@ impl GpuExec {
                         n,
                     });
                 }
-                "PyDenseModelFloat" | "PyDenseModelBitAcc" => {
+                "PyDenseModelFloat"
+                | "PyDenseModelBitAcc"
+                | "PySparseModelFloat"
+                | "PySparseModelBitAcc" => {
                     let w_i = var_ix(l, "weights").ok_or_else(|| missing("weights"))?;
                     let a_i = var_ix(l, "a_buff").ok_or_else(|| missing("a_buff"))?;
                     let scalar = |v: &str| -> Result<i32, NeuroError> {
@@ -333,18 +336,31 @@ impl GpuExec {
                         process_weights(w, mode, bits);
                     }
                     let w = c.vars[l][w_i].to_f64();
-                    let mut row_ptr = vec![0u32];
-                    let mut cols = Vec::new();
-                    let mut vals = Vec::new();
-                    for row in w.chunks_exact(n_in.max(1)).take(n_out) {
-                        for (j, &x) in row.iter().enumerate() {
-                            if x != 0.0 {
-                                cols.push(j as u32);
-                                vals.push(x);
+                    let (row_ptr, mut cols, vals, n_in) =
+                        match (var_ix(l, "row_ptr"), var_ix(l, "cols")) {
+                            (Some(p), Some(cc)) => {
+                                let cols: Vec<u32> =
+                                    c.vars[l][cc].to_i32().iter().map(|&x| x as u32).collect();
+                                let n_in = cols.iter().max().map_or(0, |&m| m as usize + 1);
+                                let ptr = c.vars[l][p].to_i32().iter().map(|&x| x as u32).collect();
+                                (ptr, cols, w, n_in)
                             }
-                        }
-                        row_ptr.push(cols.len() as u32);
-                    }
+                            _ => {
+                                let mut row_ptr = vec![0u32];
+                                let mut cols = Vec::new();
+                                let mut vals = Vec::new();
+                                for row in w.chunks_exact(n_in.max(1)).take(n_out) {
+                                    for (j, &x) in row.iter().enumerate() {
+                                        if x != 0.0 {
+                                            cols.push(j as u32);
+                                            vals.push(x);
+                                        }
+                                    }
+                                    row_ptr.push(cols.len() as u32);
+                                }
+                                (row_ptr, cols, vals, n_in)
+                            }
+                        };
                     cols.resize(cols.len().max(1), 0);
                     let pb = add(&mut bufs, Buf::U(rt.array_from(row_ptr)));
                     let cb = add(&mut bufs, Buf::U(rt.array_from(cols)));
@@ -426,6 +442,23 @@ impl GpuExec {
                         words,
                         bufs: vec![r, db],
                         n: src_n,
+                    });
+                }
+                "PySpikeCounter" => {
+                    let d = var_ix(l, "count").ok_or_else(|| missing("count"))?;
+                    let p = port_ix(l, "s_in").ok_or_else(|| missing("s_in"))?;
+                    let n = c.vars[l][d].len();
+                    let db = add(&mut bufs, to_buf(rt, &c.vars[l][d], fixed_elem));
+                    var_buf[l][d] = Some(db);
+                    if c.wiring.in_srcs[l][p].is_empty() {
+                        continue;
+                    }
+                    let r = recv(&mut bufs, &mut ops, l, p);
+                    ops.push(Op {
+                        kernel: K::Accum,
+                        words: consts([n as u32, 0, 1, 0, 0, 0, 0, 0]),
+                        bufs: vec![r, db],
+                        n,
                     });
                 }
                 "PyMonitorModel" => {

@@ -59,7 +59,7 @@ pub use error::NeuroError;
 pub use model::{Backend, Cx, ModelBuild, ModelSpec, Phase, PortIx, ProcessModel, RunCfg, VarIx};
 pub use process::{Network, Port, PortKind, Process, ProcessBuilder, Var};
 pub use procs::dense::{Dense, DenseParams, SignMode};
-pub use procs::io::{SpikeSink, SpikeSource};
+pub use procs::io::{SpikeCounter, SpikeSink, SpikeSource};
 pub use procs::lif::{Lif, LifParams};
 pub use procs::monitor::Monitor;
 pub use run::{RunCondition, RunSteps};

@@ -7,7 +7,7 @@
 //! add per synaptic event. Adding a zero changes no sum, so the result is the same.
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Network, NeuroError, Port, Process, Var};
+use crate::neuro::{DType, Data, Network, NeuroError, Port, Process, Var};
 
 /// How the fixed-point model treats weight signs (Lava's `SignMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub struct DenseParams {
     pub sign_mode: Option<SignMode>,
     /// 0: binary spikes (sum of the columns of the neurons that spiked); >0: graded (W·s).
     pub num_message_bits: i32,
+    /// Compressed rows `(row_ptr, cols)`: then `weights` holds only the listed values and the
+    /// process is a `Sparse` (same dynamics, storage for large sparse matrices).
+    pub csr: Option<(Vec<i32>, Vec<i32>)>,
 }
 
 impl DenseParams {
@@ -63,6 +66,29 @@ impl DenseParams {
             num_weight_bits: 8,
             sign_mode: None,
             num_message_bits: 0,
+            csr: None,
+        }
+    }
+
+    /// A sparse matrix from compressed rows: row `i` holds `values[row_ptr[i]..row_ptr[i+1]]`
+    /// at columns `cols[..]` (Lava's `Sparse` process: same dynamics as Dense).
+    pub fn sparse(
+        n_out: usize,
+        n_in: usize,
+        row_ptr: Vec<i32>,
+        cols: Vec<i32>,
+        values: Vec<f64>,
+    ) -> DenseParams {
+        DenseParams {
+            csr: Some((row_ptr, cols)),
+            ..DenseParams::new(n_out, n_in, values)
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        match self.csr {
+            Some(_) => Layout::Csr { n_in: self.n_in },
+            None => Layout::Dense,
         }
     }
     /// Sets weight_exp.
@@ -105,7 +131,20 @@ pub struct Dense {
 impl Dense {
     /// Declares a Dense connection in `net`.
     pub fn new(net: &Network, name: &str, p: DenseParams) -> Result<Dense, NeuroError> {
-        if p.weights.len() != p.n_out * p.n_in {
+        if let Some((ptr, cols)) = &p.csr {
+            if ptr.len() != p.n_out + 1 || cols.len() != p.weights.len() {
+                return Err(NeuroError::Invalid {
+                    what: format!("Sparse `{name}` rows"),
+                    reason: format!(
+                        "row_ptr has {} entries ({} expected), cols {} ({} values)",
+                        ptr.len(),
+                        p.n_out + 1,
+                        cols.len(),
+                        p.weights.len()
+                    ),
+                });
+            }
+        } else if p.weights.len() != p.n_out * p.n_in {
             return Err(NeuroError::Invalid {
                 what: format!("Dense `{name}` weights"),
                 reason: format!(
@@ -128,10 +167,33 @@ impl Dense {
                 reason: format!("{} given, -31..=31 expected", p.weight_exp),
             });
         }
-        let (fp, xp) = (p.clone(), p.clone());
-        let proc = net
-            .process(name, "Dense")
-            .var("weights", &[p.n_out, p.n_in], p.weights)
+        let sparse = p.csr.is_some();
+        let (type_name, float_name, fixed_name) = if sparse {
+            ("Sparse", "PySparseModelFloat", "PySparseModelBitAcc")
+        } else {
+            ("Dense", "PyDenseModelFloat", "PyDenseModelBitAcc")
+        };
+        let w_shape = if sparse {
+            vec![p.weights.len()]
+        } else {
+            vec![p.n_out, p.n_in]
+        };
+        let (fp, xp) = (
+            DenseParams {
+                weights: Vec::new(),
+                ..p.clone()
+            },
+            DenseParams {
+                weights: Vec::new(),
+                csr: None,
+                ..p.clone()
+            },
+        );
+        let xp_layout = fp.layout();
+        let (ptr, cols) = p.csr.clone().unwrap_or_default();
+        let mut b = net
+            .process(name, type_name)
+            .var("weights", &w_shape, p.weights)
             .var("a_buff", &[p.n_out], vec![0.0; p.n_out])
             .var("weight_exp", &[1], vec![p.weight_exp as f64])
             .var("num_weight_bits", &[1], vec![p.num_weight_bits as f64])
@@ -145,31 +207,37 @@ impl Dense {
                     Some(SignMode::Excitatory) => 2.0,
                     Some(SignMode::Inhibitory) => 3.0,
                 }],
-            )
+            );
+        if sparse {
+            b = b.var("row_ptr", &[ptr.len()], Data::I32(ptr)).var(
+                "cols",
+                &[cols.len()],
+                Data::I32(cols),
+            );
+        }
+        let proc = b
             .in_port("s_in", &[p.n_in])
             .out_port("a_out", &[p.n_out])
+            .model(ModelSpec::leaf(float_name, &["floating_pt"], move |b| {
+                b.set_dtype(WEIGHTS, DType::F64);
+                b.set_dtype(A_BUFF, DType::F64);
+                Ok(Box::new(DenseFloat {
+                    layout: fp.layout(),
+                    cols: Columns::default(),
+                    built: false,
+                    s: vec![0.0; fp.n_in],
+                    n_out: fp.n_out,
+                    graded: fp.num_message_bits > 0,
+                }))
+            }))
             .model(ModelSpec::leaf(
-                "PyDenseModelFloat",
-                &["floating_pt"],
-                move |b| {
-                    b.set_dtype(WEIGHTS, DType::F64);
-                    b.set_dtype(A_BUFF, DType::F64);
-                    Ok(Box::new(DenseFloat {
-                        cols: Columns::default(),
-                        built: false,
-                        s: vec![0.0; fp.n_in],
-                        n_out: fp.n_out,
-                        graded: fp.num_message_bits > 0,
-                    }))
-                },
-            ))
-            .model(ModelSpec::leaf(
-                "PyDenseModelBitAcc",
+                fixed_name,
                 &["fixed_pt", "bit_accurate_loihi"],
                 move |b| {
                     b.set_dtype(WEIGHTS, DType::I32);
                     b.set_dtype(A_BUFF, DType::I32);
                     Ok(Box::new(DenseFixed {
+                        layout: xp_layout,
                         cols: Columns::default(),
                         built: false,
                         processed: false,
@@ -252,6 +320,60 @@ impl<W: Copy + Default + PartialEq> Columns<W> {
         }
     }
 
+    /// From rows `ptr`/`cols`/`vals` (CSR) to columns; zero values are dropped.
+    fn from_csr(
+        ptr: &[i32],
+        cols: &[i32],
+        vals: &[W],
+        n_in: usize,
+    ) -> Result<Columns<W>, NeuroError> {
+        let bad = |reason: String| NeuroError::Invalid {
+            what: "Sparse weights".into(),
+            reason,
+        };
+        if ptr.first() != Some(&0)
+            || ptr.windows(2).any(|w| w[1] < w[0])
+            || *ptr.last().unwrap_or(&0) as usize != vals.len()
+            || cols.len() != vals.len()
+        {
+            return Err(bad(format!(
+                "row_ptr must rise from 0 to {} (the number of weights)",
+                vals.len()
+            )));
+        }
+        if let Some(&c) = cols.iter().find(|&&c| c < 0 || c as usize >= n_in) {
+            return Err(bad(format!("column {c} outside 0..{n_in}")));
+        }
+        let zero = W::default();
+        let mut counts = vec![0usize; n_in + 1];
+        for (&c, v) in cols.iter().zip(vals) {
+            if *v != zero {
+                counts[c as usize + 1] += 1;
+            }
+        }
+        for j in 0..n_in {
+            counts[j + 1] += counts[j];
+        }
+        let mut fill = counts.clone();
+        let nnz = counts[n_in];
+        let (mut rows, mut out) = (vec![0u32; nnz], vec![zero; nnz]);
+        for i in 0..ptr.len() - 1 {
+            for k in ptr[i] as usize..ptr[i + 1] as usize {
+                if vals[k] != zero {
+                    let j = cols[k] as usize;
+                    rows[fill[j]] = i as u32;
+                    out[fill[j]] = vals[k];
+                    fill[j] += 1;
+                }
+            }
+        }
+        Ok(Columns {
+            ptr: counts,
+            rows,
+            vals: out,
+        })
+    }
+
     #[inline]
     fn column(&self, j: usize) -> (&[u32], &[W]) {
         let r = self.ptr[j]..self.ptr[j + 1];
@@ -259,7 +381,36 @@ impl<W: Copy + Default + PartialEq> Columns<W> {
     }
 }
 
+/// How a model's `weights` Var is laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `[n_out, n_in]` row-major.
+    Dense,
+    /// Values by rows, with the Vars `row_ptr` and `cols` (a Sparse process).
+    Csr { n_in: usize },
+}
+
+const ROW_PTR: VarIx = VarIx(6);
+const COLS: VarIx = VarIx(7);
+
+fn columns<W: Copy + Default + PartialEq>(
+    layout: Layout,
+    cx: &Cx<'_>,
+    w: &[W],
+    n_out: usize,
+) -> Result<Columns<W>, NeuroError> {
+    match layout {
+        Layout::Dense => Ok(Columns::build(w, n_out)),
+        Layout::Csr { n_in } => {
+            let ptr = cx.var(ROW_PTR).to_i32();
+            let cols = cx.var(COLS).to_i32();
+            Columns::from_csr(&ptr, &cols, w, n_in)
+        }
+    }
+}
+
 struct DenseFloat {
+    layout: Layout,
     cols: Columns<f64>,
     built: bool,
     s: Vec<f64>,
@@ -269,7 +420,10 @@ struct DenseFloat {
 
 impl ProcessModel for DenseFloat {
     fn name(&self) -> &str {
-        "PyDenseModelFloat"
+        match self.layout {
+            Layout::Dense => "PyDenseModelFloat",
+            Layout::Csr { .. } => "PySparseModelFloat",
+        }
     }
 
     fn sends_early(&self) -> bool {
@@ -284,7 +438,12 @@ impl ProcessModel for DenseFloat {
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
         if !self.built {
-            self.cols = Columns::build(cx.var(WEIGHTS).as_f64("weights")?, self.n_out);
+            self.cols = columns(
+                self.layout,
+                cx,
+                cx.var(WEIGHTS).as_f64("weights")?,
+                self.n_out,
+            )?;
             self.built = true;
         }
         cx.recv_f64(S_IN, &mut self.s)?;
@@ -316,6 +475,7 @@ impl ProcessModel for DenseFloat {
 }
 
 struct DenseFixed {
+    layout: Layout,
     cols: Columns<i32>,
     built: bool,
     processed: bool,
@@ -355,7 +515,10 @@ pub fn process_weights(w: &mut [i32], sign_mode: Option<SignMode>, num_weight_bi
 
 impl ProcessModel for DenseFixed {
     fn name(&self) -> &str {
-        "PyDenseModelBitAcc"
+        match self.layout {
+            Layout::Dense => "PyDenseModelBitAcc",
+            Layout::Csr { .. } => "PySparseModelBitAcc",
+        }
     }
 
     fn sends_early(&self) -> bool {
@@ -376,7 +539,12 @@ impl ProcessModel for DenseFixed {
             self.built = false;
         }
         if !self.built {
-            self.cols = Columns::build(cx.var(WEIGHTS).as_i32("weights")?, self.n_out);
+            self.cols = columns(
+                self.layout,
+                cx,
+                cx.var(WEIGHTS).as_i32("weights")?,
+                self.n_out,
+            )?;
             self.built = true;
         }
         cx.recv_i32(S_IN, &mut self.s)?;

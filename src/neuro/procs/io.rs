@@ -147,6 +147,59 @@ impl ProcessModel for SinkModel {
     }
 }
 
+/// Counts the spikes (sums the messages) each neuron sent: Var `count` (`[n]`), InPort
+/// `s_in`. Cheap enough to leave in a benchmark; it has a GPU model too.
+#[derive(Clone, Debug)]
+pub struct SpikeCounter {
+    proc: Process,
+}
+
+impl SpikeCounter {
+    /// A counter for `n` neurons.
+    pub fn new(net: &Network, name: &str, n: usize) -> Result<SpikeCounter, NeuroError> {
+        let proc = net
+            .process(name, "SpikeCounter")
+            .var("count", &[n], vec![0.0; n])
+            .in_port("s_in", &[n])
+            .model(ModelSpec::leaf("PySpikeCounter", &[], move |b| {
+                b.set_dtype(VarIx(0), DType::F64);
+                Ok(Box::new(CounterModel { buf: vec![0.0; n] }))
+            }))
+            .build()?;
+        Ok(SpikeCounter { proc })
+    }
+    /// The process.
+    pub fn process(&self) -> &Process {
+        &self.proc
+    }
+    /// InPort `s_in`.
+    pub fn s_in(&self) -> Port {
+        self.proc.port("s_in").expect("counter declares this port")
+    }
+    /// Var `count`.
+    pub fn count(&self) -> Var {
+        self.proc.var("count").expect("counter declares this Var")
+    }
+}
+
+struct CounterModel {
+    buf: Vec<f64>,
+}
+
+impl ProcessModel for CounterModel {
+    fn name(&self) -> &str {
+        "PySpikeCounter"
+    }
+    fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        cx.recv_f64(PortIx(0), &mut self.buf)?;
+        let c = cx.var_mut(VarIx(0)).as_f64_mut("count")?;
+        for (c, &s) in c.iter_mut().zip(&self.buf) {
+            *c += s;
+        }
+        Ok(())
+    }
+}
+
 impl Data {
     /// Rows of a row-major matrix with `cols` columns, as f64.
     pub fn rows_f64(&self, cols: usize) -> Vec<Vec<f64>> {
