@@ -14,8 +14,10 @@
 //! - `run`: the phase loop and run control ([`RunSteps`], non-blocking runs, pause, wait,
 //!   stop), host `get`/`set`;
 //! - [`procs`]: LIF, Dense, spike source/sink, Monitor;
+//! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse, source, sink, counter and
+//!   Monitor buffers, many steps per submission, CPU processes joining through RefPorts;
 //! - [`reference`]: rebuilding a network from a Lava reference JSON and checking it
-//!   (`hetflow lava-check`);
+//!   (`hetflow lava-check`, `--backend cpu|gpu`);
 //! - [`bench`]: the LIF + Dense throughput benchmark (`hetflow bench --neuro`).
 //!
 //! Invariants:
