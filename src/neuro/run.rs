@@ -418,7 +418,15 @@ impl Process {
         tracing::debug!("compiled:\n{}", compiled.description);
         let shared = Arc::new(ExecShared::new(compiled, cfg)?);
         let d = shared.description.clone();
-        self.net.graph.lock().exec = Some(shared);
+        let mut g = self.net.graph.lock();
+        // The executable owns the leaf Vars from now on: free the graph's initial copies
+        // (a large weight matrix would otherwise be held twice).
+        for &p in &shared.leaf_procs {
+            for v in &mut g.procs[p].vars {
+                v.init = Data::zeros(v.init.dtype(), 0);
+            }
+        }
+        g.exec = Some(shared);
         Ok(d)
     }
 
