@@ -40,6 +40,63 @@ pub struct NeuroBenchRow {
     pub spikes: u64,
     /// Total synaptic events.
     pub syn_events: u64,
+    /// The same network as a plain Rust loop (CPU floating point only), seconds: the
+    /// framework's overhead is `seconds / plain_loop_seconds`.
+    pub plain_loop_seconds: Option<f64>,
+}
+
+/// The floating-point benchmark network written as one plain loop (no processes, no
+/// ports): LIF with du 0.25, dv 0.05, vth 1, and the synapses as columns, one warm-up step
+/// then `steps` timed steps, like the hetflow run. Returns (seconds, spikes in the timed
+/// steps), so the caller can check both made the same spikes.
+pub fn plain_loop(n: usize, bias: &[f64], trip: &[(u32, u32, f64)], steps: u64) -> (f64, u64) {
+    let mut ptr = vec![0usize; n + 1];
+    for &(_, j, _) in trip {
+        ptr[j as usize + 1] += 1;
+    }
+    for j in 0..n {
+        ptr[j + 1] += ptr[j];
+    }
+    let mut fill = ptr.clone();
+    let mut rows = vec![0u32; trip.len()];
+    let mut vals = vec![0.0; trip.len()];
+    for &(i, j, v) in trip {
+        rows[fill[j as usize]] = i;
+        vals[fill[j as usize]] = v;
+        fill[j as usize] += 1;
+    }
+    let (mut u, mut v, mut a, mut a_next) =
+        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut spiked = Vec::with_capacity(n);
+    let mut spikes = 0u64;
+    let mut t0 = Instant::now();
+    for step in 0..=steps {
+        if step == 1 {
+            t0 = Instant::now();
+            spikes = 0;
+        }
+        spiked.clear();
+        for i in 0..n {
+            let ui = u[i] * (1.0 - 0.25) + a[i];
+            u[i] = ui;
+            let vi = v[i] * (1.0 - 0.05) + ui + bias[i];
+            if vi > 1.0 {
+                v[i] = 0.0;
+                spiked.push(i);
+            } else {
+                v[i] = vi;
+            }
+        }
+        spikes += spiked.len() as u64;
+        a_next.fill(0.0);
+        for &j in &spiked {
+            for k in ptr[j]..ptr[j + 1] {
+                a_next[rows[k] as usize] += vals[k];
+            }
+        }
+        std::mem::swap(&mut a, &mut a_next);
+    }
+    (t0.elapsed().as_secs_f64(), spikes)
 }
 
 impl NeuroBenchRow {
@@ -87,6 +144,7 @@ pub fn run(
 ) -> Result<NeuroBenchRow, NeuroError> {
     let mut rng = Rng(seed);
     let net = Network::new();
+    let mut float_lif = None;
     let (params, scale) = if fixed {
         let bias = (0..n).map(|_| (rng.unit() * 60.0).floor()).collect();
         (
@@ -99,7 +157,8 @@ pub fn run(
             8.0,
         )
     } else {
-        let bias = (0..n).map(|_| rng.unit() * 0.12).collect();
+        let bias: Vec<f64> = (0..n).map(|_| rng.unit() * 0.12).collect();
+        float_lif = Some(bias.clone());
         (
             LifParams::new(n).du(0.25).dv(0.05).vth(1.0).bias_mant(bias),
             0.02 / (n as f64 * p).sqrt() * 30.0,
@@ -110,6 +169,8 @@ pub fn run(
     let sparse = n > 20_000;
     let mut w = if sparse { Vec::new() } else { vec![0.0; n * n] };
     let (mut row_ptr, mut cols) = (vec![0i32], Vec::new());
+    let baseline = float_lif.is_some() && backend == Backend::Cpu;
+    let mut trip: Vec<(u32, u32, f64)> = Vec::new();
     // Geometric skips between connections: O(n^2 p) draws instead of O(n^2).
     let ln_q = (1.0 - p).ln();
     for i in 0..n {
@@ -124,6 +185,9 @@ pub fn run(
             let v = if fixed { v.round() } else { v };
             if v != 0.0 {
                 nnz_col[j] += 1;
+                if baseline {
+                    trip.push((i as u32, j as u32, v));
+                }
                 if sparse {
                     cols.push(j as i32);
                     w.push(v);
@@ -185,7 +249,21 @@ pub fn run(
         .zip(&nnz_col)
         .map(|(&c, &k)| c as u64 * k)
         .sum();
+    let plain = match (&float_lif, baseline) {
+        (Some(bias), true) => {
+            let (secs, plain_spikes) = plain_loop(n, bias, &trip, steps);
+            if plain_spikes != spikes {
+                return Err(NeuroError::Invalid {
+                    what: "benchmark baseline".into(),
+                    reason: format!("the plain loop made {plain_spikes} spikes, hetflow {spikes}"),
+                });
+            }
+            Some(secs)
+        }
+        _ => None,
+    };
     Ok(NeuroBenchRow {
+        plain_loop_seconds: plain,
         n,
         p,
         steps,
@@ -201,17 +279,20 @@ pub fn run(
 /// The rows as a table with the ratio to Brian2's figures.
 pub fn table(rows: &[NeuroBenchRow]) -> String {
     let mut s = String::from(
-        "| N | p | steps | model | back end | run s | spikes/neuron/step | neuron updates/s | vs Brian2 | synaptic events/s | vs Brian2 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | p | steps | model | back end | run s | plain loop s (ratio) | spikes/neuron/step | neuron updates/s | vs Brian2 | synaptic events/s | vs Brian2 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {} | {:?} | {:.3} | {:.4} | {:.3e} | {:.2}x | {:.3e} | {:.2}x |\n",
+            "| {} | {} | {} | {} | {:?} | {:.3} | {} | {:.4} | {:.3e} | {:.2}x | {:.3e} | {:.2}x |\n",
             r.n,
             r.p,
             r.steps,
             r.tag,
             r.backend,
             r.seconds,
+            r.plain_loop_seconds
+                .map(|b| format!("{b:.3} ({:.2}x)", r.seconds / b))
+                .unwrap_or_else(|| "-".into()),
             r.rate(),
             r.neuron_updates_per_s(),
             r.neuron_updates_per_s() / BRIAN2_NEURON_UPDATES_PER_S,

@@ -205,6 +205,17 @@ impl Cx<'_> {
         }
     }
 
+    /// Sends the own Var `v` on OutPort `p` (no intermediate copy).
+    pub fn send_var(&mut self, p: PortIx, v: VarIx) {
+        let src = &self.vars[self.me][v.0];
+        let slot = &mut self.outs[self.me][p.0];
+        match (src, &mut *slot) {
+            (Data::F64(s), Data::F64(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (Data::I32(s), Data::I32(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (src, slot) => *slot = src.clone(),
+        }
+    }
+
     /// Sends `msg` on OutPort `p`.
     pub fn send(&mut self, p: PortIx, msg: &Data) {
         match msg {

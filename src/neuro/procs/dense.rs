@@ -431,8 +431,7 @@ impl ProcessModel for DenseFloat {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        let a = cx.var(A_BUFF).clone();
-        cx.send(A_OUT, &a);
+        cx.send_var(A_OUT, A_BUFF);
         Ok(())
     }
 
@@ -526,8 +525,7 @@ impl ProcessModel for DenseFixed {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        let a = cx.var(A_BUFF).clone();
-        cx.send(A_OUT, &a);
+        cx.send_var(A_OUT, A_BUFF);
         Ok(())
     }
 
