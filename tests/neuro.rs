@@ -1089,3 +1089,56 @@ fn random_fixed_point_networks_match_the_transcription() {
 fn sparse_process_equals_dense() {
     neuro_common::dense_vs_sparse(Backend::Cpu);
 }
+
+#[test]
+fn lava_check_cli_prints_match_or_the_first_difference() {
+    let exe = env!("CARGO_BIN_EXE_hetflow");
+    let good = data_dir().join("lava_lif_single_a_fixed.json");
+    let out = std::process::Command::new(exe)
+        .args(["lava-check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "match");
+
+    let text = std::fs::read_to_string(&good).unwrap();
+    let mut j: Value = serde_json::from_str(&text).unwrap();
+    j["result"]["populations"]["lif"]["u"][9][4] = json!(-1.0);
+    let bad = std::env::temp_dir().join(format!("hetflow_lava_bad_{}.json", std::process::id()));
+    std::fs::write(&bad, j.to_string()).unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["lava-check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        msg.contains("step 10, population lif, neuron 4: u expected -1"),
+        "{msg}"
+    );
+
+    std::fs::write(&bad, "{\"not\": \"a network\"}").unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["lava-check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_file(&bad);
+}
+
+#[test]
+fn benchmark_network_runs_and_matches_its_plain_loop() {
+    let r = hetflow::neuro::bench::run(300, 0.1, 200, false, 7, Backend::Cpu).unwrap();
+    assert!(r.spikes > 0 && r.syn_events > 0);
+    assert!(
+        r.plain_loop_seconds.is_some(),
+        "the float CPU row has a baseline (same spikes checked)"
+    );
+    let table = hetflow::neuro::bench::table(&[r]);
+    assert!(table.contains("vs Brian2"));
+    let f = hetflow::neuro::bench::run(300, 0.1, 200, true, 7, Backend::Cpu).unwrap();
+    assert!(f.plain_loop_seconds.is_none());
+}

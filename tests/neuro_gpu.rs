@@ -279,3 +279,44 @@ fn sparse_process_equals_dense_on_the_gpu() {
     }
     neuro_common::dense_vs_sparse(Backend::Gpu);
 }
+
+#[test]
+fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
+    if gpu().is_none() {
+        return;
+    }
+    for fixed in [false, true] {
+        let c = hetflow::neuro::bench::run(500, 0.1, 300, fixed, 3, Backend::Cpu).unwrap();
+        let g = hetflow::neuro::bench::run(500, 0.1, 300, fixed, 3, Backend::Gpu).unwrap();
+        assert_eq!(
+            (c.spikes, c.syn_events),
+            (g.spikes, g.syn_events),
+            "fixed = {fixed}"
+        );
+    }
+    // A non-blocking GPU run pauses between submissions and resumes where it stopped.
+    let net = Network::new();
+    let lif = Lif::new(
+        &net,
+        "lif",
+        LifParams::new(4)
+            .bias_mant(vec![1.0, 2.0, 3.0, 4.0])
+            .vth(5.0),
+    )
+    .unwrap();
+    let cfg = RunCfg::floating_pt().on(Backend::Gpu);
+    let p = lif.process().clone();
+    p.run(RunSteps(1_000_000).non_blocking(), &cfg).unwrap();
+    assert!(matches!(lif.v().get(), Err(NeuroError::Running { .. })));
+    p.pause().unwrap();
+    let t = p.time_step();
+    assert!(
+        t < 1_000_000 && t % hetflow::neuro::gpu::STEPS_PER_SUBMIT == 0,
+        "paused at {t}"
+    );
+    assert_eq!(lif.v().get().unwrap().to_f64()[0], (t % 6) as f64);
+    p.run(RunSteps(5), &cfg).unwrap();
+    assert_eq!(p.time_step(), t + 5);
+    assert_eq!(lif.v().get().unwrap().to_f64()[0], ((t + 5) % 6) as f64);
+    p.stop().unwrap();
+}
