@@ -311,7 +311,7 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
     p.pause().unwrap();
     let t = p.time_step();
     assert!(
-        t < 1_000_000 && t % hetflow::neuro::gpu::STEPS_PER_SUBMIT == 0,
+        t < 1_000_000 && t.is_multiple_of(hetflow::neuro::gpu::STEPS_PER_SUBMIT),
         "paused at {t}"
     );
     assert_eq!(lif.v().get().unwrap().to_f64()[0], (t % 6) as f64);
