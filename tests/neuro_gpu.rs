@@ -37,7 +37,7 @@ fn gpu_reproduces_every_golden_file() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".json") || name == "lava_rma.json" {
+        if !name.ends_with(".json") {
             continue;
         }
         let r = check_file(&path, Backend::Gpu).unwrap();
@@ -49,7 +49,7 @@ fn gpu_reproduces_every_golden_file() {
         );
         n += 1;
     }
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
 }
 
 struct Rng(u64);

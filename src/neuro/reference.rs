@@ -118,8 +118,12 @@ pub fn check_file(path: &std::path::Path, backend: Backend) -> Result<CheckRepor
     check(&json, backend)
 }
 
-/// Rebuilds, runs and compares the network described by `json`.
+/// Rebuilds, runs and compares the network described by `json` (a network file, or the
+/// remote-memory-access tutorial's `lava_rma.json`).
 pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> {
+    if json["implicit_connect_var"].is_object() {
+        return check_rma(json, backend);
+    }
     let run_cfg = json["run_cfg"]
         .as_str()
         .ok_or_else(|| bad("`run_cfg` missing (this file is not a network file)"))?;
@@ -334,5 +338,153 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
         process_graph,
         compared,
         mismatch: first,
+    })
+}
+
+/// The tutorial's P1: reads the Var in POST_MGMT and writes it back plus the time step.
+struct RmaReader {
+    port: super::PortIx,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<f64>>>,
+}
+
+impl super::ProcessModel for RmaReader {
+    fn name(&self) -> &str {
+        "PyProcModel1"
+    }
+    fn run_spk(&mut self, _: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+    fn post_guard(&self, _: u64) -> bool {
+        true
+    }
+    fn run_post_mgmt(&mut self, cx: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+        let cur = cx.ref_read(self.port)?.to_i32();
+        self.seen.lock().push(cur[0] as f64);
+        let t = cx.time_step() as i32;
+        cx.ref_write(
+            self.port,
+            &super::Data::I32(cur.iter().map(|v| v + t).collect()),
+        )
+    }
+}
+
+struct RmaHolder;
+
+impl super::ProcessModel for RmaHolder {
+    fn name(&self) -> &str {
+        "PyProcModel2"
+    }
+    fn run_spk(&mut self, _: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+}
+
+/// Runs the tutorial (implicit and explicit VarPort; step by step with host reads, and one
+/// run of five steps) and compares with the file.
+fn check_rma(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> {
+    use super::{Data, ModelSpec};
+    use std::sync::Arc;
+    let mut compared = 0;
+    let mut mismatch = None;
+    let mut graph = String::new();
+    for (key, explicit) in [("implicit_connect_var", false), ("explicit_varport", true)] {
+        let g = &json[key];
+        for single in [false, true] {
+            let net = Network::new();
+            let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let s2 = seen.clone();
+            let p1 = net
+                .process("proc1", "P1")
+                .ref_port("ref", &[1])
+                .model(ModelSpec::leaf("PyProcModel1", &[], move |b| {
+                    Ok(Box::new(RmaReader {
+                        port: b.port("ref")?,
+                        seen: s2.clone(),
+                    }))
+                }))
+                .build()?;
+            let mut b = net
+                .process("proc2", "P2")
+                .var("var", &[1], Data::I32(vec![5]));
+            if explicit {
+                b = b.var_port("var_port", "var");
+            }
+            let p2 = b
+                .model(ModelSpec::leaf("PyProcModel2", &[], |_| {
+                    Ok(Box::new(RmaHolder))
+                }))
+                .build()?;
+            if explicit {
+                p1.port("ref")?.connect(&p2.port("var_port")?)?;
+            } else {
+                p1.port("ref")?.connect_var(&p2.var("var")?)?;
+            }
+            let cfg = RunCfg::default_sim().on(backend);
+            graph = p1.compile(&cfg)?;
+            let mut host = Vec::new();
+            if single {
+                p1.run(RunSteps(5), &cfg)?;
+                host.push(p2.var("var")?.get()?.to_f64()[0]);
+            } else {
+                for _ in 0..5 {
+                    p1.run(RunSteps(1), &cfg)?;
+                    host.push(p2.var("var")?.get()?.to_f64()[0]);
+                }
+            }
+            p1.stop()?;
+            let (reads_key, host_exp) = if single {
+                (
+                    "printed_reads_run2_single_RunSteps5",
+                    vec![g["var_after_5_steps_single_run"].clone()],
+                )
+            } else {
+                (
+                    "printed_reads_run1_stepwise",
+                    g["var_after_each_step_host_get"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            };
+            let exp_reads = f64s(&g[reads_key], reads_key)?;
+            let exp_host = f64s(&Value::Array(host_exp), "var_after_each_step_host_get")?;
+            let got_reads = seen.lock().clone();
+            for (q, e, got) in [
+                ("read in post_mgmt", &exp_reads, &got_reads),
+                ("host get", &exp_host, &host),
+            ] {
+                if e.len() != got.len() && mismatch.is_none() {
+                    mismatch = Some(Mismatch {
+                        step: e.len().min(got.len()) + 1,
+                        population: key.to_string(),
+                        neuron: 0,
+                        quantity: format!("{q} (count {} vs {})", e.len(), got.len()),
+                        expected: f64::NAN,
+                        got: f64::NAN,
+                    });
+                }
+                for (t, (&e, &x)) in e.iter().zip(got).enumerate() {
+                    compared += 1;
+                    if e != x && mismatch.is_none() {
+                        mismatch = Some(Mismatch {
+                            step: if single && q == "host get" { 5 } else { t + 1 },
+                            population: key.to_string(),
+                            neuron: 0,
+                            quantity: q.to_string(),
+                            expected: e,
+                            got: x,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(CheckReport {
+        name: "lava_rma".into(),
+        tag: "Loihi1SimCfg()".into(),
+        num_steps: 5,
+        process_graph: graph,
+        compared,
+        mismatch,
     })
 }
