@@ -308,6 +308,12 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
     let p = lif.process().clone();
     p.run(RunSteps(1_000_000).non_blocking(), &cfg).unwrap();
     assert!(matches!(lif.v().get(), Err(NeuroError::Running { .. })));
+    // time_step() answers while the device runs.
+    let t0 = std::time::Instant::now();
+    while p.time_step() < 256 && t0.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(p.time_step() >= 256, "the GPU run should progress");
     p.pause().unwrap();
     let t = p.time_step();
     assert!(

@@ -356,26 +356,40 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
     if let Some(gpu) = &shared.gpu {
-        let mut s = shared.state.lock();
+        // The state lock is taken only around host work, so `time_step()` answers while the
+        // device runs.
         let mut g = gpu.lock();
-        g.prepare(s.time_step, steps, &s.vars)?;
+        let start = {
+            let s = shared.state.lock();
+            g.prepare(s.time_step, steps, &s.vars)?;
+            s.time_step
+        };
         let host = g.host_leaves.clone();
         let pause = &shared.pause_requested;
         if host.is_empty() {
-            let done = g.advance(s.time_step, steps, pause)?;
-            s.time_step += done;
+            let mut t = start;
+            while t < start + steps && !pause.load(Ordering::Acquire) {
+                let k = (start + steps - t).min(super::gpu::STEPS_PER_SUBMIT);
+                let done = g.advance(t, k, pause)?;
+                t += done;
+                shared.state.lock().time_step = t;
+            }
             return Ok(());
         }
         // CPU processes reading GPU Vars through RefPorts: run the GPU up to the next step
         // at which one of them asks for a management phase, then sync that step only.
-        let end = s.time_step + steps;
-        while s.time_step < end && !pause.load(Ordering::Acquire) {
-            let t = s.time_step;
+        let end = start + steps;
+        let mut t = start;
+        while t < end && !pause.load(Ordering::Acquire) {
             let mut k = 1;
-            while t + k < end && !s.host_wants(&host, t + k) {
-                k += 1;
+            {
+                let s = shared.state.lock();
+                while t + k < end && !s.host_wants(&host, t + k) {
+                    k += 1;
+                }
             }
             let done = g.advance(t, k, pause)?;
+            let mut s = shared.state.lock();
             for step in t + 1..t + done {
                 s.host_step(&host, step, None)?;
             }
@@ -384,6 +398,7 @@ fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
                 break;
             }
             s.host_step(&host, t + k, Some(&g))?;
+            t += k;
         }
         return Ok(());
     }
