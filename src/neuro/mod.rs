@@ -9,16 +9,16 @@
 //! - [`process`]: [`Network`], [`Process`], [`Var`], [`Port`] and the connection rules;
 //! - [`model`]: the [`ProcessModel`] trait, the per-phase context [`Cx`], model specs with
 //!   tags ([`ModelSpec`]) and run configurations ([`RunCfg`]);
-//! - [`compiler`](self#compiler): discovery from one process, hierarchical expansion, model
+//! - `compiler`: discovery from one process, hierarchical expansion, model
 //!   selection, port resolution, spike-phase order and process groups (printable);
 //! - `run`: the phase loop and run control ([`RunSteps`], non-blocking runs, pause, wait,
 //!   stop), host `get`/`set`;
 //! - [`procs`]: LIF, Dense, spike source/sink, Monitor;
 //! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse, source, sink, counter and
 //!   Monitor buffers, many steps per submission, CPU processes joining through RefPorts;
-//! - [`reference`]: rebuilding a network from a Lava reference JSON and checking it
+//! - [`reference`](mod@reference): rebuilding a network from a Lava reference JSON and checking it
 //!   (`hetflow lava-check`, `--backend cpu|gpu`);
-//! - [`bench`]: the LIF + Dense throughput benchmark (`hetflow bench --neuro`).
+//! - [`bench`](mod@bench): the LIF + Dense throughput benchmark (`hetflow bench --neuro`).
 //!
 //! Invariants:
 //! - the time step starts at 1 and continues across runs; a step always runs SPK, then the
