@@ -1,5 +1,6 @@
 //! The `hetflow` command-line tool: `info` prints the machine, `bench` measures the engine,
-//! `lava-check` compares a network with a Lava reference file.
+//! `lava-check` compares a network with a Lava reference file (exit 0 on a match, 1 on a
+//! difference, 2 when the file cannot be used).
 
 use clap::{Parser, Subcommand};
 
@@ -36,8 +37,9 @@ enum Command {
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
-        /// Instead of the engine suite: the LIF + Dense network (N = 1k and 10k, p = 0.1,
-        /// 1000 steps) against Brian2's figures.
+        /// Instead of the engine suite: the recurrent LIF + Dense network on the CPU and the
+        /// GPU (N = 1k, 10k with p = 0.1; 100k sparse), against a plain loop and Brian2's
+        /// figures; table + SVG plot.
         #[arg(long)]
         neuro: bool,
         /// Network sizes for --neuro (p = 0.1 up to 10k; above, --neuro-sparse-p).
