@@ -88,10 +88,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let proc1 = p1(&net, seen.clone())?;
         let proc2 = p2(&net, explicit)?;
-        let reference = proc1.port("ref")?;
+        let reference = proc1.ref_port("ref")?;
         if explicit {
             println!("# explicit VarPort: proc1.ref.connect(proc2.var_port)");
-            reference.connect(&proc2.port("var_port")?)?;
+            reference.connect(&proc2.var_port("var_port")?)?;
         } else {
             println!("# implicit VarPort: proc1.ref.connect_var(proc2.var)");
             reference.connect_var(&proc2.var("var")?)?;

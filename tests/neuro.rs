@@ -646,6 +646,49 @@ fn every_allowed_connection() {
 }
 
 #[test]
+fn typed_ports_check_their_kind() {
+    let (_n, a, b) = two_procs();
+    assert!(a.out_port("out").is_ok() && a.in_port("inp").is_ok());
+    assert!(a.ref_port("r").is_ok() && a.var_port("xp").is_ok());
+    let e = a.out_port("inp").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NeuroError::WrongPortKind {
+                op: "convert",
+                src_kind: "InPort",
+                dst_kind: "OutPort",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        a.ref_port("out"),
+        Err(NeuroError::WrongPortKind { .. })
+    ));
+    // Typed connections compile only for allowed pairs; an untyped Port is checked at run time.
+    a.out_port("out")
+        .unwrap()
+        .connect(&b.in_port("inp").unwrap())
+        .unwrap();
+    a.ref_port("r")
+        .unwrap()
+        .connect(&b.var_port("xp").unwrap())
+        .unwrap();
+    b.in_port("inp")
+        .unwrap()
+        .connect_from(&a.out_port("out").unwrap())
+        .unwrap_err(); // duplicate
+    let e = a
+        .out_port("out")
+        .unwrap()
+        .connect(&b.port("r").unwrap())
+        .unwrap_err();
+    assert!(matches!(e, NeuroError::WrongPortKind { .. }));
+}
+
+#[test]
 fn connection_errors_are_typed() {
     let (_n, a, b) = two_procs();
     let p = |pr: &Process, n: &str| pr.port(n).unwrap();
@@ -912,7 +955,7 @@ fn flat_or_hier(hier: bool) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<String>, Strin
         .unwrap();
         let lif = Lif::new(&net, "lif", LifParams::new(3).du(0.5).dv(0.5).vth(2.0)).unwrap();
         w.a_out().connect(&lif.a_in()).unwrap();
-        (w.s_in(), lif.s_out(), lif.v())
+        (Port::from(w.s_in()), Port::from(lif.s_out()), lif.v())
     };
     src.s_out().connect(&inp).unwrap();
     mon.probe(&v, 12).unwrap();

@@ -59,7 +59,10 @@ mod run;
 pub use data::{DType, Data};
 pub use error::NeuroError;
 pub use model::{Backend, Cx, ModelBuild, ModelSpec, Phase, PortIx, ProcessModel, RunCfg, VarIx};
-pub use process::{Network, Port, PortKind, Process, ProcessBuilder, Var};
+pub use process::{
+    ConnectFromIn, ConnectTo, InPort, Network, OutPort, Port, PortKind, Process, ProcessBuilder,
+    RefPort, Var, VarPort,
+};
 pub use procs::dense::{Dense, DenseParams, SignMode};
 pub use procs::io::{SpikeCounter, SpikeSink, SpikeSource};
 pub use procs::lif::{Lif, LifParams};

@@ -681,3 +681,182 @@ impl Port {
         Ok(())
     }
 }
+
+macro_rules! typed_port {
+    ($name:ident, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Debug)]
+        pub struct $name(Port);
+
+        impl std::ops::Deref for $name {
+            type Target = Port;
+            fn deref(&self) -> &Port {
+                &self.0
+            }
+        }
+
+        impl From<$name> for Port {
+            fn from(p: $name) -> Port {
+                p.0
+            }
+        }
+
+        impl TryFrom<Port> for $name {
+            type Error = NeuroError;
+            /// Checks the kind: a typed error names the port and both kinds otherwise.
+            fn try_from(p: Port) -> Result<$name, NeuroError> {
+                let kind = p.kind();
+                if kind == $kind {
+                    Ok($name(p))
+                } else {
+                    Err(NeuroError::WrongPortKind {
+                        op: "convert",
+                        src: p.label(),
+                        src_kind: kind.name(),
+                        dst: stringify!($name).into(),
+                        dst_kind: $kind.name(),
+                        expected: concat!("a port declared as ", stringify!($name)),
+                    })
+                }
+            }
+        }
+
+        impl sealed::Sealed for $name {}
+    };
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Port {}
+}
+
+typed_port!(
+    OutPort,
+    PortKind::Out,
+    "A port known to be an OutPort (see [`Port`])."
+);
+typed_port!(
+    InPort,
+    PortKind::In,
+    "A port known to be an InPort (see [`Port`])."
+);
+typed_port!(
+    RefPort,
+    PortKind::Ref,
+    "A port known to be a RefPort (see [`Port`])."
+);
+typed_port!(
+    VarPort,
+    PortKind::Var,
+    "A port known to be a VarPort (see [`Port`])."
+);
+
+/// What a port of kind `Src` may be connected to: the compiler checks the pairs the types
+/// know; an untyped [`Port`] is accepted and checked when connecting.
+///
+/// ```compile_fail,E0277
+/// # use hetflow::neuro::*;
+/// let net = Network::new();
+/// let a = Lif::new(&net, "a", LifParams::new(1)).unwrap();
+/// let b = Lif::new(&net, "b", LifParams::new(1)).unwrap();
+/// // OutPort -> OutPort of another leaf is fine for hierarchies, but an OutPort never feeds
+/// // a Var: this does not compile.
+/// a.s_out().connect(&b.u());
+/// ```
+///
+/// ```compile_fail,E0277
+/// # use hetflow::neuro::*;
+/// let net = Network::new();
+/// let d = Dense::new(&net, "d", DenseParams::new(1, 1, vec![1.0])).unwrap();
+/// // An InPort cannot be the target of a RefPort: rejected by the compiler.
+/// let r: RefPort = unimplemented!();
+/// r.connect(&d.s_in());
+/// ```
+pub trait ConnectTo<Src>: sealed::Sealed {
+    /// The untyped port.
+    fn target(&self) -> &Port;
+}
+
+macro_rules! allow {
+    ($src:ident => $($dst:ident),*) => {
+        $(impl ConnectTo<$src> for $dst {
+            fn target(&self) -> &Port {
+                self
+            }
+        })*
+        impl ConnectTo<$src> for Port {
+            fn target(&self) -> &Port {
+                self
+            }
+        }
+    };
+}
+
+allow!(OutPort => InPort, OutPort);
+allow!(InPort => InPort);
+allow!(RefPort => RefPort, VarPort);
+allow!(VarPort => VarPort);
+
+macro_rules! typed_connect {
+    ($name:ident) => {
+        impl $name {
+            /// Connects to `dst`; the pairs the types allow are listed on [`ConnectTo`].
+            pub fn connect(&self, dst: &impl ConnectTo<$name>) -> Result<(), NeuroError> {
+                self.0.connect(dst.target())
+            }
+        }
+    };
+}
+
+typed_connect!(OutPort);
+typed_connect!(InPort);
+typed_connect!(RefPort);
+typed_connect!(VarPort);
+
+impl InPort {
+    /// Receives from `src` (an OutPort, or the InPort of a parent process).
+    pub fn connect_from(&self, src: &impl ConnectFromIn) -> Result<(), NeuroError> {
+        self.0.connect_from(src.source())
+    }
+}
+
+/// What may connect into an InPort.
+pub trait ConnectFromIn: sealed::Sealed {
+    /// The untyped port.
+    fn source(&self) -> &Port;
+}
+
+impl ConnectFromIn for OutPort {
+    fn source(&self) -> &Port {
+        self
+    }
+}
+impl ConnectFromIn for InPort {
+    fn source(&self) -> &Port {
+        self
+    }
+}
+impl ConnectFromIn for Port {
+    fn source(&self) -> &Port {
+        self
+    }
+}
+
+impl Process {
+    /// The OutPort named `name` (typed error if it is another kind).
+    pub fn out_port(&self, name: &str) -> Result<OutPort, NeuroError> {
+        OutPort::try_from(self.port(name)?)
+    }
+    /// The InPort named `name`.
+    pub fn in_port(&self, name: &str) -> Result<InPort, NeuroError> {
+        InPort::try_from(self.port(name)?)
+    }
+    /// The RefPort named `name`.
+    pub fn ref_port(&self, name: &str) -> Result<RefPort, NeuroError> {
+        RefPort::try_from(self.port(name)?)
+    }
+    /// The VarPort named `name`.
+    pub fn var_port(&self, name: &str) -> Result<VarPort, NeuroError> {
+        VarPort::try_from(self.port(name)?)
+    }
+}

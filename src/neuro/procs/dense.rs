@@ -7,7 +7,7 @@
 //! add per synaptic event. Adding a zero changes no sum, so the result is the same.
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Data, Network, NeuroError, Port, Process, Var};
+use crate::neuro::{DType, Data, InPort, Network, NeuroError, OutPort, Process, Var};
 
 /// How the fixed-point model treats weight signs (Lava's `SignMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,12 +268,14 @@ impl Dense {
         self.proc.var("a_buff").expect("Dense declares this Var")
     }
     /// InPort `s_in`.
-    pub fn s_in(&self) -> Port {
-        self.proc.port("s_in").expect("Dense declares this port")
+    pub fn s_in(&self) -> InPort {
+        self.proc.in_port("s_in").expect("Dense declares this port")
     }
     /// OutPort `a_out`.
-    pub fn a_out(&self) -> Port {
-        self.proc.port("a_out").expect("Dense declares this port")
+    pub fn a_out(&self) -> OutPort {
+        self.proc
+            .out_port("a_out")
+            .expect("Dense declares this port")
     }
 }
 

@@ -2,7 +2,7 @@
 //! source and sink).
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Data, Network, NeuroError, Port, Process, Var};
+use crate::neuro::{DType, Data, InPort, Network, NeuroError, OutPort, Process, Var};
 
 /// Replays a raster: at step t it sends column `(t - 1) % T` of its `data` Var
 /// (shape `[n, T]`) on OutPort `s_out`. Its model answers to every tag.
@@ -43,8 +43,10 @@ impl SpikeSource {
         &self.proc
     }
     /// OutPort `s_out`.
-    pub fn s_out(&self) -> Port {
-        self.proc.port("s_out").expect("source declares this port")
+    pub fn s_out(&self) -> OutPort {
+        self.proc
+            .out_port("s_out")
+            .expect("source declares this port")
     }
 }
 
@@ -109,8 +111,8 @@ impl SpikeSink {
         &self.proc
     }
     /// InPort `a_in`.
-    pub fn a_in(&self) -> Port {
-        self.proc.port("a_in").expect("sink declares this port")
+    pub fn a_in(&self) -> InPort {
+        self.proc.in_port("a_in").expect("sink declares this port")
     }
     /// Var `data`.
     pub fn data(&self) -> Var {
@@ -173,8 +175,10 @@ impl SpikeCounter {
         &self.proc
     }
     /// InPort `s_in`.
-    pub fn s_in(&self) -> Port {
-        self.proc.port("s_in").expect("counter declares this port")
+    pub fn s_in(&self) -> InPort {
+        self.proc
+            .in_port("s_in")
+            .expect("counter declares this port")
     }
     /// Var `count`.
     pub fn count(&self) -> Var {

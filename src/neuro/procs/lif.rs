@@ -2,7 +2,7 @@
 //! point (`PyLifModelBitAcc`), exactly as MODELS.md §2 and §3 write them.
 
 use crate::neuro::model::{Cx, ModelBuild, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Network, NeuroError, Port, Process, Var};
+use crate::neuro::{DType, InPort, Network, NeuroError, OutPort, Process, Var};
 
 /// Parameters of a LIF population (values as given to Lava's `LIF(...)`; the fixed-point
 /// model converts them to integers).
@@ -160,12 +160,12 @@ impl Lif {
         self.var_h("vth")
     }
     /// InPort `a_in`.
-    pub fn a_in(&self) -> Port {
-        self.proc.port("a_in").expect("LIF declares this port")
+    pub fn a_in(&self) -> InPort {
+        self.proc.in_port("a_in").expect("LIF declares this port")
     }
     /// OutPort `s_out`.
-    pub fn s_out(&self) -> Port {
-        self.proc.port("s_out").expect("LIF declares this port")
+    pub fn s_out(&self) -> OutPort {
+        self.proc.out_port("s_out").expect("LIF declares this port")
     }
 }
 
