@@ -32,7 +32,8 @@
 //! [`task`] (spawn, dependency graph, task spaces),
 //! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
 //! transfers), [`device`] (topology, kernels). Beside the task layer: [`comm`] (HiCR-style
-//! memory slots and one-sided copies between instances, threads or MPI).
+//! memory slots and one-sided copies between instances, threads or MPI). On top: [`remote`]
+//! (remote buffers, replication, collectives) and [`neuro`] (Lava-style neural process networks).
 
 #![warn(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod comm;
 pub mod data;
 pub mod device;
 pub mod linalg;
+pub mod neuro;
 pub mod remote;
 mod runtime;
 pub mod sched;

@@ -1,4 +1,6 @@
-//! The `hetflow` command-line tool: `info` prints the machine, `bench` measures the engine.
+//! The `hetflow` command-line tool: `info` prints the machine, `bench` measures the engine,
+//! `lava-check` compares a network with a Lava reference file (exit 0 on a match, 1 on a
+//! difference, 2 when the file cannot be used).
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +29,9 @@ enum Command {
         /// Instead of the engine suite: `remote` (all-reduce bandwidth across replicas
         /// against a plain host sum) or `comm` (memory-slot put/get latency and bandwidth,
         /// 8 B to 64 MiB, against memcpy on the thread backend, or raw MPI RMA under mpirun
-        /// when built with `--features mpi`).
+        /// when built with `--features mpi`) or `neuro` (the recurrent LIF + Dense network on
+        /// the CPU and the GPU, N = 1k and 10k with p = 0.1 and 100k sparse, against a plain
+        /// loop and Brian2's figures; table + SVG plot).
         #[arg(value_enum)]
         suite: Option<BenchSuite>,
         /// CPU worker threads (default: all cores).
@@ -46,7 +50,40 @@ enum Command {
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
+        /// Network sizes for `bench neuro` (p = 0.1 up to 10k; above, --neuro-sparse-p).
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000, 100000])]
+        neuro_sizes: Vec<usize>,
+        /// Connection probability for `bench neuro` sizes above 10k (sparse enough to fit).
+        #[arg(long, default_value_t = 0.001)]
+        neuro_sparse_p: f64,
+        /// Skip the GPU rows of `bench neuro`.
+        #[arg(long)]
+        neuro_cpu_only: bool,
+        /// Where `bench neuro` writes its SVG plot.
+        #[arg(long, default_value = "bench-neuro.svg")]
+        neuro_svg: std::path::PathBuf,
+        /// Time steps for `bench neuro`.
+        #[arg(long, default_value_t = 1000)]
+        neuro_steps: u64,
     },
+    /// Rebuild the network of a Lava reference JSON file, run it and compare with Lava's
+    /// recorded spikes, u and v; prints `match` (exit 0) or the first difference (exit 1).
+    LavaCheck {
+        /// The reference file.
+        file: std::path::PathBuf,
+        /// Which models run it.
+        #[arg(long, value_enum, default_value_t = CheckBackend::Cpu)]
+        backend: CheckBackend,
+        /// Also print the compiled process graph.
+        #[arg(long)]
+        graph: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckBackend {
+    Cpu,
+    Gpu,
 }
 
 /// A benchmark suite other than the engine's.
@@ -56,6 +93,8 @@ enum BenchSuite {
     Remote,
     /// Memory slots: put/get latency and bandwidth against memcpy / raw MPI RMA.
     Comm,
+    /// Neural networks: LIF + Dense updates and synaptic events per second, CPU and GPU.
+    Neuro,
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,7 +122,27 @@ fn main() -> std::process::ExitCode {
             scale,
             ..
         } => bench_comm(scale),
+        Command::Bench {
+            suite: Some(BenchSuite::Neuro),
+            neuro_sizes,
+            neuro_steps,
+            neuro_sparse_p,
+            neuro_cpu_only,
+            neuro_svg,
+            ..
+        } => bench_neuro(
+            &neuro_sizes,
+            neuro_steps,
+            neuro_sparse_p,
+            neuro_cpu_only,
+            &neuro_svg,
+        ),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
+        Command::LavaCheck {
+            file,
+            backend,
+            graph,
+        } => return lava_check(&file, backend, graph),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -163,4 +222,86 @@ fn bench_remote(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std:
     })?;
     print!("{}", hetflow::remote::bench::all_reduce_table(&rows));
     Ok(())
+}
+
+fn bench_neuro(
+    sizes: &[usize],
+    steps: u64,
+    sparse_p: f64,
+    cpu_only: bool,
+    svg: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hetflow::neuro::{bench, Backend};
+    let mut backends = vec![Backend::Cpu];
+    if !cpu_only {
+        match hetflow::neuro::gpu::runtime() {
+            Ok(rt) => {
+                backends.push(Backend::Gpu);
+                println!(
+                    "GPU: {}",
+                    rt.topology()
+                        .to_string()
+                        .lines()
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                );
+            }
+            Err(e) => eprintln!("  no GPU rows: {e}"),
+        }
+    }
+    println!("hetflow bench neuro: recurrent LIF + Dense, {steps} steps");
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let p = if n > 10_000 { sparse_p } else { 0.1 };
+        for &backend in &backends {
+            for fixed in [false, true] {
+                eprintln!(
+                    "  measuring N = {n}, p = {p}, {}, {backend:?} ...",
+                    if fixed { "fixed_pt" } else { "floating_pt" }
+                );
+                rows.push(bench::run(n, p, steps, fixed, 42, backend)?);
+            }
+        }
+    }
+    print!("{}", bench::table(&rows));
+    bench::svg(&rows, svg)?;
+    println!("plot written to {}", svg.display());
+    Ok(())
+}
+
+fn lava_check(
+    file: &std::path::Path,
+    backend: CheckBackend,
+    graph: bool,
+) -> std::process::ExitCode {
+    let backend = match backend {
+        CheckBackend::Cpu => hetflow::neuro::Backend::Cpu,
+        CheckBackend::Gpu => hetflow::neuro::Backend::Gpu,
+    };
+    match hetflow::neuro::reference::check_file(file, backend) {
+        Ok(report) => {
+            if graph {
+                print!("{}", report.process_graph);
+            }
+            match &report.mismatch {
+                None => {
+                    println!("match");
+                    eprintln!(
+                        "{}: {} values over {} steps ({}) equal",
+                        report.name, report.compared, report.num_steps, report.tag
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Some(m) => {
+                    println!("{m}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

@@ -182,7 +182,9 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
 fn open(adapter: &wgpu::Adapter, index: usize) -> Result<GpuDevice, wgpu::RequestDeviceError> {
     let ainfo = adapter.get_info();
     let limits = adapter.limits();
-    let wanted = wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+    // SHADER_F64 where the adapter has it: the neural floating-point models then compute in
+    // f64 on the device, as Lava does on the CPU.
+    let wanted = wgpu::Features::MAPPABLE_PRIMARY_BUFFERS | wgpu::Features::SHADER_F64;
     let features = adapter.features() & wanted;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("hetflow"),

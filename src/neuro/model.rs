@@ -1,0 +1,458 @@
+//! Behaviour: the [`ProcessModel`] trait (Lava's `PyLoihiProcessModel`), the context a model
+//! sees in each phase, model specifications with their tags, and run configurations.
+
+use std::sync::Arc;
+
+use super::process::{PortKind, Process};
+use super::{DType, Data, NeuroError};
+
+/// The phases of one time step (LoihiProtocol), and HOST between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Spiking: messages are sent and received.
+    Spk,
+    /// Pre-learning management.
+    PreMgmt,
+    /// Learning.
+    Lrn,
+    /// Post-learning management.
+    PostMgmt,
+    /// Between runs: host get/set.
+    Host,
+}
+
+impl Phase {
+    /// Lava's name of the phase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Spk => "SPK",
+            Phase::PreMgmt => "PRE_MGMT",
+            Phase::Lrn => "LRN",
+            Phase::PostMgmt => "POST_MGMT",
+            Phase::Host => "HOST",
+        }
+    }
+}
+
+/// Index of a port of the model's own process (from [`ModelBuild::port`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortIx(pub usize);
+
+/// Index of a Var of the model's own process (from [`ModelBuild::var`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VarIx(pub usize);
+
+/// The behaviour of a leaf process under the Loihi protocol (see `src/neuro/PROTOCOL.md`).
+///
+/// Every step: [`run_spk_early`](Self::run_spk_early) of every model, then
+/// [`run_spk`](Self::run_spk) in message order, then the management and learning phases the
+/// guards ask for. Guards see the current time step (starting at 1).
+pub trait ProcessModel: Send {
+    /// The model's name (e.g. `PyLifModelFloat`), shown in the process graph.
+    fn name(&self) -> &str;
+
+    /// Sends that do not depend on this step's input (a synapse sending what it accumulated
+    /// in the previous step). Runs before any `run_spk` of the step.
+    fn run_spk_early(&mut self, _cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+
+    /// Whether every OutPort of this model is sent in `run_spk_early`; then its receivers need
+    /// not wait for its `run_spk`, which is what lets recurrent loops run.
+    fn sends_early(&self) -> bool {
+        false
+    }
+
+    /// The spike phase.
+    fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError>;
+
+    /// Guard of the pre-management phase.
+    fn pre_guard(&self, _time_step: u64) -> bool {
+        false
+    }
+    /// The pre-management phase.
+    fn run_pre_mgmt(&mut self, _cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+    /// Guard of the learning phase.
+    fn lrn_guard(&self, _time_step: u64) -> bool {
+        false
+    }
+    /// The learning phase.
+    fn run_lrn(&mut self, _cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+    /// Guard of the post-management phase.
+    fn post_guard(&self, _time_step: u64) -> bool {
+        false
+    }
+    /// The post-management phase.
+    fn run_post_mgmt(&mut self, _cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        Ok(())
+    }
+
+    /// Called before the next step when the host set Var `var` between runs.
+    fn var_set(&mut self, _var: VarIx) {}
+}
+
+/// Where a RefPort or an InPort's messages come from, resolved by the compiler.
+pub(crate) struct Wiring {
+    /// Per leaf, per port: the (leaf, port) OutPorts feeding an InPort.
+    pub in_srcs: Vec<Vec<Vec<(usize, usize)>>>,
+    /// Per leaf, per port: the (leaf, var) a RefPort reaches.
+    pub refs: Vec<Vec<Option<(usize, usize)>>>,
+    /// Per leaf, per port: `process.port`.
+    pub port_labels: Vec<Vec<String>>,
+}
+
+/// What a model sees while it runs a phase: its Vars, its ports, and the time step.
+pub struct Cx<'a> {
+    pub(crate) time_step: u64,
+    pub(crate) phase: Phase,
+    pub(crate) me: usize,
+    pub(crate) vars: &'a mut [Vec<Data>],
+    pub(crate) outs: &'a mut [Vec<Data>],
+    pub(crate) wiring: &'a Wiring,
+}
+
+impl Cx<'_> {
+    /// The current time step (1 in the first step; continues across runs).
+    pub fn time_step(&self) -> u64 {
+        self.time_step
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// All Vars of the own process, in declaration order.
+    pub fn vars_mut(&mut self) -> &mut [Data] {
+        &mut self.vars[self.me]
+    }
+
+    /// One Var of the own process.
+    pub fn var(&self, v: VarIx) -> &Data {
+        &self.vars[self.me][v.0]
+    }
+
+    /// One Var of the own process, mutable.
+    pub fn var_mut(&mut self, v: VarIx) -> &mut Data {
+        &mut self.vars[self.me][v.0]
+    }
+
+    fn label(&self, p: PortIx) -> &str {
+        &self.wiring.port_labels[self.me][p.0]
+    }
+
+    /// Receives on InPort `p` into `buf` as f64: the element-wise sum of every connection,
+    /// zeros when none.
+    pub fn recv_f64(&self, p: PortIx, buf: &mut [f64]) -> Result<(), NeuroError> {
+        buf.fill(0.0);
+        for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
+            let msg = &self.outs[l][o];
+            check_len(self.label(p), msg.len(), buf.len())?;
+            match msg {
+                Data::F64(m) => buf.iter_mut().zip(m).for_each(|(b, &m)| *b += m),
+                Data::I32(m) => buf.iter_mut().zip(m).for_each(|(b, &m)| *b += m as f64),
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives on InPort `p` into `buf` as i32 (wrapping sum of every connection).
+    pub fn recv_i32(&self, p: PortIx, buf: &mut [i32]) -> Result<(), NeuroError> {
+        buf.fill(0);
+        for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
+            let msg = &self.outs[l][o];
+            check_len(self.label(p), msg.len(), buf.len())?;
+            match msg {
+                Data::I32(m) => buf
+                    .iter_mut()
+                    .zip(m)
+                    .for_each(|(b, &m)| *b = b.wrapping_add(m)),
+                Data::F64(m) => buf
+                    .iter_mut()
+                    .zip(m)
+                    .for_each(|(b, &m)| *b = b.wrapping_add(m as i32)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The message buffer of OutPort `p`, as f64 of length `n`; what is in it at the end of
+    /// the call is what is sent.
+    pub fn out_f64(&mut self, p: PortIx, n: usize) -> &mut [f64] {
+        let slot = &mut self.outs[self.me][p.0];
+        if !matches!(slot, Data::F64(v) if v.len() == n) {
+            *slot = Data::zeros(DType::F64, n);
+        }
+        match slot {
+            Data::F64(v) => v,
+            Data::I32(_) => unreachable!("slot was just made f64"),
+        }
+    }
+
+    /// The message buffer of OutPort `p`, as i32 of length `n`.
+    pub fn out_i32(&mut self, p: PortIx, n: usize) -> &mut [i32] {
+        let slot = &mut self.outs[self.me][p.0];
+        if !matches!(slot, Data::I32(v) if v.len() == n) {
+            *slot = Data::zeros(DType::I32, n);
+        }
+        match slot {
+            Data::I32(v) => v,
+            Data::F64(_) => unreachable!("slot was just made i32"),
+        }
+    }
+
+    /// Sends the own Var `v` on OutPort `p` (no intermediate copy).
+    pub fn send_var(&mut self, p: PortIx, v: VarIx) {
+        let src = &self.vars[self.me][v.0];
+        let slot = &mut self.outs[self.me][p.0];
+        match (src, &mut *slot) {
+            (Data::F64(s), Data::F64(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (Data::I32(s), Data::I32(d)) if s.len() == d.len() => d.copy_from_slice(s),
+            (src, slot) => *slot = src.clone(),
+        }
+    }
+
+    /// Sends `msg` on OutPort `p`.
+    pub fn send(&mut self, p: PortIx, msg: &Data) {
+        match msg {
+            Data::F64(m) => self.out_f64(p, m.len()).copy_from_slice(m),
+            Data::I32(m) => self.out_i32(p, m.len()).copy_from_slice(m),
+        }
+    }
+
+    fn ref_target(&self, p: PortIx) -> Result<(usize, usize), NeuroError> {
+        if !matches!(self.phase, Phase::PreMgmt | Phase::PostMgmt) {
+            return Err(NeuroError::WrongPhase {
+                port: self.label(p).to_string(),
+                phase: self.phase.name(),
+            });
+        }
+        self.wiring.refs[self.me][p.0].ok_or_else(|| NeuroError::NotConnected {
+            port: self.label(p).to_string(),
+        })
+    }
+
+    /// Reads the Var RefPort `p` is connected to (PRE_MGMT and POST_MGMT only).
+    pub fn ref_read(&self, p: PortIx) -> Result<Data, NeuroError> {
+        let (l, v) = self.ref_target(p)?;
+        Ok(self.vars[l][v].clone())
+    }
+
+    /// Writes the Var RefPort `p` is connected to (converted to its element type).
+    pub fn ref_write(&mut self, p: PortIx, value: &Data) -> Result<(), NeuroError> {
+        let (l, v) = self.ref_target(p)?;
+        let label = self.label(p).to_string();
+        self.vars[l][v].assign(value, &label)
+    }
+}
+
+fn check_len(port: &str, got: usize, want: usize) -> Result<(), NeuroError> {
+    if got != want {
+        return Err(NeuroError::Invalid {
+            what: format!("message on {port}"),
+            reason: format!("{got} elements, {want} expected"),
+        });
+    }
+    Ok(())
+}
+
+/// What a model builder sees: the process's Vars (which it may convert to its element
+/// types) and its ports by name.
+pub struct ModelBuild<'a> {
+    pub(crate) process: &'a str,
+    pub(crate) var_names: Vec<String>,
+    pub(crate) var_shapes: Vec<Vec<usize>>,
+    pub(crate) vars: &'a mut Vec<Data>,
+    pub(crate) port_names: Vec<String>,
+    pub(crate) port_shapes: Vec<Vec<usize>>,
+    pub(crate) port_kinds: Vec<PortKind>,
+}
+
+impl ModelBuild<'_> {
+    /// The process's name.
+    pub fn process_name(&self) -> &str {
+        self.process
+    }
+
+    /// The index of Var `name`.
+    pub fn var(&self, name: &str) -> Result<VarIx, NeuroError> {
+        self.var_names
+            .iter()
+            .position(|v| v == name)
+            .map(VarIx)
+            .ok_or_else(|| NeuroError::NotFound {
+                kind: "var",
+                name: name.to_string(),
+                owner: format!("process `{}`", self.process),
+            })
+    }
+
+    /// The index of port `name`.
+    pub fn port(&self, name: &str) -> Result<PortIx, NeuroError> {
+        self.port_names
+            .iter()
+            .position(|v| v == name)
+            .map(PortIx)
+            .ok_or_else(|| NeuroError::NotFound {
+                kind: "port",
+                name: name.to_string(),
+                owner: format!("process `{}`", self.process),
+            })
+    }
+
+    /// Names of all ports, in order.
+    pub fn port_names(&self) -> &[String] {
+        &self.port_names
+    }
+
+    /// The shape of a port.
+    pub fn port_shape(&self, p: PortIx) -> &[usize] {
+        &self.port_shapes[p.0]
+    }
+
+    /// The kind of a port.
+    pub fn port_kind(&self, p: PortIx) -> PortKind {
+        self.port_kinds[p.0]
+    }
+
+    /// The shape of a Var.
+    pub fn var_shape(&self, v: VarIx) -> &[usize] {
+        &self.var_shapes[v.0]
+    }
+
+    /// The initial value of a Var.
+    pub fn value(&self, v: VarIx) -> &Data {
+        &self.vars[v.0]
+    }
+
+    /// Converts Var `v` to `dtype` for this model (as a LavaPyType declaration does).
+    pub fn set_dtype(&mut self, v: VarIx, dtype: DType) {
+        let d = self.vars[v.0].cast(dtype);
+        self.vars[v.0] = d;
+    }
+}
+
+type LeafFn =
+    dyn Fn(&mut ModelBuild<'_>) -> Result<Box<dyn ProcessModel>, NeuroError> + Send + Sync;
+type SubFn = dyn Fn(&Process) -> Result<(), NeuroError> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum ModelKind {
+    Leaf(Arc<LeafFn>),
+    Sub(Arc<SubFn>),
+}
+
+/// One implementation of a process: a leaf model (Rust behaviour) or a sub-process model
+/// (builds sub-processes and wires the parent's ports and Vars to them), with the tags that
+/// select it.
+#[derive(Clone)]
+pub struct ModelSpec {
+    pub(crate) name: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) kind: ModelKind,
+}
+
+impl ModelSpec {
+    /// A leaf model built by `build` at compile time.
+    pub fn leaf(
+        name: &str,
+        tags: &[&str],
+        build: impl Fn(&mut ModelBuild<'_>) -> Result<Box<dyn ProcessModel>, NeuroError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> ModelSpec {
+        ModelSpec {
+            name: name.to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            kind: ModelKind::Leaf(Arc::new(build)),
+        }
+    }
+
+    /// A sub-process model: `build` receives the parent process, creates sub-processes
+    /// (calling [`Process::adopt`] on each), connects the parent's ports to theirs
+    /// (InPort → InPort, OutPort → OutPort, RefPort → RefPort) and aliases Vars.
+    pub fn sub(
+        name: &str,
+        tags: &[&str],
+        build: impl Fn(&Process) -> Result<(), NeuroError> + Send + Sync + 'static,
+    ) -> ModelSpec {
+        ModelSpec {
+            name: name.to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            kind: ModelKind::Sub(Arc::new(build)),
+        }
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the model answers to `tag` (a model without tags answers to every tag; no tag
+    /// selects the first model, as Lava does).
+    pub(crate) fn matches(&self, tag: Option<&str>) -> bool {
+        match tag {
+            None => true,
+            Some(t) => self.tags.is_empty() || self.tags.iter().any(|x| x == t),
+        }
+    }
+}
+
+/// The back end a run uses for processes that have several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// CPU models.
+    Cpu,
+    /// WGSL models on the first GPU (every process needs one: LIF, Dense, spike source and
+    /// sink, Monitor).
+    Gpu,
+}
+
+/// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCfg {
+    /// The tag models are selected by (`floating_pt`, `fixed_pt`, `bit_accurate_loihi`);
+    /// `None` takes each process's first model.
+    pub select_tag: Option<String>,
+    /// The back end.
+    pub backend: Backend,
+}
+
+impl RunCfg {
+    /// `Loihi2SimCfg(select_tag=tag)`.
+    pub fn sim(tag: &str) -> RunCfg {
+        RunCfg {
+            select_tag: Some(tag.to_string()),
+            backend: Backend::Cpu,
+        }
+    }
+
+    /// `Loihi1SimCfg()`: each process's first model.
+    pub fn default_sim() -> RunCfg {
+        RunCfg {
+            select_tag: None,
+            backend: Backend::Cpu,
+        }
+    }
+
+    /// The same configuration on another back end.
+    pub fn on(mut self, backend: Backend) -> RunCfg {
+        self.backend = backend;
+        self
+    }
+
+    /// Floating-point models.
+    pub fn floating_pt() -> RunCfg {
+        RunCfg::sim("floating_pt")
+    }
+
+    /// Bit-accurate fixed-point models.
+    pub fn fixed_pt() -> RunCfg {
+        RunCfg::sim("fixed_pt")
+    }
+}

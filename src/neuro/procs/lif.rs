@@ -1,0 +1,304 @@
+//! LIF neurons (Lava's `LIF`): floating point (`PyLifModelFloat`) and bit-accurate fixed
+//! point (`PyLifModelBitAcc`), exactly as MODELS.md §2 and §3 write them.
+
+use crate::neuro::model::{Cx, ModelBuild, ModelSpec, PortIx, ProcessModel, VarIx};
+use crate::neuro::{DType, InPort, Network, NeuroError, OutPort, Process, Var};
+
+/// Parameters of a LIF population (values as given to Lava's `LIF(...)`; the fixed-point
+/// model converts them to integers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifParams {
+    /// Number of neurons.
+    pub n: usize,
+    /// Initial current, per neuron.
+    pub u: Vec<f64>,
+    /// Initial voltage, per neuron.
+    pub v: Vec<f64>,
+    /// Current decay.
+    pub du: f64,
+    /// Voltage decay.
+    pub dv: f64,
+    /// Bias mantissa, per neuron.
+    pub bias_mant: Vec<f64>,
+    /// Bias exponent, per neuron (fixed point only).
+    pub bias_exp: Vec<f64>,
+    /// Threshold.
+    pub vth: f64,
+}
+
+impl LifParams {
+    /// `n` neurons, everything zero, threshold 10 (Lava's default).
+    pub fn new(n: usize) -> LifParams {
+        LifParams {
+            n,
+            u: vec![0.0; n],
+            v: vec![0.0; n],
+            du: 0.0,
+            dv: 0.0,
+            bias_mant: vec![0.0; n],
+            bias_exp: vec![0.0; n],
+            vth: 10.0,
+        }
+    }
+    /// Sets the initial current.
+    pub fn u(mut self, u: Vec<f64>) -> Self {
+        self.u = u;
+        self
+    }
+    /// Sets the initial voltage.
+    pub fn v(mut self, v: Vec<f64>) -> Self {
+        self.v = v;
+        self
+    }
+    /// Sets du.
+    pub fn du(mut self, du: f64) -> Self {
+        self.du = du;
+        self
+    }
+    /// Sets dv.
+    pub fn dv(mut self, dv: f64) -> Self {
+        self.dv = dv;
+        self
+    }
+    /// Sets the bias mantissa.
+    pub fn bias_mant(mut self, b: Vec<f64>) -> Self {
+        self.bias_mant = b;
+        self
+    }
+    /// Sets the bias exponent.
+    pub fn bias_exp(mut self, b: Vec<f64>) -> Self {
+        self.bias_exp = b;
+        self
+    }
+    /// Sets the threshold.
+    pub fn vth(mut self, vth: f64) -> Self {
+        self.vth = vth;
+        self
+    }
+}
+
+const U: VarIx = VarIx(0);
+const V: VarIx = VarIx(1);
+const BIAS_MANT: VarIx = VarIx(2);
+const BIAS_EXP: VarIx = VarIx(3);
+const DU: VarIx = VarIx(4);
+const DV: VarIx = VarIx(5);
+const VTH: VarIx = VarIx(6);
+const A_IN: PortIx = PortIx(0);
+const S_OUT: PortIx = PortIx(1);
+
+/// A LIF population: Vars `u`, `v`, `bias_mant`, `bias_exp` (shape `[n]`), `du`, `dv`,
+/// `vth` (shape `[1]`); ports `a_in` (InPort) and `s_out` (OutPort). Models:
+/// `PyLifModelFloat` (tag `floating_pt`) and `PyLifModelBitAcc` (tags `fixed_pt`,
+/// `bit_accurate_loihi`).
+#[derive(Clone, Debug)]
+pub struct Lif {
+    proc: Process,
+}
+
+impl Lif {
+    /// Declares a LIF population in `net`.
+    pub fn new(net: &Network, name: &str, p: LifParams) -> Result<Lif, NeuroError> {
+        for (what, len) in [
+            ("u", p.u.len()),
+            ("v", p.v.len()),
+            ("bias_mant", p.bias_mant.len()),
+            ("bias_exp", p.bias_exp.len()),
+        ] {
+            if len != p.n {
+                return Err(NeuroError::Invalid {
+                    what: format!("LIF `{name}` {what}"),
+                    reason: format!("{len} values for {} neurons", p.n),
+                });
+            }
+        }
+        let n = p.n;
+        let proc = net
+            .process(name, "LIF")
+            .var("u", &[n], p.u)
+            .var("v", &[n], p.v)
+            .var("bias_mant", &[n], p.bias_mant)
+            .var("bias_exp", &[n], p.bias_exp)
+            .var("du", &[1], vec![p.du])
+            .var("dv", &[1], vec![p.dv])
+            .var("vth", &[1], vec![p.vth])
+            .in_port("a_in", &[n])
+            .out_port("s_out", &[n])
+            .model(ModelSpec::leaf("PyLifModelFloat", &["floating_pt"], |b| {
+                Ok(Box::new(LifFloat::new(b)))
+            }))
+            .model(ModelSpec::leaf(
+                "PyLifModelBitAcc",
+                &["fixed_pt", "bit_accurate_loihi"],
+                |b| Ok(Box::new(LifFixed::new(b))),
+            ))
+            .build()?;
+        Ok(Lif { proc })
+    }
+
+    /// The process.
+    pub fn process(&self) -> &Process {
+        &self.proc
+    }
+    fn var_h(&self, name: &str) -> Var {
+        self.proc.var(name).expect("LIF declares this Var")
+    }
+    /// Var `u`.
+    pub fn u(&self) -> Var {
+        self.var_h("u")
+    }
+    /// Var `v`.
+    pub fn v(&self) -> Var {
+        self.var_h("v")
+    }
+    /// Var `bias_mant`.
+    pub fn bias_mant(&self) -> Var {
+        self.var_h("bias_mant")
+    }
+    /// Var `vth`.
+    pub fn vth(&self) -> Var {
+        self.var_h("vth")
+    }
+    /// InPort `a_in`.
+    pub fn a_in(&self) -> InPort {
+        self.proc.in_port("a_in").expect("LIF declares this port")
+    }
+    /// OutPort `s_out`.
+    pub fn s_out(&self) -> OutPort {
+        self.proc.out_port("s_out").expect("LIF declares this port")
+    }
+}
+
+struct LifFloat {
+    a_in: Vec<f64>,
+}
+
+impl LifFloat {
+    fn new(b: &mut ModelBuild<'_>) -> LifFloat {
+        for v in [U, V, BIAS_MANT, BIAS_EXP, DU, DV, VTH] {
+            b.set_dtype(v, DType::F64);
+        }
+        LifFloat {
+            a_in: vec![0.0; b.var_shape(U)[0]],
+        }
+    }
+}
+
+impl ProcessModel for LifFloat {
+    fn name(&self) -> &str {
+        "PyLifModelFloat"
+    }
+
+    fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        cx.recv_f64(A_IN, &mut self.a_in)?;
+        let n = self.a_in.len();
+        let vars = cx.vars_mut();
+        let du = vars[DU.0].as_f64("du")?[0];
+        let dv = vars[DV.0].as_f64("dv")?[0];
+        let vth = vars[VTH.0].as_f64("vth")?[0];
+        let (uv, rest) = vars.split_at_mut(2);
+        let (u, v) = uv.split_at_mut(1);
+        let u = u[0].as_f64_mut("u")?;
+        let v = v[0].as_f64_mut("v")?;
+        let bias = rest[0].as_f64("bias_mant")?;
+        let mut spikes = std::mem::take(&mut self.a_in);
+        let (cu, cv) = (1.0 - du, 1.0 - dv);
+        for i in 0..n {
+            let ui = u[i] * cu + spikes[i];
+            u[i] = ui;
+            let vi = v[i] * cv + ui + bias[i];
+            let s = vi > vth;
+            v[i] = if s { 0.0 } else { vi };
+            spikes[i] = if s { 1.0 } else { 0.0 };
+        }
+        cx.out_f64(S_OUT, n).copy_from_slice(&spikes);
+        self.a_in = spikes;
+        Ok(())
+    }
+}
+
+/// Half-range of the 24-bit state: 2^23.
+const H: i32 = 1 << 23;
+
+struct LifFixed {
+    a_in: Vec<i32>,
+    vth_eff: Option<i32>,
+}
+
+impl LifFixed {
+    fn new(b: &mut ModelBuild<'_>) -> LifFixed {
+        for v in [U, V, BIAS_MANT, BIAS_EXP, DU, DV, VTH] {
+            b.set_dtype(v, DType::I32);
+        }
+        LifFixed {
+            a_in: vec![0; b.var_shape(U)[0]],
+            vth_eff: None,
+        }
+    }
+}
+
+/// `sign(p) * (|p| >> 12)`: the decay's truncation toward zero.
+#[inline(always)]
+fn decay(x: i32, factor: i64) -> i32 {
+    let p = x as i64 * factor;
+    let m = (p.abs() >> 12) as i32;
+    if p < 0 {
+        -m
+    } else {
+        m
+    }
+}
+
+impl ProcessModel for LifFixed {
+    fn name(&self) -> &str {
+        "PyLifModelBitAcc"
+    }
+
+    fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        cx.recv_i32(A_IN, &mut self.a_in)?;
+        let n = self.a_in.len();
+        let vars = cx.vars_mut();
+        let du = vars[DU.0].as_i32("du")?[0];
+        let dv = vars[DV.0].as_i32("dv")?[0];
+        let vth_eff = match self.vth_eff {
+            Some(v) => v,
+            None => {
+                let v = vars[VTH.0].as_i32("vth")?[0].wrapping_shl(6);
+                self.vth_eff = Some(v);
+                v
+            }
+        };
+        let (uv, rest) = vars.split_at_mut(2);
+        let (u, v) = uv.split_at_mut(1);
+        let u = u[0].as_i32_mut("u")?;
+        let v = v[0].as_i32_mut("v")?;
+        let bias_mant = rest[0].as_i32("bias_mant")?;
+        let bias_exp = rest[1].as_i32("bias_exp")?;
+        let fu = 4096 - (du as i64 + 1);
+        let fv = 4096 - dv as i64;
+        let mut spikes = std::mem::take(&mut self.a_in);
+        for i in 0..n {
+            let be = bias_exp[i];
+            let b = if be >= 0 {
+                bias_mant[i].wrapping_shl(be as u32)
+            } else {
+                bias_mant[i] >> (-be).min(31)
+            };
+            let mut ui = decay(u[i], fu).wrapping_add(spikes[i].wrapping_shl(6));
+            if ui > H {
+                ui -= 2 * H;
+            } else if ui <= -H {
+                ui += 2 * H;
+            }
+            u[i] = ui;
+            let vi = (decay(v[i], fv) as i64 + ui as i64 + b as i64)
+                .clamp(-(H as i64 - 1), H as i64 - 1) as i32;
+            let s = vi > vth_eff;
+            v[i] = if s { 0 } else { vi };
+            spikes[i] = s as i32;
+        }
+        cx.out_i32(S_OUT, n).copy_from_slice(&spikes);
+        self.a_in = spikes;
+        Ok(())
+    }
+}

@@ -1,0 +1,541 @@
+//! Running a compiled network: the phase loop, run control (blocking and non-blocking runs,
+//! pause, wait, stop) and host access to Vars between runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use super::compiler::{compile, Compiled};
+use super::gpu::GpuExec;
+use super::model::{Cx, Phase, ProcessModel, VarIx, Wiring};
+use super::process::Process;
+use super::{Data, NeuroError, RunCfg};
+
+/// Run for a number of time steps (Lava's `RunSteps`); blocking unless
+/// [`non_blocking`](RunSteps::non_blocking) is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSteps(pub u64);
+
+impl RunSteps {
+    /// The same number of steps, returning at once; use `wait`, `pause` or `stop` after.
+    pub fn non_blocking(self) -> RunCondition {
+        RunCondition {
+            steps: self.0,
+            blocking: false,
+        }
+    }
+}
+
+/// How long a run lasts and whether `run` waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunCondition {
+    /// Number of time steps.
+    pub steps: u64,
+    /// Whether `run` returns only at the end.
+    pub blocking: bool,
+}
+
+impl From<RunSteps> for RunCondition {
+    fn from(r: RunSteps) -> RunCondition {
+        RunCondition {
+            steps: r.0,
+            blocking: true,
+        }
+    }
+}
+
+pub(crate) struct Exec {
+    names: Vec<String>,
+    models: Vec<Box<dyn ProcessModel>>,
+    vars: Vec<Vec<Data>>,
+    outs: Vec<Vec<Data>>,
+    wiring: Wiring,
+    order: Vec<usize>,
+    time_step: u64,
+    changed: Vec<(usize, usize)>,
+}
+
+enum Request {
+    Pre,
+    Lrn,
+    Post,
+    Done,
+}
+
+impl Exec {
+    fn fail(&self, l: usize, phase: Phase, e: NeuroError) -> NeuroError {
+        NeuroError::ModelFailed {
+            process: self.names[l].clone(),
+            time_step: self.time_step,
+            phase: phase.name(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn call(
+        &mut self,
+        l: usize,
+        phase: Phase,
+        f: impl FnOnce(&mut dyn ProcessModel, &mut Cx<'_>) -> Result<(), NeuroError>,
+    ) -> Result<(), NeuroError> {
+        let Exec {
+            models,
+            vars,
+            outs,
+            wiring,
+            time_step,
+            ..
+        } = self;
+        let mut cx = Cx {
+            time_step: *time_step,
+            phase,
+            me: l,
+            vars,
+            outs,
+            wiring,
+        };
+        f(models[l].as_mut(), &mut cx).map_err(|e| self.fail(l, phase, e))
+    }
+
+    /// One time step: SPK, then the management and learning phases the guards ask for.
+    fn step(&mut self) -> Result<(), NeuroError> {
+        for (l, v) in std::mem::take(&mut self.changed) {
+            self.models[l].var_set(VarIx(v));
+        }
+        self.time_step += 1;
+        let t = self.time_step;
+        let n = self.models.len();
+        for l in 0..n {
+            self.call(l, Phase::Spk, |m, cx| m.run_spk_early(cx))?;
+        }
+        for k in 0..n {
+            let l = self.order[k];
+            self.call(l, Phase::Spk, |m, cx| m.run_spk(cx))?;
+        }
+        let (mut pre, mut lrn, mut post) = (false, false, false);
+        for m in &self.models {
+            let req = if m.lrn_guard(t) && m.pre_guard(t) {
+                Request::Pre
+            } else if m.lrn_guard(t) {
+                Request::Lrn
+            } else if m.post_guard(t) {
+                Request::Post
+            } else {
+                Request::Done
+            };
+            match req {
+                Request::Pre => pre = true,
+                Request::Lrn => lrn = true,
+                Request::Post => post = true,
+                Request::Done => {}
+            }
+        }
+        if pre {
+            for l in 0..n {
+                if self.models[l].pre_guard(t) {
+                    self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
+                }
+                lrn |= self.models[l].lrn_guard(t);
+            }
+        }
+        if lrn {
+            for l in 0..n {
+                if self.models[l].lrn_guard(t) {
+                    self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
+                }
+                post |= self.models[l].post_guard(t);
+            }
+        }
+        if post {
+            for l in 0..n {
+                if self.models[l].post_guard(t) {
+                    self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Exec {
+    /// Whether a host model asks for a management or learning phase at step `t`.
+    fn host_wants(&self, host: &[usize], t: u64) -> bool {
+        host.iter().any(|&l| {
+            let m = &self.models[l];
+            m.pre_guard(t) || m.lrn_guard(t) || m.post_guard(t)
+        })
+    }
+
+    /// Step `t` for the host models of a GPU network: their SPK, then (when `gpu` is given,
+    /// the step's sync point) the Vars their RefPorts reach are fetched from the device,
+    /// the phases the guards ask for run, and the Vars go back to the device.
+    fn host_step(
+        &mut self,
+        host: &[usize],
+        t: u64,
+        gpu: Option<&GpuExec>,
+    ) -> Result<(), NeuroError> {
+        self.time_step = t;
+        for &l in host {
+            self.call(l, Phase::Spk, |m, cx| m.run_spk_early(cx))?;
+            self.call(l, Phase::Spk, |m, cx| m.run_spk(cx))?;
+        }
+        let Some(gpu) = gpu else {
+            return Ok(());
+        };
+        let targets: Vec<(usize, usize)> = host
+            .iter()
+            .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
+            .collect();
+        for &(tl, tv) in &targets {
+            let len = self.vars[tl][tv].len();
+            if let Some(d) = gpu.get(tl, tv, len)? {
+                self.vars[tl][tv] = d;
+            }
+        }
+        let (mut lrn, mut post) = (false, false);
+        let pre = host
+            .iter()
+            .any(|&l| self.models[l].lrn_guard(t) && self.models[l].pre_guard(t));
+        for &l in host {
+            let m = &self.models[l];
+            lrn |= m.lrn_guard(t) && !m.pre_guard(t);
+            post |= !m.lrn_guard(t) && m.post_guard(t);
+        }
+        if pre {
+            for &l in host {
+                if self.models[l].pre_guard(t) {
+                    self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
+                }
+                lrn |= self.models[l].lrn_guard(t);
+            }
+        }
+        if lrn {
+            for &l in host {
+                if self.models[l].lrn_guard(t) {
+                    self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
+                }
+                post |= self.models[l].post_guard(t);
+            }
+        }
+        if post {
+            for &l in host {
+                if self.models[l].post_guard(t) {
+                    self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
+                }
+            }
+        }
+        for &(tl, tv) in &targets {
+            gpu.set(tl, tv, &self.vars[tl][tv])?;
+        }
+        Ok(())
+    }
+}
+
+/// The compiled network shared by every handle of a [`super::Network`].
+pub(crate) struct ExecShared {
+    state: Mutex<Exec>,
+    running: AtomicBool,
+    pause_requested: AtomicBool,
+    stopped: AtomicBool,
+    thread: Mutex<Option<JoinHandle<Result<(), NeuroError>>>>,
+    leaf_of: Vec<Option<usize>>,
+    leaf_procs: Vec<usize>,
+    tag: Option<String>,
+    backend: super::Backend,
+    description: String,
+    gpu: Option<Mutex<GpuExec>>,
+}
+
+impl ExecShared {
+    fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
+        let gpu = match cfg.backend {
+            super::Backend::Cpu => None,
+            super::Backend::Gpu => {
+                let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
+                let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
+                if fixed && names.iter().any(|n| n.ends_with("Float")) {
+                    return Err(NeuroError::Gpu(
+                        "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
+                    ));
+                }
+                let g = GpuExec::new(&mut c, &names, fixed)?;
+                c.description += &format!("GPU element type: {:?}\n", g.elem());
+                Some(Mutex::new(g))
+            }
+        };
+        c.description += &format!("back end: {:?}\n", cfg.backend);
+        Ok(ExecShared {
+            gpu,
+            backend: cfg.backend,
+            state: Mutex::new(Exec {
+                names: c.names,
+                models: c.models,
+                vars: c.vars,
+                outs: c.outs,
+                wiring: c.wiring,
+                order: c.order,
+                time_step: 0,
+                changed: Vec::new(),
+            }),
+            running: AtomicBool::new(false),
+            pause_requested: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            leaf_of: c.leaf_of,
+            leaf_procs: c.leaf_procs,
+            tag: cfg.select_tag.clone(),
+            description: c.description,
+        })
+    }
+
+    fn leaf(&self, proc: usize) -> Option<usize> {
+        self.leaf_of.get(proc).copied().flatten()
+    }
+
+    pub(crate) fn get_var(&self, (p, v): (usize, usize)) -> Result<Option<Data>, NeuroError> {
+        if self.running.load(Ordering::Acquire) {
+            return Err(NeuroError::Running { op: "Var.get" });
+        }
+        let Some(l) = self.leaf(p) else {
+            return Ok(None);
+        };
+        if let Some(gpu) = &self.gpu {
+            let len = self.state.lock().vars[l][v].len();
+            if let Some(d) = gpu.lock().get(l, v, len)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(Some(self.state.lock().vars[l][v].clone()))
+    }
+
+    pub(crate) fn set_var(
+        &self,
+        (p, v): (usize, usize),
+        value: &Data,
+        label: &str,
+    ) -> Result<bool, NeuroError> {
+        if self.running.load(Ordering::Acquire) {
+            return Err(NeuroError::Running { op: "Var.set" });
+        }
+        let Some(l) = self.leaf(p) else {
+            return Ok(false);
+        };
+        let mut s = self.state.lock();
+        s.vars[l][v].assign(value, label)?;
+        s.changed.push((l, v));
+        if let Some(gpu) = &self.gpu {
+            gpu.lock().set(l, v, value)?;
+        }
+        Ok(true)
+    }
+
+    /// Joins a non-blocking run, if one is in flight.
+    fn join(&self) -> Result<(), NeuroError> {
+        let handle = self.thread.lock().take();
+        let r = match handle {
+            Some(h) => match h.join() {
+                Ok(r) => r,
+                Err(p) => Err(NeuroError::Panicked(panic_message(&p))),
+            },
+            None => Ok(()),
+        };
+        self.running.store(false, Ordering::Release);
+        r
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    if let Some(gpu) = &shared.gpu {
+        // The state lock is taken only around host work, so `time_step()` answers while the
+        // device runs.
+        let mut g = gpu.lock();
+        let start = {
+            let s = shared.state.lock();
+            g.prepare(s.time_step, steps, &s.vars)?;
+            s.time_step
+        };
+        let host = g.host_leaves.clone();
+        let pause = &shared.pause_requested;
+        if host.is_empty() {
+            let mut t = start;
+            while t < start + steps && !pause.load(Ordering::Acquire) {
+                let k = (start + steps - t).min(super::gpu::STEPS_PER_SUBMIT);
+                let done = g.advance(t, k, pause)?;
+                t += done;
+                shared.state.lock().time_step = t;
+            }
+            return Ok(());
+        }
+        // CPU processes reading GPU Vars through RefPorts: run the GPU up to the next step
+        // at which one of them asks for a management phase, then sync that step only.
+        let end = start + steps;
+        let mut t = start;
+        while t < end && !pause.load(Ordering::Acquire) {
+            let mut k = 1;
+            {
+                let s = shared.state.lock();
+                while t + k < end && !s.host_wants(&host, t + k) {
+                    k += 1;
+                }
+            }
+            let done = g.advance(t, k, pause)?;
+            let mut s = shared.state.lock();
+            for step in t + 1..t + done {
+                s.host_step(&host, step, None)?;
+            }
+            if done < k {
+                s.time_step = t + done;
+                break;
+            }
+            s.host_step(&host, t + k, Some(&g))?;
+            t += k;
+        }
+        return Ok(());
+    }
+    for _ in 0..steps {
+        if shared.pause_requested.load(Ordering::Acquire) {
+            break;
+        }
+        shared.state.lock().step()?;
+    }
+    Ok(())
+}
+
+impl Process {
+    fn exec(&self) -> Option<Arc<ExecShared>> {
+        self.net.graph.lock().exec.clone()
+    }
+
+    /// Compiles the network this process belongs to for `cfg` (done by the first `run`;
+    /// calling it first lets you print the process graph). Compiling again with the same
+    /// configuration returns the existing executable's graph.
+    pub fn compile(&self, cfg: &RunCfg) -> Result<String, NeuroError> {
+        if let Some(e) = self.exec() {
+            if e.tag != cfg.select_tag || e.backend != cfg.backend {
+                return Err(NeuroError::ConfigChanged {
+                    compiled: e.tag.clone(),
+                    requested: cfg.select_tag.clone(),
+                });
+            }
+            return Ok(e.description.clone());
+        }
+        let compiled = compile(self, cfg)?;
+        tracing::debug!("compiled:\n{}", compiled.description);
+        let shared = Arc::new(ExecShared::new(compiled, cfg)?);
+        let d = shared.description.clone();
+        let mut g = self.net.graph.lock();
+        // The executable owns the leaf Vars from now on: free the graph's initial copies
+        // (a large weight matrix would otherwise be held twice).
+        for &p in &shared.leaf_procs {
+            for v in &mut g.procs[p].vars {
+                v.init = Data::zeros(v.init.dtype(), 0);
+            }
+        }
+        g.exec = Some(shared);
+        Ok(d)
+    }
+
+    /// The process graph of the compiled network (None before the first run or compile).
+    pub fn process_graph(&self) -> Option<String> {
+        self.exec().map(|e| e.description.clone())
+    }
+
+    /// Names of the leaf processes the network compiled into.
+    pub fn leaf_processes(&self) -> Vec<String> {
+        let Some(e) = self.exec() else {
+            return Vec::new();
+        };
+        let g = self.net.graph.lock();
+        e.leaf_procs
+            .iter()
+            .map(|&p| g.procs[p].name.clone())
+            .collect()
+    }
+
+    /// Runs the network for `cond` time steps, compiling it first if needed. Time steps carry
+    /// on from the previous run. A blocking run returns when done; a non-blocking one
+    /// returns at once.
+    pub fn run(&self, cond: impl Into<RunCondition>, cfg: &RunCfg) -> Result<(), NeuroError> {
+        let cond = cond.into();
+        self.compile(cfg)?;
+        let shared = self.exec().ok_or(NeuroError::Stopped)?;
+        if shared.stopped.load(Ordering::Acquire) {
+            return Err(NeuroError::Stopped);
+        }
+        if shared
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(NeuroError::Running { op: "run" });
+        }
+        shared.pause_requested.store(false, Ordering::Release);
+        if cond.blocking {
+            let r = run_steps(&shared, cond.steps);
+            shared.running.store(false, Ordering::Release);
+            r
+        } else {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name("hetflow-neuro".into())
+                .spawn(move || run_steps(&s, cond.steps))
+                .map_err(|e| NeuroError::Panicked(format!("cannot start the run thread: {e}")))?;
+            *shared.thread.lock() = Some(h);
+            Ok(())
+        }
+    }
+
+    /// Waits for a non-blocking run to finish; returns its result.
+    pub fn wait(&self) -> Result<(), NeuroError> {
+        match self.exec() {
+            Some(e) => e.join(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops a non-blocking run at the end of the current time step and waits for it; the
+    /// remaining steps are dropped. The network can run again (time continues).
+    pub fn pause(&self) -> Result<(), NeuroError> {
+        match self.exec() {
+            Some(e) => {
+                e.pause_requested.store(true, Ordering::Release);
+                e.join()
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the network: waits for a run in flight; later runs are refused, Vars stay readable.
+    pub fn stop(&self) -> Result<(), NeuroError> {
+        match self.exec() {
+            Some(e) => {
+                let r = e.join();
+                e.stopped.store(true, Ordering::Release);
+                r
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a run is in flight.
+    pub fn is_running(&self) -> bool {
+        self.exec()
+            .map(|e| e.running.load(Ordering::Acquire))
+            .unwrap_or(false)
+    }
+
+    /// The last completed time step (0 before the first run).
+    pub fn time_step(&self) -> u64 {
+        self.exec().map(|e| e.state.lock().time_step).unwrap_or(0)
+    }
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the neuro CPU and GPU tests.
+
+use hetflow::neuro::*;
+
+/// The same random matrix as a Dense and as a Sparse process gives the same dynamics.
+pub fn dense_vs_sparse(backend: Backend) {
+    let (n_in, n_out) = (30, 20);
+    let mut state = 99u64;
+    let mut rnd = move |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let w: Vec<f64> = (0..n_out * n_in)
+        .map(|_| {
+            if rnd(4) == 0 {
+                rnd(500) as f64 - 250.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (mut ptr, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
+    for i in 0..n_out {
+        for j in 0..n_in {
+            if w[i * n_in + j] != 0.0 {
+                cols.push(j as i32);
+                vals.push(w[i * n_in + j]);
+            }
+        }
+        ptr.push(cols.len() as i32);
+    }
+    let raster: Vec<Vec<f64>> = (0..n_in)
+        .map(|_| (0..11).map(|_| rnd(2) as f64).collect())
+        .collect();
+    for cfg in [RunCfg::floating_pt(), RunCfg::fixed_pt()] {
+        let mut traces = Vec::new();
+        for sparse in [false, true] {
+            let net = Network::new();
+            let src = SpikeSource::new(&net, "src", &raster).unwrap();
+            let p = if sparse {
+                DenseParams::sparse(n_out, n_in, ptr.clone(), cols.clone(), vals.clone())
+            } else {
+                DenseParams::new(n_out, n_in, w.clone())
+            };
+            let d = Dense::new(&net, "w", p.weight_exp(-1).num_weight_bits(6)).unwrap();
+            let lif = Lif::new(
+                &net,
+                "lif",
+                LifParams::new(n_out)
+                    .du(300.0)
+                    .dv(200.0)
+                    .vth(50.0)
+                    .du(0.25)
+                    .dv(0.1),
+            )
+            .unwrap();
+            src.s_out().connect(&d.s_in()).unwrap();
+            d.a_out().connect(&lif.a_in()).unwrap();
+            let mon = Monitor::new(&net, "mon").unwrap();
+            mon.probe(&lif.u(), 50).unwrap();
+            mon.probe_out(&lif.s_out(), 50).unwrap();
+            src.process()
+                .run(RunSteps(50), &cfg.clone().on(backend))
+                .unwrap();
+            let graph = src.process().process_graph().unwrap();
+            assert!(
+                graph.contains(if sparse { "Sparse" } else { "Dense" }),
+                "{graph}"
+            );
+            traces.push((mon.data("lif.u").unwrap(), mon.data("lif.s_out").unwrap()));
+        }
+        assert_eq!(traces[0], traces[1], "{cfg:?}");
+        assert!(traces[0].0.iter().flatten().any(|&u| u != 0.0));
+    }
+}
