@@ -44,6 +44,8 @@ use crate::device::GpuDevice;
 
 const MAX_BATCH: usize = 1024;
 const MAX_IN_FLIGHT: usize = 2;
+/// How many jobs at the back of the inbox an idle CPU worker considers per steal attempt.
+const CPU_STEAL_LOOKS: usize = 8;
 /// How long the driver polls for a submission's completion before blocking on it.
 const COMPLETION_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 /// How long an idle driver polls its inbox before blocking.
@@ -188,7 +190,9 @@ impl GpuDriver {
         }
         let predicted: Vec<u64> = inbox.jobs.iter().map(|j| j.predicted_ns()).collect();
         let mut ahead: u64 = predicted.iter().sum();
-        for k in (0..inbox.jobs.len()).rev() {
+        // Only the last few: they start last, and the lock is the driver's too.
+        let first = inbox.jobs.len().saturating_sub(CPU_STEAL_LOOKS);
+        for k in (first..inbox.jobs.len()).rev() {
             ahead -= predicted[k];
             if inbox.jobs[k].move_to_cpu(self.index, ahead) {
                 self.queued.fetch_sub(1, Ordering::Relaxed);

@@ -252,6 +252,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 placement,
                 accesses,
                 predicted: None,
+                steal_hint: false,
             },
         );
         node.clone().release_one();

@@ -139,6 +139,33 @@ impl Core {
         }
     }
 
+    /// Whether a task dmda just placed on `target` (predicted `run_ns` there) would finish
+    /// sooner on another candidate with nothing ahead of it there: then an idle device should
+    /// be woken to look at it. Without this hint, dispatches wake nobody, so a saturated
+    /// device's queue is not shuffled for tasks that belong where they are.
+    fn steal_hint(
+        &self,
+        facts: &TaskFacts<'_>,
+        cands: &[DeviceId],
+        target: DeviceId,
+        run_ns: u64,
+    ) -> bool {
+        let wait = {
+            let b = self.backlog[MemorySpace::of(target).slot()].load(Ordering::Acquire) as f64;
+            if target == DeviceId::Cpu {
+                b / self.pool.workers().max(1) as f64
+            } else {
+                b
+            }
+        };
+        let finish_here = wait.max(run_ns as f64);
+        cands.iter().filter(|d| **d != target).any(|d| {
+            self.model
+                .estimate(&facts.name, facts.bytes, *d)
+                .is_some_and(|e| e.as_nanos() as f64 * 1.1 < finish_here)
+        })
+    }
+
     /// Heterogeneous stealing's rule (StarPU's dmda estimate, applied when a device is idle):
     /// move a queued task from `from` to the idle device `to` when it is allowed there and the
     /// performance model says it finishes sooner there — its run time on `to` plus moving its
@@ -250,6 +277,9 @@ impl Core {
                                 let ns = e.as_nanos() as u64;
                                 self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
                                 work.predicted = Some((slot, ns));
+                                if self.stealing {
+                                    work.steal_hint = self.steal_hint(&facts, &c, t, ns);
+                                }
                             }
                         }
                         Ok(Some(t))
@@ -283,17 +313,19 @@ impl Core {
         }
         match target {
             DeviceId::Gpu(i) => {
-                let behind = !self.drivers[i].is_idle();
+                let hint = self.stealing && node.with_work(|w| w.is_some_and(|w| w.steal_hint));
+                let behind = hint && !self.drivers[i].is_idle();
                 self.drivers[i].push(node);
-                // A sleeping worker may want this job if the GPU is behind.
-                if self.stealing && behind && self.pool.idle_workers() > 0 {
+                // A sleeping worker may want this job: the GPU is behind.
+                if behind && self.pool.idle_workers() > 0 {
                     self.pool.nudge();
                 }
             }
             DeviceId::Cpu => {
+                let hint = self.stealing && node.with_work(|w| w.is_some_and(|w| w.steal_hint));
                 self.pool.push(node);
-                // An idle GPU may want this job if every worker is busy.
-                if self.stealing && self.pool.idle_workers() == 0 {
+                // An idle GPU may want this job: every worker is busy.
+                if hint && self.pool.idle_workers() == 0 {
                     if let Some(d) = self.drivers.iter().find(|d| d.is_idle()) {
                         d.nudge();
                     }

@@ -54,6 +54,9 @@ pub(crate) struct Work {
     pub accesses: Vec<(Arc<RawArray>, Access)>,
     /// dmda's prediction, added to the device's backlog: (backlog slot, nanoseconds).
     pub predicted: Option<(usize, u64)>,
+    /// Set by dmda when, at placement, the task would already finish sooner on another
+    /// device once that device is idle: worth waking an idle device to steal it.
+    pub steal_hint: bool,
 }
 
 #[derive(Default)]
