@@ -326,3 +326,52 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
     assert_eq!(lif.v().get().unwrap().to_f64()[0], ((t + 5) % 6) as f64);
     p.stop().unwrap();
 }
+
+#[test]
+fn the_runtime_places_the_whole_network() {
+    let Some(rt) = gpu() else {
+        return;
+    };
+    let hardware = rt.topology().gpus[0].device_type != "Cpu";
+    // Every golden network has GPU models: on a hardware GPU it goes there, on a software
+    // rasterizer (lavapipe) to the CPU; the results match Lava either way.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava");
+    let path = dir.join("lava_ff_20_10_fixed.json");
+    let r = check_file(&path, Backend::Auto).unwrap();
+    assert!(r.is_match(), "{:?}", r.mismatch);
+    let expected = if hardware {
+        "placed by the runtime: Gpu"
+    } else {
+        "placed by the runtime: Cpu (no hardware GPU"
+    };
+    assert!(r.process_graph.contains(expected), "{}", r.process_graph);
+
+    // A process without a GPU model that exchanges messages keeps the network on the CPU,
+    // where Backend::Gpu refuses it.
+    struct Nop;
+    impl ProcessModel for Nop {
+        fn name(&self) -> &str {
+            "PyNop"
+        }
+        fn run_spk(&mut self, _: &mut Cx<'_>) -> Result<(), NeuroError> {
+            Ok(())
+        }
+    }
+    let net = Network::new();
+    let lif = Lif::new(&net, "lif", LifParams::new(2)).unwrap();
+    let p = net
+        .process("custom", "Custom")
+        .in_port("i", &[2])
+        .model(ModelSpec::leaf("PyNop", &[], |_| Ok(Box::new(Nop))))
+        .build()
+        .unwrap();
+    lif.s_out().connect(&p.port("i").unwrap()).unwrap();
+    let cfg = RunCfg::floating_pt().on(Backend::Auto);
+    let graph = lif.process().compile(&cfg).unwrap();
+    assert!(
+        graph.contains("placed by the runtime: Cpu (a process of the network has no GPU model)"),
+        "{graph}"
+    );
+    lif.process().run(RunSteps(3), &cfg).unwrap();
+    assert_eq!(lif.process().time_step(), 3);
+}

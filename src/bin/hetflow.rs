@@ -84,6 +84,9 @@ enum Command {
 enum CheckBackend {
     Cpu,
     Gpu,
+    /// The runtime places the network (GPU only on a hardware GPU with a model for every
+    /// process).
+    Auto,
 }
 
 /// A benchmark suite other than the engine's.
@@ -278,6 +281,7 @@ fn lava_check(
     let backend = match backend {
         CheckBackend::Cpu => hetflow::neuro::Backend::Cpu,
         CheckBackend::Gpu => hetflow::neuro::Backend::Gpu,
+        CheckBackend::Auto => hetflow::neuro::Backend::Auto,
     };
     match hetflow::neuro::reference::check_file(file, backend) {
         Ok(report) => {

@@ -192,7 +192,36 @@ fn to_buf(rt: &Runtime, d: &Data, e: Elem) -> Buf {
     }
 }
 
+/// Process models with a WGSL counterpart.
+const GPU_MODELS: &[&str] = &[
+    "PyLifModelFloat",
+    "PyLifModelBitAcc",
+    "PyDenseModelFloat",
+    "PyDenseModelBitAcc",
+    "PySparseModelFloat",
+    "PySparseModelBitAcc",
+    "PySourceModel",
+    "PySinkModel",
+    "PySpikeCounter",
+    "PyMonitorModel",
+];
+
 impl GpuExec {
+    /// Whether [`GpuExec::new`] accepts the network's models: each has a GPU model or talks
+    /// only through RefPorts/VarPorts, and floating and fixed point are not mixed.
+    pub(crate) fn supports(c: &Compiled) -> bool {
+        let names: Vec<&str> = c.models.iter().map(|m| m.name()).collect();
+        let mixed = names.iter().any(|n| n.ends_with("BitAcc"))
+            && names.iter().any(|n| n.ends_with("Float"));
+        !mixed
+            && names.iter().enumerate().all(|(l, n)| {
+                GPU_MODELS.contains(n)
+                    || c.ports[l]
+                        .iter()
+                        .all(|(_, k)| matches!(k, PortKind::Ref | PortKind::Var))
+            })
+    }
+
     /// Places the compiled network on the GPU; `c.vars` holds the host values (after the
     /// CPU model builders converted their types).
     pub(crate) fn new(

@@ -411,6 +411,11 @@ pub enum Backend {
     /// WGSL models on the first GPU (every process needs one: LIF, Dense, spike source and
     /// sink, Monitor).
     Gpu,
+    /// The runtime places the whole network: on the GPU when there is a hardware GPU and
+    /// every process of the network has a GPU model, else on the CPU. A software rasterizer
+    /// (lavapipe, SwiftShader) runs these models 20–75× slower than the CPU models, so it is
+    /// never chosen. The choice is logged and printed in the process graph.
+    Auto,
 }
 
 /// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`).

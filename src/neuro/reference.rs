@@ -232,7 +232,8 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
     start.run(RunSteps(num_steps as u64), &cfg)?;
 
     // Floating point: 1e-9 on the CPU (f64, as Lava); 1e-4 relative on the GPU (f32).
-    let rel = if backend == Backend::Gpu { 1e-4 } else { 1e-9 };
+    let on_gpu = process_graph.contains("back end: Gpu");
+    let rel = if on_gpu { 1e-4 } else { 1e-9 };
     let tol = |e: f64, g: f64| {
         if fixed {
             e == g

@@ -234,6 +234,32 @@ impl Exec {
     }
 }
 
+/// Where [`super::Backend::Auto`] runs a compiled network, and why.
+fn auto_backend(c: &Compiled) -> (super::Backend, &'static str) {
+    if !GpuExec::supports(c) {
+        return (
+            super::Backend::Cpu,
+            "a process of the network has no GPU model",
+        );
+    }
+    let hardware = super::gpu::runtime().is_ok_and(|rt| {
+        rt.topology()
+            .gpus
+            .first()
+            .is_some_and(|g| g.device_type != "Cpu")
+    });
+    if !hardware {
+        return (
+            super::Backend::Cpu,
+            "no hardware GPU (none, or a software rasterizer)",
+        );
+    }
+    (
+        super::Backend::Gpu,
+        "hardware GPU and a GPU model for every process",
+    )
+}
+
 /// The compiled network shared by every handle of a [`super::Network`].
 pub(crate) struct ExecShared {
     state: Mutex<Exec>,
@@ -251,8 +277,17 @@ pub(crate) struct ExecShared {
 
 impl ExecShared {
     fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
-        let gpu = match cfg.backend {
-            super::Backend::Cpu => None,
+        let resolved = match cfg.backend {
+            super::Backend::Auto => {
+                let (backend, why) = auto_backend(&c);
+                tracing::info!(?backend, why, "neuro: the runtime placed the network");
+                c.description += &format!("placed by the runtime: {backend:?} ({why})\n");
+                backend
+            }
+            b => b,
+        };
+        let gpu = match resolved {
+            super::Backend::Cpu | super::Backend::Auto => None,
             super::Backend::Gpu => {
                 let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
                 let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
@@ -266,7 +301,7 @@ impl ExecShared {
                 Some(Mutex::new(g))
             }
         };
-        c.description += &format!("back end: {:?}\n", cfg.backend);
+        c.description += &format!("back end: {resolved:?}\n");
         Ok(ExecShared {
             gpu,
             backend: cfg.backend,
