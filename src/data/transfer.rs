@@ -310,57 +310,7 @@ pub(crate) fn download(
     dst: &mut [u8],
     array: &str,
 ) -> Result<(), DataError> {
-    if dst.is_empty() {
-        return Ok(());
-    }
-    let size = padded(dst.len());
-    let fail = |message: String| DataError::Transfer {
-        array: array.to_string(),
-        link: format!("gpu{}->host", gpu.info.index),
-        message,
-    };
-    let mut slot = gpu.read_staging.lock();
-    if slot.as_ref().is_none_or(|b| b.size() < size) {
-        *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("hetflow read staging"),
-            size: size.next_power_of_two(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }));
-    }
-    let Some(staging) = slot.as_ref() else {
-        return Err(fail("no staging buffer".into()));
-    };
-    let mut enc = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("hetflow download"),
-        });
-    enc.copy_buffer_to_buffer(src, 0, staging, 0, size);
-    let index = gpu.queue.submit([enc.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(index),
-            timeout: None,
-        })
-        .map_err(|e| fail(e.to_string()))?;
-    match rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => return Err(fail("map callback dropped".into())),
-    }
-    {
-        let view = staging
-            .get_mapped_range(0..size)
-            .map_err(|e| fail(e.to_string()))?;
-        dst.copy_from_slice(&view[..dst.len()]);
-    }
-    staging.unmap();
-    Ok(())
+    download_range(gpu, src, 0, dst, array)
 }
 
 /// The 4-byte-aligned window `[start, end)` of a buffer that covers `offset..offset + len`.
@@ -407,7 +357,7 @@ pub(crate) fn download_range(
     let mut enc = gpu
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("hetflow range download"),
+            label: Some("hetflow download"),
         });
     enc.copy_buffer_to_buffer(src, start, staging, 0, size);
     let index = gpu.queue.submit([enc.finish()]);
