@@ -766,11 +766,10 @@ typed_port!(
 ///
 /// ```compile_fail,E0277
 /// # use hetflow::neuro::*;
-/// let net = Network::new();
-/// let d = Dense::new(&net, "d", DenseParams::new(1, 1, vec![1.0])).unwrap();
 /// // An InPort cannot be the target of a RefPort: rejected by the compiler.
-/// let r: RefPort = unimplemented!();
-/// r.connect(&d.s_in());
+/// fn wire(r: &RefPort, d: &Dense) {
+///     let _ = r.connect(&d.s_in());
+/// }
 /// ```
 pub trait ConnectTo<Src>: sealed::Sealed {
     /// The untyped port.
