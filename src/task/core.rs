@@ -150,20 +150,43 @@ impl Core {
         target: DeviceId,
         run_ns: u64,
     ) -> bool {
-        let wait = {
-            let b = self.backlog[MemorySpace::of(target).slot()].load(Ordering::Acquire) as f64;
-            if target == DeviceId::Cpu {
-                b / self.pool.workers().max(1) as f64
-            } else {
-                b
-            }
-        };
-        let finish_here = wait.max(run_ns as f64);
+        let finish_here = self.queue_wait_ns(target).max(run_ns as f64);
         cands.iter().filter(|d| **d != target).any(|d| {
             self.model
                 .estimate(&facts.name, facts.bytes, *d)
                 .is_some_and(|e| e.as_nanos() as f64 * 1.1 < finish_here)
         })
+    }
+
+    /// Predicted nanoseconds before work queued now on `d` starts: its backlog, spread over
+    /// the workers for the CPU pool.
+    fn queue_wait_ns(&self, d: DeviceId) -> f64 {
+        let b = self.backlog[MemorySpace::of(d).slot()].load(Ordering::Acquire) as f64;
+        match d {
+            DeviceId::Cpu => b / self.pool.workers().max(1) as f64,
+            DeviceId::Gpu(_) => b,
+        }
+    }
+
+    /// Takes `ns` of predicted work off backlog `slot` (finished or moved).
+    fn unbook(&self, slot: usize, ns: u64) {
+        let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+            Some(b.saturating_sub(ns))
+        });
+    }
+
+    /// Measured bytes per nanosecond into each memory space (by `MemorySpace::slot`); the
+    /// default where a link was never used or the policy is not dmda.
+    fn bandwidths(&self) -> Vec<f64> {
+        let mut bandwidth = vec![DEFAULT_BANDWIDTH; 1 + self.drivers.len()];
+        if self.policy == Policy::Dmda {
+            for ((_, to), l) in self.counters.snapshot() {
+                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(to.slot())) {
+                    *b = bw;
+                }
+            }
+        }
+        bandwidth
     }
 
     /// Heterogeneous stealing's rule (StarPU's dmda estimate, applied when a device is idle):
@@ -204,15 +227,11 @@ impl Core {
             DeviceId::Gpu(_) => ahead_ns as f64 + run_from,
             // Queued on the saturated pool: the pool's backlog (this task included) spread
             // over its workers.
-            DeviceId::Cpu => {
-                let backlog = self.backlog[MemorySpace::Host.slot()].load(Ordering::Acquire);
-                (backlog as f64 / self.pool.workers().max(1) as f64).max(run_from)
-            }
+            DeviceId::Cpu => self.queue_wait_ns(DeviceId::Cpu).max(run_from),
         };
-        let loads = self.loads();
         let slot_to = MemorySpace::of(to).slot();
-        let bw = loads
-            .bandwidth
+        let bw = self
+            .bandwidths()
             .get(slot_to)
             .copied()
             .unwrap_or(DEFAULT_BANDWIDTH);
@@ -221,9 +240,7 @@ impl Core {
             return false;
         }
         if let Some((slot, ns)) = work.predicted.take() {
-            let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                Some(b.saturating_sub(ns))
-            });
+            self.unbook(slot, ns);
         }
         let ns = run_to as u64;
         self.backlog[slot_to].fetch_add(ns, Ordering::AcqRel);
@@ -311,9 +328,9 @@ impl Core {
             self.drivers[f.gpu].on_fence(f.seq, Box::new(move || core.dispatch(node, target)));
             return;
         }
+        let hint = self.stealing && node.with_work(|w| w.is_some_and(|w| w.steal_hint));
         match target {
             DeviceId::Gpu(i) => {
-                let hint = self.stealing && node.with_work(|w| w.is_some_and(|w| w.steal_hint));
                 let behind = hint && !self.drivers[i].is_idle();
                 self.drivers[i].push(node);
                 // A sleeping worker may want this job: the GPU is behind.
@@ -322,7 +339,6 @@ impl Core {
                 }
             }
             DeviceId::Cpu => {
-                let hint = self.stealing && node.with_work(|w| w.is_some_and(|w| w.steal_hint));
                 self.pool.push(node);
                 // An idle GPU may want this job: every worker is busy.
                 if hint && self.pool.idle_workers() == 0 {
@@ -335,14 +351,6 @@ impl Core {
     }
 
     fn loads(&self) -> Loads {
-        let mut bandwidth = vec![DEFAULT_BANDWIDTH; 1 + self.drivers.len()];
-        if self.policy == Policy::Dmda {
-            for ((_, to), l) in self.counters.snapshot() {
-                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(to.slot())) {
-                    *b = bw;
-                }
-            }
-        }
         Loads {
             cpu_idle_workers: self.pool.idle_workers(),
             cpu_workers: self.pool.workers(),
@@ -357,7 +365,7 @@ impl Core {
                 .iter()
                 .map(|b| b.load(Ordering::Acquire))
                 .collect(),
-            bandwidth,
+            bandwidth: self.bandwidths(),
         }
     }
 
@@ -396,9 +404,7 @@ impl Core {
         predicted: Option<(usize, u64)>,
     ) {
         if let Some((slot, ns)) = predicted {
-            let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                Some(b.saturating_sub(ns))
-            });
+            self.unbook(slot, ns);
         }
         if self.policy == Policy::Dmda {
             if let (Some((start, true)), Some(device)) = (started, ran_on) {
