@@ -239,11 +239,8 @@ fn cpu_process_reads_and_writes_a_gpu_var_through_a_refport() {
     }
 }
 
-#[test]
-fn non_gpu_process_with_message_ports_is_refused_by_name() {
-    if gpu().is_none() {
-        return;
-    }
+/// A LIF whose spikes go to a process named `custom` that has only a CPU model.
+fn lif_into_a_process_without_gpu_model() -> Lif {
     struct Nop;
     impl ProcessModel for Nop {
         fn name(&self) -> &str {
@@ -262,6 +259,15 @@ fn non_gpu_process_with_message_ports_is_refused_by_name() {
         .build()
         .unwrap();
     lif.s_out().connect(&p.port("i").unwrap()).unwrap();
+    lif
+}
+
+#[test]
+fn non_gpu_process_with_message_ports_is_refused_by_name() {
+    if gpu().is_none() {
+        return;
+    }
+    let lif = lif_into_a_process_without_gpu_model();
     let e = lif
         .process()
         .run(RunSteps(1), &RunCfg::floating_pt().on(Backend::Gpu))
@@ -348,24 +354,7 @@ fn the_runtime_places_the_whole_network() {
 
     // A process without a GPU model that exchanges messages keeps the network on the CPU,
     // where Backend::Gpu refuses it.
-    struct Nop;
-    impl ProcessModel for Nop {
-        fn name(&self) -> &str {
-            "PyNop"
-        }
-        fn run_spk(&mut self, _: &mut Cx<'_>) -> Result<(), NeuroError> {
-            Ok(())
-        }
-    }
-    let net = Network::new();
-    let lif = Lif::new(&net, "lif", LifParams::new(2)).unwrap();
-    let p = net
-        .process("custom", "Custom")
-        .in_port("i", &[2])
-        .model(ModelSpec::leaf("PyNop", &[], |_| Ok(Box::new(Nop))))
-        .build()
-        .unwrap();
-    lif.s_out().connect(&p.port("i").unwrap()).unwrap();
+    let lif = lif_into_a_process_without_gpu_model();
     let cfg = RunCfg::floating_pt().on(Backend::Auto);
     let graph = lif.process().compile(&cfg).unwrap();
     assert!(
