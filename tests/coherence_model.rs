@@ -302,3 +302,220 @@ fn array_larger_than_budget_fails_with_sizes() {
         other => panic!("expected OverBudget, got {other:?}"),
     }
 }
+
+/// A small deterministic generator (splitmix64), so a failing seed replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random slice operations where every slice is a temporary: its handle is dropped as soon as
+/// its task is spawned (the usual `a.slice(r)` pattern), so the only copy of a GPU write, or a
+/// reduction's pending partials, may belong to a slice nobody holds any more. Checked against
+/// a sequential model after every read and at the end.
+fn dropped_slices_against_model(rt: &Runtime, k: &Kernels, seed: u64, ops: usize) {
+    const LEN: usize = 2048;
+    let has_gpu = rt.gpu_count() > 0;
+    let mut rng = Rng(seed);
+    let roots = [
+        rt.array_named("root0", vec![0.0f32; LEN]),
+        rt.array_named("root1", vec![1.0f32; LEN]),
+    ];
+    let mut model = [vec![0.0f32; LEN], vec![1.0f32; LEN]];
+    let mut reads = Vec::new();
+    for i in 0..ops {
+        let root = rng.below(2);
+        let start = rng.below(LEN);
+        let end = (start + 1 + rng.below(LEN - start)).min(LEN);
+        // One operation in eight uses the whole root (through a slice of all of it, or the
+        // root itself), so parents and slices interleave.
+        let whole = rng.below(8) == 0;
+        let range = if whole { 0..LEN } else { start..end };
+        let n = range.len();
+        let place = if has_gpu && rng.below(2) == 0 {
+            Placement::Gpu(0)
+        } else {
+            Placement::Cpu
+        };
+        let v = (1 + rng.below(9)) as f32;
+        let a = if whole && rng.below(2) == 0 {
+            roots[root].clone()
+        } else {
+            roots[root].slice(range.clone()).unwrap()
+        };
+        let name = format!("op{i}");
+        match rng.below(4) {
+            0 => {
+                let check = rt.array::<f32>(n);
+                let (a2, c2, copy) = (a.clone(), check.clone(), k.copy.clone());
+                let (a3, c3) = (a.clone(), check.clone());
+                rt.task(name)
+                    .reads(&a)
+                    .writes(&check)
+                    .on(place)
+                    .cpu(move |cx| cx.write(&c2).copy_from_slice(cx.read(&a2)))
+                    .gpu(move |cx| cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(n)))
+                    .spawn();
+                reads.push((i, check, model[root][range].to_vec()));
+            }
+            1 => {
+                let (a2, fill, a3) = (a.clone(), k.fill.clone(), a.clone());
+                rt.task(name)
+                    .writes(&a)
+                    .on(place)
+                    .cpu(move |cx| cx.write(&a2).fill(v))
+                    .gpu(move |cx| {
+                        let u = Uniform([v, 0.0, 0.0, 0.0]);
+                        cx.dispatch(&fill, &[&u, &a3], fill.groups_for(n))
+                    })
+                    .spawn();
+                model[root][range].fill(v);
+            }
+            op => {
+                let (a2, add, a3) = (a.clone(), k.add.clone(), a.clone());
+                let b = rt.task(name);
+                let b = if op == 2 {
+                    b.reduces(&a, hetflow::data::ReduceOp::Add)
+                } else {
+                    b.read_write(&a)
+                };
+                b.on(place)
+                    .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|x| *x += v))
+                    .gpu(move |cx| {
+                        let u = Uniform([v, 0.0, 0.0, 0.0]);
+                        cx.dispatch(&add, &[&u, &a3], add.groups_for(n))
+                    })
+                    .spawn();
+                model[root][range].iter_mut().for_each(|x| *x += v);
+            }
+        }
+        // `a` (the only handle outside the task) goes here.
+        drop(a);
+    }
+    rt.wait_idle();
+    for (i, check, want) in reads {
+        let got = check.to_vec().unwrap();
+        let wrong = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+        assert_eq!(
+            wrong, 0,
+            "seed {seed}, read at op {i}: {wrong} elements wrong"
+        );
+    }
+    for (r, (a, want)) in roots.iter().zip(&model).enumerate() {
+        let got = a.to_vec().unwrap();
+        let wrong = got.iter().zip(want).filter(|(g, w)| g != w).count();
+        assert_eq!(
+            wrong, 0,
+            "seed {seed}: root{r} has {wrong} of {LEN} elements wrong"
+        );
+    }
+}
+
+#[test]
+fn random_slices_with_dropped_handles_match_sequential_model() {
+    let Some((roomy, _)) = runtimes() else {
+        return;
+    };
+    let kr = kernels(&roomy);
+    for seed in 1..=4 {
+        dropped_slices_against_model(&roomy, &kr, seed, 320);
+    }
+    // Under a budget of two roots (a root and its read-check copy fit): orphaned slices are
+    // evicted, and written back, all the time.
+    let tight = Runtime::builder()
+        .cpu_workers(2)
+        .gpu_memory_budget(16 * 1024)
+        .upload_path(hetflow::data::UploadPath::Staging)
+        .build()
+        .unwrap();
+    let kt = kernels(&tight);
+    for seed in [99, 100] {
+        dropped_slices_against_model(&tight, &kt, seed, 320);
+    }
+    assert!(tight.stats().memory.evictions > 0);
+}
+
+#[test]
+fn dropped_slice_keeps_its_gpu_write_and_its_cpu_partials() {
+    let Some((rt, _)) = runtimes() else { return };
+    let k = kernels(&rt);
+    let a = rt.array_named("A", vec![0.0f32; 64]);
+    {
+        let s = a.slice(16..32).unwrap();
+        let (s2, fill) = (s.clone(), k.fill.clone());
+        rt.task("gpu-write-slice")
+            .writes(&s)
+            .on(Placement::Gpu(0))
+            .gpu(move |cx| {
+                let u = Uniform([3.0f32, 0.0, 0.0, 0.0]);
+                cx.dispatch(&fill, &[&u, &s2], fill.groups_for(16))
+            })
+            .spawn()
+            .wait()
+            .unwrap();
+    }
+    let v = a.to_vec().unwrap();
+    assert_eq!(
+        &v[16..32],
+        &[3.0; 16],
+        "the dropped slice's GPU write is lost"
+    );
+    assert!(v[..16].iter().chain(&v[32..]).all(|&x| x == 0.0));
+    for _ in 0..4 {
+        let s = a.slice(40..48).unwrap();
+        let s2 = s.clone();
+        rt.task("cpu-reduce-slice")
+            .reduces(&s, hetflow::data::ReduceOp::Add)
+            .on(Placement::Cpu)
+            .cpu(move |cx| cx.write(&s2).iter_mut().for_each(|x| *x += 1.0))
+            .spawn()
+            .wait()
+            .unwrap();
+    }
+    let v = a.to_vec().unwrap();
+    assert_eq!(
+        &v[40..48],
+        &[4.0; 8],
+        "the dropped slice's partials vanished"
+    );
+}
+
+#[test]
+fn any_placement_runs_on_the_cpu_what_cannot_fit_the_gpu_budget() {
+    let Some((_, tiny)) = runtimes() else { return };
+    let k = kernels(&tiny);
+    // 16 KiB > the 3 KiB budget: on the GPU it could only fail with OverBudget.
+    let big = tiny.array_named("big", vec![1.0f32; 4096]);
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (b2, b3, add) = (big.clone(), big.clone(), k.add.clone());
+        handles.push(
+            tiny.task("either")
+                .read_write(&big)
+                .on(Placement::Any)
+                .cpu(move |cx| cx.write(&b2).iter_mut().for_each(|x| *x += 1.0))
+                .gpu(move |cx| {
+                    let u = Uniform([1.0f32, 0.0, 0.0, 0.0]);
+                    cx.dispatch(&add, &[&u, &b3], add.groups_for(4096))
+                })
+                .spawn(),
+        );
+    }
+    for h in handles {
+        let r = h.task_ref();
+        r.wait().unwrap();
+        assert_eq!(r.device(), Some(hetflow::DeviceId::Cpu));
+    }
+    assert_eq!(big.to_vec().unwrap(), vec![9.0; 4096]);
+}

@@ -211,10 +211,13 @@ fn gpu_task_value_and_waiting_from_gpu_body_is_an_error() {
     let h = rt.task("waits").gpu(move |_| r.wait()).spawn();
     // first is already done, so waiting returns at once even on the driver.
     assert!(h.wait().unwrap().is_ok());
+    // `slow` cannot finish before the GPU body has tried to wait for it: it waits for the
+    // test to let it go (a condition, not a sleep, so a loaded machine cannot reorder them).
+    let (go, gate) = std::sync::mpsc::channel::<()>();
     let slow = rt
         .task("slow")
         .on(Placement::Cpu)
-        .cpu(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
+        .cpu(move |_| gate.recv().unwrap())
         .spawn()
         .task_ref();
     let s = slow.clone();
@@ -223,5 +226,80 @@ fn gpu_task_value_and_waiting_from_gpu_body_is_an_error() {
         h.wait().unwrap(),
         Err(TaskError::WaitInGpuBody { .. })
     ));
+    go.send(()).unwrap();
     slow.wait().unwrap();
+}
+
+#[test]
+fn bindings_check_element_type_and_whole_elements() {
+    let Some(rt) = gpu_runtime() else { return };
+    let add_one = rt.kernel(common::ADD_ONE, "main").unwrap();
+    let vec4 = rt
+        .kernel(
+            "@group(0) @binding(0) var<storage, read_write> a: array<vec4<f32>>;
+            @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                if id.x < arrayLength(&a) { a[id.x] = a[id.x] + vec4<f32>(1.0); }
+            }",
+            "main",
+        )
+        .unwrap();
+    // An Array<f32> bound to array<u32> would reinterpret the bits.
+    let floats = rt.array_named("floats", vec![1.0f32; 8]);
+    let (k, f2) = (add_one.clone(), floats.clone());
+    let err = rt
+        .task("f32-as-u32")
+        .read_write(&floats)
+        .gpu(move |cx| cx.dispatch(&k, &[&f2], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap_err();
+    match &err {
+        TaskError::BindingMismatch {
+            binding,
+            array,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!((*binding, array.as_str()), (0, "floats"));
+            assert!(expected.contains("array<u32>"), "{expected}");
+            assert!(found.contains("f32"), "{found}");
+        }
+        other => panic!("expected BindingMismatch, got {other}"),
+    }
+    // Six floats bound to array<vec4<f32>>: one and a half elements.
+    let six = rt.array_named("six", vec![1.0f32; 6]);
+    let (k, s2) = (vec4.clone(), six.clone());
+    let err = rt
+        .task("six-as-vec4")
+        .read_write(&six)
+        .gpu(move |cx| cx.dispatch(&k, &[&s2], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TaskError::BindingMismatch { expected, found, .. }
+            if expected.contains("vec4<f32>") && expected.contains("16 bytes") && found == "24 bytes"),
+        "{err}"
+    );
+    // Matching arrays run: eight floats as two vec4s, u32s, and raw bytes (meaning unknown:
+    // only the size is checked).
+    let eight = rt.array_from(vec![1.0f32; 8]);
+    let (k, e2) = (vec4.clone(), eight.clone());
+    rt.task("eight-as-vec4")
+        .read_write(&eight)
+        .gpu(move |cx| cx.dispatch(&k, &[&e2], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap();
+    assert_eq!(eight.to_vec().unwrap(), vec![2.0; 8]);
+    let bytes = rt.array_from(vec![0u8; 16]);
+    let (k, b2) = (add_one.clone(), bytes.clone());
+    rt.task("bytes-as-u32")
+        .read_write(&bytes)
+        .gpu(move |cx| cx.dispatch(&k, &[&b2], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap();
+    assert_eq!(bytes.to_vec().unwrap(), [1u8, 0, 0, 0].repeat(4));
 }

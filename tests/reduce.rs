@@ -138,3 +138,72 @@ fn reading_a_reduced_array_inside_the_reducer_is_an_error() {
         .to_string()
         .contains("declared reduce"));
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn gpu_partials_count_against_the_budget_and_spill_under_it() {
+    if common::gpu_runtime().is_none() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let rt = Runtime::builder()
+        .cpu_workers(2)
+        .gpu_memory_budget(8 * MIB as u64)
+        .build()
+        .unwrap();
+    let add = rt.kernel(ADD_INTO, "main").unwrap();
+    let n = MIB / 4; // 1 MiB of f32
+    let a = rt.array_named("sum", vec![0.0f32; n]);
+    let reduce = |count: usize| {
+        for _ in 0..count {
+            let (a2, k) = (a.clone(), add.clone());
+            rt.task("gpu-reduce")
+                .reduces(&a, ReduceOp::Add)
+                .on(Placement::Gpu(0))
+                .gpu(move |cx| {
+                    cx.dispatch(
+                        &k,
+                        &[&Uniform([1.0f32, 0.0, 0.0, 0.0]), &a2],
+                        k.groups_for(n),
+                    )
+                })
+                .spawn();
+        }
+        rt.wait_idle();
+    };
+    // Three pending partials: they are GPU memory in use.
+    reduce(3);
+    let (used, budget) = rt.stats().memory.gpus[0];
+    assert!(
+        used >= 3 * MIB as u64,
+        "3 pending partials, {used} bytes shown in use"
+    );
+    assert!(used <= budget);
+    // Two hundred more: the budget holds, and so does the process's memory.
+    let before = rss_kib();
+    reduce(200);
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let (used, budget) = rt.stats().memory.gpus[0];
+    assert!(
+        used <= budget + MIB as u64,
+        "{used} bytes in use, budget {budget}"
+    );
+    assert!(
+        grown_mib < 100,
+        "200 reducers of a 1 MiB array grew the process by {grown_mib} MiB"
+    );
+    assert!(a.to_vec().unwrap().iter().all(|&x| x == 203.0));
+    // Folded: nothing pending any more.
+    assert_eq!(rt.stats().memory.gpus[0].0, 0);
+}

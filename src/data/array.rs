@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::coherence::{CopyStates, MemorySpace};
 use super::error::DataError;
 use super::family::Family;
-use super::reduce::{Partial, Reduction};
+use super::reduce::{GpuPartial, Partial, Reduction};
 use super::residency::Residency;
 use super::transfer::{self, TransferCounters, UploadCtx, UploadPath};
 use crate::device::GpuDevice;
@@ -98,9 +98,17 @@ pub(crate) struct Memory<'a> {
     pub residency: &'a Residency,
 }
 
+/// What a GPU task gets for one access: the buffer to bind, the pin that keeps the array's
+/// copy resident, or (for a reduction) the private partial.
+pub(crate) struct Prepared {
+    pub buffer: wgpu::Buffer,
+    pub pin: Option<GpuPin>,
+    pub partial: Option<GpuPartial>,
+}
+
 /// Keeps an array's copy on one GPU from being evicted while a task uses it.
 pub(crate) struct GpuPin {
-    array: Arc<RawArray>,
+    array: Arc<Member>,
     gpu: usize,
 }
 
@@ -135,24 +143,39 @@ unsafe impl Send for ArrayState {}
 /// into them while it runs.
 struct HostBytes(UnsafeCell<Box<[u128]>>);
 
-/// The type-erased part of an array, shared by every handle and by the tasks that use it.
-pub(crate) struct RawArray {
+/// What a family keeps of each of its arrays: identity, the place of its bytes and its
+/// copies. Held by the array's handles (through [`RawArray`]) and by its family, which keeps it
+/// after the last handle is gone for as long as it holds data that no other copy has (a GPU
+/// copy newer than the host, pending reduction partials: `family.rs`), so dropping a slice
+/// handle never loses its writes.
+pub(crate) struct Member {
     pub id: u64,
     pub label: String,
-    pub len: usize,
     pub bytes: usize,
-    /// The family's host memory (shared with the parent and sibling slices) and this array's
-    /// offset in it.
-    host: Arc<HostBytes>,
-    offset: usize,
-    /// Byte range within the family's root.
+    /// Byte range within the family's root (and within the shared host memory).
     pub range: Range<usize>,
+    /// The family's host memory, shared with the parent and sibling slices.
+    host: Arc<HostBytes>,
+    pub state: Mutex<ArrayState>,
+}
+
+/// The type-erased part of an array, shared by every handle and by the tasks that use it.
+pub(crate) struct RawArray {
+    member: Arc<Member>,
+    pub len: usize,
     /// For a slice: the parent's id and the element range taken from it.
     pub parent: Option<(u64, Range<usize>)>,
     pub family: Arc<Family>,
-    pub state: Mutex<ArrayState>,
     /// The runtime that made the array, opaque to this layer (the task layer downcasts it).
     pub(crate) owner: Weak<dyn Any + Send + Sync>,
+}
+
+impl std::ops::Deref for RawArray {
+    type Target = Member;
+
+    fn deref(&self) -> &Member {
+        &self.member
+    }
 }
 
 // SAFETY: the bytes are read or written only (a) by task bodies, which the dependency graph
@@ -182,22 +205,29 @@ impl RawArray {
         if let Some(init) = init {
             bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes].copy_from_slice(init);
         }
-        let family = Family::new();
-        let a = Arc::new(RawArray {
+        let member = Arc::new(Member {
             id,
             label: label.unwrap_or_else(|| format!("array#{id}")),
-            len,
             bytes,
-            host: Arc::new(HostBytes(UnsafeCell::new(words))),
-            offset: 0,
             range: 0..bytes,
+            host: Arc::new(HostBytes(UnsafeCell::new(words))),
+            state: Mutex::new(ArrayState::new(spaces, 0)),
+        });
+        let family = Family::new();
+        let a = Arc::new(RawArray {
+            member,
+            len,
             parent: None,
             family: family.clone(),
-            state: Mutex::new(ArrayState::new(spaces, 0)),
             owner,
         });
-        family.members.lock().push(Arc::downgrade(&a));
+        family.admit(&a);
         a
+    }
+
+    /// The member record the family and the residency keep.
+    pub(crate) fn member(&self) -> &Arc<Member> {
+        &self.member
     }
 
     /// A sub-array of `self`: elements `elems` (elements of `elem_size` bytes), sharing the
@@ -208,20 +238,22 @@ impl RawArray {
         let len = elems.len();
         let spaces = self.state.lock().gpu_buffers.len() + 1;
         let epoch = self.family.epoch.load(Ordering::Acquire);
-        let a = Arc::new(RawArray {
+        let member = Arc::new(Member {
             id,
             label: format!("{}[{}..{}]", self.label, elems.start, elems.end),
-            len,
             bytes: len * elem_size,
-            host: self.host.clone(),
-            offset: self.offset + elems.start * elem_size,
             range: start..start + len * elem_size,
+            host: self.host.clone(),
+            state: Mutex::new(ArrayState::new(spaces, epoch)),
+        });
+        let a = Arc::new(RawArray {
+            member,
+            len,
             parent: Some((self.id, elems)),
             family: self.family.clone(),
-            state: Mutex::new(ArrayState::new(spaces, epoch)),
             owner: self.owner.clone(),
         });
-        self.family.members.lock().push(Arc::downgrade(&a));
+        self.family.admit(&a);
         a
     }
 
@@ -241,7 +273,7 @@ impl RawArray {
         }
         let my_synced = self.state.lock().synced_epoch;
         let mut stale = false;
-        let mut flush: Vec<(u64, &RawArray)> = Vec::new();
+        let mut flush: Vec<(u64, &Member)> = Vec::new();
         for m in &relatives {
             let st = m.state.lock();
             // Pending reduction partials are a write that the flush below will make.
@@ -259,7 +291,7 @@ impl RawArray {
         flush.sort_by_key(|(epoch, _)| *epoch);
         for (_, m) in flush {
             let mut st = m.state.lock();
-            m.fold_partials(&mut st, Access::Read, gpus, counters)?;
+            m.fold_partials(&mut st, Access::Read, gpus, counters, &self.family)?;
             let moves = st.copies.plan_read(MemorySpace::Host);
             for mv in &moves {
                 m.perform(&mut st, mv.from, mv.to, gpus, counters, None)?;
@@ -277,38 +309,7 @@ impl RawArray {
 
     /// Records a write to `self` in the family's epochs.
     fn note_write(&self, st: &mut ArrayState) {
-        let e = self.family.next_epoch();
-        st.written_epoch = e;
-        st.synced_epoch = e;
-    }
-
-    /// Pointer to the host bytes.
-    pub(crate) fn host_ptr(&self) -> *mut u8 {
-        // SAFETY: taking a raw pointer does not create a reference to the contents; the boxed
-        // slice is never reallocated (see `HostBytes`), and `offset + bytes` lies within it
-        // (a slice's range is checked against its parent's when it is made).
-        unsafe {
-            (*self.host.0.get())
-                .as_mut_ptr()
-                .cast::<u8>()
-                .add(self.offset)
-        }
-    }
-
-    /// # Safety
-    /// The caller must be ordered (by task dependencies or the state lock) so that no writer
-    /// of the host copy runs while the returned slice lives.
-    pub(crate) unsafe fn host_bytes(&self) -> &[u8] {
-        // SAFETY: pointer valid for `bytes` bytes; aliasing guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts(self.host_ptr(), self.bytes) }
-    }
-
-    /// # Safety
-    /// The caller must have exclusive access to the host copy while the slice lives.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn host_bytes_mut(&self) -> &mut [u8] {
-        // SAFETY: pointer valid for `bytes` bytes; exclusivity guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts_mut(self.host_ptr(), self.bytes) }
+        self.member.note_write(st, &self.family);
     }
 
     /// Makes the host copy usable for `access`: fetches it from a GPU if a read needs it and
@@ -321,7 +322,8 @@ impl RawArray {
     ) -> Result<(), DataError> {
         self.sync_family(gpus, counters)?;
         let mut st = self.state.lock();
-        self.fold_partials(&mut st, access, gpus, counters)?;
+        self.member
+            .fold_partials(&mut st, access, gpus, counters, &self.family)?;
         if access.reduction().is_some() {
             // The body works on a private partial; the copies are untouched until the fold.
             return Ok(());
@@ -341,60 +343,69 @@ impl RawArray {
         Ok(())
     }
 
-    /// Folds finished reducers' partials into the host copy before an access that needs the
-    /// combined value: anything but a reduction with the same operation.
-    fn fold_partials(
+    /// Records a finished CPU reducer's partial, combined into the pending host partial of the
+    /// same reduction if there is one (so pending host partials stay one per reduction).
+    pub(crate) fn deposit_host_partial(&self, r: Reduction, bytes: Vec<u8>) {
+        let mut st = self.state.lock();
+        let pending = st.partials.iter_mut().find_map(|(pr, p)| match p {
+            Partial::Host(acc) if *pr == r => Some(acc),
+            _ => None,
+        });
+        match pending {
+            Some(acc) => (r.combine_into)(acc, &bytes, r.op),
+            None => st.partials.push((r, Partial::Host(bytes))),
+        }
+    }
+
+    /// Records a finished GPU reducer's partial. When its GPU could not hold one more partial
+    /// of this size, it is spilled: brought to the host and combined there, which frees its
+    /// GPU memory now rather than at the next fold.
+    pub(crate) fn deposit_gpu_partial(
         &self,
-        st: &mut ArrayState,
-        access: Access,
-        gpus: &[Arc<GpuDevice>],
-        counters: &TransferCounters,
+        r: Reduction,
+        p: GpuPartial,
+        mem: &Memory<'_>,
     ) -> Result<(), DataError> {
-        let same_group = |r: &Reduction| access.reduction().is_some_and(|a| a.op == r.op);
-        if st.partials.is_empty() || st.partials.iter().all(|(r, _)| same_group(r)) {
+        if !mem
+            .residency
+            .lacks_room(p.gpu, transfer::padded(self.bytes))
+        {
+            self.state.lock().partials.push((r, Partial::Gpu(p)));
             return Ok(());
         }
-        let moves = st.copies.plan_read(MemorySpace::Host);
-        for m in &moves {
-            self.perform(st, m.from, m.to, gpus, counters, None)?;
-        }
-        st.copies.apply_moves(&moves);
-        // SAFETY: every reducer has finished (the folding access depends on them) and no other
-        // task uses the array until this access runs; we hold the state lock against transfers.
-        let host = unsafe { self.host_bytes_mut() };
-        for (r, partial) in std::mem::take(&mut st.partials) {
-            match partial {
-                Partial::Host(bytes) => (r.combine_into)(host, &bytes, r.op),
-                Partial::Gpu(g, buf) => {
-                    let mut bytes = vec![0u8; self.bytes];
-                    let start = std::time::Instant::now();
-                    transfer::download(&gpus[g], &buf, &mut bytes, &self.label)?;
-                    counters.record(
-                        MemorySpace::Gpu(g),
-                        MemorySpace::Host,
-                        self.bytes as u64,
-                        start,
-                        &self.label,
-                    );
-                    (r.combine_into)(host, &bytes, r.op);
-                }
-            }
-        }
-        st.copies.write(MemorySpace::Host);
-        self.note_write(st);
+        let mut bytes = vec![0u8; self.bytes];
+        transfer::download_counted(
+            mem.gpus,
+            p.gpu,
+            &p.buffer,
+            &mut bytes,
+            mem.counters,
+            &self.label,
+        )?;
+        drop(p);
+        self.deposit_host_partial(r, bytes);
         Ok(())
     }
 
-    /// Records a finished reducer's partial.
-    pub(crate) fn deposit_partial(&self, r: Reduction, p: Partial) {
-        self.state.lock().partials.push((r, p));
-    }
-
-    /// A partial for a reducer on GPU `gpu`, filled with the identity.
-    pub(crate) fn gpu_partial(&self, r: Reduction, gpu: &GpuDevice) -> wgpu::Buffer {
+    /// A partial for a reducer on GPU `gpu`, filled with the identity and charged to the GPU's
+    /// budget.
+    fn gpu_partial(
+        &self,
+        r: Reduction,
+        gpu: usize,
+        mem: &Memory<'_>,
+        may_overcommit: bool,
+    ) -> Result<GpuPartial, DataError> {
+        let charge =
+            mem.residency
+                .reserve_partial(gpu, self, mem.gpus, mem.counters, may_overcommit)?;
         let mut identity = vec![0u8; self.bytes];
         (r.fill_identity)(&mut identity, r.op);
-        transfer::create_filled(gpu, &self.label, &identity)
+        Ok(GpuPartial {
+            gpu,
+            buffer: transfer::create_filled(&mem.gpus[gpu], &self.label, &identity),
+            _charge: charge,
+        })
     }
 
     /// Makes the copy on GPU `gpu` usable for `access` and returns its buffer. Runs on the GPU
@@ -406,7 +417,7 @@ impl RawArray {
         mem: &Memory<'_>,
         may_overcommit: bool,
         up: &mut UploadCtx<'_>,
-    ) -> Result<(wgpu::Buffer, Option<GpuPin>), DataError> {
+    ) -> Result<Prepared, DataError> {
         let Memory {
             gpus,
             counters,
@@ -423,10 +434,16 @@ impl RawArray {
             });
         }
         self.sync_family(gpus, counters)?;
-        self.fold_partials(&mut self.state.lock(), access, gpus, counters)?;
+        self.member
+            .fold_partials(&mut self.state.lock(), access, gpus, counters, &self.family)?;
         if let Some(r) = access.reduction() {
             // A private partial; the array's own copies are untouched until the fold.
-            return Ok((self.gpu_partial(r, dev), None));
+            let partial = self.gpu_partial(r, gpu, mem, may_overcommit)?;
+            return Ok(Prepared {
+                buffer: partial.buffer.clone(),
+                pin: None,
+                partial: Some(partial),
+            });
         }
         let space = MemorySpace::Gpu(gpu);
         // Pin first, so that making room below cannot evict this array itself.
@@ -439,13 +456,13 @@ impl RawArray {
             st.gpu_buffers.get(gpu).is_some_and(Option::is_some)
         };
         let pin = GpuPin {
-            array: self.clone(),
+            array: self.member.clone(),
             gpu,
         };
         if resident {
             residency.touch(gpu, self);
         } else {
-            residency.reserve(gpu, self, gpus, counters, may_overcommit)?;
+            residency.reserve(gpu, &self.member, gpus, counters, may_overcommit)?;
         }
         let mut st = self.state.lock();
         let mappable = up.path.maps_buffers(&gpus[gpu]);
@@ -462,7 +479,100 @@ impl RawArray {
             self.note_write(&mut st);
         }
         st.last_space = space;
-        Ok((buffer, Some(pin)))
+        Ok(Prepared {
+            buffer,
+            pin: Some(pin),
+            partial: None,
+        })
+    }
+}
+
+impl Member {
+    /// Records a write in the family's epochs.
+    fn note_write(&self, st: &mut ArrayState, family: &Family) {
+        let e = family.next_epoch();
+        st.written_epoch = e;
+        st.synced_epoch = e;
+    }
+
+    /// Whether the member holds data no other copy has: a host copy that is not valid (the
+    /// newest data is on a GPU) or reduction partials not folded yet.
+    pub(crate) fn holds_unflushed_data(&self) -> bool {
+        let st = self.state.lock();
+        !st.copies.get(MemorySpace::Host).is_valid() || !st.partials.is_empty()
+    }
+
+    /// Pointer to the host bytes.
+    pub(crate) fn host_ptr(&self) -> *mut u8 {
+        // SAFETY: taking a raw pointer does not create a reference to the contents; the boxed
+        // slice is never reallocated (see `HostBytes`), and `range` lies within it (a slice's
+        // range is checked against its parent's when it is made).
+        unsafe {
+            (*self.host.0.get())
+                .as_mut_ptr()
+                .cast::<u8>()
+                .add(self.range.start)
+        }
+    }
+
+    /// # Safety
+    /// The caller must be ordered (by task dependencies or the state lock) so that no writer
+    /// of the host copy runs while the returned slice lives.
+    pub(crate) unsafe fn host_bytes(&self) -> &[u8] {
+        // SAFETY: pointer valid for `bytes` bytes; aliasing guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(self.host_ptr(), self.bytes) }
+    }
+
+    /// # Safety
+    /// The caller must have exclusive access to the host copy while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn host_bytes_mut(&self) -> &mut [u8] {
+        // SAFETY: pointer valid for `bytes` bytes; exclusivity guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.host_ptr(), self.bytes) }
+    }
+
+    /// Folds finished reducers' partials into the host copy before an access that needs the
+    /// combined value: anything but a reduction with the same operation.
+    fn fold_partials(
+        &self,
+        st: &mut ArrayState,
+        access: Access,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+        family: &Family,
+    ) -> Result<(), DataError> {
+        let same_group = |r: &Reduction| access.reduction().is_some_and(|a| a.op == r.op);
+        if st.partials.is_empty() || st.partials.iter().all(|(r, _)| same_group(r)) {
+            return Ok(());
+        }
+        let moves = st.copies.plan_read(MemorySpace::Host);
+        for m in &moves {
+            self.perform(st, m.from, m.to, gpus, counters, None)?;
+        }
+        st.copies.apply_moves(&moves);
+        // SAFETY: every reducer has finished (the folding access depends on them) and no other
+        // task uses the array until this access runs; we hold the state lock against transfers.
+        let host = unsafe { self.host_bytes_mut() };
+        for (r, partial) in std::mem::take(&mut st.partials) {
+            match partial {
+                Partial::Host(bytes) => (r.combine_into)(host, &bytes, r.op),
+                Partial::Gpu(p) => {
+                    let mut bytes = vec![0u8; self.bytes];
+                    transfer::download_counted(
+                        gpus,
+                        p.gpu,
+                        &p.buffer,
+                        &mut bytes,
+                        counters,
+                        &self.label,
+                    )?;
+                    (r.combine_into)(host, &bytes, r.op);
+                }
+            }
+        }
+        st.copies.write(MemorySpace::Host);
+        self.note_write(st, family);
+        Ok(())
     }
 
     fn buffer_on(

@@ -19,6 +19,16 @@
 //!    partials pending (folding them is a write), X's device copies are stale: X becomes valid
 //!    on the host only (the host now holds every newer write).
 //!
+//! ## Members outlive their handles while they hold data
+//! The family keeps every member's record ([`Member`]: range, states, GPU copies, partials),
+//! not only a weak link to its handle. When the last handle of a member goes (a slice taken as
+//! a temporary: `a.slice(r)` written by a GPU task and dropped) while it holds the newest data
+//! of its range — host copy Invalid, or reduction partials pending — its record stays in the
+//! family as an *orphan* and takes part in step 1 like any live member: the next overlapping
+//! access flushes it. An orphan is forgotten once it holds nothing unflushed and every
+//! overlapping member has synced past its last write (so step 2 no longer needs its epoch).
+//! No cycle keeps a family alive: records hold no link back to it.
+//!
 //! Why no write is lost: a member's host copy is Invalid only when it was written on a device
 //! since its last flush, i.e. it holds the newest data of its range; flushing in epoch order
 //! gives every byte the value of its latest writer. Why it is race-free: flushes write only the
@@ -32,11 +42,17 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::array::{Access, RawArray, Token};
+use super::array::{Access, Member, RawArray, Token};
+
+/// One member of a family: its handle (gone for an orphan) and its record.
+struct Entry {
+    handle: Weak<RawArray>,
+    member: Arc<Member>,
+}
 
 /// The shared part of a family.
 pub(crate) struct Family {
-    pub members: Mutex<Vec<Weak<RawArray>>>,
+    members: Mutex<Vec<Entry>>,
     pub epoch: AtomicU64,
     /// Serialises the flush steps of accesses to members.
     pub sync: Mutex<()>,
@@ -58,15 +74,52 @@ impl Family {
         self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Live members other than `id` whose ranges overlap `range`.
-    pub(crate) fn overlapping(&self, id: u64, range: &Range<usize>) -> Vec<Arc<RawArray>> {
-        let mut members = self.members.lock();
-        members.retain(|w| w.strong_count() > 0);
-        members
+    /// Adds a new member.
+    pub(crate) fn admit(&self, a: &Arc<RawArray>) {
+        self.members.lock().push(Entry {
+            handle: Arc::downgrade(a),
+            member: a.member().clone(),
+        });
+    }
+
+    /// Members other than `id` whose ranges overlap `range`, live or orphaned (their handles
+    /// gone while they held unflushed data). Forgets orphans that no longer matter.
+    pub(crate) fn overlapping(&self, id: u64, range: &Range<usize>) -> Vec<Arc<Member>> {
+        let entries: Vec<(bool, Arc<Member>)> = self
+            .members
+            .lock()
             .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|m| m.id != id && overlaps(&m.range, range))
+            .map(|e| (e.handle.strong_count() > 0, e.member.clone()))
+            .collect();
+        // Without holding the list's lock (member states are locked one at a time).
+        let forget: Vec<u64> = entries
+            .iter()
+            .filter(|(live, m)| !live && self.forgettable(m, &entries))
+            .map(|(_, m)| m.id)
+            .collect();
+        if !forget.is_empty() {
+            self.members
+                .lock()
+                .retain(|e| !forget.contains(&e.member.id));
+        }
+        entries
+            .into_iter()
+            .filter(|(_, m)| m.id != id && !forget.contains(&m.id) && overlaps(&m.range, range))
+            .map(|(_, m)| m)
             .collect()
+    }
+
+    /// Whether orphan `o` can be forgotten: it holds nothing unflushed and every overlapping
+    /// member has synced past its last write.
+    fn forgettable(&self, o: &Member, entries: &[(bool, Arc<Member>)]) -> bool {
+        if o.holds_unflushed_data() {
+            return false;
+        }
+        let written = o.state.lock().written_epoch;
+        entries
+            .iter()
+            .filter(|(_, m)| m.id != o.id && overlaps(&m.range, &o.range))
+            .all(|(_, m)| m.state.lock().synced_epoch >= written)
     }
 
     /// Whether the family has members besides its root.

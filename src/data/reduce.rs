@@ -106,10 +106,19 @@ impl Reduction {
 
 /// A finished reducer's contribution, waiting to be folded into the array.
 pub(crate) enum Partial {
-    /// Bytes in host memory.
+    /// Bytes in host memory (the host partials of one reduction are combined as they arrive,
+    /// so there is at most one per reduction).
     Host(Vec<u8>),
-    /// A buffer on GPU `gpu`.
-    Gpu(usize, wgpu::Buffer),
+    /// A buffer on a GPU, counted against that GPU's memory budget while it lives.
+    Gpu(GpuPartial),
+}
+
+/// A GPU reducer's private partial: a buffer the size of the array, charged to the GPU's
+/// residency budget from its creation until it is folded (or spilled to the host) and dropped.
+pub(crate) struct GpuPartial {
+    pub(crate) gpu: usize,
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) _charge: super::residency::Charge,
 }
 
 /// A CPU reducer's private partial: 16-byte aligned, filled with the identity.

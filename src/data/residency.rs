@@ -32,7 +32,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::array::RawArray;
+use super::array::Member;
 use super::coherence::{Coherence, MemorySpace};
 use super::error::DataError;
 use super::transfer::{self, TransferCounters};
@@ -43,12 +43,12 @@ struct GpuTable {
     used: u64,
     tick: u64,
     /// array id -> (array, bytes held, last use)
-    arrays: HashMap<u64, (Weak<RawArray>, u64, u64)>,
+    arrays: HashMap<u64, (Weak<Member>, u64, u64)>,
 }
 
 impl GpuTable {
     /// Records `array` as resident, using `bytes`, just used.
-    fn admit(&mut self, array: &Arc<RawArray>, bytes: u64) {
+    fn admit(&mut self, array: &Arc<Member>, bytes: u64) {
         self.used += bytes;
         self.tick += 1;
         self.arrays
@@ -56,10 +56,26 @@ impl GpuTable {
     }
 }
 
+/// Bytes charged to a GPU's budget outside the table (reduction partials), released when the
+/// charge is dropped.
+pub(crate) struct Charge {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// Residency of every GPU of a runtime.
 pub(crate) struct Residency {
     budgets: Vec<u64>,
     tables: Vec<Mutex<GpuTable>>,
+    /// Per GPU: bytes of reduction partials alive there (they count against the budget but
+    /// cannot be evicted; the data layer spills them to the host under pressure).
+    partials: Vec<Arc<AtomicU64>>,
     pub(crate) evictions: AtomicU64,
     pub(crate) write_backs: AtomicU64,
     pub(crate) overcommits: AtomicU64,
@@ -85,6 +101,7 @@ impl Residency {
                 .iter()
                 .map(|_| Mutex::new(GpuTable::default()))
                 .collect(),
+            partials: budgets.iter().map(|_| Arc::default()).collect(),
             budgets,
             evictions: AtomicU64::new(0),
             write_backs: AtomicU64::new(0),
@@ -106,13 +123,14 @@ impl Residency {
                 .tables
                 .iter()
                 .zip(&self.budgets)
-                .map(|(t, b)| (t.lock().used, *b))
+                .zip(&self.partials)
+                .map(|((t, b), p)| (t.lock().used + p.load(Ordering::Acquire), *b))
                 .collect(),
         }
     }
 
     /// Marks `array` as just used on `gpu` (it must be resident).
-    pub(crate) fn touch(&self, gpu: usize, array: &RawArray) {
+    pub(crate) fn touch(&self, gpu: usize, array: &Member) {
         let mut t = self.tables[gpu].lock();
         t.tick += 1;
         let tick = t.tick;
@@ -126,29 +144,96 @@ impl Residency {
     pub(crate) fn reserve(
         &self,
         gpu: usize,
-        array: &Arc<RawArray>,
+        array: &Arc<Member>,
         gpus: &[Arc<GpuDevice>],
         counters: &TransferCounters,
         may_overcommit: bool,
     ) -> Result<(), DataError> {
         let bytes = transfer::padded(array.bytes);
+        if self.tables[gpu].lock().arrays.contains_key(&array.id) {
+            return Ok(());
+        }
+        self.make_room(
+            gpu,
+            bytes,
+            &array.label,
+            gpus,
+            counters,
+            may_overcommit,
+            |t| {
+                if !t.arrays.contains_key(&array.id) {
+                    t.admit(array, bytes);
+                }
+            },
+        )
+    }
+
+    /// Makes room for a reduction partial of `array` on `gpu` and charges it to the budget
+    /// until the returned charge is dropped.
+    pub(crate) fn reserve_partial(
+        &self,
+        gpu: usize,
+        array: &Member,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+        may_overcommit: bool,
+    ) -> Result<Charge, DataError> {
+        let bytes = transfer::padded(array.bytes);
+        let counter = self.partials[gpu].clone();
+        self.make_room(
+            gpu,
+            bytes,
+            &array.label,
+            gpus,
+            counters,
+            may_overcommit,
+            |_| {
+                counter.fetch_add(bytes, Ordering::AcqRel);
+            },
+        )?;
+        Ok(Charge {
+            counter: self.partials[gpu].clone(),
+            bytes,
+        })
+    }
+
+    /// Whether `gpu` holds more than its budget less `room` (arrays and partials together).
+    pub(crate) fn lacks_room(&self, gpu: usize, room: u64) -> bool {
+        let used = self.tables[gpu].lock().used + self.partials[gpu].load(Ordering::Acquire);
+        used + room > self.budgets[gpu]
+    }
+
+    /// Evicts until `bytes` more fit on `gpu`, then calls `take` under the table's lock. An
+    /// array already resident needs no room (`take` is not called again for it).
+    #[allow(clippy::too_many_arguments)]
+    fn make_room(
+        &self,
+        gpu: usize,
+        bytes: u64,
+        label: &str,
+        gpus: &[Arc<GpuDevice>],
+        counters: &TransferCounters,
+        may_overcommit: bool,
+        take: impl FnOnce(&mut GpuTable),
+    ) -> Result<(), DataError> {
         let budget = self.budgets[gpu];
         if bytes > budget {
             return Err(DataError::OverBudget {
-                array: array.label.clone(),
+                array: label.to_string(),
                 bytes,
                 gpu,
                 budget,
             });
         }
+        let partials = &self.partials[gpu];
+        let mut take = Some(take);
         loop {
             let victim = {
                 let mut t = self.tables[gpu].lock();
-                if t.arrays.contains_key(&array.id) {
-                    return Ok(());
-                }
-                if t.used + bytes <= budget {
-                    t.admit(array, bytes);
+                if t.used + partials.load(Ordering::Acquire) + bytes <= budget {
+                    if let Some(take) = take.take() {
+                        take(&mut t);
+                    }
                     return Ok(());
                 }
                 let dead: u64 = t
@@ -159,10 +244,10 @@ impl Residency {
                     .sum();
                 t.used -= dead;
                 t.arrays.retain(|_, (w, _, _)| w.strong_count() > 0);
-                if t.used + bytes <= budget {
+                if t.used + partials.load(Ordering::Acquire) + bytes <= budget {
                     continue;
                 }
-                let mut candidates: Vec<(u8, u64, Arc<RawArray>)> = t
+                let mut candidates: Vec<(u8, u64, Arc<Member>)> = t
                     .arrays
                     .values()
                     .filter_map(|(w, _, tick)| w.upgrade().map(|a| (a, *tick)))
@@ -190,10 +275,10 @@ impl Residency {
                     // Everything resident is pinned and nothing is queued that could unpin
                     // it: go over budget rather than wait forever.
                     self.overcommits.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(gpu, array = %array.label, bytes, budget, "GPU budget overcommitted: every resident copy is pinned");
+                    tracing::debug!(gpu, array = %label, bytes, budget, "GPU budget overcommitted: every resident copy is pinned");
                     let mut t = self.tables[gpu].lock();
-                    if !t.arrays.contains_key(&array.id) {
-                        t.admit(array, bytes);
+                    if let Some(take) = take.take() {
+                        take(&mut t);
                     }
                     return Ok(());
                 }
@@ -206,7 +291,7 @@ impl Residency {
     fn evict(
         &self,
         gpu: usize,
-        victim: &Arc<RawArray>,
+        victim: &Arc<Member>,
         gpus: &[Arc<GpuDevice>],
         counters: &TransferCounters,
     ) -> Result<(), DataError> {
@@ -225,15 +310,7 @@ impl Residency {
                 // SAFETY: the host copy is Invalid (the GPU copy is the only valid one), so no
                 // task reads it; we hold the victim's state lock, so no transfer writes it.
                 let host = unsafe { victim.host_bytes_mut() };
-                let start = std::time::Instant::now();
-                transfer::download(&gpus[gpu], &buf, host, &victim.label)?;
-                counters.record(
-                    space,
-                    MemorySpace::Host,
-                    victim.bytes as u64,
-                    start,
-                    &victim.label,
-                );
+                transfer::download_counted(gpus, gpu, &buf, host, counters, &victim.label)?;
             }
             st.copies.apply_moves(&[super::coherence::Move {
                 from: space,

@@ -313,6 +313,28 @@ pub(crate) fn download(
     download_range(gpu, src, 0, dst, array)
 }
 
+/// GPU `gpu` → host, counted on the `Gpu(gpu) → Host` link: the one way the data layer
+/// brings an array's bytes (a copy, a write-back, a reduction partial) home.
+pub(crate) fn download_counted(
+    gpus: &[std::sync::Arc<GpuDevice>],
+    gpu: usize,
+    src: &wgpu::Buffer,
+    dst: &mut [u8],
+    counters: &TransferCounters,
+    array: &str,
+) -> Result<(), DataError> {
+    let start = std::time::Instant::now();
+    download(&gpus[gpu], src, dst, array)?;
+    counters.record(
+        MemorySpace::Gpu(gpu),
+        MemorySpace::Host,
+        dst.len() as u64,
+        start,
+        array,
+    );
+    Ok(())
+}
+
 /// The 4-byte-aligned window `[start, end)` of a buffer that covers `offset..offset + len`.
 fn aligned_cover(offset: u64, len: u64) -> (u64, u64) {
     let a = wgpu::COPY_BUFFER_ALIGNMENT;

@@ -18,6 +18,156 @@ pub enum BindingKind {
     StorageReadWrite,
 }
 
+/// The scalar type of an element's components (a vector's or matrix's too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scalar {
+    pub kind: ScalarKind,
+    /// Bytes per component.
+    pub width: u8,
+}
+
+/// The kinds of scalar WGSL buffers hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScalarKind {
+    Float,
+    Sint,
+    Uint,
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = match self.kind {
+            ScalarKind::Float => 'f',
+            ScalarKind::Sint => 'i',
+            ScalarKind::Uint => 'u',
+        };
+        write!(f, "{k}{}", u32::from(self.width) * 8)
+    }
+}
+
+impl Scalar {
+    /// The scalar type of the components of `T`, for the element types whose meaning is
+    /// known (`f32`, `u32`, `i32`, `f64` and arrays of them); `None` for anything else (bytes,
+    /// user structs), whose bits a kernel may legitimately reinterpret.
+    pub(crate) fn of<T: 'static>() -> Option<Scalar> {
+        use std::any::TypeId;
+        let t = TypeId::of::<T>();
+        macro_rules! known {
+            ($($ty:ty => $kind:ident, $w:expr;)*) => {
+                $(
+                    if t == TypeId::of::<$ty>()
+                        || t == TypeId::of::<[$ty; 2]>()
+                        || t == TypeId::of::<[$ty; 3]>()
+                        || t == TypeId::of::<[$ty; 4]>()
+                    {
+                        return Some(Scalar { kind: ScalarKind::$kind, width: $w });
+                    }
+                )*
+            };
+        }
+        known! {
+            f32 => Float, 4;
+            u32 => Uint, 4;
+            i32 => Sint, 4;
+            f64 => Float, 8;
+        }
+        None
+    }
+}
+
+/// What a storage binding holds, reflected from its WGSL type, for checking the array bound
+/// to it: a runtime-sized array (`array<T>`, alone or as a struct's last member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ElementLayout {
+    /// Bytes before the array (the fixed members of a struct; 0 for a bare array).
+    pub offset: u32,
+    /// Bytes per element.
+    pub stride: u32,
+    /// The elements' scalar type (`None` for struct elements).
+    pub scalar: Option<Scalar>,
+    /// The WGSL element type as written, for messages (e.g. `vec4<f32>`).
+    pub name: &'static str,
+}
+
+impl ElementLayout {
+    /// What the binding expects, for messages.
+    pub(crate) fn describe(&self) -> String {
+        let elems = format!("array<{}> ({} bytes per element)", self.name, self.stride);
+        if self.offset == 0 {
+            elems
+        } else {
+            format!("{} header bytes, then {elems}", self.offset)
+        }
+    }
+}
+
+/// The runtime-sized array a binding of type `ty` ends in, if any.
+fn element_layout(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<ElementLayout> {
+    let scalar_of = |inner: &naga::TypeInner| -> Option<(Scalar, &'static str)> {
+        let (s, shape) = match inner {
+            naga::TypeInner::Scalar(s) | naga::TypeInner::Atomic(s) => (*s, ""),
+            naga::TypeInner::Vector { size, scalar } => (
+                *scalar,
+                match size {
+                    naga::VectorSize::Bi => "vec2",
+                    naga::VectorSize::Tri => "vec3",
+                    naga::VectorSize::Quad => "vec4",
+                },
+            ),
+            naga::TypeInner::Matrix { scalar, .. } => (*scalar, "mat"),
+            _ => return None,
+        };
+        let kind = match s.kind {
+            naga::ScalarKind::Float => ScalarKind::Float,
+            naga::ScalarKind::Sint => ScalarKind::Sint,
+            naga::ScalarKind::Uint => ScalarKind::Uint,
+            _ => return None,
+        };
+        let scalar = Scalar {
+            kind,
+            width: s.width,
+        };
+        let name = match (shape, scalar.to_string().as_str()) {
+            ("", "f32") => "f32",
+            ("", "u32") => "u32",
+            ("", "i32") => "i32",
+            ("vec2", "f32") => "vec2<f32>",
+            ("vec3", "f32") => "vec3<f32>",
+            ("vec4", "f32") => "vec4<f32>",
+            ("vec2", "u32") => "vec2<u32>",
+            ("vec4", "u32") => "vec4<u32>",
+            ("vec2", "i32") => "vec2<i32>",
+            ("vec4", "i32") => "vec4<i32>",
+            _ => "a vector or matrix",
+        };
+        Some((scalar, name))
+    };
+    let array = |ty: naga::Handle<naga::Type>, offset: u32| match &module.types[ty].inner {
+        naga::TypeInner::Array {
+            base,
+            size: naga::ArraySize::Dynamic,
+            stride,
+        } => {
+            let elem = scalar_of(&module.types[*base].inner);
+            Some(ElementLayout {
+                offset,
+                stride: *stride,
+                scalar: elem.map(|(s, _)| s),
+                name: elem.map_or("a struct", |(_, n)| n),
+            })
+        }
+        _ => None,
+    };
+    match &module.types[ty].inner {
+        naga::TypeInner::Struct { members, .. } => members
+            .last()
+            .and_then(|m| array(m.ty, m.offset))
+            // The fixed members' types are not checked against the array's element type.
+            .map(|l| ElementLayout { scalar: None, ..l }),
+        _ => array(ty, 0),
+    }
+}
+
 /// A compiled compute kernel: one WGSL entry point with a pipeline on every GPU of the runtime.
 ///
 /// Create it with [`crate::RuntimeHandle::kernel`]; cloning is cheap (shared pipelines).
@@ -43,6 +193,8 @@ pub(crate) struct KernelInner {
     pub(crate) workgroup_size: [u32; 3],
     /// (binding index, kind), sorted by binding index.
     pub(crate) bindings: Vec<(u32, BindingKind)>,
+    /// Per binding (same order): the runtime-sized array a storage binding holds, if any.
+    pub(crate) layouts: Vec<Option<ElementLayout>>,
     /// One pipeline per runtime GPU, indexed like `DeviceId::Gpu(i)`.
     pub(crate) pipelines: Vec<(wgpu::ComputePipeline, Option<wgpu::BindGroupLayout>)>,
 }
@@ -155,9 +307,15 @@ impl Kernel {
                     })
                 }
             };
-            bindings.push((rb.binding, kind));
+            let layout = match kind {
+                BindingKind::Uniform => None,
+                _ => element_layout(&module, var.ty),
+            };
+            bindings.push((rb.binding, kind, layout));
         }
         bindings.sort_by_key(|b| b.0);
+        let layouts: Vec<Option<ElementLayout>> = bindings.iter().map(|b| b.2).collect();
+        let bindings: Vec<(u32, BindingKind)> = bindings.iter().map(|b| (b.0, b.1)).collect();
 
         let mut pipelines = Vec::with_capacity(devices.len());
         for gpu in devices {
@@ -192,6 +350,7 @@ impl Kernel {
                 label,
                 workgroup_size: ep.workgroup_size,
                 bindings,
+                layouts,
                 pipelines,
             }),
         })

@@ -17,7 +17,7 @@
 
 mod error;
 pub(crate) mod gpu;
-mod kernel;
+pub(crate) mod kernel;
 mod topology;
 
 pub use error::DeviceError;

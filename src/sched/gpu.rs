@@ -28,6 +28,16 @@
 //!   already encoded, the driver submits the batch so far, retires every in-flight batch
 //!   (unpinning their copies), then encodes the job again, now allowed to overcommit if it
 //!   still does not fit (see `data/residency.rs`).
+//! - Failure. `queue.submit` runs inside a validation error scope: a rejected submission (e.g.
+//!   a body recorded a copy from a buffer it then destroyed) executes none of its command
+//!   buffers, so every job of the batch fails at once with a [`BatchFailure`] — before the
+//!   driver encodes anything else, so no same-GPU dependent released early from the batch is
+//!   encoded on its missing results. A batch whose completion cannot be awaited (device lost)
+//!   fails the same way when it is retired, and so does every batch submitted after it that is
+//!   still in flight (it may have been encoded on the failed batch's results). A failed batch
+//!   still passes its fence (`completed_seq` is ordered, not a success flag): jobs fail *before*
+//!   the fence passes, so a dependent released early — which waits for that fence when it runs
+//!   elsewhere — finds its failure recorded by then (the task layer's `Node::complete`).
 //! - Shutdown: the runtime sets `shutdown` once no task is ready or running; the driver exits
 //!   when its queue is empty and nothing is in flight.
 
@@ -51,6 +61,28 @@ const COMPLETION_SPIN: std::time::Duration = std::time::Duration::from_micros(10
 /// How long an idle driver polls its inbox before blocking.
 const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// Why a whole GPU batch failed: handed to every job of the batch.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchFailure {
+    /// The GPU's index.
+    pub gpu: usize,
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// How many jobs the batch held.
+    pub jobs: usize,
+    /// wgpu's error (submit validation, polling), or why an earlier failure took this batch.
+    pub cause: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+/// A batch submitted after one that failed while both were in flight.
+#[derive(Debug, thiserror::Error)]
+#[error("it was submitted while batch {earlier} on the same GPU, whose results it may use, failed: {cause}")]
+struct AfterFailedBatch {
+    earlier: u64,
+    #[source]
+    cause: Arc<dyn std::error::Error + Send + Sync>,
+}
+
 /// What encoding a job gave.
 pub(crate) enum Encoded {
     /// Commands to submit in the current batch.
@@ -73,8 +105,9 @@ pub(crate) trait GpuJob: Send + Sync {
         may_overcommit: bool,
         transfers: &mut BatchTransfers,
     ) -> Encoded;
-    /// The batch holding this job finished on the device (`Err` if polling failed).
-    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>);
+    /// The batch holding this job finished on the device, or failed as a whole (rejected at
+    /// submit, or the device failed while running it). Called exactly once per encoded job.
+    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>);
     /// Predicted run time on this GPU in nanoseconds (0 when unknown).
     fn predicted_ns(&self) -> u64 {
         0
@@ -100,14 +133,19 @@ pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
 
 type FenceWaiter = Box<dyn FnOnce() + Send>;
 
-/// A submitted batch: its index, sequence number, jobs, and the staging buffers it reads.
-type InFlight = (
-    wgpu::SubmissionIndex,
-    u64,
-    Vec<GpuJobRef>,
-    Vec<wgpu::Buffer>,
-    Arc<AtomicBool>,
-);
+/// A submitted batch, from `queue.submit` until it is retired.
+struct InFlight {
+    index: wgpu::SubmissionIndex,
+    seq: u64,
+    /// Its jobs (empty when the submit was rejected: they failed at once).
+    jobs: Vec<GpuJobRef>,
+    /// The staging buffers it reads, recycled once it is done.
+    staging: Vec<wgpu::Buffer>,
+    /// Set by the queue's completion callback.
+    done: Arc<AtomicBool>,
+    /// Set when the batch failed at submit: nothing to wait for.
+    rejected: bool,
+}
 
 struct Inbox {
     jobs: VecDeque<GpuJobRef>,
@@ -244,9 +282,31 @@ impl GpuDriver {
         }
     }
 
+    /// Fails every job of batch `seq` with `cause`.
+    fn fail_jobs(
+        &self,
+        jobs: Vec<GpuJobRef>,
+        seq: u64,
+        cause: Arc<dyn std::error::Error + Send + Sync>,
+    ) {
+        let failure = BatchFailure {
+            gpu: self.index,
+            seq,
+            jobs: jobs.len(),
+            cause,
+        };
+        for j in jobs {
+            j.gpu_done(self, Err(failure.clone()));
+        }
+    }
+
     /// Waits for a submission: polls without blocking for up to `COMPLETION_SPIN` (a short
     /// batch finishes sooner than a blocked thread wakes up on a VM), then blocks.
-    fn wait_for(&self, index: wgpu::SubmissionIndex, done: &AtomicBool) -> Result<(), String> {
+    fn wait_for(
+        &self,
+        index: wgpu::SubmissionIndex,
+        done: &AtomicBool,
+    ) -> Result<(), wgpu::PollError> {
         let device = &self.gpu.device;
         let spun = super::spin_until(COMPLETION_SPIN, || {
             device.poll(wgpu::PollType::Poll).is_ok() && done.load(Ordering::Acquire)
@@ -260,7 +320,6 @@ impl GpuDriver {
                 timeout: None,
             })
             .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 
     /// The next job to encode: a job put back for retry first, then the inbox's oldest. Jobs
@@ -348,28 +407,73 @@ impl GpuDriver {
                 if !staging.is_empty() {
                     buffers.insert(0, transfers.encoder.finish());
                 }
+                let scope = self
+                    .gpu
+                    .device
+                    .push_error_scope(wgpu::ErrorFilter::Validation);
                 let index = self.gpu.queue.submit(buffers);
+                let rejected = pollster::block_on(scope.pop());
                 self.submits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
                 let done = Arc::new(AtomicBool::new(false));
-                let flag = done.clone();
-                self.gpu
-                    .queue
-                    .on_submitted_work_done(move || flag.store(true, Ordering::Release));
-                in_flight.push_back((index, seq, jobs, staging, done));
-            } else if let Some((index, done_seq, jobs, staging, done)) = in_flight.pop_front() {
+                let rejected = match rejected {
+                    None => {
+                        let flag = done.clone();
+                        self.gpu
+                            .queue
+                            .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+                        false
+                    }
+                    Some(e) => {
+                        tracing::error!(gpu = self.index, seq, error = %e, "GPU batch rejected at submit");
+                        // Fail its jobs now, before anything else is encoded on their results.
+                        self.fail_jobs(std::mem::take(&mut jobs), seq, Arc::new(e));
+                        true
+                    }
+                };
+                in_flight.push_back(InFlight {
+                    index,
+                    seq,
+                    jobs,
+                    staging,
+                    done,
+                    rejected,
+                });
+            } else if let Some(batch) = in_flight.pop_front() {
                 if in_flight.is_empty() {
                     drain = false;
                 }
-                let result = self.wait_for(index, &done);
-                if let Err(e) = &result {
-                    tracing::error!(gpu = self.index, error = %e, "polling the device failed");
+                let done_seq = batch.seq;
+                let result = if batch.rejected {
+                    Ok(())
+                } else {
+                    self.wait_for(batch.index, &batch.done)
+                };
+                recycle_staging(&self.gpu, batch.staging);
+                match result {
+                    Ok(()) => {
+                        for j in batch.jobs {
+                            j.gpu_done(&self, Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(gpu = self.index, seq = done_seq, error = %e, "GPU batch failed");
+                        let cause: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
+                        self.fail_jobs(batch.jobs, done_seq, cause.clone());
+                        // Later batches in flight may have been encoded on this one's results.
+                        for later in &mut in_flight {
+                            let jobs = std::mem::take(&mut later.jobs);
+                            let after = AfterFailedBatch {
+                                earlier: done_seq,
+                                cause: cause.clone(),
+                            };
+                            self.fail_jobs(jobs, later.seq, Arc::new(after));
+                        }
+                    }
                 }
+                // Every job of the batch has completed (or failed): only now may dependents
+                // that wait for its fence run.
                 self.completed_seq.store(done_seq, Ordering::Release);
-                recycle_staging(&self.gpu, staging);
-                for j in jobs {
-                    j.gpu_done(&self, result.clone());
-                }
                 let ready: Vec<FenceWaiter> = {
                     let mut w = self.fence_waiters.lock();
                     let (now, later): (Vec<_>, Vec<_>) =

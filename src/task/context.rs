@@ -11,6 +11,7 @@ use super::error::TaskError;
 use crate::data::array::RawArray;
 use crate::data::reduce::HostPartial;
 use crate::data::{Access, Array, DataError};
+use crate::device::kernel::{ElementLayout, Scalar};
 use crate::device::{BindingKind, GpuDevice, Kernel};
 use crate::runtime::RuntimeHandle;
 
@@ -166,7 +167,8 @@ pub struct Uniform<T: Pod>(pub T);
 #[doc(hidden)]
 #[allow(private_interfaces)]
 pub enum ArgRef<'a> {
-    Array(&'a Arc<RawArray>),
+    /// An array, with the scalar type of its elements when it is known.
+    Array(&'a Arc<RawArray>, Option<Scalar>),
     Uniform(&'a [u8]),
 }
 
@@ -181,7 +183,7 @@ mod sealed {
 
 impl<T: Pod> sealed::Sealed for Array<T> {
     fn arg_ref(&self) -> ArgRef<'_> {
-        ArgRef::Array(&self.raw)
+        ArgRef::Array(&self.raw, Scalar::of::<T>())
     }
 }
 impl<T: Pod> KernelArg for Array<T> {}
@@ -274,6 +276,37 @@ impl<'a> GpuContext<'a> {
         }
     }
 
+    /// Checks an array against the runtime-sized array its binding holds: the same element
+    /// type where both are known, and a whole number of elements.
+    fn check_layout(
+        &self,
+        kernel: &Kernel,
+        binding: u32,
+        layout: &ElementLayout,
+        raw: &RawArray,
+        scalar: Option<Scalar>,
+    ) -> Result<(), TaskError> {
+        let mismatch = |found: String| TaskError::BindingMismatch {
+            task: self.task.to_string(),
+            kernel: kernel.inner.label.clone(),
+            binding,
+            array: raw.label.clone(),
+            expected: layout.describe(),
+            found,
+        };
+        if let (Some(want), Some(have)) = (layout.scalar, scalar) {
+            if want != have {
+                return Err(mismatch(format!("elements of {have}")));
+            }
+        }
+        let bytes = raw.bytes as u64;
+        let (offset, stride) = (u64::from(layout.offset), u64::from(layout.stride));
+        if bytes < offset || (stride > 0 && (bytes - offset) % stride != 0) {
+            return Err(mismatch(format!("{bytes} bytes")));
+        }
+        Ok(())
+    }
+
     fn try_dispatch(
         &mut self,
         kernel: &Kernel,
@@ -309,9 +342,12 @@ impl<'a> GpuContext<'a> {
         }
         let mut uniforms = Vec::new();
         let mut sources: Vec<(u32, Src<'_>)> = Vec::with_capacity(args.len());
-        for (arg, &(binding, kind)) in args.iter().zip(&k.bindings) {
+        for ((arg, &(binding, kind)), layout) in args.iter().zip(&k.bindings).zip(&k.layouts) {
             match arg.arg_ref() {
-                ArgRef::Array(raw) => {
+                ArgRef::Array(raw, scalar) => {
+                    if let Some(layout) = layout {
+                        self.check_layout(kernel, binding, layout, raw, scalar)?;
+                    }
                     let Some((_, access, buf)) =
                         self.buffers.iter().find(|(id, _, _)| *id == raw.id)
                     else {

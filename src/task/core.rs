@@ -10,6 +10,7 @@ use super::error::TaskError;
 use super::node::{Node, Work};
 use crate::data::array::RawArray;
 use crate::data::residency::Residency;
+use crate::data::transfer::padded;
 use crate::data::MemorySpace;
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
@@ -204,13 +205,7 @@ impl Core {
         to: DeviceId,
         ahead_ns: u64,
     ) -> bool {
-        let allowed = placement::candidates(
-            &work.placement,
-            work.cpu.is_some(),
-            work.gpu.is_some(),
-            self.drivers.len(),
-        )
-        .is_ok_and(|c| c.contains(&to));
+        let allowed = self.candidates(work).is_ok_and(|c| c.contains(&to));
         if !allowed {
             return false;
         }
@@ -262,6 +257,29 @@ impl Core {
         self.this.clone()
     }
 
+    /// The devices `work` may run on: what its placement and bodies allow, less the GPUs whose
+    /// memory budget its working set exceeds when another device can run it (there it could
+    /// only fail with `OverBudget`).
+    fn candidates(&self, work: &Work) -> Result<Vec<DeviceId>, String> {
+        let mut c = placement::candidates(
+            &work.placement,
+            work.cpu.is_some(),
+            work.gpu.is_some(),
+            self.drivers.len(),
+        )?;
+        if c.len() > 1 && c.iter().any(|d| matches!(d, DeviceId::Gpu(_))) {
+            let working_set: u64 = work.accesses.iter().map(|(r, _)| padded(r.bytes)).sum();
+            let fits = |d: &DeviceId| match d {
+                DeviceId::Gpu(i) => working_set <= self.residency.budget(*i),
+                DeviceId::Cpu => true,
+            };
+            if c.iter().any(fits) {
+                c.retain(fits);
+            }
+        }
+        Ok(c)
+    }
+
     /// Called once per node, when its last dependency is released.
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
         self.live.fetch_add(1, Ordering::AcqRel);
@@ -269,12 +287,7 @@ impl Core {
         let decision = node.with_work(|work| match work {
             Some(work) if let Some(t) = fast_target(work, gpus) => Ok(Some(t)),
             Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
-                match placement::candidates(
-                    &work.placement,
-                    work.cpu.is_some(),
-                    work.gpu.is_some(),
-                    gpus,
-                ) {
+                match self.candidates(work) {
                     Ok(c) => {
                         let policy = self.policy;
                         // Only locality and dmda look at the task's name and data.

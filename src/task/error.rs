@@ -50,6 +50,42 @@ pub enum TaskError {
         /// wgpu's or hetflow's message.
         message: String,
     },
+    /// The task was encoded into a GPU batch that failed as a whole: `queue.submit` rejected
+    /// it (one task's commands were invalid at submit time, e.g. they use a destroyed buffer),
+    /// or the device failed while running it. None of the batch's commands can be trusted, so
+    /// every task in it fails with this error, the innocent ones too.
+    #[error("task `{task}`: GPU batch {batch} on GPU {gpu} ({tasks} task(s)) failed: {cause}")]
+    GpuBatchFailed {
+        /// The task's name.
+        task: String,
+        /// The GPU's index.
+        gpu: usize,
+        /// The batch's sequence number on that GPU.
+        batch: u64,
+        /// How many tasks the batch held.
+        tasks: usize,
+        /// wgpu's error.
+        #[source]
+        cause: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// An array passed to a kernel binding does not match the binding's WGSL type: another
+    /// element type (an `Array<f32>` bound to `array<u32>`), or a size that is not a whole
+    /// number of elements (6 floats bound to `array<vec4<f32>>`).
+    #[error("task `{task}`: kernel `{kernel}` binding {binding} expects {expected}; array `{array}` has {found}")]
+    BindingMismatch {
+        /// The task's name.
+        task: String,
+        /// The kernel's label.
+        kernel: String,
+        /// The binding index.
+        binding: u32,
+        /// The array's label.
+        array: String,
+        /// What the binding holds (element type and size).
+        expected: String,
+        /// What the array has.
+        found: String,
+    },
     /// Moving or borrowing the task's data failed.
     #[error("task `{task}`: {error}")]
     TaskData {
@@ -108,6 +144,8 @@ impl TaskError {
             | TaskError::Failed { task, .. }
             | TaskError::NoDevice { task, .. }
             | TaskError::Gpu { task, .. }
+            | TaskError::GpuBatchFailed { task, .. }
+            | TaskError::BindingMismatch { task, .. }
             | TaskError::TaskData { task, .. }
             | TaskError::SelfDependency { task }
             | TaskError::ShutDown { task } => Some(task),

@@ -21,12 +21,12 @@ use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::{GpuPin, Memory, RawArray};
-use crate::data::reduce::{HostPartial, Partial};
+use crate::data::reduce::{GpuPartial, HostPartial};
 use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
 use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
-use crate::sched::gpu::{on_driver_thread, Encoded, GpuDriver, GpuJob};
+use crate::sched::gpu::{on_driver_thread, BatchFailure, Encoded, GpuDriver, GpuJob};
 use crate::sched::spin_until;
 use crate::sched::Placement;
 
@@ -64,6 +64,9 @@ struct NodeState {
     done: Option<Result<(), TaskError>>,
     released: Option<Fence>,
     dependents: Vec<Arc<Node>>,
+    /// Dependents released early (at encoding), kept until completion: if the task's batch
+    /// fails, they must fail too, and they do before its fence passes.
+    released_to: Vec<Arc<Node>>,
     wakers: Vec<Waker>,
     /// The error this task completes with instead of running (a failed dependency, no device).
     fail_with: Option<Box<TaskError>>,
@@ -81,7 +84,7 @@ struct NodeState {
     data_bytes: u64,
     predicted: Option<(usize, u64)>,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
-    gpu_partials: Vec<(Arc<RawArray>, Reduction, wgpu::Buffer)>,
+    gpu_partials: Vec<(Arc<RawArray>, Reduction, GpuPartial)>,
 }
 
 pub(crate) struct Node {
@@ -283,16 +286,18 @@ impl Node {
         self.release_one();
     }
 
-    /// Releases dependents before completion: the task is encoded in GPU batch `fence`.
+    /// Releases dependents before completion: the task is encoded in GPU batch `fence`. They
+    /// are remembered, so that a failure of the batch reaches them (see `complete`).
     fn release_early(&self, fence: Fence) {
         let dependents = {
             let mut st = self.st.lock();
             st.released = Some(fence);
             std::mem::take(&mut st.dependents)
         };
-        for d in dependents {
-            d.dep_done(None, Some(fence));
+        for d in &dependents {
+            d.clone().dep_done(None, Some(fence));
         }
+        self.st.lock().released_to = dependents;
     }
 
     /// Finishes the task: records the result, wakes waiters, releases dependents.
@@ -306,7 +311,7 @@ impl Node {
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (dependents, wakers, pins, started, ran_on, data_bytes, predicted) = {
+        let (dependents, released_to, wakers, pins, started, ran_on, data_bytes, predicted) = {
             let mut st = self.st.lock();
             let ok = result.is_ok();
             st.done = Some(result);
@@ -314,6 +319,7 @@ impl Node {
             self.done_flag.store(true, Ordering::Release);
             (
                 std::mem::take(&mut st.dependents),
+                std::mem::take(&mut st.released_to),
                 std::mem::take(&mut st.wakers),
                 std::mem::take(&mut st.pins),
                 started,
@@ -347,6 +353,15 @@ impl Node {
         self.cv.notify_all();
         for w in wakers {
             w.wake();
+        }
+        if let Some(e) = &failure {
+            // Released early, they wait for this task's fence (elsewhere) or are queued behind
+            // it (same GPU): neither has run, and neither may run on what this task did not
+            // produce. (On success the list is simply dropped.)
+            for d in released_to {
+                let err = d.dependency_failed(e, &name);
+                d.fail_with(err);
+            }
         }
         for d in dependents {
             d.dep_done(failure.as_ref().map(|e| (e, &*name)), None);
@@ -478,7 +493,7 @@ impl CpuJob for Node {
             for (raw, a) in &work.accesses {
                 if let Some(r) = a.reduction() {
                     if let Some(i) = partials.iter().position(|p| p.array_id == raw.id) {
-                        raw.deposit_partial(r, Partial::Host(partials.swap_remove(i).into_bytes()));
+                        raw.deposit_host_partial(r, partials.swap_remove(i).into_bytes());
                     }
                 }
             }
@@ -590,12 +605,12 @@ impl GpuJob for Node {
         let mut gpu_partials = Vec::new();
         for (raw, access) in &work.accesses {
             match raw.prepare_gpu(*access, gpu, &mem, may_overcommit, &mut up) {
-                Ok((b, pin)) => {
-                    if let Some(r) = access.reduction() {
-                        gpu_partials.push((raw.clone(), r, b.clone()));
+                Ok(p) => {
+                    if let (Some(r), Some(partial)) = (access.reduction(), p.partial) {
+                        gpu_partials.push((raw.clone(), r, partial));
                     }
-                    buffers.push((raw.id, *access, b));
-                    pins.extend(pin);
+                    buffers.push((raw.id, *access, p.buffer));
+                    pins.extend(p.pin);
                 }
                 Err(DataError::GpuMemoryBusy { .. }) => {
                     drop(pins);
@@ -647,17 +662,33 @@ impl GpuJob for Node {
         Encoded::Commands(commands)
     }
 
-    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), String>) {
+    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, result: Result<(), BatchFailure>) {
         let partials = std::mem::take(&mut self.st.lock().gpu_partials);
+        let name = self.name();
+        let mut result = result.map_err(|f| TaskError::GpuBatchFailed {
+            task: name.to_string(),
+            gpu: f.gpu,
+            batch: f.seq,
+            tasks: f.jobs,
+            cause: f.cause,
+        });
         if result.is_ok() {
-            for (raw, r, buf) in partials {
-                raw.deposit_partial(r, Partial::Gpu(driver.index, buf));
+            if let Some(core) = self.core.get() {
+                let mem = Memory {
+                    gpus: core.gpus(),
+                    counters: core.counters(),
+                    residency: &core.residency,
+                };
+                for (raw, r, partial) in partials {
+                    if let Err(error) = raw.deposit_gpu_partial(r, partial, &mem) {
+                        result = Err(TaskError::TaskData {
+                            task: name.to_string(),
+                            error,
+                        });
+                    }
+                }
             }
         }
-        let name = self.name();
-        self.complete(result.map_err(|message| TaskError::Gpu {
-            task: name.to_string(),
-            message,
-        }));
+        self.complete(result);
     }
 }

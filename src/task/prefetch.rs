@@ -14,7 +14,7 @@ use super::core::Core;
 use crate::data::array::{Memory, RawArray};
 use crate::data::transfer::{BatchTransfers, UploadCtx};
 use crate::data::Access;
-use crate::sched::gpu::{Encoded, GpuDriver, GpuJob};
+use crate::sched::gpu::{BatchFailure, Encoded, GpuDriver, GpuJob};
 
 pub(crate) struct Prefetch {
     pub array: Arc<RawArray>,
@@ -49,5 +49,5 @@ impl GpuJob for Prefetch {
         Encoded::Finished
     }
 
-    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), String>) {}
+    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
 }
