@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytemuck::Pod;
-use wgpu::util::DeviceExt;
 
 use super::core::Core;
 use super::error::TaskError;
@@ -394,13 +393,16 @@ impl<'a> GpuContext<'a> {
                     }
                     let mut padded = bytes.to_vec();
                     padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
-                    uniforms.push(self.gpu.device.create_buffer_init(
-                        &wgpu::util::BufferInitDescriptor {
-                            label: Some("hetflow uniform"),
-                            contents: &padded,
-                            usage: wgpu::BufferUsages::UNIFORM,
-                        },
-                    ));
+                    // Not `create_buffer_init`: it panics when the device is lost, where this
+                    // must stay an error of the task.
+                    let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("hetflow uniform"),
+                        size: padded.len() as u64,
+                        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    self.gpu.queue.write_buffer(&buffer, 0, &padded);
+                    uniforms.push(buffer);
                     sources.push((binding, Src::Uniform(uniforms.len() - 1)));
                 }
             }
