@@ -15,7 +15,7 @@ use hetflow::neuro::reference::{check, check_file};
 use hetflow::neuro::*;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava")
+    neuro_common::lava_data_dir()
 }
 
 #[test]

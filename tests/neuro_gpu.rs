@@ -2,7 +2,6 @@
 //! networks over 1000 steps (many steps per submission), and a CPU process reading and
 //! writing a GPU Var through a RefPort.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,7 +31,7 @@ fn gpu_reproduces_every_golden_file() {
     if gpu().is_none() {
         return;
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava");
+    let dir = neuro_common::lava_data_dir();
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -341,7 +340,7 @@ fn the_runtime_places_the_whole_network() {
     let hardware = rt.topology().gpus[0].device_type != "Cpu";
     // Every golden network has GPU models: on a hardware GPU it goes there, on a software
     // rasterizer (lavapipe) to the CPU; the results match Lava either way.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava");
+    let dir = neuro_common::lava_data_dir();
     let path = dir.join("lava_ff_20_10_fixed.json");
     let r = check_file(&path, Backend::Auto).unwrap();
     assert!(r.is_match(), "{:?}", r.mismatch);

@@ -190,9 +190,12 @@ fn gpu_partials_count_against_the_budget_and_spill_under_it() {
         "3 pending partials, {used} bytes shown in use"
     );
     assert!(used <= budget);
-    // Two hundred more: the budget holds, and so does the process's memory.
+    // Hundreds more: the budget holds, and so does the process's memory. The first round
+    // brings the allocators to their working size; the second must not grow it further (one
+    // partial per reducer kept would add 200 MiB).
+    reduce(100);
     let before = rss_kib();
-    reduce(200);
+    reduce(100);
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     let (used, budget) = rt.stats().memory.gpus[0];
     assert!(
@@ -200,8 +203,8 @@ fn gpu_partials_count_against_the_budget_and_spill_under_it() {
         "{used} bytes in use, budget {budget}"
     );
     assert!(
-        grown_mib < 100,
-        "200 reducers of a 1 MiB array grew the process by {grown_mib} MiB"
+        grown_mib < 40,
+        "100 more reducers of a 1 MiB array grew the process by {grown_mib} MiB"
     );
     assert!(a.to_vec().unwrap().iter().all(|&x| x == 203.0));
     // Folded: nothing pending any more.

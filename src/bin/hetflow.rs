@@ -57,8 +57,11 @@ enum Command {
         #[arg(long, default_value_t = 0.001)]
         neuro_sparse_p: f64,
         /// Skip the GPU rows of `bench neuro`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "neuro_gpu_only")]
         neuro_cpu_only: bool,
+        /// Only the GPU rows of `bench neuro` (an error when there is no GPU).
+        #[arg(long)]
+        neuro_gpu_only: bool,
         /// Where `bench neuro` writes its SVG plot.
         #[arg(long, default_value = "bench-neuro.svg")]
         neuro_svg: std::path::PathBuf,
@@ -131,13 +134,14 @@ fn main() -> std::process::ExitCode {
             neuro_steps,
             neuro_sparse_p,
             neuro_cpu_only,
+            neuro_gpu_only,
             neuro_svg,
             ..
         } => bench_neuro(
             &neuro_sizes,
             neuro_steps,
             neuro_sparse_p,
-            neuro_cpu_only,
+            (!neuro_gpu_only, !neuro_cpu_only),
             &neuro_svg,
         ),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
@@ -231,12 +235,15 @@ fn bench_neuro(
     sizes: &[usize],
     steps: u64,
     sparse_p: f64,
-    cpu_only: bool,
+    (cpu_rows, gpu_rows): (bool, bool),
     svg: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use hetflow::neuro::{bench, Backend};
-    let mut backends = vec![Backend::Cpu];
-    if !cpu_only {
+    let mut backends = Vec::new();
+    if cpu_rows {
+        backends.push(Backend::Cpu);
+    }
+    if gpu_rows {
         match hetflow::neuro::gpu::runtime() {
             Ok(rt) => {
                 backends.push(Backend::Gpu);
@@ -250,7 +257,8 @@ fn bench_neuro(
                         .trim()
                 );
             }
-            Err(e) => eprintln!("  no GPU rows: {e}"),
+            Err(e) if cpu_rows => eprintln!("  no GPU rows: {e}"),
+            Err(e) => return Err(format!("--neuro-gpu-only, but no GPU: {e}").into()),
         }
     }
     println!("hetflow bench neuro: recurrent LIF + Dense, {steps} steps");

@@ -186,6 +186,9 @@ fn element_layout(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option
 #[derive(Clone)]
 pub struct Kernel {
     pub(crate) inner: Arc<KernelInner>,
+    /// Whether a dispatch checks the element type of each array against its binding (see
+    /// [`Kernel::untyped`]); sizes are checked either way.
+    pub(crate) typed: bool,
 }
 
 pub(crate) struct KernelInner {
@@ -222,6 +225,25 @@ impl Kernel {
     /// The group-0 bindings the entry point uses, in binding order.
     pub fn bindings(&self) -> &[(u32, BindingKind)] {
         &self.inner.bindings
+    }
+
+    /// The same kernel for arrays of any element type: it moves raw words (a copy kernel
+    /// declared over `array<u32>` for `f32`, `i32` and `u32` data alike), so a dispatch checks
+    /// only that each array holds a whole number of the binding's elements, not that their
+    /// types agree. By default a dispatch refuses, say, an `Array<f32>` bound to `array<u32>`.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().build().unwrap();
+    /// let copy = rt.kernel("@group(0) @binding(0) var<storage, read> s: array<u32>;
+    ///     @group(0) @binding(1) var<storage, read_write> d: array<u32>;
+    ///     @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    ///         if id.x < arrayLength(&d) { d[id.x] = s[id.x]; }
+    ///     }", "main").unwrap().untyped();
+    /// # let _ = copy;
+    /// ```
+    pub fn untyped(mut self) -> Kernel {
+        self.typed = false;
+        self
     }
 
     #[doc(hidden)]
@@ -353,6 +375,7 @@ impl Kernel {
                 layouts,
                 pipelines,
             }),
+            typed: true,
         })
     }
 }

@@ -516,7 +516,8 @@ impl<T: Element> RemoteBuffer<T> {
                         .copy_from_slice(&cx.read(&root)[at..at + numel]);
                 });
                 if let DeviceId::Gpu(_) = device {
-                    let k = rt.kernel(REMOTE_COPY, "load")?;
+                    // It copies 32-bit words whatever the element type.
+                    let k = rt.kernel(REMOTE_COPY, "load")?.untyped();
                     let (root, o, d) = (self.inner.root.clone(), off.clone(), out.clone());
                     let u = Uniform([
                         numel as u32,

@@ -293,7 +293,7 @@ impl<'a> GpuContext<'a> {
             expected: layout.describe(),
             found,
         };
-        if let (Some(want), Some(have)) = (layout.scalar, scalar) {
+        if let (true, Some(want), Some(have)) = (kernel.typed, layout.scalar, scalar) {
             if want != have {
                 return Err(mismatch(format!("elements of {have}")));
             }
