@@ -610,3 +610,308 @@ mod model {
         }
     }
 }
+
+// ---- Nothing lost, nothing hangs (issue 13) ----------------------------------------------
+//
+// Each scenario runs in its own thread and must finish within a deadline, so a regression
+// fails the test instead of hanging the suite.
+
+/// Runs `f` in a thread; panics if it has not returned within `secs` seconds.
+fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the scenario hung: no result after {secs} s")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the scenario panicked (see its message above)")
+        }
+    }
+}
+
+#[test]
+fn an_instance_that_returns_without_its_fence_fails_the_others() {
+    let out = within(20, || {
+        ThreadInstances::run(3, |mut comm| {
+            if comm.instance_id().0 == 2 {
+                return Ok(()); // leaves without the fence the others wait in
+            }
+            comm.fence(5)
+        })
+        .unwrap()
+    });
+    assert!(out[2].is_ok());
+    for r in &out[..2] {
+        match r {
+            Err(e @ CommError::InstanceFinished { instance, .. }) => {
+                assert_eq!(instance.0, 2);
+                assert!(e.to_string().contains("fence(tag 5)"), "{e}");
+            }
+            other => panic!("expected InstanceFinished naming instance 2, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_instance_that_panics_holding_the_lock_fails_the_waiters() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let r = within(20, move || {
+        ThreadInstances::run(3, |mut comm| {
+            let mm = MemoryManager::new();
+            let me = comm.instance_id().0;
+            let word = host(&mm, 8);
+            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
+                if me == 0 { vec![(0, &word)] } else { vec![] };
+            comm.exchange_global_slots(9, &mine).unwrap();
+            comm.fence(9).unwrap();
+            let lock = comm.global_slot(9, 0).unwrap();
+            if me == 1 {
+                comm.acquire_lock(&lock).unwrap();
+            }
+            comm.barrier().unwrap(); // the lock is held by instance 1 from here on
+            if me == 1 {
+                panic!("instance 1 dies holding the lock");
+            }
+            let r = comm.acquire_lock(&lock);
+            seen2
+                .lock()
+                .unwrap()
+                .push((me, r.map_err(|e| e.to_string())));
+        })
+    });
+    match r {
+        Err(CommError::InstancePanicked { instance, message }) => {
+            assert_eq!(instance.0, 1);
+            assert!(message.contains("holding the lock"), "{message}");
+        }
+        other => panic!("expected InstancePanicked for instance 1, got {other:?}"),
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (_, r) in seen.iter() {
+        let e = r
+            .as_ref()
+            .expect_err("the lock of a dead holder must not be taken");
+        assert!(e.contains("instance 1") && e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
+fn a_lock_held_by_an_instance_that_returned_fails_the_waiter() {
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            let mm = MemoryManager::new();
+            let me = comm.instance_id().0;
+            let word = host(&mm, 8);
+            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
+                if me == 0 { vec![(0, &word)] } else { vec![] };
+            comm.exchange_global_slots(9, &mine).unwrap();
+            comm.fence(9).unwrap();
+            let lock = comm.global_slot(9, 0).unwrap();
+            if me == 0 {
+                comm.acquire_lock(&lock).unwrap();
+            }
+            comm.barrier().unwrap();
+            if me == 0 {
+                return Ok(()); // returns without releasing
+            }
+            comm.acquire_lock(&lock)
+        })
+        .unwrap()
+    });
+    match &out[1] {
+        Err(CommError::LockUnavailable { holder, key: 0, .. }) => assert_eq!(holder.0, 0),
+        other => panic!("expected LockUnavailable naming holder 0, got {other:?}"),
+    }
+}
+
+#[test]
+fn fence_slot_waiting_for_a_message_nobody_sends_fails() {
+    // Instance 1 waits for a message instance 0 never sends: instance 0 waits in a fence
+    // (which needs instance 1), so no message can come.
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            let mm = MemoryManager::new();
+            let inbox = host(&mm, 8);
+            if comm.instance_id().0 == 1 {
+                // Returning (with the error) releases instance 0's fence.
+                return comm.fence_slot(&inbox, 0, 1);
+            }
+            comm.fence(3)
+        })
+        .unwrap()
+    });
+    match &out[1] {
+        Err(
+            e @ CommError::MessagesCannotArrive {
+                expected, found, ..
+            },
+        ) => {
+            assert_eq!((expected.sent, expected.received), (0, 1));
+            assert_eq!((found.sent, found.received), (0, 0));
+            assert!(e.to_string().contains("fence(tag 3)"), "{e}");
+        }
+        other => panic!("expected MessagesCannotArrive, got {other:?}"),
+    }
+    assert!(
+        matches!(out[0], Err(CommError::InstanceFinished { instance, .. }) if instance.0 == 1),
+        "{:?}",
+        out[0]
+    );
+}
+
+#[test]
+fn fence_slot_after_every_sender_returned_fails() {
+    let out = within(20, || {
+        ThreadInstances::run(3, |comm| {
+            let mm = MemoryManager::new();
+            let inbox = host(&mm, 8);
+            if comm.instance_id().0 == 0 {
+                comm.fence_slot(&inbox, 0, 2)
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap()
+    });
+    match &out[0] {
+        Err(CommError::MessagesCannotArrive { reason, .. }) => {
+            assert!(reason.contains("returned"), "{reason}")
+        }
+        other => panic!("expected MessagesCannotArrive, got {other:?}"),
+    }
+}
+
+#[test]
+fn fence_slot_timeout_gives_up_and_a_later_fence_still_counts_the_message() {
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            let mm = MemoryManager::new();
+            let me = comm.instance_id().0;
+            let inbox = host(&mm, 8);
+            comm.exchange_global_slots(4, &[(me as u64, &inbox)])
+                .unwrap();
+            comm.fence(4).unwrap();
+            if me == 0 {
+                // Busy (alive, not in a collective) for a while, then sends.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let src = mm.register(MemorySpace::Host, vec![7; 8]).unwrap();
+                comm.memcpy(&comm.global_slot(4, 1).unwrap(), 0, &src, 0, 8)
+                    .unwrap();
+                comm.fence(4).map(|_| None)
+            } else {
+                let timed_out =
+                    comm.fence_slot_timeout(&inbox, 0, 1, std::time::Duration::from_millis(30));
+                // The timed-out wait did not consume anything: this one gets the message.
+                comm.fence_slot(&inbox, 0, 1).unwrap();
+                assert_eq!(inbox.read(0, 8).unwrap(), vec![7; 8]);
+                comm.fence(4).map(|_| Some(timed_out))
+            }
+        })
+        .unwrap()
+    });
+    match &out[1] {
+        Ok(Some(Err(e @ CommError::Timeout { .. }))) => {
+            assert!(e.to_string().contains("received"), "{e}")
+        }
+        other => panic!("expected a Timeout from fence_slot_timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn fence_timeout_gives_up_and_the_fence_can_be_retried() {
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            if comm.instance_id().0 == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                return comm.fence(8).map(|_| None);
+            }
+            let first = comm.fence_timeout(8, std::time::Duration::from_millis(30));
+            comm.fence(8).map(|_| Some(first))
+        })
+        .unwrap()
+    });
+    match &out[0] {
+        Ok(Some(Err(e @ CommError::Timeout { .. }))) => {
+            let s = e.to_string();
+            assert!(s.contains("fence(tag 8)") && s.contains("[1]"), "{s}");
+        }
+        other => {
+            panic!("expected a Timeout from fence_timeout, then a matched fence, got {other:?}")
+        }
+    }
+    assert!(matches!(out[1], Ok(None)), "{:?}", out[1]);
+}
+
+#[test]
+fn fences_on_different_tags_do_not_match() {
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            let tag = if comm.instance_id().0 == 0 { 10 } else { 20 };
+            let r = comm.fence(tag);
+            // The program is broken from here on: later collectives fail too.
+            (r, comm.barrier())
+        })
+        .unwrap()
+    });
+    for (r, later) in &out {
+        match r {
+            Err(e @ CommError::CollectiveMismatch { .. }) => {
+                let s = e.to_string();
+                assert!(
+                    s.contains("fence(tag 10)") && s.contains("fence(tag 20)"),
+                    "{s}"
+                );
+            }
+            other => panic!("expected CollectiveMismatch naming both tags, got {other:?}"),
+        }
+        assert!(
+            matches!(later, Err(CommError::CollectiveMismatch { .. })),
+            "{later:?}"
+        );
+    }
+}
+
+#[test]
+fn acquiring_a_lock_whose_holder_waits_for_us_in_a_barrier_fails() {
+    let out = within(20, || {
+        ThreadInstances::run(2, |mut comm| {
+            let mm = MemoryManager::new();
+            let me = comm.instance_id().0;
+            let word = host(&mm, 8);
+            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
+                if me == 0 { vec![(0, &word)] } else { vec![] };
+            comm.exchange_global_slots(9, &mine).unwrap();
+            comm.fence(9).unwrap();
+            let lock = comm.global_slot(9, 0).unwrap();
+            if me == 0 {
+                comm.acquire_lock(&lock).unwrap();
+                // Waits for instance 1 while holding the lock: instance 1 can never get it.
+                let r = comm.barrier();
+                comm.release_lock(&lock).unwrap();
+                return r;
+            }
+            while matches!(comm.try_acquire_lock(&lock), Ok(true)) {
+                comm.release_lock(&lock).unwrap(); // instance 0 has not taken it yet
+                std::thread::yield_now();
+            }
+            let r = comm.acquire_lock(&lock);
+            comm.barrier().unwrap();
+            r
+        })
+        .unwrap()
+    });
+    match &out[1] {
+        Err(e @ CommError::LockUnavailable { holder, .. }) => {
+            assert_eq!(holder.0, 0);
+            assert!(e.to_string().contains("barrier()"), "{e}");
+        }
+        other => panic!("expected LockUnavailable naming holder 0, got {other:?}"),
+    }
+    assert!(out[0].is_ok(), "{:?}", out[0]);
+}

@@ -1185,3 +1185,114 @@ fn benchmark_network_runs_and_matches_its_plain_loop() {
     let f = hetflow::neuro::bench::run(300, 0.1, 200, true, 7, Backend::Cpu).unwrap();
     assert!(f.plain_loop_seconds.is_none());
 }
+
+// ---------- lava-check on broken reference files (issue 13) ----------
+
+/// Runs `hetflow lava-check` on a modified copy of golden file `name`; returns (exit code,
+/// stdout, stderr). The exit code is `None` when the process was killed (an abort).
+fn lava_check_modified(name: &str, edit: impl FnOnce(&mut Value)) -> (Option<i32>, String, String) {
+    let text = std::fs::read_to_string(data_dir().join(name)).unwrap();
+    let mut j: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut j);
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "hetflow_lava_edge_{}_{}.json",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, j.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(["lava-check", "--backend", "cpu"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lava_check_refuses_a_step_count_it_cannot_hold() {
+    for steps in [json!(1_000_000_000_000u64), json!(1e12)] {
+        let (code, out, err) = lava_check_modified("lava_lif_single_a_fixed.json", |j| {
+            j["num_steps"] = steps.clone()
+        });
+        assert_eq!(
+            code,
+            Some(2),
+            "num_steps {steps}: stdout {out:?} stderr {err:?}"
+        );
+        assert!(
+            err.contains("num_steps") && err.contains("1000000000000"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn lava_check_reports_a_truncated_result_file() {
+    let (code, out, err) = lava_check_modified("lava_lif_single_a_fixed.json", |j| {
+        for q in ["spikes", "u", "v"] {
+            let rows = j["result"]["populations"]["lif"][q].as_array_mut().unwrap();
+            assert_eq!(rows.len(), 100);
+            rows.truncate(10);
+        }
+    });
+    assert_ne!(out.trim(), "match", "a truncated file must not match");
+    assert_eq!(code, Some(2), "stdout {out:?} stderr {err:?}");
+    assert!(err.contains("10 steps") && err.contains("100"), "{err}");
+}
+
+#[test]
+fn lava_check_says_a_negative_step_count_is_invalid() {
+    let (code, out, err) = lava_check_modified("lava_lif_single_a_fixed.json", |j| {
+        j["num_steps"] = json!(-5)
+    });
+    assert_eq!(code, Some(2), "stdout {out:?} stderr {err:?}");
+    assert!(err.contains("-5") && err.contains("negative"), "{err}");
+    assert!(!err.contains("missing"), "{err}");
+}
+
+#[test]
+fn lava_check_names_values_and_neurons_the_right_way_round() {
+    // Population `pre` has shape [20]; give it a 5-value u0.
+    let (code, out, err) = lava_check_modified("lava_ff_20_10_fixed.json", |j| {
+        let u0 = j["populations"][0]["u0"].as_array_mut().unwrap();
+        assert_eq!(u0.len(), 20);
+        u0.truncate(5);
+    });
+    assert_eq!(code, Some(2), "stdout {out:?} stderr {err:?}");
+    assert!(err.contains("u: 5 values for 20 neurons"), "{err}");
+}
+
+#[test]
+fn recordings_too_large_for_memory_are_errors() {
+    let net = Network::new();
+    let lif = Lif::new(&net, "lif", LifParams::new(20)).unwrap();
+    let mon = Monitor::new(&net, "mon").unwrap();
+    // 2^62 steps x 20 values overflows usize.
+    assert!(matches!(
+        mon.probe(&lif.u(), 1 << 62),
+        Err(NeuroError::Invalid { .. })
+    ));
+    // 2^40 steps x 20 values x 8 bytes: representable, not allocatable (used to abort).
+    match mon.probe(&lif.u(), 1 << 40) {
+        Err(e @ NeuroError::Allocation { .. }) => {
+            assert!(e.to_string().contains("lif.u"), "{e}")
+        }
+        other => panic!("expected Allocation, got {other:?}"),
+    }
+    assert!(matches!(
+        SpikeSink::new(&net, "sink", 20, 1 << 40),
+        Err(NeuroError::Allocation { .. })
+    ));
+    // The monitor still works.
+    mon.probe(&lif.v(), 3).unwrap();
+    lif.process()
+        .run(RunSteps(3), &RunCfg::floating_pt())
+        .unwrap();
+    assert_eq!(mon.data(&lif.v().label()).unwrap().len(), 3);
+}

@@ -436,3 +436,104 @@ fn sharded_loads_and_stores_through_device_offsets() {
         );
     }
 }
+
+// ---- Nothing lost, nothing hangs (issue 13) ----------------------------------------------
+
+#[test]
+fn a_store_at_a_bad_device_offset_fails_only_that_store() {
+    let rt = cpu_runtime();
+    let buffer = remote_buffer::<u32>(&rt, &[2], 3).unwrap();
+    buffer
+        .store(0, &rt.array_from(vec![1u32, 2]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let bad = rt.array_from(vec![7u32]);
+    let stored = buffer.store(&bad, &rt.array_from(vec![9u32, 9])).unwrap();
+    match RemoteError::root_cause(&stored.wait().unwrap_err()) {
+        Some(RemoteError::OffsetOutOfRange {
+            offset: 7,
+            entries: 3,
+            ..
+        }) => {}
+        other => panic!("expected OffsetOutOfRange for the bad store, got {other:?}"),
+    }
+    // Every entry still loads, with what it held before.
+    assert_eq!(buffer.load(0).unwrap().to_vec().unwrap(), vec![1, 2]);
+    assert_eq!(buffer.load(1).unwrap().to_vec().unwrap(), vec![0, 0]);
+    assert_eq!(buffer.read(2).unwrap(), vec![0, 0]);
+    // Later stores work, at host and at device offsets.
+    buffer
+        .store(1, &rt.array_from(vec![3u32, 4]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let good = rt.array_from(vec![2u32]);
+    buffer
+        .store(&good, &rt.array_from(vec![5u32, 6]))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(buffer.load(1).unwrap().to_vec().unwrap(), vec![3, 4]);
+    assert_eq!(buffer.load(&good).unwrap().to_vec().unwrap(), vec![5, 6]);
+    assert_eq!(buffer.read(0).unwrap(), vec![1, 2]);
+}
+
+#[test]
+fn a_bad_device_offset_on_a_replicated_buffer_fails_only_that_store() {
+    let rt = cpu_runtime();
+    let rep = Replication::new(&rt, 2).unwrap();
+    let buffer = RemoteBuffer::<f32>::replicated(&rep, &[1], 2).unwrap();
+    let x = rep
+        .sharded(
+            vec![rt.array_from(vec![1.0f32]), rt.array_from(vec![2.0f32])],
+            2,
+        )
+        .unwrap();
+    for h in buffer.store_sharded(0, &x).unwrap() {
+        h.wait().unwrap();
+    }
+    let bad = rt.array_from(vec![5u32]);
+    for h in buffer.store_sharded(&bad, &x).unwrap() {
+        assert!(matches!(
+            RemoteError::root_cause(&h.wait().unwrap_err()),
+            Some(RemoteError::OffsetOutOfRange { offset: 5, .. })
+        ));
+    }
+    assert_eq!(buffer.read(0).unwrap(), vec![1.0, 2.0]);
+    for h in buffer.store_sharded(1, &x).unwrap() {
+        h.wait().unwrap();
+    }
+    assert_eq!(buffer.read(1).unwrap(), vec![1.0, 2.0]);
+}
+
+#[test]
+fn buffer_sizes_that_overflow_or_cannot_be_allocated_are_errors() {
+    let rt = cpu_runtime();
+    // 2^66 elements: the product overflows (it used to wrap to 0 elements).
+    match RemoteBuffer::<f32>::new(&rt, &[1 << 33, 1 << 33], 1) {
+        Err(e @ RemoteError::SizeOverflow { .. }) => {
+            assert!(e.to_string().contains("8589934592"), "{e}")
+        }
+        other => panic!("expected SizeOverflow, got {other:?}"),
+    }
+    // Fits in usize, but not with 2^30 entries, nor in bytes.
+    assert!(matches!(
+        RemoteBuffer::<f32>::new(&rt, &[1 << 40], 1 << 30),
+        Err(RemoteError::SizeOverflow { .. })
+    ));
+    assert!(matches!(
+        RemoteBuffer::<f32>::new(&rt, &[1 << 62], 1),
+        Err(RemoteError::SizeOverflow { .. })
+    ));
+    // 4 TiB: representable, but no machine here has it (it used to abort the process).
+    match RemoteBuffer::<f32>::new(&rt, &[1 << 40], 1) {
+        Err(e @ RemoteError::Allocation { .. }) => {
+            assert!(e.to_string().contains("4398046511104 bytes"), "{e}")
+        }
+        other => panic!("expected Allocation, got {other:?}"),
+    }
+    // The runtime is unharmed.
+    let ok = RemoteBuffer::<f32>::new(&rt, &[2], 2).unwrap();
+    assert_eq!(ok.read(1).unwrap(), vec![0.0, 0.0]);
+}

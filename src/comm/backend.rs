@@ -1,6 +1,8 @@
 //! The seam between the checks every backend shares ([`super::CommunicationManager`]) and
 //! the moves each backend makes its own way (threads in one process, MPI across processes).
 
+use std::time::Duration;
+
 use super::error::CommError;
 use super::slot::{GlobalSlot, LocalSlot, MessageCounts};
 use super::{InstanceId, Key, Tag};
@@ -38,6 +40,28 @@ pub trait Backend {
     /// all instances (a barrier with completion).
     fn fence(&mut self, tag: Tag) -> Result<(), CommError>;
 
+    /// Collective: [`Backend::fence`] that gives up after `timeout` with
+    /// [`CommError::Timeout`], taking this instance's arrival back so the fence can be
+    /// called again. A backend that cannot leave a barrier it has entered (MPI: a started
+    /// `MPI_Ibarrier` cannot be cancelled) keeps this default, which refuses with
+    /// [`CommError::Unsupported`] before entering anything.
+    fn fence_timeout(&mut self, tag: Tag, timeout: Duration) -> Result<(), CommError> {
+        Err(CommError::Unsupported {
+            backend: Self::NAME,
+            what: format!(
+                "fence(tag {tag}) with a timeout of {timeout:?}: this backend cannot leave a barrier it has entered; use fence(tag), or bound point-to-point waits with fence_slot_timeout"
+            ),
+        })
+    }
+
+    /// Why no other instance can send a message any more, if that is certain (every other
+    /// instance has left, or waits in a collective call that needs this one). Polled by
+    /// waits on message counters (`fence_slot`), which re-read the counters before they
+    /// fail. The default, for backends that cannot know, is `None`.
+    fn senders_gone(&self) -> Option<String> {
+        None
+    }
+
     /// One-sided put: `n` bytes from `src` at `src_off` into `dst` at `dst_off`, complete on
     /// return; counts one message sent on `src` and one received on `dst`'s owner slot.
     fn put(
@@ -71,8 +95,18 @@ pub trait Backend {
         Ok(())
     }
 
-    /// Tries once to take the global lock of `slot` for this instance.
+    /// Tries once to take the global lock of `slot` for this instance: `Ok(false)` while
+    /// another instance holds it, an error when the holder can never release it (if the
+    /// backend can tell).
     fn try_lock(&self, slot: &GlobalSlot) -> Result<bool, CommError>;
+
+    /// Called by a blocking acquire after a failed attempt: the holder of `slot`'s lock and
+    /// why it can never release it, if that is certain (it left; it waits in a collective
+    /// call that needs this instance; it is this instance). The default, for backends that
+    /// cannot know, is `None`.
+    fn lock_stuck(&self, _slot: &GlobalSlot) -> Result<Option<(InstanceId, String)>, CommError> {
+        Ok(None)
+    }
 
     /// Releases the global lock of `slot`; `false` if this instance did not hold it.
     fn unlock(&self, slot: &GlobalSlot) -> Result<bool, CommError>;

@@ -1,7 +1,10 @@
 //! Errors of the communication layer.
 
+use std::time::Duration;
+
 use crate::data::{DataError, MemorySpace};
 
+use super::slot::MessageCounts;
 use super::{InstanceId, Key, Tag};
 
 /// Which side of a `memcpy` an error is about.
@@ -22,8 +25,35 @@ impl std::fmt::Display for Side {
     }
 }
 
+/// A collective call, as named in errors about collective calls that cannot complete or do
+/// not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Collective {
+    /// `barrier()`.
+    Barrier,
+    /// `exchange_global_slots(tag, ..)`.
+    Exchange(Tag),
+    /// `fence(tag)` (also the first step of `destroy_global_slots(tag)`).
+    Fence(Tag),
+    /// `destroy_global_slots(tag)`.
+    Destroy(Tag),
+}
+
+impl std::fmt::Display for Collective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Collective::Barrier => write!(f, "barrier()"),
+            Collective::Exchange(t) => write!(f, "exchange_global_slots(tag {t})"),
+            Collective::Fence(t) => write!(f, "fence(tag {t})"),
+            Collective::Destroy(t) => write!(f, "destroy_global_slots(tag {t})"),
+        }
+    }
+}
+
 /// Everything that can go wrong with memory slots and one-sided copies.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommError {
     /// No slot was ever exchanged under this tag.
     #[error("unknown tag {tag}: no global memory slot was exchanged under it (exchange_global_slots, then fence)")]
@@ -144,13 +174,70 @@ pub enum CommError {
         /// What was asked.
         what: String,
     },
-    /// An instance thread panicked (thread backend).
+    /// An instance thread panicked (thread backend): reported by `ThreadInstances::run`, and
+    /// by the others' calls that needed it.
     #[error("instance {instance} panicked: {message}")]
     InstancePanicked {
         /// The instance.
         instance: InstanceId,
         /// The panic message.
         message: String,
+    },
+    /// An instance left (its body returned) while others wait for it in a collective call.
+    #[error("instance {instance} returned from its body, so it can never join {call}; every instance must make the same collective calls in the same order")]
+    InstanceFinished {
+        /// The instance that returned.
+        instance: InstanceId,
+        /// The collective call the others wait in.
+        call: Collective,
+    },
+    /// Two instances made different collective calls at the same point (thread backend).
+    /// Collective matching is broken from then on: every later collective call fails alike.
+    #[error("collective calls do not match: instance {first} called {first_call} while instance {second} called {second_call}; every instance must make the same collective calls, with the same tags, in the same order (no later collective call can be matched)")]
+    CollectiveMismatch {
+        /// The instance that arrived first.
+        first: InstanceId,
+        /// Its call.
+        first_call: Collective,
+        /// The instance whose call differs.
+        second: InstanceId,
+        /// Its call.
+        second_call: Collective,
+    },
+    /// A global lock whose holder can never release it (thread backend).
+    #[error("the global lock of slot (tag {tag}, key {key}) can never be taken: its holder, instance {holder}, {reason}")]
+    LockUnavailable {
+        /// The tag.
+        tag: Tag,
+        /// The key.
+        key: Key,
+        /// The instance holding the lock.
+        holder: InstanceId,
+        /// Why it will not release it (panicked, returned, waits for the caller).
+        reason: String,
+    },
+    /// A per-slot fence that can never be satisfied: no other instance can send any more.
+    #[error("fence_slot on {slot} can never finish: it needs the counters at sent {}, received {}, they are at sent {}, received {}, and no message can come any more: {reason}", expected.sent, expected.received, found.sent, found.received)]
+    MessagesCannotArrive {
+        /// The slot waited on.
+        slot: String,
+        /// The counters the fence waits for.
+        expected: MessageCounts,
+        /// The counters now.
+        found: MessageCounts,
+        /// Why nothing more can arrive.
+        reason: String,
+    },
+    /// A wait with a time limit ran out (`fence_timeout`, `fence_slot_timeout`,
+    /// `acquire_lock_timeout`); nothing was consumed, the call can be made again.
+    #[error("{operation} timed out after {waited:?}: {detail}")]
+    Timeout {
+        /// The call and where.
+        operation: String,
+        /// The time limit.
+        waited: Duration,
+        /// What it was waiting for.
+        detail: String,
     },
     /// A copy between host and GPU memory failed.
     #[error(transparent)]

@@ -2,6 +2,7 @@
 //! sides checked, message counters, fences and global locks, over any [`Backend`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use super::backend::Backend;
 use super::error::{CommError, Side};
@@ -155,13 +156,33 @@ impl<B: Backend> CommunicationManager<B> {
 
     /// Collective: completes every transfer of `tag` on every instance and makes the slots
     /// exchanged under it usable.
+    ///
+    /// # Errors
+    /// On the thread backend, when an instance left before joining
+    /// ([`CommError::InstanceFinished`], [`CommError::InstancePanicked`]) or another instance
+    /// is in a different collective call, e.g. a fence of another tag
+    /// ([`CommError::CollectiveMismatch`]).
     pub fn fence(&mut self, tag: Tag) -> Result<(), CommError> {
         self.backend.fence(tag)?;
+        self.fenced(tag);
+        Ok(())
+    }
+
+    /// [`Self::fence`] that gives up after `timeout` with [`CommError::Timeout`] (naming the
+    /// instances that have not arrived). A timed-out fence took nothing: this instance may
+    /// call the fence again. Backends that cannot leave a barrier once entered (MPI) refuse
+    /// with [`CommError::Unsupported`] without entering it.
+    pub fn fence_timeout(&mut self, tag: Tag, timeout: Duration) -> Result<(), CommError> {
+        self.backend.fence_timeout(tag, timeout)?;
+        self.fenced(tag);
+        Ok(())
+    }
+
+    fn fenced(&mut self, tag: Tag) {
         if let Some(t) = self.tags.get_mut(&tag) {
             let pending = std::mem::take(&mut t.pending);
             t.ready.extend(pending);
         }
-        Ok(())
     }
 
     /// The global slot exchanged under `(tag, key)`.
@@ -227,30 +248,140 @@ impl<B: Backend> CommunicationManager<B> {
     /// further messages received into `slot`, counting from where the previous per-slot fence
     /// of this slot stopped (so no message is counted twice or missed between two calls).
     /// Then the slot's bytes are visible locally.
+    ///
+    /// # Errors
+    /// [`CommError::MessagesCannotArrive`] when the backend can tell that no message can
+    /// come any more (thread backend: every other instance has left, or waits in a
+    /// collective call that needs this one). Without that knowledge (MPI) it waits as long
+    /// as the program does not send; bound it with [`Self::fence_slot_timeout`].
     pub fn fence_slot(&self, slot: &LocalSlot, sent: u64, received: u64) -> Result<(), CommError> {
+        self.wait_counts(slot, sent, received, None)
+    }
+
+    /// [`Self::fence_slot`] that gives up after `timeout` with [`CommError::Timeout`]. A
+    /// timed-out fence consumed nothing: the next per-slot fence still counts from where the
+    /// previous successful one stopped.
+    pub fn fence_slot_timeout(
+        &self,
+        slot: &LocalSlot,
+        sent: u64,
+        received: u64,
+        timeout: Duration,
+    ) -> Result<(), CommError> {
+        self.wait_counts(slot, sent, received, Some(timeout))
+    }
+
+    fn wait_counts(
+        &self,
+        slot: &LocalSlot,
+        sent: u64,
+        received: u64,
+        timeout: Option<Duration>,
+    ) -> Result<(), CommError> {
+        let start = Instant::now();
         let (base_sent, base_recv) = *slot.inner.fenced.lock();
-        let (want_sent, want_recv) = (base_sent + sent, base_recv + received);
+        let expected = MessageCounts {
+            sent: base_sent.saturating_add(sent),
+            received: base_recv.saturating_add(received),
+        };
+        let reached =
+            |c: &MessageCounts| c.sent >= expected.sent && c.received >= expected.received;
         let mut spins = 0u32;
         loop {
             let c = self.backend.counts(slot)?;
-            if c.sent >= want_sent && c.received >= want_recv {
+            if reached(&c) {
                 break;
+            }
+            if spins > 64 {
+                if let Some(reason) = self.backend.senders_gone() {
+                    // Whatever was sent before the others stopped is counted by now.
+                    let found = self.backend.counts(slot)?;
+                    if reached(&found) {
+                        break;
+                    }
+                    return Err(CommError::MessagesCannotArrive {
+                        slot: slot.describe(),
+                        expected,
+                        found,
+                        reason,
+                    });
+                }
+            }
+            if let Some(t) = timeout {
+                if start.elapsed() >= t {
+                    return Err(CommError::Timeout {
+                        operation: format!(
+                            "fence_slot on {} (instance {})",
+                            slot.describe(),
+                            self.instance_id()
+                        ),
+                        waited: t,
+                        detail: format!(
+                            "waited for the counters to reach sent {}, received {}; they are at sent {}, received {}",
+                            expected.sent, expected.received, c.sent, c.received
+                        ),
+                    });
+                }
             }
             backoff(&mut spins);
         }
-        *slot.inner.fenced.lock() = (want_sent, want_recv);
+        *slot.inner.fenced.lock() = (expected.sent, expected.received);
         self.backend.sync_slot(slot)
     }
 
     /// Takes the global lock of `slot` if it is free; `true` if this instance now holds it.
+    /// On the thread backend, a holder that panicked or returned without releasing is
+    /// [`CommError::LockUnavailable`] rather than `false`.
     pub fn try_acquire_lock(&self, slot: &GlobalSlot) -> Result<bool, CommError> {
         self.backend.try_lock(slot)
     }
 
     /// Takes the global lock of `slot`, waiting while another instance holds it.
+    ///
+    /// # Errors
+    /// [`CommError::LockUnavailable`] when the backend can tell the holder will never
+    /// release it (thread backend: it panicked, returned, or waits in a collective call that
+    /// needs this instance; or it is this instance: the lock is not re-entrant).
     pub fn acquire_lock(&self, slot: &GlobalSlot) -> Result<(), CommError> {
+        self.lock_within(slot, None)
+    }
+
+    /// [`Self::acquire_lock`] that gives up after `timeout` with [`CommError::Timeout`].
+    pub fn acquire_lock_timeout(
+        &self,
+        slot: &GlobalSlot,
+        timeout: Duration,
+    ) -> Result<(), CommError> {
+        self.lock_within(slot, Some(timeout))
+    }
+
+    fn lock_within(&self, slot: &GlobalSlot, timeout: Option<Duration>) -> Result<(), CommError> {
+        let start = Instant::now();
         let mut spins = 0u32;
         while !self.backend.try_lock(slot)? {
+            if spins > 64 {
+                if let Some((holder, reason)) = self.backend.lock_stuck(slot)? {
+                    return Err(CommError::LockUnavailable {
+                        tag: slot.tag,
+                        key: slot.key,
+                        holder,
+                        reason,
+                    });
+                }
+            }
+            if let Some(t) = timeout {
+                if start.elapsed() >= t {
+                    return Err(CommError::Timeout {
+                        operation: format!(
+                            "acquire_lock on {} (instance {})",
+                            slot.describe(),
+                            self.instance_id()
+                        ),
+                        waited: t,
+                        detail: "another instance held the lock the whole time".into(),
+                    });
+                }
+            }
             backoff(&mut spins);
         }
         Ok(())

@@ -10,7 +10,7 @@
 //!   `fence(tag)`; `memcpy` copies local→local, local→global (put) or global→local (get);
 //!   each slot counts the messages it sent and received; `fence(tag)` completes every
 //!   transfer; `fence_slot` waits for a number of further messages on one slot; a global lock
-//!   per slot;
+//!   per slot; every wait has a `_timeout` form ([`CommError::Timeout`]);
 //! - an instance manager per backend: [`ThreadInstances`] (N threads) and, with the cargo
 //!   feature `mpi`, `MpiInstances` (one instance per MPI rank, one-sided through MPI windows).
 //!
@@ -24,7 +24,13 @@
 //! - every instance gets the same list of global slots from an exchange, so a bad exchange
 //!   (a duplicate key) fails on every instance alike and no instance is left waiting;
 //! - a local slot's bytes live as long as any handle to them (a global slot of a live
-//!   exchange included), so a remote write never lands in freed memory.
+//!   exchange included), so a remote write never lands in freed memory;
+//! - on the thread backend no wait is forever: an instance that returned or panicked fails
+//!   the others' collective calls ([`CommError::InstanceFinished`],
+//!   [`CommError::InstancePanicked`]), a lock it held ([`CommError::LockUnavailable`]) and
+//!   per-slot fences only it could satisfy ([`CommError::MessagesCannotArrive`]); instances
+//!   in different collective calls (`fence(10)` against `fence(20)`) fail with
+//!   [`CommError::CollectiveMismatch`] instead of matching.
 //!
 //! GPU slots move through staging (`data::transfer`'s range copies). The MPI backend cannot
 //! expose a GPU slot in a window (MPI needs host memory): exchange a host slot and copy it to
@@ -45,7 +51,7 @@ mod slot;
 mod threads;
 
 pub use backend::Backend;
-pub use error::{CommError, Side};
+pub use error::{Collective, CommError, Side};
 pub use manager::{CommunicationManager, SlotRef};
 pub use memory::MemoryManager;
 #[cfg(feature = "mpi")]

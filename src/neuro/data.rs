@@ -46,6 +46,15 @@ impl Data {
         }
     }
 
+    /// `n` zeros of `dtype`, or an error naming `what` when `n` values cannot be allocated
+    /// (instead of aborting the process).
+    pub fn try_zeros(dtype: DType, n: usize, what: &str) -> Result<Data, NeuroError> {
+        Ok(match dtype {
+            DType::F64 => Data::F64(try_zeroed(n, what)?),
+            DType::I32 => Data::I32(try_zeroed(n, what)?),
+        })
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -189,4 +198,17 @@ impl From<Vec<i32>> for Data {
     fn from(v: Vec<i32>) -> Data {
         Data::I32(v)
     }
+}
+
+/// `n` zeros, or [`NeuroError::Allocation`] naming `what` when they cannot be allocated.
+pub(crate) fn try_zeroed<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>, NeuroError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|source| NeuroError::Allocation {
+            what: what.to_string(),
+            values: n,
+            source,
+        })?;
+    v.resize(n, T::default());
+    Ok(v)
 }

@@ -3,6 +3,7 @@
 /// Everything that can go wrong while building, connecting, compiling or running a process
 /// network. Each variant says what was wrong and what was expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NeuroError {
     /// Two ports (or a port and a Var) of different shapes were connected.
     #[error("shape mismatch connecting {src} {src_shape:?} to {dst} {dst_shape:?}: shapes must be equal")]
@@ -155,6 +156,17 @@ pub enum NeuroError {
     /// The GPU back end could not run the network.
     #[error("GPU back end: {0}")]
     Gpu(String),
+    /// Memory for a Var or a recording could not be allocated (too many steps or neurons).
+    #[error("cannot allocate {values} values for {what}")]
+    Allocation {
+        /// What needed the memory.
+        what: String,
+        /// Values asked for.
+        values: usize,
+        /// The allocator's refusal.
+        #[source]
+        source: std::collections::TryReserveError,
+    },
     /// A reference file could not be read or understood.
     #[error("reference file: {0}")]
     Reference(String),

@@ -2,6 +2,15 @@
 //! `tests/data/lava/README.md`, a copy of `shared/reference/lava`), run it with the
 //! configuration it names, and compare per step with what Lava recorded. This is what
 //! `hetflow lava-check FILE.json` runs.
+//!
+//! A broken file is an error ([`NeuroError::Reference`]), never a partial match or an
+//! aborted process: `num_steps` must be a non-negative whole number; every recorded `spikes`,
+//! `u` and `v` must have exactly `num_steps` rows (checked before anything is built, so a
+//! huge `num_steps` fails there instead of allocating recordings); a population's neuron
+//! count is the product of its `shape` (the length of `u0` without one), so per-neuron
+//! lists of another length are named as such; recordings are allocated fallibly
+//! ([`NeuroError::Allocation`]). A run of ours that records a different number of rows is a
+//! [`Mismatch`] naming both lengths.
 
 use serde_json::Value;
 
@@ -95,6 +104,60 @@ fn num(v: &Value, key: &str, what: &str) -> Result<f64, NeuroError> {
         .ok_or_else(|| bad(format!("`{what}.{key}` must be a number, found {x}")))
 }
 
+/// `num_steps`: a non-negative whole number (Lava writes an integer; a whole float such as
+/// `1e12` is read as one).
+fn steps(v: &Value) -> Result<usize, NeuroError> {
+    const WHAT: &str = "expected a non-negative whole number of time steps";
+    if v.is_null() {
+        return Err(bad(format!("`num_steps` missing: {WHAT}")));
+    }
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).map_err(|_| {
+            bad(format!(
+                "`num_steps` is {n}: more than this machine can count"
+            ))
+        });
+    }
+    match v.as_f64() {
+        Some(x) if x < 0.0 => Err(bad(format!(
+            "`num_steps` is {v}: a step count cannot be negative; {WHAT}"
+        ))),
+        // Below 2^53 every whole f64 is exact and fits usize on 64-bit targets.
+        Some(x) if x.fract() == 0.0 && x < 9_007_199_254_740_992.0 => usize::try_from(x as u64)
+            .map_err(|_| {
+                bad(format!(
+                    "`num_steps` is {v}: more than this machine can count"
+                ))
+            }),
+        _ => Err(bad(format!("`num_steps` is {v}: {WHAT}"))),
+    }
+}
+
+/// A population's neuron count: the product of its `shape` (checked), or the length of
+/// `u0` in files without a shape.
+fn neurons(p: &Value, name: &str) -> Result<usize, NeuroError> {
+    let shape = &p["shape"];
+    if shape.is_null() {
+        return Ok(f64s(&p["u0"], "u0")?.len());
+    }
+    let dims: Vec<u64> = match shape.as_array() {
+        Some(a) => a.iter().map(Value::as_u64).collect::<Option<_>>(),
+        None => shape.as_u64().map(|d| vec![d]),
+    }
+    .ok_or_else(|| {
+        bad(format!(
+            "population `{name}`: `shape` is {shape}: expected a list of non-negative integers"
+        ))
+    })?;
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+        .ok_or_else(|| {
+            bad(format!(
+                "population `{name}`: `shape` {shape} overflows usize"
+            ))
+        })
+}
+
 fn opt_int(v: &Value, key: &str, default: i32) -> i32 {
     v[key].as_f64().map(|x| x as i32).unwrap_or(default)
 }
@@ -129,14 +192,31 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
         .ok_or_else(|| bad("`run_cfg` missing (this file is not a network file)"))?;
     let tag = parse_tag(run_cfg).ok_or_else(|| bad(format!("no select_tag in `{run_cfg}`")))?;
     let fixed = tag == "fixed_pt" || tag == "bit_accurate_loihi";
-    let num_steps = json["num_steps"]
-        .as_u64()
-        .ok_or_else(|| bad("`num_steps` missing"))? as usize;
+    let num_steps = steps(&json["num_steps"])?;
     let pops = json["populations"]
         .as_array()
         .ok_or_else(|| bad("`populations` missing"))?;
     let conns = json["connections"].as_array().cloned().unwrap_or_default();
     let result = &json["result"];
+    // Lava recorded one row per step: a file whose recording is shorter or longer than its
+    // step count is broken (and checking it would compare only part of it, or allocate
+    // recordings for steps nobody recorded).
+    for p in pops {
+        let name = p["name"]
+            .as_str()
+            .ok_or_else(|| bad("population without `name`"))?;
+        let rp = &result["populations"][name];
+        for q in ["spikes", "spikes_from_sink_T_by_n", "u", "v"] {
+            if let Some(rows) = rp[q].as_array() {
+                if rows.len() != num_steps {
+                    return Err(bad(format!(
+                        "population `{name}`: `result.{q}` records {} steps, but `num_steps` is {num_steps}; expected one row per step",
+                        rows.len()
+                    )));
+                }
+            }
+        }
+    }
 
     let net = Network::new();
     let mon = Monitor::new(&net, "monitor")?;
@@ -146,7 +226,7 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
         let name = p["name"]
             .as_str()
             .ok_or_else(|| bad("population without `name`"))?;
-        let n = f64s(&p["u0"], "u0")?.len();
+        let n = neurons(p, name)?;
         let params = LifParams::new(n)
             .u(f64s(&p["u0"], "u0")?)
             .v(f64s(&p["v0"], "v0")?)
@@ -296,8 +376,24 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
     for t in 0..num_steps {
         for (name, es, eu, ev, gs, gu, gv) in &recorded {
             for (q, e, g) in [("spikes", es, gs), ("u", eu, gu), ("v", ev, gv)] {
-                if let (Some(e), Some(g)) = (e.get(t), g.get(t)) {
-                    note(t + 1, name, q, e, g, &mut first);
+                match (e.get(t), g.get(t)) {
+                    (Some(e), Some(g)) => note(t + 1, name, q, e, g, &mut first),
+                    // Checked above for Lava's side; ours must record every step too.
+                    _ if first.is_none() => {
+                        first = Some(Mismatch {
+                            step: t + 1,
+                            population: name.clone(),
+                            neuron: 0,
+                            quantity: format!(
+                                "{q} (recorded steps: Lava {}, ours {})",
+                                e.len(),
+                                g.len()
+                            ),
+                            expected: f64::NAN,
+                            got: f64::NAN,
+                        })
+                    }
+                    _ => {}
                 }
             }
         }

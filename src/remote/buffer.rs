@@ -111,6 +111,11 @@ fn placement(d: DeviceId) -> Placement {
 
 impl<T: Element> RemoteBuffer<T> {
     /// A buffer of `entries` slots of `shape` (`&[]` for scalars), zero-filled.
+    ///
+    /// # Errors
+    /// [`RemoteError::ZeroEntries`]; [`RemoteError::SizeOverflow`] when the element or byte
+    /// count does not fit in `usize`; [`RemoteError::Allocation`] when the host cannot
+    /// allocate it.
     pub fn new(rt: &RuntimeHandle, shape: &[usize], entries: usize) -> Result<Self, RemoteError> {
         Self::build(rt, None, shape, entries)
     }
@@ -138,9 +143,38 @@ impl<T: Element> RemoteBuffer<T> {
         if entries == 0 {
             return Err(RemoteError::ZeroEntries { buffer: name });
         }
-        let numel: usize = shape.iter().product();
         let replicas = rep.as_ref().map_or(1, Replication::factor);
-        let root = rt.array_named(name.clone(), vec![T::zeroed(); entries * replicas * numel]);
+        let overflow = || RemoteError::SizeOverflow {
+            buffer: name.clone(),
+            shape: shape.to_vec(),
+            entries,
+            replicas,
+            element_bytes: std::mem::size_of::<T>(),
+        };
+        // Checked: a product that wraps would make a buffer of the wrong (often 0) size.
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(overflow)?;
+        let total = entries
+            .checked_mul(replicas)
+            .and_then(|x| x.checked_mul(numel))
+            .ok_or_else(overflow)?;
+        let bytes = total
+            .checked_mul(std::mem::size_of::<T>())
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(overflow)?;
+        // Fallible: a buffer larger than memory is an error, not an aborted process.
+        let mut data = Vec::new();
+        data.try_reserve_exact(total)
+            .map_err(|source| RemoteError::Allocation {
+                buffer: name.clone(),
+                elements: total,
+                bytes,
+                source,
+            })?;
+        data.resize(total, T::zeroed());
+        let root = rt.array_named(name.clone(), data);
         let mut slots = Vec::with_capacity(entries * replicas);
         let mut rows = Vec::with_capacity(entries);
         for o in 0..entries {
@@ -246,34 +280,47 @@ impl<T: Element> RemoteBuffer<T> {
         &self.inner.rows[offset]
     }
 
-    /// A host task that fails unless the offset array holds a valid entry index.
-    fn guard(&self, off: &Array<u32>) -> Result<TaskHandle<()>, RemoteError> {
+    fn check_offset_array(buffer: &str, off: &Array<u32>) -> Result<(), RemoteError> {
         if off.len() != 1 {
             return Err(RemoteError::OffsetArrayLength {
-                buffer: self.inner.name.clone(),
+                buffer: buffer.to_string(),
                 array: off.label().to_string(),
                 len: off.len(),
             });
         }
+        Ok(())
+    }
+
+    /// A host task that fails unless the offset array holds a valid entry index, after
+    /// `after` if given. It writes nothing, so its failure fails only what waits for it.
+    fn offset_check(
+        &self,
+        off: &Array<u32>,
+        after: Option<&TaskHandle<()>>,
+    ) -> Result<TaskHandle<()>, RemoteError> {
+        Self::check_offset_array(&self.inner.name, off)?;
         let (o, name, entries) = (off.clone(), self.inner.name.clone(), self.inner.entries);
-        Ok(self
+        let mut b = self
             .inner
             .rt
             .task(format!("check_offset({})", self.inner.name))
             .reads(off)
-            .on(Placement::Cpu)
-            .cpu_try(move |cx| {
-                let offset = cx.read(&o)[0] as usize;
-                if offset >= entries {
-                    return Err(RemoteError::OffsetOutOfRange {
-                        buffer: name,
-                        offset,
-                        entries,
-                    });
-                }
-                Ok(())
-            })
-            .spawn())
+            .on(Placement::Cpu);
+        if let Some(a) = after {
+            b = b.after(a);
+        }
+        Ok(b.cpu_try(move |cx| {
+            let offset = cx.read(&o)[0] as usize;
+            if offset >= entries {
+                return Err(RemoteError::OffsetOutOfRange {
+                    buffer: name,
+                    offset,
+                    entries,
+                });
+            }
+            Ok(())
+        })
+        .spawn())
     }
 
     fn unreplicated(&self, what: &str) -> Result<(), RemoteError> {
@@ -307,7 +354,7 @@ impl<T: Element> RemoteBuffer<T> {
         array: &Array<T>,
     ) -> Result<TaskHandle<()>, RemoteError> {
         self.unreplicated("store")?;
-        self.store_slot(&offset.into(), 0, array, None)
+        self.store_slot(&offset.into(), 0, array)
     }
 
     /// PopXL's `remote_load` to the default device: GPU 0 if the runtime has a GPU, else the
@@ -340,12 +387,8 @@ impl<T: Element> RemoteBuffer<T> {
     ) -> Result<Vec<TaskHandle<()>>, RemoteError> {
         let offset = offset.into();
         let rep = self.replicated_as(x.replication(), "store_sharded")?;
-        let guard = match &offset {
-            Offset::Device(a) => Some(self.guard(a)?),
-            Offset::Host(_) => None,
-        };
         (0..rep.factor())
-            .map(|r| self.store_slot(&offset, r, x.shard(r), guard.as_ref()))
+            .map(|r| self.store_slot(&offset, r, x.shard(r)))
             .collect()
     }
 
@@ -364,7 +407,7 @@ impl<T: Element> RemoteBuffer<T> {
             });
         };
         let guard = match &offset {
-            Offset::Device(a) => Some(self.guard(a)?),
+            Offset::Device(a) => Some(self.offset_check(a, None)?),
             Offset::Host(_) => None,
         };
         let shards = (0..rep.factor())
@@ -395,7 +438,6 @@ impl<T: Element> RemoteBuffer<T> {
         offset: &Offset,
         replica: usize,
         array: &Array<T>,
-        guard: Option<&TaskHandle<()>>,
     ) -> Result<TaskHandle<()>, RemoteError> {
         self.check_shape(&array.shape())?;
         let rt = &self.inner.rt;
@@ -416,31 +458,32 @@ impl<T: Element> RemoteBuffer<T> {
                     .spawn())
             }
             Offset::Device(off) => {
-                let own_guard;
-                let guard = match guard {
-                    Some(g) => g,
-                    None => {
-                        own_guard = self.guard(off)?;
-                        &own_guard
-                    }
-                };
+                // The write of the whole buffer must not fail on a bad offset: a failed
+                // writer of `root` would fail every later access to every entry. So the
+                // copy skips a bad offset and succeeds, and the handle returned is a check
+                // after it that fails with the offset error (and writes nothing).
+                Self::check_offset_array(&self.inner.name, off)?;
                 let (root, o) = (self.inner.root.clone(), off.clone());
-                let (numel, replicas) = (self.inner.numel, self.replicas());
-                Ok(rt
+                let (numel, replicas, entries) =
+                    (self.inner.numel, self.replicas(), self.inner.entries);
+                let copy = rt
                     .task(format!(
                         "remote_store({}[device offset], replica {replica})",
                         self.inner.name
                     ))
-                    .after(guard)
                     .reads(array)
                     .reads(off)
                     .read_write(&self.inner.root)
                     .on(Placement::Cpu)
                     .cpu(move |cx| {
-                        let at = (cx.read(&o)[0] as usize * replicas + replica) * numel;
-                        cx.write(&root)[at..at + numel].copy_from_slice(cx.read(&src));
+                        let offset = cx.read(&o)[0] as usize;
+                        if offset < entries {
+                            let at = (offset * replicas + replica) * numel;
+                            cx.write(&root)[at..at + numel].copy_from_slice(cx.read(&src));
+                        }
                     })
-                    .spawn())
+                    .spawn();
+                self.offset_check(off, Some(&copy))
             }
         }
     }
@@ -493,7 +536,7 @@ impl<T: Element> RemoteBuffer<T> {
                 let guard = match guard {
                     Some(g) => g,
                     None => {
-                        own_guard = self.guard(off)?;
+                        own_guard = self.offset_check(off, None)?;
                         &own_guard
                     }
                 };

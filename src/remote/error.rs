@@ -7,12 +7,41 @@ use super::element::DType;
 
 /// What went wrong with a remote buffer, a remote or RTS variable, or a collective.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// A remote buffer was asked for with no slots.
     #[error("remote buffer `{buffer}` needs at least 1 entry, got 0")]
     ZeroEntries {
         /// The buffer's name.
         buffer: String,
+    },
+    /// A buffer whose element or byte count does not fit in `usize` (the product of the
+    /// shape, times entries and replicas, times the element size).
+    #[error("remote buffer `{buffer}` of shape {shape:?} x {entries} entries x {replicas} replica(s) of {element_bytes}-byte elements is too large: its size overflows usize")]
+    SizeOverflow {
+        /// The buffer's name.
+        buffer: String,
+        /// The entry shape asked for.
+        shape: Vec<usize>,
+        /// Entries asked for.
+        entries: usize,
+        /// Replicas.
+        replicas: usize,
+        /// Bytes per element.
+        element_bytes: usize,
+    },
+    /// The host could not allocate a buffer's memory.
+    #[error("remote buffer `{buffer}`: cannot allocate {elements} elements ({bytes} bytes) in host memory")]
+    Allocation {
+        /// The buffer's name.
+        buffer: String,
+        /// Elements asked for.
+        elements: usize,
+        /// Bytes asked for.
+        bytes: usize,
+        /// The allocator's refusal.
+        #[source]
+        source: std::collections::TryReserveError,
     },
     /// A tensor's shape is not the buffer's entry shape.
     #[error("remote buffer `{buffer}` holds tensors of shape {expected:?}, got shape {got:?}")]

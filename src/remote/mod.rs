@@ -20,7 +20,12 @@
 //!   by the family's range tracker, and a slot moves to a device like any array;
 //! - stores write slots on the host; loads copy a slot into a new array on their device;
 //! - shapes, element types and host offsets are checked before anything is spawned; device
-//!   offsets are checked by a host task that the access depends on;
+//!   offsets are checked by a host task that a load depends on, and that runs after a
+//!   store's copy (which skips a bad offset): a bad offset fails only that operation, never
+//!   the buffer's other entries or later operations;
+//! - a buffer's size is computed with checked arithmetic and allocated fallibly: too large
+//!   is [`RemoteError::SizeOverflow`] or [`RemoteError::Allocation`], never a wrapped size
+//!   or an aborted process;
 //! - a sharded tensor's padding is zero and never reaches the host view (`to_vec`, `get`).
 //!
 //! Nothing here touches wgpu or host bytes directly except through task bodies: this layer

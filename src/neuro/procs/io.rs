@@ -90,9 +90,17 @@ impl SpikeSink {
                 reason: "0 steps, at least 1 expected".into(),
             });
         }
+        let values = n.checked_mul(t).ok_or_else(|| NeuroError::Invalid {
+            what: format!("sink `{name}` buffer"),
+            reason: format!("{n} neurons x {t} steps overflows usize; expected fewer steps"),
+        })?;
+        let zeros: Vec<f64> = crate::neuro::data::try_zeroed(
+            values,
+            &format!("sink `{name}` ({n} neurons x {t} steps)"),
+        )?;
         let proc = net
             .process(name, "SpikeSink")
-            .var("data", &[n, t], vec![0.0; n * t])
+            .var("data", &[n, t], zeros)
             .in_port("a_in", &[n])
             .model(ModelSpec::leaf("PySinkModel", &[], move |b| {
                 b.set_dtype(VarIx(0), DType::F64);

@@ -80,17 +80,30 @@ impl Monitor {
         let mut probes = self.probes.lock();
         let k = probes.len();
         let len: usize = shape.iter().product();
+        let what = format!("the recording of `{target}` ({num_steps} steps x {len} values)");
+        let values = num_steps
+            .checked_mul(len)
+            .ok_or_else(|| NeuroError::Invalid {
+                what: format!("monitor probe of `{target}`"),
+                reason: format!(
+                    "{num_steps} steps x {len} values per step overflows usize; expected fewer steps"
+                ),
+            })?;
+        // Allocated before the port is added, so a refusal leaves the monitor as it was.
+        let zeros = Data::try_zeros(DType::F64, values, &what)?;
         let port = self.proc.add_port(&format!("probe_{k}"), kind, shape)?;
-        let data = self.proc.add_var(
-            &format!("data_{k}"),
-            &[num_steps, len],
-            Data::zeros(DType::F64, num_steps * len),
-        );
+        let data = self
+            .proc
+            .add_var(&format!("data_{k}"), &[num_steps, len], zeros);
         probes.push(Probe { target, len, data });
         Ok(port)
     }
 
     /// Records `var` at the end of each of the first `num_steps` steps.
+    ///
+    /// # Errors
+    /// [`NeuroError::Invalid`] when `num_steps` times the Var's size overflows,
+    /// [`NeuroError::Allocation`] when the recording cannot be allocated.
     pub fn probe(&self, var: &Var, num_steps: usize) -> Result<(), NeuroError> {
         let port = self.add(&var.shape(), PortKind::Ref, num_steps, var.label())?;
         port.connect_var(var)
