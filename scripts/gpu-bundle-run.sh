@@ -32,9 +32,15 @@ case "$SUMMARY" in /*) ;; *) SUMMARY="$PWD/$SUMMARY" ;; esac
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/hetflow-bundle.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-for f in "$BUNDLE"/bin/*.gz "$BUNDLE"/tests/*.gz; do
+# Examples and test suites may share a name (data_movement): separate folders.
+mkdir -p "$WORK/tests"
+for f in "$BUNDLE"/bin/*.gz; do
     name="$(basename "$f" .gz)"
     gzip -dc "$f" > "$WORK/$name" && chmod +x "$WORK/$name"
+done
+for f in "$BUNDLE"/tests/*.gz; do
+    name="$(basename "$f" .gz)"
+    gzip -dc "$f" > "$WORK/tests/$name" && chmod +x "$WORK/tests/$name"
 done
 
 # The Vulkan loader travels with the bundle; the driver's ICD comes from the machine. A GPU
@@ -59,6 +65,12 @@ fi
 # The runtime needs no display.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$WORK}"
 export HETFLOW_TEST_DATA="$BUNDLE/data"
+# The differential test's seeds per policy (each seed is a 10 000-task DAG).
+if [ "$QUICK" = 1 ]; then
+    export HETFLOW_DIFF_SEEDS="${HETFLOW_DIFF_SEEDS:-2}"
+else
+    export HETFLOW_DIFF_SEEDS="${HETFLOW_DIFF_SEEDS:-10}"
+fi
 cd "$WORK" || exit 1
 
 : > "$SUMMARY"
@@ -108,7 +120,7 @@ fi
 if wanted tests; then
     for t in "$BUNDLE"/tests/*.gz; do
         name="$(basename "$t" .gz)"
-        HETFLOW_REQUIRE_GPU=1 step "test $name" 300 "./$name" --test-threads=2
+        HETFLOW_REQUIRE_GPU=1 step "test $name" 300 "./tests/$name" --test-threads=2
     done
 fi
 
