@@ -471,7 +471,11 @@ impl CpuJob for Node {
             .collect();
         let mut cx = CpuContext::new(&name, &work.accesses, core, &partials);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
-        drop(cx);
+        if matches!(r, Ok(Ok(_))) {
+            cx.commit();
+        } else {
+            drop(cx);
+        }
         let result = self.body_result(r);
         if result.is_ok() {
             let mut partials = partials;
