@@ -41,6 +41,63 @@ fn root_of(e: &TaskError) -> String {
 }
 
 #[test]
+fn array_of_another_runtime_is_an_error_at_spawn() {
+    within_timeout("foreign array", || {
+        let (rt1, rt2) = (rt(), rt());
+        let x = rt1.array_from(vec![1.0f32; 8]);
+        let xr = x.clone();
+        let h = rt2
+            .task("stranger")
+            .reads(&x)
+            .cpu(move |cx| cx.read(&xr)[0])
+            .spawn();
+        match h.wait().unwrap_err() {
+            TaskError::ForeignArray { task, array } => {
+                assert_eq!(task, "stranger");
+                assert_eq!(array, x.label());
+            }
+            other => panic!("expected ForeignArray, got {other:?}"),
+        }
+        // Both runtimes carry on, and the array is untouched.
+        assert_eq!(rt2.task("ok").cpu(|_| 3).spawn().wait().unwrap(), 3);
+        assert_eq!(x.to_vec().unwrap(), vec![1.0; 8]);
+    });
+}
+
+#[test]
+fn array_valid_only_on_another_runtimes_gpu_is_an_error_not_a_worker_panic() {
+    let Some(gpu_rt) = common::gpu_runtime() else {
+        return;
+    };
+    let k = gpu_rt.kernel(common::ADD_ONE, "main").unwrap();
+    let x = gpu_rt.array_from(vec![1u32; 64]);
+    let xg = x.clone();
+    gpu_rt
+        .task("on gpu")
+        .read_write(&x)
+        .on(hetflow::Placement::Gpu(0))
+        .gpu(move |cx| cx.dispatch(&k, &[&xg], [1, 1, 1]))
+        .spawn()
+        .wait()
+        .unwrap();
+    within_timeout("foreign GPU array", move || {
+        let cpu_rt = rt();
+        let xr = x.clone();
+        let h = cpu_rt
+            .task("stranger")
+            .reads(&x)
+            .cpu(move |cx| cx.read(&xr)[0])
+            .spawn();
+        assert!(
+            matches!(h.wait(), Err(TaskError::ForeignArray { .. })),
+            "expected ForeignArray"
+        );
+        assert_eq!(x.to_vec().unwrap(), vec![2; 64]);
+        drop(cpu_rt);
+    });
+}
+
+#[test]
 fn read_then_write_of_one_array_in_one_body() {
     within_timeout("read then write", || {
         let rt = rt();

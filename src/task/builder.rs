@@ -187,6 +187,22 @@ impl<T: Send + 'static> TaskBuilder<T> {
             },
             None => Node::new(name.clone()),
         };
+        // An array of another runtime has copy slots for that runtime's GPUs and may be valid
+        // only there: the task fails before touching it (nothing is recorded on the array).
+        // The owner is compared by address: a `Weak` keeps its allocation, so no other runtime
+        // can live at the same address while the array exists.
+        let mut accesses = accesses;
+        let own = std::sync::Weak::as_ptr(&core.this);
+        if let Some((raw, _)) = accesses
+            .iter()
+            .find(|(raw, _)| !std::ptr::addr_eq(raw.owner.as_ptr(), own))
+        {
+            node.fail_with(TaskError::ForeignArray {
+                task: name.to_string(),
+                array: raw.label.clone(),
+            });
+            accesses.clear();
+        }
         if cpu.is_none() && gpu.is_none() {
             // A task without a body is a barrier: it completes when its dependencies do. Only
             // a `()` task can produce its value without a body.

@@ -90,6 +90,15 @@ pub enum TaskError {
         /// The awaited task.
         task: String,
     },
+    /// A task declared an array made by another runtime: its copies and device buffers belong
+    /// to that runtime's devices.
+    #[error("task `{task}` declares array `{array}`, which was made by another runtime; a task may only use arrays of the runtime it is spawned on (copy the data into an array of this runtime)")]
+    ForeignArray {
+        /// The task's name.
+        task: String,
+        /// The array's label.
+        array: String,
+    },
     /// The handle's value was already taken (a future polled after completion).
     #[error("the value of task `{task}` was already taken")]
     ValueTaken {
@@ -110,6 +119,7 @@ impl TaskError {
             | TaskError::Gpu { task, .. }
             | TaskError::TaskData { task, .. }
             | TaskError::SelfDependency { task }
+            | TaskError::ForeignArray { task, .. }
             | TaskError::ShutDown { task } => Some(task),
             _ => None,
         }
