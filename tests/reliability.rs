@@ -98,6 +98,92 @@ fn array_valid_only_on_another_runtimes_gpu_is_an_error_not_a_worker_panic() {
 }
 
 #[test]
+fn full_overwrite_clears_a_failed_writers_poison() {
+    within_timeout("poison", || {
+        let rt = rt();
+        let a = rt.array_from(vec![0.0f32; 4]);
+        let bad = rt
+            .task("bad")
+            .writes(&a)
+            .cpu(|_| panic!("boom"))
+            .spawn()
+            .wait()
+            .unwrap_err();
+        assert!(matches!(bad, TaskError::Panicked { .. }));
+        assert_eq!(root_of(&a.to_vec().unwrap_err()), "bad");
+        let mut last = None;
+        for i in 0..100 {
+            let aw = a.clone();
+            last = Some(
+                rt.task("fill")
+                    .writes(&a)
+                    .cpu(move |cx| cx.write(&aw).fill(i as f32))
+                    .spawn(),
+            );
+        }
+        last.unwrap().wait().unwrap();
+        assert_eq!(a.to_vec().unwrap(), vec![99.0; 4]);
+    });
+}
+
+#[test]
+fn slice_overwrite_runs_but_the_rest_stays_poisoned() {
+    within_timeout("slice poison", || {
+        let rt = rt();
+        let a = rt.array_from(vec![0u32; 4]);
+        rt.task("bad")
+            .writes(&a)
+            .cpu(|_| panic!("boom"))
+            .spawn()
+            .wait()
+            .unwrap_err();
+        let left = a.slice(0..2).unwrap();
+        let lw = left.clone();
+        // A write reads nothing: it runs even though the array is poisoned...
+        rt.task("left")
+            .writes(&left)
+            .cpu(move |cx| cx.write(&lw).fill(7))
+            .spawn()
+            .wait()
+            .unwrap();
+        // ...but the part it did not overwrite is still the failed task's.
+        assert_eq!(root_of(&a.to_vec().unwrap_err()), "bad");
+    });
+}
+
+#[test]
+fn clear_error_recovers_an_array_after_a_failed_update() {
+    within_timeout("clear_error", || {
+        let rt = rt();
+        let a = rt.array_from(vec![1u32; 4]);
+        rt.task("bad")
+            .read_write(&a)
+            .cpu(|_| panic!("boom"))
+            .spawn()
+            .wait()
+            .unwrap_err();
+        let aw = a.clone();
+        let e = rt
+            .task("update")
+            .read_write(&a)
+            .cpu(move |cx| cx.write(&aw)[0] += 1)
+            .spawn()
+            .wait()
+            .unwrap_err();
+        assert_eq!(root_of(&e), "bad");
+        a.clear_error().wait().unwrap();
+        let aw = a.clone();
+        rt.task("update again")
+            .read_write(&a)
+            .cpu(move |cx| cx.write(&aw)[0] += 1)
+            .spawn()
+            .wait()
+            .unwrap();
+        assert_eq!(a.to_vec().unwrap(), vec![2, 1, 1, 1]);
+    });
+}
+
+#[test]
 fn read_then_write_of_one_array_in_one_body() {
     within_timeout("read then write", || {
         let rt = rt();

@@ -238,8 +238,12 @@ impl<T: Send + 'static> TaskBuilder<T> {
                     ready_inputs.push(raw.clone());
                 }
                 for dep in deps {
-                    if let Some(d) = as_node(&dep) {
-                        node.add_dependency(&d);
+                    match as_node(&dep) {
+                        // A whole overwrite reads nothing: an earlier failure orders it but
+                        // does not fail it (see "Failure semantics" in `task/mod.rs`).
+                        Some(d) if *access == Access::Write => node.add_order_dependency(&d),
+                        Some(d) => node.add_dependency(&d),
+                        None => {}
                     }
                 }
             }

@@ -504,6 +504,46 @@ impl Core {
 }
 
 impl<T: bytemuck::Pod> crate::data::Array<T> {
+    /// Forgets the failures of earlier tasks on this array, so that later tasks that read it
+    /// run instead of failing with [`TaskError::DependencyFailed`]. The contents are whatever
+    /// the failed tasks left (a task that failed before writing left the old contents).
+    ///
+    /// This is a task ordered like a body-less [`crate::Access::Write`] of the whole array:
+    /// it runs after every earlier access, moves no data and changes no copy. Its handle
+    /// fails only if the runtime is gone. A slice's `clear_error` clears failures recorded on
+    /// ranges inside that slice.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let a = rt.array_from(vec![1u32; 4]);
+    /// rt.task("bad").read_write(&a).cpu(|_| panic!("boom")).spawn().wait().unwrap_err();
+    /// assert!(a.to_vec().is_err());
+    /// a.clear_error().wait().unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), vec![1; 4]);
+    /// ```
+    pub fn clear_error(&self) -> super::TaskHandle<()> {
+        let name = format!("clear_error({})", self.raw.label);
+        let Some(core) = self
+            .raw
+            .owner
+            .upgrade()
+            .and_then(|o| o.downcast::<Core>().ok())
+        else {
+            return super::TaskHandle {
+                node: Node::finished(
+                    name.into(),
+                    Err(TaskError::Data(crate::data::DataError::RuntimeGone {
+                        array: self.raw.label.clone(),
+                    })),
+                ),
+                _value: std::marker::PhantomData,
+            };
+        };
+        super::builder::TaskBuilder::<()>::new(core, name.into())
+            .access(self.raw.clone(), Access::Write)
+            .spawn()
+    }
+
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
     /// the array (the copy is itself a host read, ordered like any task). A failed earlier
     /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.

@@ -63,7 +63,9 @@ pub(crate) struct Work {
 struct NodeState {
     done: Option<Result<(), TaskError>>,
     released: Option<Fence>,
-    dependents: Vec<Arc<Node>>,
+    /// Tasks waiting for this one, each with whether this task's failure fails it (false
+    /// for an edge that only orders: see [`Node::add_order_dependency`]).
+    dependents: Vec<(Arc<Node>, bool)>,
     wakers: Vec<Waker>,
     /// The error this task completes with instead of running (a failed dependency, no device).
     fail_with: Option<Box<TaskError>>,
@@ -225,8 +227,20 @@ impl Node {
         }
     }
 
-    /// Makes `self` wait for `dep`. Call before the spawn guard is dropped.
+    /// Makes `self` wait for `dep`, and fail naming it if it fails. Call before the spawn
+    /// guard is dropped.
     pub(crate) fn add_dependency(self: &Arc<Self>, dep: &Arc<Node>) {
+        self.add_edge(dep, true);
+    }
+
+    /// Makes `self` wait for `dep` without taking on its failure: for a task that overwrites
+    /// everything `dep` left in an array (`Access::Write`), which therefore reads nothing of
+    /// what `dep` did or failed to do.
+    pub(crate) fn add_order_dependency(self: &Arc<Self>, dep: &Arc<Node>) {
+        self.add_edge(dep, false);
+    }
+
+    fn add_edge(self: &Arc<Self>, dep: &Arc<Node>, propagate: bool) {
         if Arc::ptr_eq(self, dep) {
             self.fail_with(TaskError::SelfDependency {
                 task: self.name().to_string(),
@@ -247,18 +261,18 @@ impl Node {
                 (None, Some(f)) => Seen::Released(f),
                 (None, None) => {
                     self.remaining.fetch_add(1, Ordering::AcqRel);
-                    ds.dependents.push(self.clone());
+                    ds.dependents.push((self.clone(), propagate));
                     Seen::Pending
                 }
             }
         };
         match seen {
-            Seen::Failed(e) => {
+            Seen::Failed(e) if propagate => {
                 let err = self.dependency_failed(&e, &dep.name());
                 self.fail_with(err);
             }
             Seen::Released(f) => self.st.lock().fences.push(f),
-            Seen::Pending | Seen::Ok => {}
+            Seen::Failed(_) | Seen::Pending | Seen::Ok => {}
         }
     }
 
@@ -290,7 +304,7 @@ impl Node {
             st.released = Some(fence);
             std::mem::take(&mut st.dependents)
         };
-        for d in dependents {
+        for (d, _) in dependents {
             d.dep_done(None, Some(fence));
         }
     }
@@ -348,8 +362,9 @@ impl Node {
         for w in wakers {
             w.wake();
         }
-        for d in dependents {
-            d.dep_done(failure.as_ref().map(|e| (e, &*name)), None);
+        for (d, propagate) in dependents {
+            let failure = failure.as_ref().filter(|_| propagate);
+            d.dep_done(failure.map(|e| (e, &*name)), None);
         }
         if let Some(core) = self.core.get() {
             core.task_finished();
