@@ -41,6 +41,133 @@ fn root_of(e: &TaskError) -> String {
 }
 
 #[test]
+fn task_after_a_never_spawned_key_fails_at_runtime_drop() {
+    within_timeout("never-spawned key", || {
+        let ts = TaskSpace::new("T");
+        let rt = rt();
+        let a = rt.array_from(vec![1.0f32; 4]);
+        let aw = a.clone();
+        let waiter = rt
+            .task("waiter")
+            .key(&ts, 1)
+            .after_key(&ts, 0)
+            .writes(&a)
+            .cpu(move |cx| cx.write(&aw).fill(2.0))
+            .spawn();
+        // Found before the drop: the check names the key and the task stuck on it.
+        let report = rt.wait_idle_checked().unwrap_err();
+        match &report {
+            TaskError::Stalled { keys, tasks } => {
+                assert_eq!(keys, &vec!["T[0]".to_string()]);
+                assert_eq!(tasks, &vec!["waiter".to_string()]);
+            }
+            other => panic!("expected Stalled, got {other:?}"),
+        }
+        assert!(report.to_string().contains("T[0]"), "{report}");
+        // A reader blocked behind the stuck writer returns once the runtime is dropped.
+        let ar = a.clone();
+        let reader = std::thread::spawn(move || ar.to_vec());
+        std::thread::sleep(Duration::from_millis(200));
+        drop(rt);
+        let e = waiter.wait().unwrap_err();
+        assert_eq!(root_of(&e), "T[0]");
+        match &e {
+            TaskError::DependencyFailed { cause, .. } => assert!(
+                matches!(&**cause, TaskError::NeverSpawned { space, key } if space == "T" && key == "[0]"),
+                "{cause:?}"
+            ),
+            _ => unreachable!(),
+        }
+        assert_eq!(root_of(&ts.wait(1).unwrap_err()), "T[0]");
+        assert!(matches!(
+            ts.wait(0).unwrap_err(),
+            TaskError::NeverSpawned { .. }
+        ));
+        assert!(!ts.contains(0));
+        // The reader either was ordered behind the writer (fails naming the root) or came
+        // after the shutdown.
+        match reader.join().unwrap().unwrap_err() {
+            TaskError::ShutDown { .. } => {}
+            e => assert_eq!(root_of(&e), "T[0]"),
+        }
+        assert!(matches!(a.to_vec(), Err(TaskError::ShutDown { .. })));
+        // The key can be spawned again in a new runtime.
+        let rt2 = crate::rt();
+        let h = rt2.task("late").key(&ts, 0).cpu(|_| 5).spawn();
+        assert_eq!(h.wait().unwrap(), 5);
+        assert!(ts.contains(0));
+    });
+}
+
+#[test]
+fn wait_idle_checked_is_ok_when_every_key_is_spawned() {
+    within_timeout("wait_idle_checked", || {
+        let ts = TaskSpace::new("T");
+        let rt = rt();
+        let second = rt.task("second").after_key(&ts, 0).cpu(|_| 2).spawn();
+        rt.task("first").key(&ts, 0).cpu(|_| 1).spawn();
+        rt.wait_idle_checked().unwrap();
+        assert_eq!(second.wait().unwrap(), 2);
+    });
+}
+
+#[test]
+fn key_cycle_is_an_error_at_spawn() {
+    within_timeout("key cycle", || {
+        let ts = TaskSpace::new("C");
+        let rt = rt();
+        let a = rt
+            .task("A")
+            .key(&ts, 0)
+            .after_key(&ts, 1)
+            .cpu(|_| 1)
+            .spawn();
+        let b = rt
+            .task("B")
+            .key(&ts, 1)
+            .after_key(&ts, 0)
+            .cpu(|_| 2)
+            .spawn();
+        match b.wait().unwrap_err() {
+            TaskError::KeyCycle { task, cycle } => {
+                assert_eq!(task, "B");
+                assert_eq!(cycle, vec!["C[1]", "C[0]", "C[1]"]);
+            }
+            other => panic!("expected KeyCycle, got {other:?}"),
+        }
+        assert_eq!(root_of(&a.wait().unwrap_err()), "B");
+        rt.wait_idle_checked().unwrap();
+    });
+}
+
+#[test]
+fn key_cycle_closed_by_an_array_dependency_is_an_error() {
+    within_timeout("key cycle through an array", || {
+        let ts = TaskSpace::new("D");
+        let rt = rt();
+        let x = rt.array_from(vec![0u32; 4]);
+        let xw = x.clone();
+        // W (key 0) waits for key 1 and writes x; R (key 1) reads x, so it waits for W.
+        let w = rt
+            .task("W")
+            .key(&ts, 0)
+            .after_key(&ts, 1)
+            .writes(&x)
+            .cpu(move |cx| cx.write(&xw).fill(1))
+            .spawn();
+        let r = rt.task("R").key(&ts, 1).reads(&x).cpu(|_| ()).spawn();
+        match r.wait().unwrap_err() {
+            TaskError::KeyCycle { task, cycle } => {
+                assert_eq!(task, "R");
+                assert_eq!(cycle, vec!["D[1]", "D[0]", "D[1]"]);
+            }
+            other => panic!("expected KeyCycle, got {other:?}"),
+        }
+        assert_eq!(root_of(&w.wait().unwrap_err()), "R");
+    });
+}
+
+#[test]
 fn array_of_another_runtime_is_an_error_at_spawn() {
     within_timeout("foreign array", || {
         let (rt1, rt2) = (rt(), rt());

@@ -44,6 +44,9 @@ pub(crate) struct Core {
     /// global order (no cycle can come from two threads spawning at once).
     pub(crate) spawn_lock: Mutex<()>,
     pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
+    /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
+    /// under them yet, by address (spawned ones are pruned as it grows).
+    key_waits: Mutex<HashMap<usize, Arc<Node>>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) topology: Topology,
     pub(crate) this: Weak<Core>,
@@ -96,6 +99,7 @@ impl Core {
             quiet_cv: Condvar::new(),
             spawn_lock: Mutex::new(()),
             kernels: Mutex::new(HashMap::new()),
+            key_waits: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             topology,
             this: this.clone(),
@@ -447,6 +451,40 @@ impl Core {
         }
         if let Some((_, events)) = self.trace.lock().as_mut() {
             events.push(event());
+        }
+    }
+
+    /// Remembers that a task of this runtime waits for `key_node`, a key no task was spawned
+    /// under yet, so that [`Core::unspawned_keys`] can find it.
+    pub(crate) fn note_key_wait(&self, key_node: &Arc<Node>) {
+        let mut waits = self.key_waits.lock();
+        if waits.len() >= 64 && waits.len().is_power_of_two() {
+            waits.retain(|_, n| n.is_unspawned_key());
+        }
+        waits
+            .entry(Arc::as_ptr(key_node) as usize)
+            .or_insert_with(|| key_node.clone());
+    }
+
+    /// The key nodes that tasks of this runtime wait for and that still have no task.
+    pub(crate) fn unspawned_keys(&self) -> Vec<Arc<Node>> {
+        let mut waits = self.key_waits.lock();
+        waits.retain(|_, n| n.is_unspawned_key());
+        waits.values().cloned().collect()
+    }
+
+    /// Fails, until none is left, every key that tasks of this runtime wait for and that no
+    /// task was spawned under, once the runtime is otherwise idle ([`Node::abandon`]).
+    pub(crate) fn abandon_unspawned_keys(&self) {
+        loop {
+            self.wait_quiet();
+            let stuck = self.unspawned_keys();
+            if stuck.is_empty() {
+                return;
+            }
+            for n in stuck {
+                n.abandon();
+            }
         }
     }
 

@@ -11,7 +11,7 @@
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
@@ -20,6 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
+use super::space::Key;
 use crate::data::array::{GpuPin, Memory, RawArray};
 use crate::data::reduce::{HostPartial, Partial};
 use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
@@ -92,10 +93,26 @@ pub(crate) struct Node {
     st: Mutex<NodeState>,
     cv: Condvar,
     core: OnceLock<Arc<Core>>,
-    pub(crate) spawned: AtomicBool,
+    /// For a node of a [`super::TaskSpace`]: the space's name and the key.
+    key: Option<(String, Key)>,
+    /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`]; plain tasks are spawned
+    /// from the start.
+    key_state: AtomicU8,
     /// Mirrors `st.done.is_some()` for lock-free polling by spinning waiters.
     done_flag: AtomicBool,
 }
+
+/// A TaskSpace key's node that no task was spawned under yet (others may wait for it).
+const KEY_PLACEHOLDER: u8 = 0;
+/// A task was spawned under the key (or the node is a plain task's).
+const KEY_SPAWNED: u8 = 1;
+/// A runtime whose tasks waited for the key shut down first: the node failed with
+/// [`TaskError::NeverSpawned`], and a later spawn under the key gets a fresh node.
+const KEY_ABANDONED: u8 = 2;
+
+/// Serialises the dependency phase of spawns under a TaskSpace key, across runtimes, so that
+/// two such spawns cannot each close half of a cycle unseen (see [`Node::path_to`]).
+pub(crate) static KEY_GRAPH: Mutex<()> = Mutex::new(());
 
 /// How long a thread outside the pool spins (yielding) for a task before it blocks: GPU round
 /// trips are tens of microseconds, and waking a blocked thread on a VM costs about as much.
@@ -122,15 +139,139 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Node {
     pub(crate) fn new(name: TaskName) -> Arc<Node> {
+        Node::make(name, None)
+    }
+
+    /// The node of `space[key]` before a task is spawned under it.
+    pub(crate) fn placeholder(space: &str, key: &Key) -> Arc<Node> {
+        Node::make(
+            format!("{space}{key}").into(),
+            Some((space.to_string(), key.clone())),
+        )
+    }
+
+    fn make(name: TaskName, key: Option<(String, Key)>) -> Arc<Node> {
+        let state = if key.is_some() {
+            KEY_PLACEHOLDER
+        } else {
+            KEY_SPAWNED
+        };
         Arc::new(Node {
             name: Mutex::new(name),
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
             core: OnceLock::new(),
-            spawned: AtomicBool::new(false),
+            key,
+            key_state: AtomicU8::new(state),
             done_flag: AtomicBool::new(false),
         })
+    }
+
+    /// Claims a key's node for the task being spawned: `Err(true)` if it was abandoned
+    /// (the caller makes a fresh one), `Err(false)` if a task was spawned under it already.
+    pub(crate) fn try_claim(&self) -> Result<(), bool> {
+        match self.key_state.compare_exchange(
+            KEY_PLACEHOLDER,
+            KEY_SPAWNED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(state) => Err(state == KEY_ABANDONED),
+        }
+    }
+
+    /// Whether a task was spawned under this key's node (always true for a plain task).
+    pub(crate) fn is_spawned(&self) -> bool {
+        self.key_state.load(Ordering::Acquire) == KEY_SPAWNED
+    }
+
+    /// Whether this is a key's node that no task was spawned under (nor abandoned).
+    pub(crate) fn is_unspawned_key(&self) -> bool {
+        self.key_state.load(Ordering::Acquire) == KEY_PLACEHOLDER
+    }
+
+    /// Fails a key's node that no task was spawned under with [`TaskError::NeverSpawned`]
+    /// (its waiters fail naming it); nothing if a task was spawned under it meanwhile.
+    pub(crate) fn abandon(self: &Arc<Self>) {
+        let Some((space, key)) = &self.key else {
+            return;
+        };
+        if self
+            .key_state
+            .compare_exchange(
+                KEY_PLACEHOLDER,
+                KEY_ABANDONED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            tracing::warn!(space = %space, key = %key, "no task was spawned under a key that tasks wait for");
+            self.complete(Err(TaskError::NeverSpawned {
+                space: space.clone(),
+                key: key.to_string(),
+            }));
+        }
+    }
+
+    /// How the node is named in cycles and reports: `space[key]` for a key's node, else the
+    /// task's name.
+    pub(crate) fn label(&self) -> String {
+        match &self.key {
+            Some((space, key)) => format!("{space}{key}"),
+            None => self.name().to_string(),
+        }
+    }
+
+    /// Names of the tasks waiting for this one.
+    pub(crate) fn dependent_names(&self) -> Vec<String> {
+        let st = self.st.lock();
+        st.dependents
+            .iter()
+            .map(|(d, _)| d.name().to_string())
+            .collect()
+    }
+
+    /// A chain of waiting tasks from `self` to `target` (`[self, .., target]`), if there is
+    /// one: then `self` waiting for `target` would close a cycle.
+    ///
+    /// Only a key's node can have waiters before its own dependencies are added, so only
+    /// spawns under a key look (under [`KEY_GRAPH`]): the edge that closes a cycle always
+    /// ends at such a node. Finished nodes have no waiters left, so the search covers only
+    /// pending tasks downstream of `self`.
+    pub(crate) fn path_to(self: &Arc<Self>, target: &Arc<Node>) -> Option<Vec<Arc<Node>>> {
+        let mut seen = std::collections::HashSet::new();
+        // (node, index of the node it was reached from)
+        let mut found: Vec<(Arc<Node>, usize)> = vec![(self.clone(), usize::MAX)];
+        let mut next = 0;
+        seen.insert(Arc::as_ptr(self));
+        while next < found.len() {
+            let dependents: Vec<Arc<Node>> = {
+                let st = found[next].0.st.lock();
+                st.dependents.iter().map(|(d, _)| d.clone()).collect()
+            };
+            for d in dependents {
+                if !seen.insert(Arc::as_ptr(&d)) {
+                    continue;
+                }
+                let hit = Arc::ptr_eq(&d, target);
+                found.push((d, next));
+                if hit {
+                    let mut path = Vec::new();
+                    let mut i = found.len() - 1;
+                    while i != usize::MAX {
+                        path.push(found[i].0.clone());
+                        i = found[i].1;
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+            }
+            next += 1;
+        }
+        None
     }
 
     /// A node that is already finished with `result` (spawn errors).
