@@ -36,6 +36,9 @@
 //! (remote buffers, replication, collectives) and [`neuro`] (Lava-style neural process networks).
 
 #![warn(missing_docs)]
+// The auto-trait checks of the neuro run thread (its state reaches wgpu-core types through
+// the task graph) nest deeper than the default limit of 128.
+#![recursion_limit = "256"]
 
 pub mod bench;
 pub mod comm;

@@ -13,7 +13,7 @@ use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::Policy;
 use crate::task::core::Core;
-use crate::task::{BuildError, TaskBuilder, TaskHandle};
+use crate::task::{BuildError, TaskBuilder, TaskError, TaskHandle};
 
 /// Which GPUs a runtime uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -423,15 +423,52 @@ impl RuntimeHandle {
     }
 
     /// Blocks until no task is ready or running. Tasks whose dependencies were never spawned
-    /// (a TaskSpace key nobody spawns) do not count.
+    /// (a TaskSpace key nobody spawns) do not count: [`RuntimeHandle::wait_idle_checked`]
+    /// reports them.
     pub fn wait_idle(&self) {
         self.core.wait_quiet();
+    }
+
+    /// Like [`RuntimeHandle::wait_idle`], then checks that no task waits for a TaskSpace key
+    /// that no task was spawned under: such tasks would never run (dropping the runtime fails
+    /// them with a [`TaskError::DependencyFailed`] whose cause is
+    /// [`TaskError::NeverSpawned`]).
+    ///
+    /// # Errors
+    /// [`TaskError::Stalled`] listing those keys and the tasks that wait for them directly.
+    /// The check sees the spawns made so far: a key another thread is about to spawn may be
+    /// listed.
+    ///
+    /// ```
+    /// use hetflow::{Runtime, TaskError, TaskSpace};
+    /// let rt = Runtime::builder().no_gpu().build().unwrap();
+    /// let ts = TaskSpace::new("T");
+    /// let late = rt.task("late").after_key(&ts, 0).cpu(|_| ()).spawn();
+    /// assert!(matches!(rt.wait_idle_checked(), Err(TaskError::Stalled { .. })));
+    /// rt.task("first").key(&ts, 0).cpu(|_| ()).spawn();
+    /// rt.wait_idle_checked().unwrap();
+    /// late.wait().unwrap();
+    /// ```
+    pub fn wait_idle_checked(&self) -> Result<(), TaskError> {
+        self.core.wait_quiet();
+        let stuck = self.core.unspawned_keys();
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<String> = stuck.iter().map(|n| n.label()).collect();
+        let mut tasks: Vec<String> = stuck.iter().flat_map(|n| n.dependent_names()).collect();
+        keys.sort();
+        tasks.sort();
+        tasks.dedup();
+        Err(TaskError::Stalled { keys, tasks })
     }
 }
 
 /// A heterogeneous task runtime: a CPU work-stealing pool and one driver per GPU.
 ///
-/// Dropping it waits for every ready or running task, then stops and joins its threads.
+/// Dropping it waits for every ready or running task, fails the tasks that wait for a
+/// TaskSpace key no task was spawned under ([`TaskError::NeverSpawned`] at the root; a
+/// `to_vec` blocked behind them returns that failure), then stops and joins its threads.
 ///
 /// ```
 /// use hetflow::Runtime;
@@ -487,7 +524,7 @@ impl Drop for Runtime {
             core.shut_down.store(true, Ordering::Release);
             return;
         }
-        core.wait_quiet();
+        core.abandon_unspawned_keys();
         if let Some(path) = &self.perf_model_file {
             if let Err(e) = core.model.save(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not save the performance model");

@@ -58,7 +58,7 @@ pub enum DataError {
         declared: &'static str,
     },
     /// The body borrowed an array mutably while another borrow of it was alive.
-    #[error("task `{task}` borrowed array `{array}` {what}; a body may take one `write` or any number of `read`s of an array, not both")]
+    #[error("task `{task}` borrowed array `{array}` {what}; a body may take any number of `read`s of an array and then one `write`, but no `read` after the `write` and no second `write`")]
     BorrowConflict {
         /// The task.
         task: String,

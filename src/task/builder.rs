@@ -10,7 +10,7 @@ use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
-use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work};
+use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work, KEY_GRAPH};
 use super::prefetch::Prefetch;
 use super::space::{Key, TaskSpace};
 use crate::data::array::RawArray;
@@ -187,6 +187,22 @@ impl<T: Send + 'static> TaskBuilder<T> {
             },
             None => Node::new(name.clone()),
         };
+        // An array of another runtime has copy slots for that runtime's GPUs and may be valid
+        // only there: the task fails before touching it (nothing is recorded on the array).
+        // The owner is compared by address: a `Weak` keeps its allocation, so no other runtime
+        // can live at the same address while the array exists.
+        let mut accesses = accesses;
+        let own = std::sync::Weak::as_ptr(&core.this);
+        if let Some((raw, _)) = accesses
+            .iter()
+            .find(|(raw, _)| !std::ptr::addr_eq(raw.owner.as_ptr(), own))
+        {
+            node.fail_with(TaskError::ForeignArray {
+                task: name.to_string(),
+                array: raw.label.clone(),
+            });
+            accesses.clear();
+        }
         if cpu.is_none() && gpu.is_none() {
             // A task without a body is a barrier: it completes when its dependencies do. Only
             // a `()` task can produce its value without a body.
@@ -199,12 +215,37 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 });
             }
         }
-        node.set_name(name);
+        node.set_name(name.clone());
+        // A key's node may already have waiters: each new dependency is checked for closing a
+        // cycle (`Node::path_to`), under one lock for all key spawns.
+        let graph = key.as_ref().map(|_| KEY_GRAPH.lock());
+        let add = |d: &Arc<Node>, order_only: bool| {
+            if graph.is_some() {
+                if let Some(path) = node.path_to(d) {
+                    let mut cycle: Vec<String> = path.iter().map(|n| n.label()).collect();
+                    cycle.push(node.label());
+                    tracing::debug!(task = %name, ?cycle, "spawn would close a dependency cycle");
+                    node.fail_with(TaskError::KeyCycle {
+                        task: name.to_string(),
+                        cycle,
+                    });
+                    return;
+                }
+            }
+            if order_only {
+                node.add_order_dependency(d);
+            } else {
+                node.add_dependency(d);
+            }
+            if d.is_unspawned_key() {
+                core.note_key_wait(d);
+            }
+        };
         for d in &deps {
-            node.add_dependency(d);
+            add(d, false);
         }
         for (space, k) in &key_deps {
-            node.add_dependency(&space.node(k));
+            add(&space.node(k), false);
         }
         let mut ready_inputs = Vec::new();
         if !accesses.is_empty() {
@@ -222,12 +263,15 @@ impl<T: Send + 'static> TaskBuilder<T> {
                     ready_inputs.push(raw.clone());
                 }
                 for dep in deps {
+                    // A whole overwrite reads nothing: an earlier failure orders it but does
+                    // not fail it (see "Failure semantics" in `task/mod.rs`).
                     if let Some(d) = as_node(&dep) {
-                        node.add_dependency(&d);
+                        add(&d, *access == Access::Write);
                     }
                 }
             }
         }
+        drop(graph);
         // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
         // are already final (`prefetch.rs`).
         let fixed_gpu = match (&placement, gpu.is_some(), cpu.is_some()) {

@@ -1,6 +1,7 @@
 //! What a task body sees: its declared arrays on the CPU, or an encoder on the GPU.
 
 use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use bytemuck::Pod;
@@ -14,12 +15,59 @@ use crate::device::kernel::{ElementLayout, Scalar};
 use crate::device::{BindingKind, GpuDevice, Kernel};
 use crate::runtime::RuntimeHandle;
 
+/// A private copy of an array that a `write` after a `read` of it in the same body goes to,
+/// copied into the array when the body returns (see [`CpuContext::try_write`]).
+///
+/// The words are owned through a raw pointer, not a `Box`, so that moving the entry (the
+/// table grows) never asserts uniqueness over memory a handed-out `&mut [T]` points into.
+struct Scratch {
+    array: u64,
+    words: NonNull<[u128]>,
+}
+
+impl Scratch {
+    fn copy_of(raw: &RawArray) -> Scratch {
+        let mut words = vec![0u128; raw.bytes.div_ceil(16)].into_boxed_slice();
+        // SAFETY: the task declared access to `raw`, so no writer runs concurrently, and this
+        // body holds no `&mut` to it (the caller checked the borrow table).
+        let host = unsafe { raw.host_bytes() };
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.bytes].copy_from_slice(host);
+        Scratch {
+            array: raw.id,
+            words: NonNull::from(Box::leak(words)),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: `words` came from `Box::leak` in `copy_of` and is freed only here; every
+        // slice handed out from it borrowed the context, which outlives this entry.
+        drop(unsafe { Box::from_raw(self.words.as_ptr()) });
+    }
+}
+
+// SAFETY: a `Scratch` owns its words alone (like the `Box` it was made from).
+unsafe impl Send for Scratch {}
+
 /// The context of a CPU body: borrow the task's declared arrays as slices, spawn more tasks.
+///
+/// ## Borrows
+/// A body may take any number of `read`s of an array, then one `write` of it. A `write` that
+/// comes after a `read` of the same array cannot hand out the array's memory, since the read
+/// slice may still be alive and a `&[T]` must never alias a `&mut [T]`: it hands out a private
+/// copy of the contents instead, which is copied into the array when the body returns
+/// successfully (read slices keep showing the contents the body started with). A `read` after
+/// a `write`, or a second `write`, is a [`DataError::BorrowConflict`]: the `&mut [T]` may
+/// still be alive. This costs nothing in the common case (reads and writes of different
+/// arrays, or a single `write`), and one copy of the array in the read-then-write case.
 pub struct CpuContext<'a> {
     task: &'a str,
     accesses: &'a [(Arc<RawArray>, Access)],
     /// (array id, n) with n > 0 shared borrows, n = -1 one mutable borrow.
     borrows: RefCell<Vec<(u64, i32)>>,
+    /// Private copies that writes after reads went to.
+    scratch: RefCell<Vec<Scratch>>,
     runtime: &'a RuntimeHandle,
     /// Private partials of the arrays this task reduces.
     partials: &'a [HostPartial],
@@ -36,6 +84,7 @@ impl<'a> CpuContext<'a> {
             task,
             accesses,
             borrows: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Vec::new()),
             runtime: RuntimeHandle::from_core_ref(core),
             partials,
         }
@@ -44,6 +93,23 @@ impl<'a> CpuContext<'a> {
     /// The task's name.
     pub fn task_name(&self) -> &str {
         self.task
+    }
+
+    /// Ends the body: copies every private write copy (a write after a read of the same
+    /// array) into its array. Called only when the body succeeded.
+    pub(crate) fn commit(self) {
+        for s in self.scratch.take() {
+            let Some((raw, _)) = self.accesses.iter().find(|(r, _)| r.id == s.array) else {
+                continue;
+            };
+            // SAFETY: the body has returned, so no slice it was given is alive; the task
+            // declared a write of `raw`, so no other task uses its host copy now.
+            let host = unsafe { raw.host_bytes_mut() };
+            // SAFETY: `words` is live until `s` drops (see `Scratch`), and nothing else
+            // borrows it any more.
+            let words = unsafe { s.words.as_ref() };
+            host.copy_from_slice(&bytemuck::cast_slice::<u128, u8>(words)[..raw.bytes]);
+        }
     }
 
     /// The runtime, to spawn nested tasks or create arrays from inside a body.
@@ -99,6 +165,10 @@ impl<'a> CpuContext<'a> {
 
     /// Borrows a declared array for writing (declared `writes` or `read_write`). With
     /// `writes`, the old contents are not fetched: overwrite every element.
+    ///
+    /// After a `read` of the same array in this body, the slice is a private copy of the
+    /// contents, written into the array when the body returns (see [`CpuContext`]'s
+    /// "Borrows"). A second `write` of the array is a [`DataError::BorrowConflict`].
     #[allow(clippy::mut_from_ref)]
     pub fn try_write<'s, T: Pod>(&'s self, a: &Array<T>) -> Result<&'s mut [T], DataError> {
         let entry = self.entry(&a.raw);
@@ -109,14 +179,28 @@ impl<'a> CpuContext<'a> {
             _ => return Err(self.undeclared(&a.raw, "writing", declared)),
         };
         let mut b = self.borrows.borrow_mut();
-        if b.iter().any(|(id, _)| *id == raw.id) {
-            return Err(DataError::BorrowConflict {
-                task: self.task.to_string(),
-                array: raw.label.clone(),
-                what: "for writing a second time, or while reading it",
-            });
+        match b.iter_mut().find(|(id, _)| *id == raw.id) {
+            Some((_, n)) if *n > 0 && !reducing => {
+                // Read slices of the array may be alive: write to a private copy.
+                *n = -1;
+                let mut scratch = self.scratch.borrow_mut();
+                scratch.push(Scratch::copy_of(raw));
+                let words = scratch[scratch.len() - 1].words;
+                // SAFETY: the words are this entry's alone and stay allocated until the
+                // context drops (moving the entry does not move them); the borrow table now
+                // marks the array as written, so this is the only slice of them.
+                let bytes = unsafe { bytemuck::cast_slice_mut::<u128, u8>(&mut *words.as_ptr()) };
+                return Ok(bytemuck::cast_slice_mut(&mut bytes[..raw.bytes]));
+            }
+            Some(_) => {
+                return Err(DataError::BorrowConflict {
+                    task: self.task.to_string(),
+                    array: raw.label.clone(),
+                    what: "for writing a second time",
+                })
+            }
+            None => b.push((raw.id, -1)),
         }
-        b.push((raw.id, -1));
         if reducing {
             let Some(p) = self.partials.iter().find(|p| p.array_id == raw.id) else {
                 return Err(self.undeclared(&a.raw, "reducing", declared));
@@ -148,7 +232,8 @@ impl<'a> CpuContext<'a> {
     /// Like [`CpuContext::try_write`].
     ///
     /// # Panics
-    /// If the array was not declared for writing, or is already borrowed in this body; the
+    /// If the array was not declared for writing, or is already borrowed for writing in this
+    /// body; the
     /// task then fails with [`TaskError::Panicked`] carrying the [`DataError`] message.
     #[allow(clippy::mut_from_ref)]
     pub fn write<'s, T: Pod>(&'s self, a: &Array<T>) -> &'s mut [T] {

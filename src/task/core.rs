@@ -45,6 +45,9 @@ pub(crate) struct Core {
     /// global order (no cycle can come from two threads spawning at once).
     pub(crate) spawn_lock: Mutex<()>,
     pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
+    /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
+    /// under them yet, by address (spawned ones are pruned as it grows).
+    key_waits: Mutex<HashMap<usize, Arc<Node>>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) topology: Topology,
     pub(crate) this: Weak<Core>,
@@ -97,6 +100,7 @@ impl Core {
             quiet_cv: Condvar::new(),
             spawn_lock: Mutex::new(()),
             kernels: Mutex::new(HashMap::new()),
+            key_waits: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             topology,
             this: this.clone(),
@@ -463,6 +467,40 @@ impl Core {
         }
     }
 
+    /// Remembers that a task of this runtime waits for `key_node`, a key no task was spawned
+    /// under yet, so that [`Core::unspawned_keys`] can find it.
+    pub(crate) fn note_key_wait(&self, key_node: &Arc<Node>) {
+        let mut waits = self.key_waits.lock();
+        if waits.len() >= 64 && waits.len().is_power_of_two() {
+            waits.retain(|_, n| n.is_unspawned_key());
+        }
+        waits
+            .entry(Arc::as_ptr(key_node) as usize)
+            .or_insert_with(|| key_node.clone());
+    }
+
+    /// The key nodes that tasks of this runtime wait for and that still have no task.
+    pub(crate) fn unspawned_keys(&self) -> Vec<Arc<Node>> {
+        let mut waits = self.key_waits.lock();
+        waits.retain(|_, n| n.is_unspawned_key());
+        waits.values().cloned().collect()
+    }
+
+    /// Fails, until none is left, every key that tasks of this runtime wait for and that no
+    /// task was spawned under, once the runtime is otherwise idle ([`Node::abandon`]).
+    pub(crate) fn abandon_unspawned_keys(&self) {
+        loop {
+            self.wait_quiet();
+            let stuck = self.unspawned_keys();
+            if stuck.is_empty() {
+                return;
+            }
+            for n in stuck {
+                n.abandon();
+            }
+        }
+    }
+
     pub(crate) fn task_finished(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = self.quiet.lock();
@@ -517,6 +555,46 @@ impl Core {
 }
 
 impl<T: bytemuck::Pod> crate::data::Array<T> {
+    /// Forgets the failures of earlier tasks on this array, so that later tasks that read it
+    /// run instead of failing with [`TaskError::DependencyFailed`]. The contents are whatever
+    /// the failed tasks left (a task that failed before writing left the old contents).
+    ///
+    /// This is a task ordered like a body-less [`crate::Access::Write`] of the whole array:
+    /// it runs after every earlier access, moves no data and changes no copy. Its handle
+    /// fails only if the runtime is gone. A slice's `clear_error` clears failures recorded on
+    /// ranges inside that slice.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let a = rt.array_from(vec![1u32; 4]);
+    /// rt.task("bad").read_write(&a).cpu(|_| panic!("boom")).spawn().wait().unwrap_err();
+    /// assert!(a.to_vec().is_err());
+    /// a.clear_error().wait().unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), vec![1; 4]);
+    /// ```
+    pub fn clear_error(&self) -> super::TaskHandle<()> {
+        let name = format!("clear_error({})", self.raw.label);
+        let Some(core) = self
+            .raw
+            .owner
+            .upgrade()
+            .and_then(|o| o.downcast::<Core>().ok())
+        else {
+            return super::TaskHandle {
+                node: Node::finished(
+                    name.into(),
+                    Err(TaskError::Data(crate::data::DataError::RuntimeGone {
+                        array: self.raw.label.clone(),
+                    })),
+                ),
+                _value: std::marker::PhantomData,
+            };
+        };
+        super::builder::TaskBuilder::<()>::new(core, name.into())
+            .access(self.raw.clone(), Access::Write)
+            .spawn()
+    }
+
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
     /// the array (the copy is itself a host read, ordered like any task). A failed earlier
     /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.

@@ -108,6 +108,35 @@ pub enum TaskError {
         /// The key.
         key: String,
     },
+    /// No task was spawned under a TaskSpace key that tasks waited for, and the runtime of
+    /// those tasks shut down. The waiting tasks fail with [`TaskError::DependencyFailed`]
+    /// whose root is the key (`space[key]`).
+    #[error("task space `{space}`: no task was spawned under key {key}, which tasks waited for when their runtime shut down")]
+    NeverSpawned {
+        /// The space's name.
+        space: String,
+        /// The key.
+        key: String,
+    },
+    /// Waiting for the task would close a cycle of dependencies (through TaskSpace keys): the
+    /// task fails at spawn instead, and the tasks of the cycle that wait for it fail naming it.
+    #[error("task `{task}` would close a dependency cycle {}; a task may not wait for a key whose task waits for it", cycle.join(" -> "))]
+    KeyCycle {
+        /// The task being spawned.
+        task: String,
+        /// The cycle, from the task's key back to it: `space[key]` for keyed tasks, else
+        /// task names.
+        cycle: Vec<String>,
+    },
+    /// The runtime is idle but tasks still wait for TaskSpace keys that no task was spawned
+    /// under ([`crate::RuntimeHandle::wait_idle_checked`]).
+    #[error("the runtime is idle but tasks {tasks:?} wait for TaskSpace keys {keys:?} that no task was spawned under; spawn tasks under them, or drop the runtime to fail the waiting tasks with NeverSpawned")]
+    Stalled {
+        /// The keys (`space[key]`), sorted.
+        keys: Vec<String>,
+        /// The tasks that wait for them directly, sorted.
+        tasks: Vec<String>,
+    },
     /// A task was declared to depend on itself.
     #[error("task `{task}` depends on itself")]
     SelfDependency {
@@ -125,6 +154,15 @@ pub enum TaskError {
     WaitInGpuBody {
         /// The awaited task.
         task: String,
+    },
+    /// A task declared an array made by another runtime: its copies and device buffers belong
+    /// to that runtime's devices.
+    #[error("task `{task}` declares array `{array}`, which was made by another runtime; a task may only use arrays of the runtime it is spawned on (copy the data into an array of this runtime)")]
+    ForeignArray {
+        /// The task's name.
+        task: String,
+        /// The array's label.
+        array: String,
     },
     /// The handle's value was already taken (a future polled after completion).
     #[error("the value of task `{task}` was already taken")]
@@ -148,6 +186,8 @@ impl TaskError {
             | TaskError::BindingMismatch { task, .. }
             | TaskError::TaskData { task, .. }
             | TaskError::SelfDependency { task }
+            | TaskError::ForeignArray { task, .. }
+            | TaskError::KeyCycle { task, .. }
             | TaskError::ShutDown { task } => Some(task),
             _ => None,
         }

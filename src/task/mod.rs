@@ -8,10 +8,25 @@
 //! Invariants:
 //! - a node is scheduled exactly once, when its last dependency is released;
 //! - a task whose dependency failed does not run its body; it completes with
-//!   [`TaskError::DependencyFailed`] naming the root task, and so do its own dependents;
+//!   [`TaskError::DependencyFailed`] naming the root task, and so do its own dependents
+//!   (except through an edge that only orders, below);
 //! - a panic in a body is caught and becomes [`TaskError::Panicked`]; workers survive it;
 //! - spawns that declare array accesses are ordered by one lock, so every array sees the
 //!   same order of tasks and inferred dependencies cannot form a cycle.
+//!
+//! ## Failure semantics
+//! A failed task *poisons* the arrays it declared: its entry stays in the array's access
+//! tracker (`data::family::RangeTracker`; successful tasks are forgotten), so every later
+//! task that reads, updates or reduces an overlapping range depends on it and fails with
+//! [`TaskError::DependencyFailed`] naming it, and so does `to_vec`. The poison lasts until:
+//! - a task declares [`crate::Access::Write`] of a range covering the failed access: a write
+//!   reads nothing, so its edges to earlier accesses only order it (they never fail it); it
+//!   runs, and its entry replaces the entries it covers. Writing the whole array clears it;
+//!   writing a slice clears failures inside the slice, while a failure on a wider range still
+//!   fails readers of the slice and of the rest;
+//! - [`crate::Array::clear_error`], a body-less whole write: it clears without changing the
+//!   contents.
+//! An explicit dependency (`after`, `after_key`) on a failed task always fails.
 
 mod builder;
 mod context;

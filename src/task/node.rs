@@ -11,7 +11,7 @@
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
@@ -20,6 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use super::context::{CpuContext, GpuContext};
 use super::core::Core;
 use super::error::TaskError;
+use super::space::Key;
 use crate::data::array::{GpuPin, Memory, RawArray};
 use crate::data::reduce::{GpuPartial, HostPartial};
 use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
@@ -63,10 +64,12 @@ pub(crate) struct Work {
 struct NodeState {
     done: Option<Result<(), TaskError>>,
     released: Option<Fence>,
-    dependents: Vec<Arc<Node>>,
+    /// Tasks waiting for this one, each with whether this task's failure fails it (false
+    /// for an edge that only orders: see [`Node::add_order_dependency`]).
+    dependents: Vec<(Arc<Node>, bool)>,
     /// Dependents released early (at encoding), kept until completion: if the task's batch
-    /// fails, they must fail too, and they do before its fence passes.
-    released_to: Vec<Arc<Node>>,
+    /// fails, those its failure fails must fail too, and they do before its fence passes.
+    released_to: Vec<(Arc<Node>, bool)>,
     wakers: Vec<Waker>,
     /// The error this task completes with instead of running (a failed dependency, no device).
     fail_with: Option<Box<TaskError>>,
@@ -93,10 +96,26 @@ pub(crate) struct Node {
     st: Mutex<NodeState>,
     cv: Condvar,
     core: OnceLock<Arc<Core>>,
-    pub(crate) spawned: AtomicBool,
+    /// For a node of a [`super::TaskSpace`]: the space's name and the key.
+    key: Option<(String, Key)>,
+    /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`]; plain tasks are spawned
+    /// from the start.
+    key_state: AtomicU8,
     /// Mirrors `st.done.is_some()` for lock-free polling by spinning waiters.
     done_flag: AtomicBool,
 }
+
+/// A TaskSpace key's node that no task was spawned under yet (others may wait for it).
+const KEY_PLACEHOLDER: u8 = 0;
+/// A task was spawned under the key (or the node is a plain task's).
+const KEY_SPAWNED: u8 = 1;
+/// A runtime whose tasks waited for the key shut down first: the node failed with
+/// [`TaskError::NeverSpawned`], and a later spawn under the key gets a fresh node.
+const KEY_ABANDONED: u8 = 2;
+
+/// Serialises the dependency phase of spawns under a TaskSpace key, across runtimes, so that
+/// two such spawns cannot each close half of a cycle unseen (see [`Node::path_to`]).
+pub(crate) static KEY_GRAPH: Mutex<()> = Mutex::new(());
 
 /// How long a thread outside the pool spins (yielding) for a task before it blocks: GPU round
 /// trips are tens of microseconds, and waking a blocked thread on a VM costs about as much.
@@ -123,15 +142,139 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Node {
     pub(crate) fn new(name: TaskName) -> Arc<Node> {
+        Node::make(name, None)
+    }
+
+    /// The node of `space[key]` before a task is spawned under it.
+    pub(crate) fn placeholder(space: &str, key: &Key) -> Arc<Node> {
+        Node::make(
+            format!("{space}{key}").into(),
+            Some((space.to_string(), key.clone())),
+        )
+    }
+
+    fn make(name: TaskName, key: Option<(String, Key)>) -> Arc<Node> {
+        let state = if key.is_some() {
+            KEY_PLACEHOLDER
+        } else {
+            KEY_SPAWNED
+        };
         Arc::new(Node {
             name: Mutex::new(name),
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
             core: OnceLock::new(),
-            spawned: AtomicBool::new(false),
+            key,
+            key_state: AtomicU8::new(state),
             done_flag: AtomicBool::new(false),
         })
+    }
+
+    /// Claims a key's node for the task being spawned: `Err(true)` if it was abandoned
+    /// (the caller makes a fresh one), `Err(false)` if a task was spawned under it already.
+    pub(crate) fn try_claim(&self) -> Result<(), bool> {
+        match self.key_state.compare_exchange(
+            KEY_PLACEHOLDER,
+            KEY_SPAWNED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(state) => Err(state == KEY_ABANDONED),
+        }
+    }
+
+    /// Whether a task was spawned under this key's node (always true for a plain task).
+    pub(crate) fn is_spawned(&self) -> bool {
+        self.key_state.load(Ordering::Acquire) == KEY_SPAWNED
+    }
+
+    /// Whether this is a key's node that no task was spawned under (nor abandoned).
+    pub(crate) fn is_unspawned_key(&self) -> bool {
+        self.key_state.load(Ordering::Acquire) == KEY_PLACEHOLDER
+    }
+
+    /// Fails a key's node that no task was spawned under with [`TaskError::NeverSpawned`]
+    /// (its waiters fail naming it); nothing if a task was spawned under it meanwhile.
+    pub(crate) fn abandon(self: &Arc<Self>) {
+        let Some((space, key)) = &self.key else {
+            return;
+        };
+        if self
+            .key_state
+            .compare_exchange(
+                KEY_PLACEHOLDER,
+                KEY_ABANDONED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            tracing::warn!(space = %space, key = %key, "no task was spawned under a key that tasks wait for");
+            self.complete(Err(TaskError::NeverSpawned {
+                space: space.clone(),
+                key: key.to_string(),
+            }));
+        }
+    }
+
+    /// How the node is named in cycles and reports: `space[key]` for a key's node, else the
+    /// task's name.
+    pub(crate) fn label(&self) -> String {
+        match &self.key {
+            Some((space, key)) => format!("{space}{key}"),
+            None => self.name().to_string(),
+        }
+    }
+
+    /// Names of the tasks waiting for this one.
+    pub(crate) fn dependent_names(&self) -> Vec<String> {
+        let st = self.st.lock();
+        st.dependents
+            .iter()
+            .map(|(d, _)| d.name().to_string())
+            .collect()
+    }
+
+    /// A chain of waiting tasks from `self` to `target` (`[self, .., target]`), if there is
+    /// one: then `self` waiting for `target` would close a cycle.
+    ///
+    /// Only a key's node can have waiters before its own dependencies are added, so only
+    /// spawns under a key look (under [`KEY_GRAPH`]): the edge that closes a cycle always
+    /// ends at such a node. Finished nodes have no waiters left, so the search covers only
+    /// pending tasks downstream of `self`.
+    pub(crate) fn path_to(self: &Arc<Self>, target: &Arc<Node>) -> Option<Vec<Arc<Node>>> {
+        let mut seen = std::collections::HashSet::new();
+        // (node, index of the node it was reached from)
+        let mut found: Vec<(Arc<Node>, usize)> = vec![(self.clone(), usize::MAX)];
+        let mut next = 0;
+        seen.insert(Arc::as_ptr(self));
+        while next < found.len() {
+            let dependents: Vec<Arc<Node>> = {
+                let st = found[next].0.st.lock();
+                st.dependents.iter().map(|(d, _)| d.clone()).collect()
+            };
+            for d in dependents {
+                if !seen.insert(Arc::as_ptr(&d)) {
+                    continue;
+                }
+                let hit = Arc::ptr_eq(&d, target);
+                found.push((d, next));
+                if hit {
+                    let mut path = Vec::new();
+                    let mut i = found.len() - 1;
+                    while i != usize::MAX {
+                        path.push(found[i].0.clone());
+                        i = found[i].1;
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+            }
+            next += 1;
+        }
+        None
     }
 
     /// A node that is already finished with `result` (spawn errors).
@@ -228,8 +371,20 @@ impl Node {
         }
     }
 
-    /// Makes `self` wait for `dep`. Call before the spawn guard is dropped.
+    /// Makes `self` wait for `dep`, and fail naming it if it fails. Call before the spawn
+    /// guard is dropped.
     pub(crate) fn add_dependency(self: &Arc<Self>, dep: &Arc<Node>) {
+        self.add_edge(dep, true);
+    }
+
+    /// Makes `self` wait for `dep` without taking on its failure: for a task that overwrites
+    /// everything `dep` left in an array (`Access::Write`), which therefore reads nothing of
+    /// what `dep` did or failed to do.
+    pub(crate) fn add_order_dependency(self: &Arc<Self>, dep: &Arc<Node>) {
+        self.add_edge(dep, false);
+    }
+
+    fn add_edge(self: &Arc<Self>, dep: &Arc<Node>, propagate: bool) {
         if Arc::ptr_eq(self, dep) {
             self.fail_with(TaskError::SelfDependency {
                 task: self.name().to_string(),
@@ -250,18 +405,18 @@ impl Node {
                 (None, Some(f)) => Seen::Released(f),
                 (None, None) => {
                     self.remaining.fetch_add(1, Ordering::AcqRel);
-                    ds.dependents.push(self.clone());
+                    ds.dependents.push((self.clone(), propagate));
                     Seen::Pending
                 }
             }
         };
         match seen {
-            Seen::Failed(e) => {
+            Seen::Failed(e) if propagate => {
                 let err = self.dependency_failed(&e, &dep.name());
                 self.fail_with(err);
             }
             Seen::Released(f) => self.st.lock().fences.push(f),
-            Seen::Pending | Seen::Ok => {}
+            Seen::Failed(_) | Seen::Pending | Seen::Ok => {}
         }
     }
 
@@ -294,7 +449,7 @@ impl Node {
             st.released = Some(fence);
             std::mem::take(&mut st.dependents)
         };
-        for d in &dependents {
+        for (d, _) in &dependents {
             d.clone().dep_done(None, Some(fence));
         }
         self.st.lock().released_to = dependents;
@@ -358,13 +513,16 @@ impl Node {
             // Released early, they wait for this task's fence (elsewhere) or are queued behind
             // it (same GPU): neither has run, and neither may run on what this task did not
             // produce. (On success the list is simply dropped.)
-            for d in released_to {
-                let err = d.dependency_failed(e, &name);
-                d.fail_with(err);
+            for (d, propagate) in released_to {
+                if propagate {
+                    let err = d.dependency_failed(e, &name);
+                    d.fail_with(err);
+                }
             }
         }
-        for d in dependents {
-            d.dep_done(failure.as_ref().map(|e| (e, &*name)), None);
+        for (d, propagate) in dependents {
+            let failure = failure.as_ref().filter(|_| propagate);
+            d.dep_done(failure.map(|e| (e, &*name)), None);
         }
         if let Some(core) = self.core.get() {
             core.task_finished();
@@ -486,7 +644,11 @@ impl CpuJob for Node {
             .collect();
         let mut cx = CpuContext::new(&name, &work.accesses, core, &partials);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
-        drop(cx);
+        if matches!(r, Ok(Ok(_))) {
+            cx.commit();
+        } else {
+            drop(cx);
+        }
         let result = self.body_result(r);
         if result.is_ok() {
             let mut partials = partials;

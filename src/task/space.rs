@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -116,20 +115,33 @@ impl TaskSpace {
             .tasks
             .lock()
             .entry(key.clone())
-            .or_insert_with(|| Node::new(format!("{}{key}", self.inner.name).into()))
+            .or_insert_with(|| Node::placeholder(&self.inner.name, key))
             .clone()
     }
 
-    /// The node for a task being spawned under `key`; errors if one was spawned already.
+    /// The node for a task being spawned under `key`; errors if one was spawned already. A
+    /// key abandoned by a runtime that shut down (its waiters failed with
+    /// [`TaskError::NeverSpawned`]) gets a fresh node.
     pub(crate) fn claim(&self, key: &Key) -> Result<Arc<Node>, TaskError> {
-        let node = self.node(key);
-        if node.spawned.swap(true, Ordering::AcqRel) {
-            return Err(TaskError::DuplicateKey {
+        let mut tasks = self.inner.tasks.lock();
+        let node = tasks
+            .entry(key.clone())
+            .or_insert_with(|| Node::placeholder(&self.inner.name, key))
+            .clone();
+        match node.try_claim() {
+            Ok(()) => Ok(node),
+            Err(true) => {
+                let fresh = Node::placeholder(&self.inner.name, key);
+                // A node nobody else has seen yet: the claim cannot fail.
+                let _ = fresh.try_claim();
+                tasks.insert(key.clone(), fresh.clone());
+                Ok(fresh)
+            }
+            Err(false) => Err(TaskError::DuplicateKey {
                 space: self.inner.name.clone(),
                 key: key.to_string(),
-            });
+            }),
         }
-        Ok(node)
     }
 
     /// The task under `key` (a placeholder if none is spawned yet).
@@ -145,10 +157,16 @@ impl TaskSpace {
             .tasks
             .lock()
             .get(&key.into())
-            .is_some_and(|n| n.spawned.load(Ordering::Acquire))
+            .is_some_and(|n| n.is_spawned())
     }
 
     /// Blocks until the task under `key` is spawned and finished.
+    ///
+    /// If no task is ever spawned under `key` but tasks of a runtime wait for it, dropping
+    /// that runtime ends the wait with [`TaskError::NeverSpawned`] (and the waiting tasks fail
+    /// naming the key); [`crate::RuntimeHandle::wait_idle_checked`] lists such keys before
+    /// that. A key that no task waits for is not known to any runtime: waiting for it blocks
+    /// until a task is spawned under it.
     pub fn wait(&self, key: impl Into<Key>) -> Result<(), TaskError> {
         self.get(key).wait()
     }
