@@ -26,7 +26,13 @@
 //!   fails readers of the slice and of the rest;
 //! - [`crate::Array::clear_error`], a body-less whole write: it clears without changing the
 //!   contents.
-//! An explicit dependency (`after`, `after_key`) on a failed task always fails.
+//!
+//! An explicit dependency (`after`, `after_key`) on a failed task always fails. Nothing waits
+//! forever on keys: a spawn that would close a cycle of dependencies through TaskSpace keys
+//! fails with [`TaskError::KeyCycle`]; dropping a runtime fails the keys its tasks wait for
+//! that no task was spawned under with [`TaskError::NeverSpawned`] (their waiters, and a
+//! `to_vec` behind them, fail naming `space[key]`), and
+//! [`crate::RuntimeHandle::wait_idle_checked`] reports them before that.
 
 mod builder;
 mod context;
