@@ -261,7 +261,7 @@ fn bindings_check_element_type_and_whole_elements() {
             found,
             ..
         } => {
-            assert_eq!((*binding, array.as_str()), (0, "floats"));
+            assert_eq!((*binding, &**array), (0, "floats"));
             assert!(expected.contains("array<u32>"), "{expected}");
             assert!(found.contains("f32"), "{found}");
         }
@@ -279,7 +279,7 @@ fn bindings_check_element_type_and_whole_elements() {
         .unwrap_err();
     assert!(
         matches!(&err, TaskError::BindingMismatch { expected, found, .. }
-            if expected.contains("vec4<f32>") && expected.contains("16 bytes") && found == "24 bytes"),
+            if expected.contains("vec4<f32>") && expected.contains("16 bytes") && &**found == "24 bytes"),
         "{err}"
     );
     // Matching arrays run: eight floats as two vec4s, u32s, and raw bytes (meaning unknown:

@@ -372,11 +372,11 @@ impl<'a> GpuContext<'a> {
     ) -> Result<(), TaskError> {
         let mismatch = |found: String| TaskError::BindingMismatch {
             task: self.task.to_string(),
-            kernel: kernel.inner.label.clone(),
+            kernel: kernel.inner.label.as_str().into(),
             binding,
-            array: raw.label.clone(),
-            expected: layout.describe(),
-            found,
+            array: raw.label.as_str().into(),
+            expected: layout.describe().into(),
+            found: found.into(),
         };
         if let (true, Some(want), Some(have)) = (kernel.typed, layout.scalar, scalar) {
             if want != have {
@@ -385,7 +385,7 @@ impl<'a> GpuContext<'a> {
         }
         let bytes = raw.bytes as u64;
         let (offset, stride) = (u64::from(layout.offset), u64::from(layout.stride));
-        if bytes < offset || (stride > 0 && (bytes - offset) % stride != 0) {
+        if bytes < offset || (stride > 0 && !(bytes - offset).is_multiple_of(stride)) {
             return Err(mismatch(format!("{bytes} bytes")));
         }
         Ok(())

@@ -76,15 +76,15 @@ pub enum TaskError {
         /// The task's name.
         task: String,
         /// The kernel's label.
-        kernel: String,
+        kernel: Box<str>,
         /// The binding index.
         binding: u32,
         /// The array's label.
-        array: String,
+        array: Box<str>,
         /// What the binding holds (element type and size).
-        expected: String,
+        expected: Box<str>,
         /// What the array has.
-        found: String,
+        found: Box<str>,
     },
     /// Moving or borrowing the task's data failed.
     #[error("task `{task}`: {error}")]
