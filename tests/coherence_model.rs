@@ -303,23 +303,6 @@ fn array_larger_than_budget_fails_with_sizes() {
     }
 }
 
-/// A small deterministic generator (splitmix64), so a failing seed replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Random slice operations where every slice is a temporary: its handle is dropped as soon as
 /// its task is spawned (the usual `a.slice(r)` pattern), so the only copy of a GPU write, or a
 /// reduction's pending partials, may belong to a slice nobody holds any more. Checked against
@@ -327,7 +310,7 @@ impl Rng {
 fn dropped_slices_against_model(rt: &Runtime, k: &Kernels, seed: u64, ops: usize) {
     const LEN: usize = 2048;
     let has_gpu = rt.gpu_count() > 0;
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     let roots = [
         rt.array_named("root0", vec![0.0f32; LEN]),
         rt.array_named("root1", vec![1.0f32; LEN]),

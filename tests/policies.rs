@@ -51,9 +51,11 @@ fn dmda_learns_the_faster_device_and_ignores_an_outlier() {
     }
     let ms = Duration::from_millis;
     let never = Arc::new(AtomicBool::new(false));
+    // A 20x difference: under load a 1 ms sleep can take several (both cores busy made a
+    // 6x difference flip placements), never 20.
     for (cpu, gpu, fast) in [
-        (ms(1), ms(6), DeviceId::Cpu),
-        (ms(6), ms(1), DeviceId::Gpu(0)),
+        (ms(1), ms(20), DeviceId::Cpu),
+        (ms(20), ms(1), DeviceId::Gpu(0)),
     ] {
         let rt = Runtime::builder()
             .cpu_workers(2)
@@ -74,9 +76,9 @@ fn dmda_learns_the_faster_device_and_ignores_an_outlier() {
         .policy(Policy::Dmda)
         .build()
         .unwrap();
-    synthetic(&rt, 12, ms(1), ms(6), &never);
+    synthetic(&rt, 12, ms(1), ms(20), &never);
     let slow = Arc::new(AtomicBool::new(true));
-    let after = synthetic(&rt, 12, ms(1), ms(6), &slow);
+    let after = synthetic(&rt, 12, ms(1), ms(20), &slow);
     assert!(!slow.load(Ordering::Acquire), "the slow run happened");
     assert!(share(&after[1..], DeviceId::Cpu) >= 0.9, "{after:?}");
     assert!(rt.perf_model().rejected_outliers() >= 1);

@@ -30,3 +30,20 @@ pub const ADD_ONE: &str = "
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x < arrayLength(&a) { a[id.x] = a[id.x] + 1u; }
 }";
+
+/// A small deterministic generator (splitmix64), so a failing seed replays exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
