@@ -18,8 +18,12 @@
 //!   every other copy Invalid;
 //! - every copy is counted per link in [`TransferCounters`], so tests can assert exact moves;
 //! - the host allocation of a family never moves, so CPU bodies can borrow it as a slice;
-//! - each GPU holds at most its budget of array copies, give or take copies pinned by running
-//!   tasks; eviction never drops the only valid copy without writing it back (`residency`).
+//! - each GPU holds at most its budget of array copies and reduction partials, give or take
+//!   copies pinned by running tasks; eviction never drops the only valid copy without writing
+//!   it back, and a finished GPU partial is spilled to the host when its GPU is full
+//!   (`residency`, `array.rs`);
+//! - dropping an array handle never loses data: its family keeps the member's record while it
+//!   holds the only valid copy of its range or pending partials (`family`).
 //!
 //! Which tasks may run when is the task layer's job: this layer only records accesses with
 //! their byte ranges (`family::RangeTracker`) and answers which earlier ones conflict.
