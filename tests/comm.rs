@@ -10,6 +10,20 @@ fn host(mm: &MemoryManager, n: usize) -> hetflow::comm::LocalSlot {
     mm.allocate(MemorySpace::Host, n).unwrap()
 }
 
+/// A one-word slot of instance 0, exchanged under tag 9 and fenced: every instance's handle to
+/// the global lock the lock tests contend for.
+fn shared_lock(comm: &mut ThreadCommunicator, mm: &MemoryManager) -> hetflow::comm::GlobalSlot {
+    let word = host(mm, 8);
+    let mine: Vec<(u64, &hetflow::comm::LocalSlot)> = if comm.instance_id().0 == 0 {
+        vec![(0, &word)]
+    } else {
+        vec![]
+    };
+    comm.exchange_global_slots(9, &mine).unwrap();
+    comm.fence(9).unwrap();
+    comm.global_slot(9, 0).unwrap()
+}
+
 /// Whether GPU tests can run; panics when `HETFLOW_REQUIRE_GPU=1` and there is no GPU.
 fn have_gpu() -> bool {
     if !hetflow::device::gpus().is_empty() {
@@ -664,12 +678,7 @@ fn an_instance_that_panics_holding_the_lock_fails_the_waiters() {
         ThreadInstances::run(3, |mut comm| {
             let mm = MemoryManager::new();
             let me = comm.instance_id().0;
-            let word = host(&mm, 8);
-            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
-                if me == 0 { vec![(0, &word)] } else { vec![] };
-            comm.exchange_global_slots(9, &mine).unwrap();
-            comm.fence(9).unwrap();
-            let lock = comm.global_slot(9, 0).unwrap();
+            let lock = shared_lock(&mut comm, &mm);
             if me == 1 {
                 comm.acquire_lock(&lock).unwrap();
             }
@@ -707,12 +716,7 @@ fn a_lock_held_by_an_instance_that_returned_fails_the_waiter() {
         ThreadInstances::run(2, |mut comm| {
             let mm = MemoryManager::new();
             let me = comm.instance_id().0;
-            let word = host(&mm, 8);
-            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
-                if me == 0 { vec![(0, &word)] } else { vec![] };
-            comm.exchange_global_slots(9, &mine).unwrap();
-            comm.fence(9).unwrap();
-            let lock = comm.global_slot(9, 0).unwrap();
+            let lock = shared_lock(&mut comm, &mm);
             if me == 0 {
                 comm.acquire_lock(&lock).unwrap();
             }
@@ -883,12 +887,7 @@ fn acquiring_a_lock_whose_holder_waits_for_us_in_a_barrier_fails() {
         ThreadInstances::run(2, |mut comm| {
             let mm = MemoryManager::new();
             let me = comm.instance_id().0;
-            let word = host(&mm, 8);
-            let mine: Vec<(u64, &hetflow::comm::LocalSlot)> =
-                if me == 0 { vec![(0, &word)] } else { vec![] };
-            comm.exchange_global_slots(9, &mine).unwrap();
-            comm.fence(9).unwrap();
-            let lock = comm.global_slot(9, 0).unwrap();
+            let lock = shared_lock(&mut comm, &mm);
             if me == 0 {
                 comm.acquire_lock(&lock).unwrap();
                 // Waits for instance 1 while holding the lock: instance 1 can never get it.
