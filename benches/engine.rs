@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hetflow::bench as hb;
 use hetflow::Runtime;
+use hetflow_cli::bench::engine as hb;
 
 /// Benchmarks `ours` and `base` (each returns the time of `items` items) in one group and
 /// prints their per-item ratio.

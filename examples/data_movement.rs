@@ -22,57 +22,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = TaskSpace::new("T");
     let a = rt.array_named("A", vec![1.0f32; 5]);
 
-    let show = |step: &str, a: &hetflow::Array<f32>, dev: String| {
-        println!("Task({step}) running on {dev}\n{}", a.overview());
+    let show = |step: &str, overview: String, dev: String| {
+        println!("Task({step}) running on {dev}\n{overview}");
     };
-    let dev = |cx_gpu: Option<usize>| match cx_gpu {
-        Some(i) => format!("GPU:{i}"),
-        None => "CPU".to_string(),
-    };
+    let gpu_name = |i: usize| format!("GPU:{i}");
 
-    let a0 = a.clone();
-    let a0g = a.clone();
     rt.task("T_0")
         .key(&t, 0)
-        .reads(&a)
+        .args(a.read())
         .on(place.clone())
-        .cpu(move |cx| {
-            show("T_0", &a0, dev(None));
-            println!("{:?}\n", cx.read(&a0));
+        .cpu_with(move |cx, a| {
+            show("T_0", cx.overviews(), "CPU".into());
+            println!("{a:?}\n");
         })
-        .gpu(move |cx| show("T_0", &a0g, dev(Some(cx.gpu_index()))))
+        .gpu(move |cx, a| show("T_0", a.overview(), gpu_name(cx.gpu_index())))
         .spawn();
 
-    let (a1, a1g, k1) = (a.clone(), a.clone(), add_one.clone());
     rt.task("T_1")
         .key(&t, 1)
         .after_key(&t, 0)
-        .read_write(&a)
+        .args(a.read_write())
         .on(place.clone())
-        .cpu(move |cx| {
-            show("T_1", &a1, dev(None));
-            cx.write(&a1).iter_mut().for_each(|v| *v += 1.0);
+        .cpu_with(move |cx, a| {
+            show("T_1", cx.overviews(), "CPU".into());
+            a.iter_mut().for_each(|v| *v += 1.0);
         })
-        .gpu(move |cx| {
-            show("T_1", &a1g, dev(Some(cx.gpu_index())));
-            cx.dispatch(&k1, &[&a1g], k1.groups_for(5));
+        .gpu(move |cx, a| {
+            show("T_1", a.overview(), gpu_name(cx.gpu_index()));
+            cx.dispatch(&add_one, (a,), add_one.groups_for(5));
         })
         .spawn();
 
-    let (a2, a2g) = (a.clone(), a.clone());
     let t2 = rt
         .task("T_2")
         .key(&t, 2)
         .after_key(&t, 0)
         .after_key(&t, 1)
-        .reads(&a)
+        .args(a.read())
         .on(place.clone())
-        .cpu(move |cx| {
-            show("T_2", &a2, dev(None));
-            cx.read(&a2).to_vec()
+        .cpu_with(move |cx, a| {
+            show("T_2", cx.overviews(), "CPU".into());
+            a.to_vec()
         })
-        .gpu(move |cx| {
-            show("T_2", &a2g, dev(Some(cx.gpu_index())));
+        .gpu(move |cx, a| {
+            show("T_2", a.overview(), gpu_name(cx.gpu_index()));
             Vec::new()
         })
         .spawn();

@@ -31,58 +31,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = rt.array_named::<f32>("x", vec![0.0; n]);
     let y = rt.array_named::<f32>("y", vec![0.0; n]);
 
-    let xw = x.clone();
     let init_x = rt
         .task("init_x")
-        .writes(&x)
+        .args(x.write())
         .on(hetflow::Placement::Cpu)
-        .cpu(move |cx| {
-            for (i, v) in cx.write(&xw).iter_mut().enumerate() {
+        .cpu(|x| {
+            for (i, v) in x.iter_mut().enumerate() {
                 *v = (i % 1000) as f32 * 0.25;
             }
         })
         .spawn();
-    let yw = y.clone();
     let init_y = rt
         .task("init_y")
-        .writes(&y)
+        .args(y.write())
         .on(hetflow::Placement::Cpu)
-        .cpu(move |cx| {
-            for (i, v) in cx.write(&yw).iter_mut().enumerate() {
+        .cpu(|y| {
+            for (i, v) in y.iter_mut().enumerate() {
                 *v = (i % 7) as f32;
             }
         })
         .spawn();
 
     let kernel = rt.kernel(include_str!("../shaders/saxpy.wgsl"), "main")?;
-    let (xc, yc, xg, yg) = (x.clone(), y.clone(), x.clone(), y.clone());
     let saxpy = rt
         .task("saxpy")
-        .reads(&x)
-        .read_write(&y)
-        .cpu(move |cx| {
-            let (x, y) = (cx.read(&xc), cx.write(&yc));
-            y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
-        })
-        .gpu(move |cx| {
+        .args((x.read(), y.read_write()))
+        .cpu(move |(x, y)| y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x))
+        .gpu(move |cx, (x, y)| {
             let groups = kernel.groups_for(n);
-            cx.dispatch(&kernel, &[&Uniform([a, 0.0, 0.0, 0.0]), &xg, &yg], groups)
+            cx.dispatch(&kernel, (Uniform([a, 0.0, 0.0, 0.0]), x, y), groups)
         })
         .spawn();
 
-    let ys = y.clone();
     let sum = rt
         .task("sum")
-        .reads(&y)
+        .args(y.read())
         .on(hetflow::Placement::Cpu)
-        .cpu(move |cx| cx.read(&ys).iter().map(|&v| v as f64).sum::<f64>())
+        .cpu(|y| y.iter().map(|&v| v as f64).sum::<f64>())
         .spawn();
-    let ym = y.clone();
     let max = rt
         .task("max")
-        .reads(&y)
+        .args(y.read())
         .on(hetflow::Placement::Cpu)
-        .cpu(move |cx| cx.read(&ym).iter().copied().fold(f32::MIN, f32::max))
+        .cpu(|y| y.iter().copied().fold(f32::MIN, f32::max))
         .spawn();
 
     let refs = [

@@ -11,17 +11,12 @@
 //! let x = rt.array_from(vec![1.0f32; n]);
 //! let y = rt.array_from(vec![2.0f32; n]);
 //! let saxpy = rt.kernel(include_str!("../shaders/saxpy.wgsl"), "main").unwrap();
-//! let (xc, yc, xg, yg) = (x.clone(), y.clone(), x.clone(), y.clone());
 //! let t = rt.task("saxpy")
-//!     .reads(&x)
-//!     .read_write(&y)
-//!     .cpu(move |cx| {
-//!         let (x, y) = (cx.read(&xc), cx.write(&yc));
-//!         y.iter_mut().zip(x).for_each(|(y, x)| *y += 3.0 * x);
-//!     })
-//!     .gpu(move |cx| {
+//!     .args((x.read(), y.read_write()))
+//!     .cpu(|(x, y)| y.iter_mut().zip(x).for_each(|(y, x)| *y += 3.0 * x))
+//!     .gpu(move |cx, (x, y)| {
 //!         let groups = saxpy.groups_for(n);
-//!         cx.dispatch(&saxpy, &[&Uniform([3.0f32, 0.0, 0.0, 0.0]), &xg, &yg], groups)
+//!         cx.dispatch(&saxpy, (Uniform([3.0f32, 0.0, 0.0, 0.0]), x, y), groups)
 //!     })
 //!     .spawn();
 //! t.wait().unwrap();
@@ -40,10 +35,10 @@
 // the task graph) nest deeper than the default limit of 128.
 #![recursion_limit = "256"]
 
-pub mod bench;
 pub mod comm;
 pub mod data;
 pub mod device;
+#[cfg(feature = "linalg")]
 pub mod linalg;
 pub mod neuro;
 pub mod remote;
@@ -56,6 +51,6 @@ pub use device::{DeviceError, DeviceId, Kernel, Topology};
 pub use runtime::{GpuSelection, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
 pub use sched::{Placement, Policy};
 pub use task::{
-    BuildError, CpuContext, GpuContext, Key, TaskBuilder, TaskError, TaskHandle, TaskRef,
-    TaskSpace, Uniform,
+    ArgsTask, Binding, BuildError, CpuContext, GpuContext, Key, TaskBuilder, TaskError, TaskHandle,
+    TaskRef, TaskSpace, Uniform,
 };

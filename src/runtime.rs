@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::data::array::RawArray;
 use crate::data::{Array, LinkStats, MemorySpace};
-use crate::device::{gpus, CpuInfo, DeviceError, DeviceId, Kernel, Topology};
+use crate::device::{gpus, CpuInfo, DeviceError, DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::Policy;
@@ -379,6 +379,12 @@ impl RuntimeHandle {
     /// Number of GPUs this runtime uses.
     pub fn gpu_count(&self) -> usize {
         self.core.gpus().len()
+    }
+
+    /// GPU `index` of this runtime, for direct wgpu use beside its tasks (a baseline, a
+    /// custom pass); `None` past [`RuntimeHandle::gpu_count`].
+    pub fn gpu(&self, index: usize) -> Option<&Arc<GpuDevice>> {
+        self.core.gpus().get(index)
     }
 
     /// Every device tasks can be placed on: each GPU, then the CPU.

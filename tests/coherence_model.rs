@@ -113,7 +113,7 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         check_invariants(&all2);
                     })
                     .gpu(move |cx| {
-                        cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(n));
+                        cx.dispatch_dyn(&copy, &[&a3, &c3], copy.groups_for(n));
                         check_invariants(&all);
                     })
                     .spawn();
@@ -130,7 +130,7 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         check_invariants(&all2);
                     })
                     .gpu(move |cx| {
-                        cx.dispatch(
+                        cx.dispatch_dyn(
                             &fill,
                             &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
                             fill.groups_for(n),
@@ -155,7 +155,7 @@ fn run_against_model(rt: &Runtime, k: &Kernels, steps: &[Step]) {
                         check_invariants(&all2);
                     })
                     .gpu(move |cx| {
-                        cx.dispatch(
+                        cx.dispatch_dyn(
                             &add,
                             &[&Uniform([v, 0.0, 0.0, 0.0]), &a3],
                             add.groups_for(n),
@@ -236,7 +236,7 @@ fn tiny_budget_evicts_and_writes_back_without_losing_data() {
                 .read_write(a)
                 .on(Placement::Gpu(0))
                 .gpu(move |cx| {
-                    cx.dispatch(
+                    cx.dispatch_dyn(
                         &add,
                         &[&Uniform([1.0f32, 0.0, 0.0, 0.0]), &a2],
                         add.groups_for(N),
@@ -348,7 +348,7 @@ fn dropped_slices_against_model(rt: &Runtime, k: &Kernels, seed: u64, ops: usize
                     .writes(&check)
                     .on(place)
                     .cpu(move |cx| cx.write(&c2).copy_from_slice(cx.read(&a2)))
-                    .gpu(move |cx| cx.dispatch(&copy, &[&a3, &c3], copy.groups_for(n)))
+                    .gpu(move |cx| cx.dispatch_dyn(&copy, &[&a3, &c3], copy.groups_for(n)))
                     .spawn();
                 reads.push((i, check, model[root][range].to_vec()));
             }
@@ -360,7 +360,7 @@ fn dropped_slices_against_model(rt: &Runtime, k: &Kernels, seed: u64, ops: usize
                     .cpu(move |cx| cx.write(&a2).fill(v))
                     .gpu(move |cx| {
                         let u = Uniform([v, 0.0, 0.0, 0.0]);
-                        cx.dispatch(&fill, &[&u, &a3], fill.groups_for(n))
+                        cx.dispatch_dyn(&fill, &[&u, &a3], fill.groups_for(n))
                     })
                     .spawn();
                 model[root][range].fill(v);
@@ -377,7 +377,7 @@ fn dropped_slices_against_model(rt: &Runtime, k: &Kernels, seed: u64, ops: usize
                     .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|x| *x += v))
                     .gpu(move |cx| {
                         let u = Uniform([v, 0.0, 0.0, 0.0]);
-                        cx.dispatch(&add, &[&u, &a3], add.groups_for(n))
+                        cx.dispatch_dyn(&add, &[&u, &a3], add.groups_for(n))
                     })
                     .spawn();
                 model[root][range].iter_mut().for_each(|x| *x += v);
@@ -442,7 +442,7 @@ fn dropped_slice_keeps_its_gpu_write_and_its_cpu_partials() {
             .on(Placement::Gpu(0))
             .gpu(move |cx| {
                 let u = Uniform([3.0f32, 0.0, 0.0, 0.0]);
-                cx.dispatch(&fill, &[&u, &s2], fill.groups_for(16))
+                cx.dispatch_dyn(&fill, &[&u, &s2], fill.groups_for(16))
             })
             .spawn()
             .wait()
@@ -490,7 +490,7 @@ fn any_placement_runs_on_the_cpu_what_cannot_fit_the_gpu_budget() {
                 .cpu(move |cx| cx.write(&b2).iter_mut().for_each(|x| *x += 1.0))
                 .gpu(move |cx| {
                     let u = Uniform([1.0f32, 0.0, 0.0, 0.0]);
-                    cx.dispatch(&add, &[&u, &b3], add.groups_for(4096))
+                    cx.dispatch_dyn(&add, &[&u, &b3], add.groups_for(4096))
                 })
                 .spawn(),
         );

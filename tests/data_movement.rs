@@ -37,7 +37,7 @@ fn read_then_read_write_then_read_on_gpu() {
         .on(Placement::Gpu(0))
         .gpu(move |cx| {
             record(&a1, &s1);
-            cx.dispatch(&k1, &[&a1], k1.groups_for(5))
+            cx.dispatch_dyn(&k1, &[&a1], k1.groups_for(5))
         })
         .spawn();
     let (a2, s2) = (a.clone(), seen.clone());
@@ -91,7 +91,7 @@ fn read_only_array_used_by_100_gpu_tasks_moves_once() {
             .reads(&src)
             .writes(out)
             .on(Placement::Gpu(0))
-            .gpu(move |cx| cx.dispatch(&k, &[&s, &o], k.groups_for(1000)))
+            .gpu(move |cx| cx.dispatch_dyn(&k, &[&s, &o], k.groups_for(1000)))
             .spawn();
     }
     rt.wait_idle();
@@ -128,7 +128,7 @@ fn every_upload_path_moves_large_arrays_correctly() {
             rt.task("add-one")
                 .read_write(&a)
                 .on(Placement::Gpu(0))
-                .gpu(move |cx| cx.dispatch(&k2, &[&a2], [(n / 64 / 64) as u32, 64, 1]))
+                .gpu(move |cx| cx.dispatch_dyn(&k2, &[&a2], [(n / 64 / 64) as u32, 64, 1]))
                 .spawn();
             let a3 = a.clone();
             // Back to the host and modified there, so the next round uploads again.
@@ -175,7 +175,7 @@ fn inputs_are_prefetched_while_the_task_waits() {
         .reads(&x)
         .writes(&y)
         .on(Placement::Gpu(0))
-        .gpu(move |cx| cx.dispatch(&k, &[&x2, &y2], [(n / 64) as u32, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&x2, &y2], [(n / 64) as u32, 1, 1]))
         .spawn();
     // x is moved to the GPU while `slow` still runs: the move starts at placement.
     let start = std::time::Instant::now();
@@ -210,7 +210,7 @@ fn copy_and_clone_run_where_the_data_is() {
     rt.task("gpu-add")
         .read_write(&a)
         .on(Placement::Gpu(0))
-        .gpu(move |cx| cx.dispatch(&k2, &[&a2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k2, &[&a2], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap();

@@ -84,7 +84,7 @@ fn run_seed(rt: &Runtime, seed: u64) {
                     .writes(&check)
                     .on(place)
                     .cpu(move |cx| cx.write(&c1).copy_from_slice(cx.read(&a1)))
-                    .gpu(move |cx| cx.dispatch(&k, &[&a2, &c2], [1, 1, 1]))
+                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&a2, &c2], [1, 1, 1]))
                     .spawn();
                 checks.push((t, check, model[i].clone()));
             }
@@ -99,7 +99,7 @@ fn run_seed(rt: &Runtime, seed: u64) {
                             .enumerate()
                             .for_each(|(j, x)| *x = v + j as u32)
                     })
-                    .gpu(move |cx| cx.dispatch(&k, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
+                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
                     .spawn();
                 model[i]
                     .iter_mut()
@@ -119,7 +119,7 @@ fn run_seed(rt: &Runtime, seed: u64) {
                         .iter_mut()
                         .for_each(|x| *x = x.wrapping_add(v))
                 })
-                .gpu(move |cx| cx.dispatch(&kern, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
+                .gpu(move |cx| cx.dispatch_dyn(&kern, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
                 .spawn();
                 model[i].iter_mut().for_each(|x| *x = x.wrapping_add(v));
             }

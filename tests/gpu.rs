@@ -27,7 +27,7 @@ fn gpu_saxpy_equals_cpu_result() {
                 y.iter_mut().zip(x).for_each(|(y, x)| *y += 2.0 * x);
             })
             .gpu(move |cx| {
-                cx.dispatch(
+                cx.dispatch_dyn(
                     &k,
                     &[&Uniform([2.0f32, 0.0, 0.0, 0.0]), &xg, &yg],
                     k.groups_for(n),
@@ -91,7 +91,7 @@ fn thousand_dependent_gpu_tasks_batch_into_few_submits() {
             rt.task("inc")
                 .read_write(&a)
                 .on(Placement::Gpu(0))
-                .gpu(move |cx| cx.dispatch(&k, &[&a2], k.groups_for(256)))
+                .gpu(move |cx| cx.dispatch_dyn(&k, &[&a2], k.groups_for(256)))
                 .spawn(),
         );
     }
@@ -118,7 +118,7 @@ fn data_moves_between_cpu_and_gpu_tasks() {
         rt.task("gpu-add")
             .read_write(&a)
             .on(Placement::Gpu(0))
-            .gpu(move |cx| cx.dispatch(&k, &[&a3], k.groups_for(1000)))
+            .gpu(move |cx| cx.dispatch_dyn(&k, &[&a3], k.groups_for(1000)))
             .spawn();
         let v = a.to_vec().unwrap();
         assert_eq!(v, vec![11 * (round + 1); 1000]);
@@ -135,7 +135,7 @@ fn gpu_task_errors_are_typed_and_fail_dependents() {
     let bad = rt
         .task("bad-args")
         .read_write(&y)
-        .gpu(move |cx| cx.dispatch(&k2, &[&y2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k2, &[&y2], [1, 1, 1]))
         .spawn();
     let dep = rt.task("after-bad").after(&bad).cpu(|_| 1).spawn();
     let err = bad.wait().unwrap_err();
@@ -163,7 +163,7 @@ fn gpu_task_errors_are_typed_and_fail_dependents() {
     let undeclared = rt
         .task("undeclared")
         .read_write(&y)
-        .gpu(move |cx| cx.dispatch(&k3, &[&Uniform([1.0f32; 4]), &x3, &y3], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k3, &[&Uniform([1.0f32; 4]), &x3, &y3], [1, 1, 1]))
         .spawn();
     let err = undeclared.wait().unwrap_err();
     assert!(err.to_string().contains("declare it"), "{err}");
@@ -183,7 +183,7 @@ fn gpu_task_errors_are_typed_and_fail_dependents() {
         .task("huge")
         .reads(&x)
         .read_write(&y)
-        .gpu(move |cx| cx.dispatch(&k4, &[&Uniform([1.0f32; 4]), &x4, &y4], [u32::MAX, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k4, &[&Uniform([1.0f32; 4]), &x4, &y4], [u32::MAX, 1, 1]))
         .spawn();
     assert!(huge.wait().unwrap_err().to_string().contains("exceed"));
     // The device keeps serving.
@@ -249,7 +249,7 @@ fn bindings_check_element_type_and_whole_elements() {
     let err = rt
         .task("f32-as-u32")
         .read_write(&floats)
-        .gpu(move |cx| cx.dispatch(&k, &[&f2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&f2], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap_err();
@@ -273,7 +273,7 @@ fn bindings_check_element_type_and_whole_elements() {
     let err = rt
         .task("six-as-vec4")
         .read_write(&six)
-        .gpu(move |cx| cx.dispatch(&k, &[&s2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&s2], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap_err();
@@ -288,7 +288,7 @@ fn bindings_check_element_type_and_whole_elements() {
     let (k, e2) = (vec4.clone(), eight.clone());
     rt.task("eight-as-vec4")
         .read_write(&eight)
-        .gpu(move |cx| cx.dispatch(&k, &[&e2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&e2], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap();
@@ -297,7 +297,7 @@ fn bindings_check_element_type_and_whole_elements() {
     let (k, b2) = (add_one.clone(), bytes.clone());
     rt.task("bytes-as-u32")
         .read_write(&bytes)
-        .gpu(move |cx| cx.dispatch(&k, &[&b2], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&b2], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap();

@@ -28,7 +28,7 @@ fn a_lost_device_fails_tasks_and_reads_instead_of_hanging() {
             .on(Placement::Gpu(0))
             .gpu(move |cx| {
                 let u = Uniform([4.0f32, 0.0, 0.0, 0.0]);
-                cx.dispatch(&f2, &[&u, &x2], f2.groups_for(64))
+                cx.dispatch_dyn(&f2, &[&u, &x2], f2.groups_for(64))
             })
             .spawn()
             .wait()
@@ -47,7 +47,7 @@ fn a_lost_device_fails_tasks_and_reads_instead_of_hanging() {
             .on(Placement::Gpu(0))
             .gpu(move |cx| {
                 let u = Uniform([1.0f32, 0.0, 0.0, 0.0]);
-                cx.dispatch(&f3, &[&u, &y2], f3.groups_for(64))
+                cx.dispatch_dyn(&f3, &[&u, &y2], f3.groups_for(64))
             })
             .spawn()
             .wait();

@@ -44,7 +44,7 @@ fn a_rejected_submit_fails_its_batch_and_nothing_released_early_runs_on_it() {
             .writes(&a)
             .on(Placement::Gpu(0))
             .gpu(move |cx| {
-                cx.dispatch(
+                cx.dispatch_dyn(
                     &f1,
                     &[&Uniform([6.0f32, 0.0, 0.0, 0.0]), &a1],
                     f1.groups_for(256),
@@ -99,7 +99,7 @@ fn a_rejected_submit_fails_its_batch_and_nothing_released_early_runs_on_it() {
         .writes(&b)
         .on(Placement::Gpu(0))
         .gpu(move |cx| {
-            cx.dispatch(
+            cx.dispatch_dyn(
                 &fill,
                 &[&Uniform([2.0f32, 0.0, 0.0, 0.0]), &b2],
                 fill.groups_for(64),

@@ -136,31 +136,3 @@ fn tiled_gemm_matches_dense_product_on_cpu_and_gpu() {
     let lower = TiledMatrix::from_dense(&rt, &a, n, tile).unwrap();
     assert!(hetflow::linalg::gemm(&rt, &full, &full, &lower, false).is_err());
 }
-
-#[test]
-fn linalg_bench_suite_writes_table_and_svg() {
-    let _ = common::gpu_runtime();
-    let rows = hetflow::bench::linalg_suite(128, 64, |_| {}).unwrap();
-    assert!(rows
-        .iter()
-        .any(|r| r.workload == "gemm" && r.mode == "faer"));
-    assert!(
-        rows.iter()
-            .any(|r| r.workload == "cholesky" && r.mode == "dmda")
-            || Runtime::builder().build().unwrap().gpu_count() == 0
-    );
-    assert!(rows.iter().all(|r| r.secs > 0.0 && r.gflops > 0.0));
-    let table = hetflow::bench::linalg_table(&rows);
-    assert!(
-        table.contains("cpu only") && table.contains("vs faer"),
-        "{table}"
-    );
-    let path = std::env::temp_dir().join(format!("hetflow-linalg-{}.svg", std::process::id()));
-    hetflow::bench::linalg_svg(&rows, &path).unwrap();
-    let svg = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        svg.contains("<svg") && svg.contains("cholesky cpu only"),
-        "svg lacks bars"
-    );
-    let _ = std::fs::remove_file(&path);
-}

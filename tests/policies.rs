@@ -146,7 +146,7 @@ fn locality_runs_where_the_data_is() {
     rt.task("to-gpu")
         .read_write(&a)
         .on(Placement::Gpu(0))
-        .gpu(move |cx| cx.dispatch(&k1, &[&a1], k1.groups_for(4096)))
+        .gpu(move |cx| cx.dispatch_dyn(&k1, &[&a1], k1.groups_for(4096)))
         .spawn()
         .wait()
         .unwrap();

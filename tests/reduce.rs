@@ -103,7 +103,9 @@ fn gpu_and_cpu_reducers_together() {
             .reduces(&a, ReduceOp::Add)
             .on(place)
             .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|x| *x += v))
-            .gpu(move |cx| cx.dispatch(&k2, &[&Uniform([v, 0.0, 0.0, 0.0]), &a3], k2.groups_for(n)))
+            .gpu(move |cx| {
+                cx.dispatch_dyn(&k2, &[&Uniform([v, 0.0, 0.0, 0.0]), &a3], k2.groups_for(n))
+            })
             .spawn();
     }
     // A GPU reader after the group sees the folded value (1 + ... + 6 = 21).
@@ -116,7 +118,7 @@ fn gpu_and_cpu_reducers_together() {
         .reads(&a)
         .writes(&out)
         .on(Placement::Gpu(0))
-        .gpu(move |cx| cx.dispatch(&copy, &[&a4, &o2], copy.groups_for(n)))
+        .gpu(move |cx| cx.dispatch_dyn(&copy, &[&a4, &o2], copy.groups_for(n)))
         .spawn();
     assert_eq!(out.to_vec().unwrap(), vec![121.0; n]);
     assert_eq!(a.to_vec().unwrap(), vec![121.0; n]);
@@ -172,7 +174,7 @@ fn gpu_partials_count_against_the_budget_and_spill_under_it() {
                 .reduces(&a, ReduceOp::Add)
                 .on(Placement::Gpu(0))
                 .gpu(move |cx| {
-                    cx.dispatch(
+                    cx.dispatch_dyn(
                         &k,
                         &[&Uniform([1.0f32, 0.0, 0.0, 0.0]), &a2],
                         k.groups_for(n),

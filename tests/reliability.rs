@@ -203,7 +203,7 @@ fn array_valid_only_on_another_runtimes_gpu_is_an_error_not_a_worker_panic() {
         .task("on gpu")
         .read_write(&x)
         .on(hetflow::Placement::Gpu(0))
-        .gpu(move |cx| cx.dispatch(&k, &[&xg], [1, 1, 1]))
+        .gpu(move |cx| cx.dispatch_dyn(&k, &[&xg], [1, 1, 1]))
         .spawn()
         .wait()
         .unwrap();

@@ -46,7 +46,7 @@ fn disjoint_slices_written_on_cpu_and_gpu_at_the_same_time() {
         .writes(&right)
         .on(Placement::Gpu(0))
         .gpu(move |cx| {
-            cx.dispatch(
+            cx.dispatch_dyn(
                 &f2,
                 &[&Uniform([2.0f32, 0.0, 0.0, 0.0]), &r2],
                 f2.groups_for(n),
@@ -65,7 +65,7 @@ fn disjoint_slices_written_on_cpu_and_gpu_at_the_same_time() {
         .writes(&a)
         .on(Placement::Gpu(0))
         .gpu(move |cx| {
-            cx.dispatch(
+            cx.dispatch_dyn(
                 &f3,
                 &[&Uniform([5.0f32, 0.0, 0.0, 0.0]), &a2],
                 f3.groups_for(2 * n),

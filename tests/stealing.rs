@@ -51,7 +51,9 @@ fn jobs(rt: &Runtime, n: usize, cpu_time: Duration) -> Vec<(Array<f32>, TaskHand
                     std::thread::sleep(cpu_time);
                     cx.write(&ac).fill(i as f32);
                 })
-                .gpu(move |cx| cx.dispatch(&k, &[&Uniform([i as f32; 4]), &ag], k.groups_for(N)))
+                .gpu(move |cx| {
+                    cx.dispatch_dyn(&k, &[&Uniform([i as f32; 4]), &ag], k.groups_for(N))
+                })
                 .spawn();
             (a, h)
         })
@@ -186,7 +188,9 @@ fn a_task_behind_an_unfinished_same_gpu_fence_is_never_stolen() {
             .task("first")
             .on(Placement::Gpu(0))
             .writes(&x)
-            .gpu(move |cx| cx.dispatch(&fill, &[&Uniform([7.0f32; 4]), &xg], fill.groups_for(N)))
+            .gpu(move |cx| {
+                cx.dispatch_dyn(&fill, &[&Uniform([7.0f32; 4]), &xg], fill.groups_for(N))
+            })
             .spawn();
         let blocker = block_gpu(&rt);
         let target = if depends { x.clone() } else { other.clone() };
@@ -195,7 +199,7 @@ fn a_task_behind_an_unfinished_same_gpu_fence_is_never_stolen() {
             .task("job")
             .read_write(&target)
             .cpu(move |cx| cx.write(&tc).iter_mut().for_each(|v| *v += 1.0))
-            .gpu(move |cx| cx.dispatch(&add, &[&Uniform([1.0f32; 4]), &tg], add.groups_for(N)))
+            .gpu(move |cx| cx.dispatch_dyn(&add, &[&Uniform([1.0f32; 4]), &tg], add.groups_for(N)))
             .spawn();
         // Now the CPU looks 50× faster for `job`: three runs in a row replace the history.
         for _ in 0..3 {

@@ -30,7 +30,7 @@ fn trace_has_one_event_per_task_and_per_move() {
             rt.task(format!("gpu-{i}"))
                 .read_write(&a)
                 .on(Placement::Gpu(0))
-                .gpu(move |cx| cx.dispatch(&k2, &[&a3], k2.groups_for(1000)))
+                .gpu(move |cx| cx.dispatch_dyn(&k2, &[&a3], k2.groups_for(1000)))
                 .spawn();
             tasks += 1;
         }

@@ -41,7 +41,6 @@
 //! uses nothing of the task engine.
 
 mod backend;
-pub mod bench;
 mod error;
 mod manager;
 mod memory;

@@ -191,6 +191,30 @@ unsafe impl Send for HostBytes {}
 static NEXT_ARRAY: AtomicU64 = AtomicU64::new(1);
 
 impl RawArray {
+    /// Parla's `print_overview` of this array (see [`Array::overview`]).
+    pub(crate) fn overview(&self) -> String {
+        let st = self.state.lock();
+        let owner = st.copies.owner().unwrap_or(st.last_space);
+        let (parent, slice) = match &self.parent {
+            Some((id, r)) => (id.to_string(), format!("{}..{}", r.start, r.end)),
+            None => ("None".to_string(), "None".to_string()),
+        };
+        let mut s = format!(
+            "---Overview of Array\nID: {}, Name: {}, Parent_ID: {parent}, Slice: {slice}, Bytes: {}, Owner: {}\n",
+            self.id,
+            self.label,
+            self.bytes,
+            space_name(owner)
+        );
+        let mut spaces: Vec<_> = st.copies.iter().collect();
+        spaces.rotate_left(1); // GPUs first, then the host, as Parla prints them
+        for (space, state) in spaces {
+            s += &format!("At {}: state: {}\n", space_name(space), state_name(state));
+        }
+        s += "---End of Overview";
+        s
+    }
+
     pub(crate) fn new(
         label: Option<String>,
         len: usize,
@@ -755,26 +779,7 @@ impl<T: Pod> Array<T> {
     /// assert!(a.overview().contains("At CPU: state: EXCLUSIVE"));
     /// ```
     pub fn overview(&self) -> String {
-        let st = self.raw.state.lock();
-        let owner = st.copies.owner().unwrap_or(st.last_space);
-        let (parent, slice) = match &self.raw.parent {
-            Some((id, r)) => (id.to_string(), format!("{}..{}", r.start, r.end)),
-            None => ("None".to_string(), "None".to_string()),
-        };
-        let mut s = format!(
-            "---Overview of Array\nID: {}, Name: {}, Parent_ID: {parent}, Slice: {slice}, Bytes: {}, Owner: {}\n",
-            self.raw.id,
-            self.raw.label,
-            self.raw.bytes,
-            space_name(owner)
-        );
-        let mut spaces: Vec<_> = st.copies.iter().collect();
-        spaces.rotate_left(1); // GPUs first, then the host, as Parla prints them
-        for (space, state) in spaces {
-            s += &format!("At {}: state: {}\n", space_name(space), state_name(state));
-        }
-        s += "---End of Overview";
-        s
+        self.raw.overview()
     }
 
     /// A sub-array of elements `range`, sharing this array's memory, with its own coherence

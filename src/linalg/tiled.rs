@@ -197,16 +197,15 @@ pub fn cholesky(
     let mut handles = Vec::new();
     // C -= A * B^T as a task on tiles (a, b, c); a and b may be the same tile (SYRK).
     let update = |name: String, a: &Array<f32>, b: &Array<f32>, c: &Array<f32>| {
-        let (a1, b1, c1) = (a.clone(), b.clone(), c.clone());
-        let mut task = rt.task(name).reads(a).reads(b).read_write(c);
-        task = task.cpu(move |cx| {
-            gemm_nt(cx.read(&a1), cx.read(&b1), cx.write(&c1), t);
-        });
+        let task = rt
+            .task(name)
+            .args((a.read(), b.read(), c.read_write()))
+            .cpu(move |(a, b, c)| gemm_nt(a, b, c, t));
         match &kernel {
             Some(k) => {
-                let (k, a2, b2, c2) = (k.clone(), a.clone(), b.clone(), c.clone());
-                task.gpu(move |cx| {
-                    cx.dispatch(&k, &[&Uniform([t as u32, 0, 0, 0]), &a2, &b2, &c2], groups)
+                let k = k.clone();
+                task.gpu(move |cx, (a, b, c)| {
+                    cx.dispatch(&k, (Uniform([t as u32, 0, 0, 0]), a, b, c), groups)
                 })
                 .spawn()
             }
@@ -214,24 +213,20 @@ pub fn cholesky(
         }
     };
     for k in 0..nt {
-        let akk = m.tile(k, k).clone();
-        let a1 = akk.clone();
+        let akk = m.tile(k, k);
         handles.push(
             rt.task(format!("potrf({k})"))
-                .read_write(&akk)
+                .args(akk.read_write())
                 .on(Placement::Cpu)
-                .cpu_try(move |cx| potrf(cx.write(&a1), t, k))
+                .cpu_try(move |a| potrf(a, t, k))
                 .spawn(),
         );
         for i in k + 1..nt {
-            let aik = m.tile(i, k).clone();
-            let (l1, b1) = (akk.clone(), aik.clone());
             handles.push(
                 rt.task(format!("trsm({i},{k})"))
-                    .reads(&akk)
-                    .read_write(&aik)
+                    .args((akk.read(), m.tile(i, k).read_write()))
                     .on(Placement::Cpu)
-                    .cpu(move |cx| trsm(cx.read(&l1), cx.write(&b1), t))
+                    .cpu(move |(l, b)| trsm(l, b, t))
                     .spawn(),
             );
         }
@@ -282,18 +277,16 @@ pub fn gemm(
     for i in 0..nt {
         for j in 0..nt {
             for k in 0..nt {
-                let (ta, tb, tc) = (a.tile(i, k), b.tile(k, j), c.tile(i, j));
-                let (a1, b1, c1) = (ta.clone(), tb.clone(), tc.clone());
                 let task = rt
                     .task(format!("gemm({i},{j},{k})"))
-                    .reads(ta)
-                    .reads(tb)
-                    .read_write(tc)
-                    .cpu(move |cx| {
-                        let (a, b) = (cx.read(&a1), cx.read(&b1));
-                        let c = MatMut::from_row_major_slice_mut(cx.write(&c1), t, t);
+                    .args((
+                        a.tile(i, k).read(),
+                        b.tile(k, j).read(),
+                        c.tile(i, j).read_write(),
+                    ))
+                    .cpu(move |(a, b, c)| {
                         matmul(
-                            c,
+                            MatMut::from_row_major_slice_mut(c, t, t),
                             Accum::Add,
                             MatRef::from_row_major_slice(a, t, t),
                             MatRef::from_row_major_slice(b, t, t),
@@ -303,13 +296,9 @@ pub fn gemm(
                     });
                 handles.push(match &kernel {
                     Some(kern) => {
-                        let (kern, a2, b2, c2) = (kern.clone(), ta.clone(), tb.clone(), tc.clone());
-                        task.gpu(move |cx| {
-                            cx.dispatch(
-                                &kern,
-                                &[&Uniform([t as u32, 0, 0, 0]), &a2, &b2, &c2],
-                                groups,
-                            )
+                        let kern = kern.clone();
+                        task.gpu(move |cx, (a, b, c)| {
+                            cx.dispatch(&kern, (Uniform([t as u32, 0, 0, 0]), a, b, c), groups)
                         })
                         .spawn()
                     }

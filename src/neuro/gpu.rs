@@ -798,7 +798,7 @@ impl GpuExec {
                         let u = Uniform(words[s]);
                         let mut args: Vec<&dyn crate::task::KernelArg> = vec![&u];
                         args.extend(ix.iter().map(|&i| bufs[i].arg()));
-                        cx.dispatch(k, &args, *groups);
+                        cx.dispatch_dyn(k, &args, *groups);
                     }
                 }
             })

@@ -15,10 +15,10 @@
 //!   stop), host `get`/`set`;
 //! - [`procs`]: LIF, Dense, spike source/sink, Monitor;
 //! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse, source, sink, counter and
-//!   Monitor buffers, many steps per submission, CPU processes joining through RefPorts;
-//! - [`reference`](mod@reference): rebuilding a network from a Lava reference JSON and checking it
-//!   (`hetflow lava-check`, `--backend cpu|gpu`);
-//! - [`bench`](mod@bench): the LIF + Dense throughput benchmark (`hetflow bench neuro`).
+//!   Monitor buffers, many steps per submission, CPU processes joining through RefPorts.
+//!
+//! The Lava golden checker (`hetflow lava-check`) and the LIF + Dense throughput benchmark
+//! (`hetflow bench neuro`) live in the command-line tool (`cli/`), on this module's public API.
 //!
 //! Invariants:
 //! - the time step starts at 1 and continues across runs; a step always runs SPK, then the
@@ -45,7 +45,6 @@
 //! assert_eq!(mon.data("post.u").unwrap(), vec![vec![0.0], vec![5.0], vec![10.0]]);
 //! ```
 
-pub mod bench;
 mod compiler;
 mod data;
 mod error;
@@ -53,7 +52,6 @@ pub mod gpu;
 pub mod model;
 pub mod process;
 pub mod procs;
-pub mod reference;
 mod run;
 
 pub use data::{DType, Data};

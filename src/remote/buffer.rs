@@ -568,7 +568,9 @@ impl<T: Element> RemoteBuffer<T> {
                         replicas as u32,
                         replica as u32,
                     ]);
-                    b = b.gpu(move |cx| cx.dispatch(&k, &[&u, &o, &root, &d], k.groups_for(numel)));
+                    b = b.gpu(move |cx| {
+                        cx.dispatch_dyn(&k, &[&u, &o, &root, &d], k.groups_for(numel))
+                    });
                 }
                 drop(b.spawn());
             }

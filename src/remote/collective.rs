@@ -210,7 +210,7 @@ pub fn all_gather<T: Element>(
                         ..Params::default()
                     }
                     .uniform();
-                    cx.dispatch(&k, &[&u, shard, &o], k.groups_for(len));
+                    cx.dispatch_dyn(&k, &[&u, shard, &o], k.groups_for(len));
                 }
             });
         }
@@ -292,7 +292,7 @@ pub fn reduce_scatter<T: Element>(
                         ..Params::default()
                     }
                     .uniform();
-                    cx.dispatch(&k, &[&u, a, &o], k.groups_for(s));
+                    cx.dispatch_dyn(&k, &[&u, a, &o], k.groups_for(s));
                 }
                 if let Some(sk) = &scale {
                     let u = Params {
@@ -301,7 +301,7 @@ pub fn reduce_scatter<T: Element>(
                         ..Params::default()
                     }
                     .uniform();
-                    cx.dispatch(sk, &[&u, &o], sk.groups_for(s));
+                    cx.dispatch_dyn(sk, &[&u, &o], sk.groups_for(s));
                 }
             });
         }
@@ -378,7 +378,7 @@ pub fn sharded_slice<T: Element>(x: &Replicated<T>) -> Result<Sharded<T>, Remote
                     ..Params::default()
                 }
                 .uniform();
-                cx.dispatch(&k, &[&u, &src, &o], k.groups_for(s));
+                cx.dispatch_dyn(&k, &[&u, &src, &o], k.groups_for(s));
             });
         }
         drop(b.spawn());
@@ -436,7 +436,7 @@ pub(crate) fn accumulate_replicas<T: Element>(
                     ..Params::default()
                 }
                 .uniform();
-                cx.dispatch(&k, &[&u, &sc, &dc], k.groups_for(n));
+                cx.dispatch_dyn(&k, &[&u, &sc, &dc], k.groups_for(n));
             });
         }
         drop(b.spawn());

@@ -31,7 +31,6 @@
 //! Nothing here touches wgpu or host bytes directly except through task bodies: this layer
 //! sits on `task/` and `data/`'s public vocabulary.
 
-pub mod bench;
 mod buffer;
 mod collective;
 mod element;

@@ -235,9 +235,9 @@ pub fn train_linear(
                 let (kr, kg, kl) = (k.residual.clone(), k.gradient.clone(), k.loss.clone());
                 let u = params(rows, d, n, cfg, 0);
                 b = b.gpu(move |cx| {
-                    cx.dispatch(&kr, &[&u, &xc, &yc, &wc, &rc], kr.groups_for(rows));
-                    cx.dispatch(&kg, &[&u, &xc, &rc, &gc], kg.groups_for(d));
-                    cx.dispatch(&kl, &[&u, &rc, &lc], [1, 1, 1]);
+                    cx.dispatch_dyn(&kr, &[&u, &xc, &yc, &wc, &rc], kr.groups_for(rows));
+                    cx.dispatch_dyn(&kg, &[&u, &xc, &rc, &gc], kg.groups_for(d));
+                    cx.dispatch_dyn(&kl, &[&u, &rc, &lc], [1, 1, 1]);
                 });
             }
             drop(b.spawn());
@@ -272,7 +272,7 @@ pub fn train_linear(
                 let km = k.momentum.clone();
                 let (gr, mr, wr) = (g.shard(r).clone(), m.shard(r).clone(), ws.shard(r).clone());
                 let u = params(0, d, n, cfg, s);
-                b = b.gpu(move |cx| cx.dispatch(&km, &[&u, &gr, &mr, &wr], km.groups_for(s)));
+                b = b.gpu(move |cx| cx.dispatch_dyn(&km, &[&u, &gr, &mr, &wr], km.groups_for(s)));
             }
             drop(b.spawn());
         }

@@ -118,6 +118,12 @@ impl<T: Send + 'static> TaskBuilder<T> {
         self.access(a.raw.clone(), Access::Reduce(Reduction::of::<U>(op)))
     }
 
+    /// Sets the CPU body as the engine stores it (typed arguments, `args.rs`).
+    pub(super) fn cpu_body(mut self, body: CpuBody) -> Self {
+        self.cpu = Some(body);
+        self
+    }
+
     /// The CPU body. Its return value is the task's value.
     pub fn cpu(mut self, f: impl FnOnce(&mut CpuContext<'_>) -> T + Send + 'static) -> Self {
         self.cpu = Some(Box::new(move |cx| Ok(Box::new(f(cx)) as Value)));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
+use super::args::Bindings;
 use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::RawArray;
@@ -110,6 +111,13 @@ impl<'a> CpuContext<'a> {
             let words = unsafe { s.words.as_ref() };
             host.copy_from_slice(&bytemuck::cast_slice::<u128, u8>(words)[..raw.bytes]);
         }
+    }
+
+    /// The overview of each array the task declared, in declared order, one after another
+    /// (see [`Array::overview`]).
+    pub fn overviews(&self) -> String {
+        let all: Vec<String> = self.accesses.iter().map(|(r, _)| r.overview()).collect();
+        all.join("\n")
     }
 
     /// The runtime, to spawn nested tasks or create arrays from inside a body.
@@ -250,6 +258,7 @@ pub struct Uniform<T: Pod>(pub T);
 
 #[doc(hidden)]
 #[allow(private_interfaces)]
+#[derive(Clone, Copy)]
 pub enum ArgRef<'a> {
     /// An array, with the scalar type of its elements when it is known.
     Array(&'a Arc<RawArray>, Option<Scalar>),
@@ -343,12 +352,28 @@ impl<'a> GpuContext<'a> {
             .map(|(_, _, b)| b)
     }
 
-    /// Records one dispatch of `kernel` with `args` bound to its bindings in order.
-    pub fn dispatch(&mut self, kernel: &Kernel, args: &[&dyn KernelArg], workgroups: [u32; 3]) {
+    /// Records one dispatch of `kernel` with `bindings` bound to its bindings in order: a
+    /// tuple of the task's [`Binding`](super::Binding)s (typed arguments,
+    /// [`crate::TaskBuilder::args`]) and [`Uniform`]s.
+    pub fn dispatch(&mut self, kernel: &Kernel, bindings: impl Bindings, workgroups: [u32; 3]) {
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = self.try_dispatch(kernel, args, workgroups) {
+        let args = bindings.arg_refs();
+        if let Err(e) = self.try_dispatch(kernel, &args, workgroups) {
+            self.error = Some(e);
+        }
+    }
+
+    /// Records one dispatch with arrays named by handle (the untyped form, for access lists
+    /// built at run time): each must be declared on the task ([`crate::TaskBuilder::reads`]
+    /// …), or the task fails with [`DataError::Undeclared`].
+    pub fn dispatch_dyn(&mut self, kernel: &Kernel, args: &[&dyn KernelArg], workgroups: [u32; 3]) {
+        if self.error.is_some() {
+            return;
+        }
+        let args: Vec<ArgRef<'_>> = args.iter().map(|a| a.arg_ref()).collect();
+        if let Err(e) = self.try_dispatch(kernel, &args, workgroups) {
             self.error = Some(e);
         }
     }
@@ -394,7 +419,7 @@ impl<'a> GpuContext<'a> {
     fn try_dispatch(
         &mut self,
         kernel: &Kernel,
-        args: &[&dyn KernelArg],
+        args: &[ArgRef<'_>],
         groups: [u32; 3],
     ) -> Result<(), TaskError> {
         let k = &kernel.inner;
@@ -427,7 +452,7 @@ impl<'a> GpuContext<'a> {
         let mut uniforms = Vec::new();
         let mut sources: Vec<(u32, Src<'_>)> = Vec::with_capacity(args.len());
         for ((arg, &(binding, kind)), layout) in args.iter().zip(&k.bindings).zip(&k.layouts) {
-            match arg.arg_ref() {
+            match *arg {
                 ArgRef::Array(raw, scalar) => {
                     if let Some(layout) = layout {
                         self.check_layout(kernel, binding, layout, raw, scalar)?;

@@ -34,6 +34,7 @@
 //! `to_vec` behind them, fail naming `space[key]`), and
 //! [`crate::RuntimeHandle::wait_idle_checked`] reports them before that.
 
+mod args;
 mod builder;
 mod context;
 pub(crate) mod core;
@@ -44,6 +45,10 @@ mod prefetch;
 mod space;
 mod trace;
 
+pub use args::{
+    ArgsTask, Bind, Binding, Bindings, ReadArg, ReadWriteArg, ReduceArg, TaskArg, TaskArgs,
+    WriteArg,
+};
 pub use builder::TaskBuilder;
 pub use context::{CpuContext, GpuContext, KernelArg, Uniform};
 pub use error::{BuildError, TaskError};

@@ -420,6 +420,21 @@ impl Backend for MpiBackend {
     }
 }
 
+impl MpiBackend {
+    /// The world communicator, for raw MPI calls beside hetflow's (the raw-RMA baseline of
+    /// `hetflow bench comm`, say). Errors on it are returned as codes (`MPI_ERRORS_RETURN`):
+    /// turn them into a [`CommError`] with [`check`].
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+}
+
+/// Turns an MPI return code of call `call` into a result: [`CommError::Mpi`] with MPI's
+/// error string unless it is `MPI_SUCCESS`.
+pub fn check(call: &'static str, code: std::os::raw::c_int) -> Result<(), CommError> {
+    rma::check(call, code)
+}
+
 impl Drop for MpiBackend {
     fn drop(&mut self) {
         // Collective on every rank in creation order, before the universe finalizes MPI.
@@ -428,119 +443,5 @@ impl Drop for MpiBackend {
                 tracing::error!(error = %e, "freeing an MPI window failed");
             }
         }
-    }
-}
-
-/// The raw-MPI baseline of `hetflow bench comm`: one window over `bytes` on rank 1 in a
-/// passive-target epoch; bare `MPI_Put` / `MPI_Get` + `MPI_Win_flush` (no checks, no
-/// counters).
-pub(crate) struct RawWindow {
-    win: mpi::ffi::MPI_Win,
-    exposed: Vec<u8>,
-}
-
-impl RawWindow {
-    /// Collective.
-    pub(crate) fn new(
-        comm: &mut CommunicationManager<MpiBackend>,
-        bytes: usize,
-    ) -> Result<Self, CommError> {
-        use mpi::ffi;
-        let me = comm.instance_id().0;
-        let mut exposed = if me == 1 {
-            vec![0u8; bytes]
-        } else {
-            Vec::new()
-        };
-        // SAFETY: reading a constant handle rsmpi's C shim defines.
-        let mut win: ffi::MPI_Win = unsafe { ffi::RSMPI_WIN_NULL };
-        let base = if exposed.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            exposed.as_mut_ptr() as *mut std::os::raw::c_void
-        };
-        // SAFETY: `exposed` moves into the returned value with its heap buffer unchanged and
-        // is dropped only after `free`; `world` is live.
-        rma::check("MPI_Win_create", unsafe {
-            ffi::MPI_Win_create(
-                base,
-                exposed.len() as ffi::MPI_Aint,
-                1,
-                ffi::RSMPI_INFO_NULL,
-                comm.backend().world.as_raw(),
-                &mut win,
-            )
-        })?;
-        // SAFETY: `win` was just created.
-        rma::check("MPI_Win_lock_all", unsafe {
-            ffi::MPI_Win_lock_all(ffi::MPI_MODE_NOCHECK as std::os::raw::c_int, win)
-        })?;
-        Ok(RawWindow { win, exposed })
-    }
-
-    /// `MPI_Put` of `n` bytes at `src` to rank 1, then `MPI_Win_flush`.
-    ///
-    /// # Safety
-    /// `src..src + n` must be readable and `n` at most the window's size.
-    pub(crate) unsafe fn put(&self, src: *const u8, n: usize) -> Result<(), CommError> {
-        use mpi::ffi;
-        let c = n as std::os::raw::c_int;
-        // SAFETY: the caller guarantees the source range; rank 1 exposes at least `n` bytes.
-        rma::check("MPI_Put", unsafe {
-            ffi::MPI_Put(
-                src as *const _,
-                c,
-                ffi::RSMPI_UINT8_T,
-                1,
-                0,
-                c,
-                ffi::RSMPI_UINT8_T,
-                self.win,
-            )
-        })?;
-        // SAFETY: live window in a lock_all epoch.
-        rma::check("MPI_Win_flush", unsafe { ffi::MPI_Win_flush(1, self.win) })
-    }
-
-    /// `MPI_Get` of `n` bytes from rank 1 into `dst`, then `MPI_Win_flush`.
-    ///
-    /// # Safety
-    /// `dst..dst + n` must be writable and unused by anything else until this returns.
-    pub(crate) unsafe fn get(&self, dst: *mut u8, n: usize) -> Result<(), CommError> {
-        use mpi::ffi;
-        let c = n as std::os::raw::c_int;
-        // SAFETY: the caller guarantees the destination range.
-        rma::check("MPI_Get", unsafe {
-            ffi::MPI_Get(
-                dst as *mut _,
-                c,
-                ffi::RSMPI_UINT8_T,
-                1,
-                0,
-                c,
-                ffi::RSMPI_UINT8_T,
-                self.win,
-            )
-        })?;
-        // SAFETY: live window in a lock_all epoch.
-        rma::check("MPI_Win_flush", unsafe { ffi::MPI_Win_flush(1, self.win) })
-    }
-
-    /// Collective: waits for every rank, then frees the window.
-    pub(crate) fn free(
-        mut self,
-        comm: &mut CommunicationManager<MpiBackend>,
-    ) -> Result<(), CommError> {
-        comm.barrier()?;
-        // SAFETY: live window; freed once, after every rank's operations completed.
-        rma::check("MPI_Win_unlock_all", unsafe {
-            mpi::ffi::MPI_Win_unlock_all(self.win)
-        })?;
-        // SAFETY: as above.
-        rma::check("MPI_Win_free", unsafe {
-            mpi::ffi::MPI_Win_free(&mut self.win)
-        })?;
-        drop(std::mem::take(&mut self.exposed));
-        Ok(())
     }
 }

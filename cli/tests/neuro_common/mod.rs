@@ -3,12 +3,12 @@
 use hetflow::neuro::*;
 
 /// The Lava golden files: `tests/data/lava`, or `$HETFLOW_TEST_DATA/lava` when the tests run
-/// away from their source tree (the GPU bundle, `scripts/gpu-bundle.sh`).
+/// away from their source tree (the GPU bundle, `cli/scripts/gpu-bundle.sh`).
 #[allow(dead_code)]
 pub fn lava_data_dir() -> std::path::PathBuf {
     match std::env::var_os("HETFLOW_TEST_DATA") {
         Some(dir) => std::path::PathBuf::from(dir).join("lava"),
-        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava"),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/lava"),
     }
 }
 

@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 mod neuro_common;
 
-use hetflow::neuro::reference::check_file;
 use hetflow::neuro::*;
+use hetflow_cli::lava_check::check_file;
 
 /// The GPU back end's runtime, or `None` (loudly) without a GPU; fails under
 /// HETFLOW_REQUIRE_GPU=1.
@@ -291,8 +291,8 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
         return;
     }
     for fixed in [false, true] {
-        let c = hetflow::neuro::bench::run(500, 0.1, 300, fixed, 3, Backend::Cpu).unwrap();
-        let g = hetflow::neuro::bench::run(500, 0.1, 300, fixed, 3, Backend::Gpu).unwrap();
+        let c = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, Backend::Cpu).unwrap();
+        let g = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, Backend::Gpu).unwrap();
         assert_eq!(
             (c.spikes, c.syn_events),
             (g.spikes, g.syn_events),

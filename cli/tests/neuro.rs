@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 mod neuro_common;
 
-use hetflow::neuro::reference::{check, check_file};
 use hetflow::neuro::*;
+use hetflow_cli::lava_check::{check, check_file};
 
 fn data_dir() -> PathBuf {
     neuro_common::lava_data_dir()
@@ -1174,15 +1174,15 @@ fn lava_check_cli_prints_match_or_the_first_difference() {
 
 #[test]
 fn benchmark_network_runs_and_matches_its_plain_loop() {
-    let r = hetflow::neuro::bench::run(300, 0.1, 200, false, 7, Backend::Cpu).unwrap();
+    let r = hetflow_cli::bench::neuro::run(300, 0.1, 200, false, 7, Backend::Cpu).unwrap();
     assert!(r.spikes > 0 && r.syn_events > 0);
     assert!(
         r.plain_loop_seconds.is_some(),
         "the float CPU row has a baseline (same spikes checked)"
     );
-    let table = hetflow::neuro::bench::table(&[r]);
+    let table = hetflow_cli::bench::neuro::table(&[r]);
     assert!(table.contains("vs Brian2"));
-    let f = hetflow::neuro::bench::run(300, 0.1, 200, true, 7, Backend::Cpu).unwrap();
+    let f = hetflow_cli::bench::neuro::run(300, 0.1, 200, true, 7, Backend::Cpu).unwrap();
     assert!(f.plain_loop_seconds.is_none());
 }
 

@@ -176,9 +176,11 @@ fn bench_linalg(
     svg: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     println!("hetflow bench --linalg {n} --tile {tile}");
-    let rows = hetflow::bench::linalg_suite(n, tile, |step| eprintln!("  measuring {step} ..."))?;
-    print!("{}", hetflow::bench::linalg_table(&rows));
-    hetflow::bench::linalg_svg(&rows, svg)?;
+    let rows = hetflow_cli::bench::engine::linalg_suite(n, tile, |step| {
+        eprintln!("  measuring {step} ...")
+    })?;
+    print!("{}", hetflow_cli::bench::engine::linalg_table(&rows));
+    hetflow_cli::bench::engine::linalg_svg(&rows, svg)?;
     println!("plot written to {}", svg.display());
     Ok(())
 }
@@ -188,15 +190,15 @@ fn bench_comm(scale: usize) -> Result<(), Box<dyn std::error::Error>> {
     if hetflow::comm::MpiInstances::launched_by_mpirun() {
         let mut comm = hetflow::comm::MpiInstances::init()?;
         let ranks = comm.instances().len();
-        if let Some(rows) = hetflow::comm::bench::mpi_suite(&mut comm, scale)? {
+        if let Some(rows) = hetflow_cli::bench::comm::mpi_suite(&mut comm, scale)? {
             println!("hetflow bench comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
-            print!("{}", hetflow::comm::bench::table(&rows));
+            print!("{}", hetflow_cli::bench::comm::table(&rows));
         }
         return Ok(());
     }
     println!("hetflow bench comm: thread backend, 2 instances (0 -> 1), against memcpy");
-    let rows = hetflow::comm::bench::thread_suite(scale)?;
-    print!("{}", hetflow::comm::bench::table(&rows));
+    let rows = hetflow_cli::bench::comm::thread_suite(scale)?;
+    print!("{}", hetflow_cli::bench::comm::table(&rows));
     Ok(())
 }
 
@@ -207,13 +209,14 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
     }
     let rt = b.build()?;
     println!("hetflow bench on:\n{}", rt.topology());
-    let mut rows =
-        hetflow::bench::engine_suite(&rt, scale, |step| eprintln!("  measuring {step} ..."));
+    let mut rows = hetflow_cli::bench::engine::engine_suite(&rt, scale, |step| {
+        eprintln!("  measuring {step} ...")
+    });
     if rt.gpu_count() > 0 {
         eprintln!("  measuring uploads ...");
-        rows.extend(hetflow::bench::upload_suite(32, scale));
+        rows.extend(hetflow_cli::bench::engine::upload_suite(32, scale));
     }
-    println!("{}", hetflow::bench::table(&rows));
+    println!("{}", hetflow_cli::bench::engine::table(&rows));
     Ok(())
 }
 
@@ -224,10 +227,10 @@ fn bench_remote(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std:
     }
     let rt = b.build()?;
     println!("hetflow bench remote on:\n{}", rt.topology());
-    let rows = hetflow::remote::bench::all_reduce_suite(&rt, scale, |step| {
+    let rows = hetflow_cli::bench::remote::all_reduce_suite(&rt, scale, |step| {
         eprintln!("  measuring {step} ...")
     })?;
-    print!("{}", hetflow::remote::bench::all_reduce_table(&rows));
+    print!("{}", hetflow_cli::bench::remote::all_reduce_table(&rows));
     Ok(())
 }
 
@@ -238,7 +241,8 @@ fn bench_neuro(
     (cpu_rows, gpu_rows): (bool, bool),
     svg: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use hetflow::neuro::{bench, Backend};
+    use hetflow::neuro::Backend;
+    use hetflow_cli::bench::neuro as bench;
     let mut backends = Vec::new();
     if cpu_rows {
         backends.push(Backend::Cpu);
@@ -291,7 +295,7 @@ fn lava_check(
         CheckBackend::Gpu => hetflow::neuro::Backend::Gpu,
         CheckBackend::Auto => hetflow::neuro::Backend::Auto,
     };
-    match hetflow::neuro::reference::check_file(file, backend) {
+    match hetflow_cli::lava_check::check_file(file, backend) {
         Ok(report) => {
             if graph {
                 print!("{}", report.process_graph);

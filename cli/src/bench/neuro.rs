@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::{
+use hetflow::neuro::{
     Backend, Dense, DenseParams, Lif, LifParams, Network, NeuroError, RunCfg, RunSteps,
     SpikeCounter,
 };

@@ -4,11 +4,11 @@
 # loader and a runner (`run.sh`). Copy the folder to any x86-64 Linux machine with a GPU
 # driver and run `./run.sh`: no Rust toolchain, package registry or network needed there.
 #
-#   scripts/gpu-bundle.sh [OUT_DIR]        (default: target/gpu-bundle)
+#   cli/scripts/gpu-bundle.sh [OUT_DIR]        (default: target/gpu-bundle)
 #
 # The bundle must stay within 60 MiB (checked at the end).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 OUT="${1:-target/gpu-bundle}"
 LIMIT_MIB=60
@@ -62,7 +62,7 @@ for t in "${TESTS[@]}"; do
 done
 cp -L "$LOADER" "$OUT/lib/libvulkan.so.1"
 cp -r tests/data/. "$OUT/data/"
-cp scripts/gpu-bundle-run.sh "$OUT/run.sh"
+cp cli/scripts/gpu-bundle-run.sh "$OUT/run.sh"
 chmod +x "$OUT/run.sh"
 
 GLIBC=$(objdump -T target/release/hetflow 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1 || true)

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Placement, Runtime};
+use hetflow::{Placement, Runtime};
 
 /// A GPU kernel adding one to every element, used by the GPU workloads.
 pub const ADD_ONE_WGSL: &str = "
@@ -178,7 +178,7 @@ pub fn hetflow_gpu_round_trip(rt: &Runtime) -> Duration {
 /// Raw wgpu: an empty command buffer submitted, then polled until done — spinning on
 /// `poll(Poll)` with `yield_now`, the fastest way to learn of completion (a blocking
 /// `poll(Wait)` pays the OS wake-up, which on a VM is tens of microseconds).
-pub fn raw_gpu_round_trip(gpu: &crate::device::GpuDevice) -> Duration {
+pub fn raw_gpu_round_trip(gpu: &hetflow::device::GpuDevice) -> Duration {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let t = Instant::now();
@@ -198,7 +198,7 @@ pub fn raw_gpu_round_trip(gpu: &crate::device::GpuDevice) -> Duration {
 }
 
 /// `n` dependent GPU tasks, each adding one to a small array; waits for the last.
-pub fn hetflow_gpu_chain(rt: &Runtime, kernel: &crate::Kernel, n: usize) -> Duration {
+pub fn hetflow_gpu_chain(rt: &Runtime, kernel: &hetflow::Kernel, n: usize) -> Duration {
     let a = rt.array::<u32>(64);
     let t = Instant::now();
     let mut last = None;
@@ -208,7 +208,7 @@ pub fn hetflow_gpu_chain(rt: &Runtime, kernel: &crate::Kernel, n: usize) -> Dura
             rt.task("inc")
                 .read_write(&a)
                 .on(Placement::Gpu(0))
-                .gpu(move |cx| cx.dispatch(&k, &[&a2], [1, 1, 1]))
+                .gpu(move |cx| cx.dispatch_dyn(&k, &[&a2], [1, 1, 1]))
                 .spawn(),
         );
     }
@@ -219,7 +219,7 @@ pub fn hetflow_gpu_chain(rt: &Runtime, kernel: &crate::Kernel, n: usize) -> Dura
 }
 
 /// Raw wgpu: the same `n` dispatches recorded in one encoder, one submit, one wait.
-pub fn raw_gpu_chain(gpu: &crate::device::GpuDevice, n: usize) -> Duration {
+pub fn raw_gpu_chain(gpu: &hetflow::device::GpuDevice, n: usize) -> Duration {
     let dev = gpu.wgpu_device();
     let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
@@ -326,7 +326,7 @@ pub fn engine_suite(rt: &Runtime, scale: usize, mut progress: impl FnMut(&str)) 
         goal: Goal::PerItemNs(1000.0),
     });
     if rt.gpu_count() > 0 {
-        let gpu = rt.core.gpus()[0].clone();
+        let gpu = rt.gpu(0).expect("a GPU").clone();
         progress("GPU empty-task round trip");
         let trips = 200;
         let (h, b) = compare_per_item(
@@ -364,7 +364,7 @@ pub fn engine_suite(rt: &Runtime, scale: usize, mut progress: impl FnMut(&str)) 
 }
 
 /// Time of one host-to-GPU move of `a` by a GPU task (the host copy is made newer first).
-pub fn hetflow_upload(rt: &Runtime, a: &crate::Array<u32>) -> Duration {
+pub fn hetflow_upload(rt: &Runtime, a: &hetflow::Array<u32>) -> Duration {
     let a2 = a.clone();
     let _ = rt
         .task("touch")
@@ -385,7 +385,7 @@ pub fn hetflow_upload(rt: &Runtime, a: &crate::Array<u32>) -> Duration {
 }
 
 /// Raw wgpu: `queue.write_buffer` of `data`, an empty submit, and a wait.
-pub fn raw_upload(gpu: &crate::device::GpuDevice, buf: &wgpu::Buffer, data: &[u8]) -> Duration {
+pub fn raw_upload(gpu: &hetflow::device::GpuDevice, buf: &wgpu::Buffer, data: &[u8]) -> Duration {
     let t = Instant::now();
     gpu.wgpu_queue().write_buffer(buf, 0, data);
     let idx = gpu.wgpu_queue().submit([]);
@@ -399,9 +399,9 @@ pub fn raw_upload(gpu: &crate::device::GpuDevice, buf: &wgpu::Buffer, data: &[u8
 /// Host-to-GPU bandwidth of each upload path for a `mib`-MiB array, against raw
 /// `queue.write_buffer`; per-item times are per MiB.
 pub fn upload_suite(mib: usize, scale: usize) -> Vec<Comparison> {
-    use crate::data::UploadPath;
+    use hetflow::data::UploadPath;
     let mut out = Vec::new();
-    let Some(gpu) = crate::device::gpus().first().cloned() else {
+    let Some(gpu) = hetflow::device::gpus().first().cloned() else {
         return out;
     };
     let n = mib << 18; // u32 elements
@@ -487,7 +487,7 @@ pub struct LinalgRow {
     pub gflops: f64,
 }
 
-fn run_tasks(handles: Vec<crate::TaskHandle<()>>) -> Result<(), crate::TaskError> {
+fn run_tasks(handles: Vec<hetflow::TaskHandle<()>>) -> Result<(), hetflow::TaskError> {
     for h in handles {
         h.wait()?;
     }
@@ -501,8 +501,8 @@ pub fn linalg_suite(
     tile: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<LinalgRow>, Box<dyn std::error::Error>> {
-    use crate::linalg::{cholesky, gemm, spd_matrix, TiledMatrix};
-    use crate::Policy;
+    use hetflow::linalg::{cholesky, gemm, spd_matrix, TiledMatrix};
+    use hetflow::Policy;
     let (a, b) = (spd_matrix(n, 1), spd_matrix(n, 2));
     let gemm_flops = 2.0 * (n as f64).powi(3);
     let chol_flops = (n as f64).powi(3) / 3.0;

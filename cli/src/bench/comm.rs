@@ -7,13 +7,11 @@
 
 use std::time::Instant;
 
-use crate::data::MemorySpace;
+use hetflow::data::MemorySpace;
 
-use super::backend::Backend;
-use super::error::CommError;
-use super::manager::CommunicationManager;
-use super::memory::MemoryManager;
-use super::threads::ThreadInstances;
+use hetflow::comm::{
+    Backend, CommError, CommunicationManager, LocalSlot, MemoryManager, ThreadInstances,
+};
 
 /// One measured figure.
 #[derive(Debug, Clone)]
@@ -55,7 +53,7 @@ type Op<'a> = (
 /// Times each operation of `ops` for `bytes` per call, in alternating batches (so a change of
 /// machine load hits every implementation alike), and returns one row per operation: the
 /// median over 5 batches of the mean ns per call.
-pub(crate) fn measure_alternating(
+pub fn measure_alternating(
     scale: usize,
     bytes: usize,
     ops: Vec<Op<'_>>,
@@ -109,12 +107,12 @@ fn memcpy_op<'a>(src: &'a [u8], dst: &'a mut [u8], n: usize, op: &'static str) -
 }
 
 /// Extra operations measured beside hetflow's for one size (raw MPI, say).
-pub(crate) type Extra<'e> = dyn FnMut(usize, &'static str) -> Vec<Op<'e>> + 'e;
+pub type Extra<'e> = dyn FnMut(usize, &'static str) -> Vec<Op<'e>> + 'e;
 
 /// Root puts into and gets from instance 1's slot (the only one exposed) while the others
 /// wait in a fence, alternating with memcpy and `extra`'s operations; the root returns the
 /// rows, the others `None`.
-pub(crate) fn slot_suite<B: Backend>(
+pub fn slot_suite<B: Backend>(
     comm: &mut CommunicationManager<B>,
     name: &str,
     scale: usize,
@@ -127,7 +125,7 @@ pub(crate) fn slot_suite<B: Backend>(
     mm.memset(&local, 0, max, 1)?;
     let me = comm.instance_id().0;
     // Only the target exposes its slot, as in the seed: the root's source stays local.
-    let mine: Vec<(u64, &super::slot::LocalSlot)> = if me == 1 {
+    let mine: Vec<(u64, &LocalSlot)> = if me == 1 {
         vec![(1, &local)]
     } else {
         Vec::new()
@@ -177,12 +175,12 @@ pub fn thread_suite(scale: usize) -> Result<Vec<CommRow>, CommError> {
 /// other ranks return `None`.
 #[cfg(feature = "mpi")]
 pub fn mpi_suite(
-    comm: &mut CommunicationManager<super::mpi::MpiBackend>,
+    comm: &mut CommunicationManager<hetflow::comm::MpiBackend>,
     scale: usize,
 ) -> Result<Option<Vec<CommRow>>, CommError> {
     comm.require_instances(2)?;
     let max = *sizes().last().unwrap_or(&8);
-    let raw = super::mpi::RawWindow::new(comm, max)?;
+    let raw = RawWindow::new(comm, max)?;
     let mut local = vec![1u8; max];
     let local_ptr = local.as_mut_ptr();
     let rows = {
@@ -204,6 +202,129 @@ pub fn mpi_suite(
     drop(local);
     Ok(rows)
 }
+
+#[cfg(feature = "mpi")]
+mod raw_mpi {
+    use hetflow::comm::mpi::check;
+    use hetflow::comm::{CommError, CommunicationManager, MpiBackend};
+    use mpi::raw::AsRaw;
+
+    /// The raw-MPI baseline of `hetflow bench comm`: one window over `bytes` on rank 1 in a
+    /// passive-target epoch; bare `MPI_Put` / `MPI_Get` + `MPI_Win_flush` (no checks, no
+    /// counters).
+    pub struct RawWindow {
+        win: mpi::ffi::MPI_Win,
+        exposed: Vec<u8>,
+    }
+
+    impl RawWindow {
+        /// Collective.
+        pub fn new(
+            comm: &mut CommunicationManager<MpiBackend>,
+            bytes: usize,
+        ) -> Result<Self, CommError> {
+            use mpi::ffi;
+            let me = comm.instance_id().0;
+            let mut exposed = if me == 1 {
+                vec![0u8; bytes]
+            } else {
+                Vec::new()
+            };
+            // SAFETY: reading a constant handle rsmpi's C shim defines.
+            let mut win: ffi::MPI_Win = unsafe { ffi::RSMPI_WIN_NULL };
+            let base = if exposed.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                exposed.as_mut_ptr() as *mut std::os::raw::c_void
+            };
+            // SAFETY: `exposed` moves into the returned value with its heap buffer unchanged and
+            // is dropped only after `free`; `world` is live.
+            check("MPI_Win_create", unsafe {
+                ffi::MPI_Win_create(
+                    base,
+                    exposed.len() as ffi::MPI_Aint,
+                    1,
+                    ffi::RSMPI_INFO_NULL,
+                    comm.backend().world().as_raw(),
+                    &mut win,
+                )
+            })?;
+            // SAFETY: `win` was just created.
+            check("MPI_Win_lock_all", unsafe {
+                ffi::MPI_Win_lock_all(ffi::MPI_MODE_NOCHECK as std::os::raw::c_int, win)
+            })?;
+            Ok(RawWindow { win, exposed })
+        }
+
+        /// `MPI_Put` of `n` bytes at `src` to rank 1, then `MPI_Win_flush`.
+        ///
+        /// # Safety
+        /// `src..src + n` must be readable and `n` at most the window's size.
+        pub unsafe fn put(&self, src: *const u8, n: usize) -> Result<(), CommError> {
+            use mpi::ffi;
+            let c = n as std::os::raw::c_int;
+            // SAFETY: the caller guarantees the source range; rank 1 exposes at least `n` bytes.
+            check("MPI_Put", unsafe {
+                ffi::MPI_Put(
+                    src as *const _,
+                    c,
+                    ffi::RSMPI_UINT8_T,
+                    1,
+                    0,
+                    c,
+                    ffi::RSMPI_UINT8_T,
+                    self.win,
+                )
+            })?;
+            // SAFETY: live window in a lock_all epoch.
+            check("MPI_Win_flush", unsafe { ffi::MPI_Win_flush(1, self.win) })
+        }
+
+        /// `MPI_Get` of `n` bytes from rank 1 into `dst`, then `MPI_Win_flush`.
+        ///
+        /// # Safety
+        /// `dst..dst + n` must be writable and unused by anything else until this returns.
+        pub unsafe fn get(&self, dst: *mut u8, n: usize) -> Result<(), CommError> {
+            use mpi::ffi;
+            let c = n as std::os::raw::c_int;
+            // SAFETY: the caller guarantees the destination range.
+            check("MPI_Get", unsafe {
+                ffi::MPI_Get(
+                    dst as *mut _,
+                    c,
+                    ffi::RSMPI_UINT8_T,
+                    1,
+                    0,
+                    c,
+                    ffi::RSMPI_UINT8_T,
+                    self.win,
+                )
+            })?;
+            // SAFETY: live window in a lock_all epoch.
+            check("MPI_Win_flush", unsafe { ffi::MPI_Win_flush(1, self.win) })
+        }
+
+        /// Collective: waits for every rank, then frees the window.
+        pub fn free(
+            mut self,
+            comm: &mut CommunicationManager<MpiBackend>,
+        ) -> Result<(), CommError> {
+            comm.barrier()?;
+            // SAFETY: live window; freed once, after every rank's operations completed.
+            check("MPI_Win_unlock_all", unsafe {
+                mpi::ffi::MPI_Win_unlock_all(self.win)
+            })?;
+            // SAFETY: as above.
+            check("MPI_Win_free", unsafe {
+                mpi::ffi::MPI_Win_free(&mut self.win)
+            })?;
+            drop(std::mem::take(&mut self.exposed));
+            Ok(())
+        }
+    }
+}
+#[cfg(feature = "mpi")]
+use raw_mpi::RawWindow;
 
 /// The rows as a table: per op and size, each implementation's µs/op and GB/s, and the
 /// ratio of hetflow's time to the baseline's (raw MPI RMA when present, else memcpy).

@@ -9,12 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::device::DeviceId;
-use crate::runtime::RuntimeHandle;
+use hetflow::device::DeviceId;
+use hetflow::RuntimeHandle;
 
-use super::collective::{all_reduce, CollectiveOp};
-use super::error::RemoteError;
-use super::replication::Replication;
+use hetflow::remote::{all_reduce, CollectiveOp, RemoteError, Replication};
 
 /// One measured configuration.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runner of a hetflow GPU bundle (built by scripts/gpu-bundle.sh, copied in as run.sh).
+# The runner of a hetflow GPU bundle (built by cli/scripts/gpu-bundle.sh, copied in as run.sh).
 #
 #   ./run.sh [--allow-software] [--quick] [--summary FILE] [--only STEP[,STEP]]
 #

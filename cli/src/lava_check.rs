@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use super::{
+use hetflow::neuro::{
     Backend, Dense, DenseParams, Lif, LifParams, Monitor, Network, NeuroError, RunCfg, RunSteps,
     SignMode, SpikeSink, SpikeSource,
 };
@@ -440,38 +440,38 @@ pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
 
 /// The tutorial's P1: reads the Var in POST_MGMT and writes it back plus the time step.
 struct RmaReader {
-    port: super::PortIx,
-    seen: std::sync::Arc<parking_lot::Mutex<Vec<f64>>>,
+    port: hetflow::neuro::PortIx,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
 }
 
-impl super::ProcessModel for RmaReader {
+impl hetflow::neuro::ProcessModel for RmaReader {
     fn name(&self) -> &str {
         "PyProcModel1"
     }
-    fn run_spk(&mut self, _: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+    fn run_spk(&mut self, _: &mut hetflow::neuro::Cx<'_>) -> Result<(), NeuroError> {
         Ok(())
     }
     fn post_guard(&self, _: u64) -> bool {
         true
     }
-    fn run_post_mgmt(&mut self, cx: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+    fn run_post_mgmt(&mut self, cx: &mut hetflow::neuro::Cx<'_>) -> Result<(), NeuroError> {
         let cur = cx.ref_read(self.port)?.to_i32();
-        self.seen.lock().push(cur[0] as f64);
+        self.seen.lock().expect("lock").push(cur[0] as f64);
         let t = cx.time_step() as i32;
         cx.ref_write(
             self.port,
-            &super::Data::I32(cur.iter().map(|v| v + t).collect()),
+            &hetflow::neuro::Data::I32(cur.iter().map(|v| v + t).collect()),
         )
     }
 }
 
 struct RmaHolder;
 
-impl super::ProcessModel for RmaHolder {
+impl hetflow::neuro::ProcessModel for RmaHolder {
     fn name(&self) -> &str {
         "PyProcModel2"
     }
-    fn run_spk(&mut self, _: &mut super::Cx<'_>) -> Result<(), NeuroError> {
+    fn run_spk(&mut self, _: &mut hetflow::neuro::Cx<'_>) -> Result<(), NeuroError> {
         Ok(())
     }
 }
@@ -479,7 +479,7 @@ impl super::ProcessModel for RmaHolder {
 /// Runs the tutorial (implicit and explicit VarPort; step by step with host reads, and one
 /// run of five steps) and compares with the file.
 fn check_rma(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> {
-    use super::{Data, ModelSpec};
+    use hetflow::neuro::{Data, ModelSpec};
     use std::sync::Arc;
     let mut compared = 0;
     let mut mismatch = None;
@@ -488,7 +488,7 @@ fn check_rma(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
         let g = &json[key];
         for single in [false, true] {
             let net = Network::new();
-            let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
             let s2 = seen.clone();
             let p1 = net
                 .process("proc1", "P1")
@@ -545,7 +545,7 @@ fn check_rma(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> 
             };
             let exp_reads = f64s(&g[reads_key], reads_key)?;
             let exp_host = f64s(&Value::Array(host_exp), "var_after_each_step_host_get")?;
-            let got_reads = seen.lock().clone();
+            let got_reads = seen.lock().expect("lock").clone();
             for (q, e, got) in [
                 ("read in post_mgmt", &exp_reads, &got_reads),
                 ("host get", &exp_host, &host),

@@ -1,0 +1,13 @@
+//! Benchmark suites: each prints hetflow's figure beside a baseline measured in the same run,
+//! and the ratio.
+//!
+//! - [`engine`]: per-task overhead against rayon, GPU round trips and chains against raw
+//!   wgpu, uploads, tiled linear algebra against faer (`hetflow bench`, `--linalg`);
+//! - [`comm`]: memory-slot put/get against memcpy and raw MPI RMA (`hetflow bench comm`);
+//! - [`remote`]: all-reduce across replicas against a host sum (`hetflow bench remote`);
+//! - [`neuro`]: the recurrent LIF + Dense network against a plain loop (`hetflow bench neuro`).
+
+pub mod comm;
+pub mod engine;
+pub mod neuro;
+pub mod remote;
