@@ -1,10 +1,9 @@
 //! Managed arrays: typed handles over type-erased storage with one copy per memory space.
 
-use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use bytemuck::Pod;
 use parking_lot::Mutex;
@@ -71,8 +70,10 @@ impl Access {
     }
 }
 
-/// An opaque task token held by the tracker.
-pub(crate) type Token = Arc<dyn Any + Send + Sync>;
+/// Which runtime made an array: an id the runtime resolves (`runtime::core`), so this layer
+/// holds no pointer into the layers above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct OwnerId(pub u64);
 
 /// Copies and states of one array, guarded together.
 pub(crate) struct ArrayState {
@@ -166,8 +167,8 @@ pub(crate) struct RawArray {
     /// For a slice: the parent's id and the element range taken from it.
     pub parent: Option<(u64, Range<usize>)>,
     pub family: Arc<Family>,
-    /// The runtime that made the array, opaque to this layer (the task layer downcasts it).
-    pub(crate) owner: Weak<dyn Any + Send + Sync>,
+    /// The runtime that made the array.
+    pub(crate) owner: OwnerId,
 }
 
 impl std::ops::Deref for RawArray {
@@ -221,7 +222,7 @@ impl RawArray {
         elem_size: usize,
         init: Option<&[u8]>,
         spaces: usize,
-        owner: Weak<dyn Any + Send + Sync>,
+        owner: OwnerId,
     ) -> Arc<Self> {
         let id = NEXT_ARRAY.fetch_add(1, Ordering::Relaxed);
         let bytes = len * elem_size;
@@ -275,7 +276,7 @@ impl RawArray {
             len,
             parent: Some((self.id, elems)),
             family: self.family.clone(),
-            owner: self.owner.clone(),
+            owner: self.owner,
         });
         self.family.admit(&a);
         a

@@ -42,7 +42,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::array::{Access, Member, RawArray, Token};
+use super::array::{Access, Member, RawArray};
 
 /// One member of a family: its handle (gone for an orphan) and its record.
 struct Entry {
@@ -50,22 +50,26 @@ struct Entry {
     member: Arc<Member>,
 }
 
+/// Gives every family a distinct id (the key of its access tracker, kept by the runtime).
+static NEXT_FAMILY: AtomicU64 = AtomicU64::new(1);
+
 /// The shared part of a family.
 pub(crate) struct Family {
+    /// Distinct among all families of the process, never reused.
+    pub id: u64,
     members: Mutex<Vec<Entry>>,
     pub epoch: AtomicU64,
     /// Serialises the flush steps of accesses to members.
     pub sync: Mutex<()>,
-    pub tracker: Mutex<RangeTracker>,
 }
 
 impl Family {
     pub(crate) fn new() -> Arc<Family> {
         Arc::new(Family {
+            id: NEXT_FAMILY.fetch_add(1, Ordering::Relaxed),
             members: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),
             sync: Mutex::new(()),
-            tracker: Mutex::new(RangeTracker::default()),
         })
     }
 
@@ -144,26 +148,34 @@ fn conflict(a: Access, b: Access) -> bool {
     }
 }
 
-/// Recent accesses of a family, with their byte ranges.
-#[derive(Default)]
-pub(crate) struct RangeTracker {
-    entries: Vec<(Token, Range<usize>, Access)>,
+/// Recent accesses of a family, with their byte ranges, each by a task token `T` (the task
+/// layer's node; this layer only compares ranges and access modes).
+pub(crate) struct RangeTracker<T> {
+    entries: Vec<(T, Range<usize>, Access)>,
 }
 
-impl RangeTracker {
+impl<T> Default for RangeTracker<T> {
+    fn default() -> Self {
+        RangeTracker {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> RangeTracker<T> {
     /// Records an access by `task` to `range` and returns the tasks it must wait for.
     /// `finished` tells which earlier tasks completed successfully (they are forgotten).
     pub(crate) fn record(
         &mut self,
-        task: Token,
+        task: T,
         range: Range<usize>,
         access: Access,
-        finished: impl Fn(&Token) -> bool,
-    ) -> Vec<Token> {
+        finished: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
         if self.entries.len() >= 64 {
             self.entries.retain(|(t, _, _)| !finished(t));
         }
-        let deps: Vec<Token> = self
+        let deps: Vec<T> = self
             .entries
             .iter()
             .filter(|(_, r, a)| overlaps(r, &range) && conflict(*a, access))
@@ -183,23 +195,20 @@ mod tests {
     use super::*;
     use crate::data::{ReduceOp, Reduction};
 
-    fn tok(n: u32) -> Token {
-        Arc::new(n)
+    fn tok(n: u32) -> u32 {
+        n
     }
 
-    fn ids(v: &[Token]) -> Vec<u32> {
-        let mut out: Vec<u32> = v
-            .iter()
-            .map(|t| *t.downcast_ref::<u32>().unwrap())
-            .collect();
+    fn ids(v: &[u32]) -> Vec<u32> {
+        let mut out = v.to_vec();
         out.sort();
         out
     }
 
     #[test]
     fn ranges_decide_conflicts() {
-        let mut t = RangeTracker::default();
-        let never = |_: &Token| false;
+        let mut t = RangeTracker::<u32>::default();
+        let never = |_: &u32| false;
         assert!(t.record(tok(1), 0..40, Access::Write, never).is_empty());
         // Disjoint slice writes both wait for the parent write, not for each other.
         assert_eq!(ids(&t.record(tok(2), 0..20, Access::Write, never)), vec![1]);

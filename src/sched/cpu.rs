@@ -11,23 +11,10 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::{Parker, Unparker};
 use parking_lot::Mutex;
 
+use super::job::{CpuJobRef, CpuStealHook};
 use super::sleep::Sleep;
 
-/// A unit of CPU work.
-pub(crate) trait CpuJob: Send + Sync {
-    fn run_on_cpu(self: Arc<Self>);
-    /// Heterogeneous stealing: whether idle GPU `gpu` should run this queued job instead. When
-    /// it returns true the job has been retargeted and the caller must take it.
-    fn move_to_gpu(&self, gpu: usize) -> bool;
-    /// The same job as GPU work (after [`CpuJob::move_to_gpu`] said yes).
-    fn into_gpu_job(self: Arc<Self>) -> super::gpu::GpuJobRef;
-}
 
-pub(crate) type CpuJobRef = Arc<dyn CpuJob>;
-
-/// Asked by a worker that found every queue empty for work queued on a GPU that would finish
-/// sooner on the CPU (heterogeneous stealing; installed by the task layer).
-pub(crate) type CpuStealHook = Box<dyn Fn() -> Option<CpuJobRef> + Send + Sync>;
 
 /// How many queued CPU jobs an idle GPU driver looks at per steal attempt.
 const GPU_STEAL_LOOKS: usize = 8;

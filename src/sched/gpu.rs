@@ -48,7 +48,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::cpu::CpuJobRef;
+use super::job::{BatchFailure, CpuJobRef, Encoded, GpuJobRef, GpuStealHook};
 use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
@@ -61,18 +61,6 @@ const COMPLETION_SPIN: std::time::Duration = std::time::Duration::from_micros(10
 /// How long an idle driver polls its inbox before blocking.
 const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Why a whole GPU batch failed: handed to every job of the batch.
-#[derive(Debug, Clone)]
-pub(crate) struct BatchFailure {
-    /// The GPU's index.
-    pub gpu: usize,
-    /// The batch's sequence number.
-    pub seq: u64,
-    /// How many jobs the batch held.
-    pub jobs: usize,
-    /// wgpu's error (submit validation, polling), or why an earlier failure took this batch.
-    pub cause: Arc<dyn std::error::Error + Send + Sync>,
-}
 
 /// A batch submitted after one that failed while both were in flight.
 #[derive(Debug, thiserror::Error)]
@@ -83,53 +71,8 @@ struct AfterFailedBatch {
     cause: Arc<dyn std::error::Error + Send + Sync>,
 }
 
-/// What encoding a job gave.
-pub(crate) enum Encoded {
-    /// Commands to submit in the current batch.
-    Commands(wgpu::CommandBuffer),
-    /// The job finished without GPU work (it failed before any command).
-    Finished,
-    /// The GPU's memory is held by copies pinned by jobs already encoded: submit, wait for
-    /// them, and encode this job again (then with `may_overcommit`).
-    Retry,
-}
 
-/// A unit of GPU work.
-pub(crate) trait GpuJob: Send + Sync {
-    /// Encodes the job for batch `seq`. With `may_overcommit`, nothing else is encoded or in
-    /// flight on this GPU, and the job may exceed the memory budget rather than retry.
-    fn encode(
-        self: Arc<Self>,
-        driver: &GpuDriver,
-        seq: u64,
-        may_overcommit: bool,
-        transfers: &mut BatchTransfers,
-    ) -> Encoded;
-    /// The batch holding this job finished on the device, or failed as a whole (rejected at
-    /// submit, or the device failed while running it). Called exactly once per encoded job.
-    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>);
-    /// Predicted run time on this GPU in nanoseconds (0 when unknown).
-    fn predicted_ns(&self) -> u64 {
-        0
-    }
-    /// Heterogeneous stealing: whether an idle CPU worker should run this job, queued on GPU
-    /// `gpu` behind `ahead_ns` of predicted work, instead. Called under the driver's inbox
-    /// lock; when it returns true the job has been retargeted and the caller must take it.
-    /// Jobs that only make sense on this GPU keep the default, false.
-    fn move_to_cpu(&self, _gpu: usize, _ahead_ns: u64) -> bool {
-        false
-    }
-    /// The same job as CPU work (after [`GpuJob::move_to_cpu`] said yes).
-    fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
-        None
-    }
-}
 
-/// Asked by an idle driver for work queued elsewhere that would finish sooner on its GPU
-/// (heterogeneous stealing; installed by the task layer).
-pub(crate) type GpuStealHook = Box<dyn Fn(usize) -> Option<GpuJobRef> + Send + Sync>;
-
-pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
 
 type FenceWaiter = Box<dyn FnOnce() + Send>;
 

@@ -17,13 +17,16 @@
 //!   passed is never moved (the task layer refuses), since only its own GPU's queue order
 //!   makes it safe to start.
 //!
-//! This layer runs opaque jobs (`cpu::CpuJob`, `gpu::GpuJob`); what a task is, and its
-//! dependencies, belong to the task layer above.
+//! This layer runs opaque jobs (`job::CpuJob`, `job::GpuJob`: one abstraction, so the pool
+//! and the drivers do not import each other); what a task is, and its dependencies, belong
+//! to the task layer above.
 
 pub(crate) mod cpu;
 pub(crate) mod gpu;
+pub(crate) mod job;
 pub mod perfmodel;
 pub mod placement;
+pub(crate) mod scheduler;
 mod sleep;
 
 pub use perfmodel::PerfModel;

@@ -63,21 +63,14 @@ pub(crate) struct Loads {
     pub bandwidth: Vec<f64>,
 }
 
-/// Devices the task may run on, GPUs first. Err explains why there is none.
-pub(crate) fn candidates(
-    placement: &Placement,
-    has_cpu: bool,
-    has_gpu: bool,
-    gpu_count: usize,
-) -> Result<Vec<DeviceId>, String> {
-    let allowed: Vec<DeviceId> = match placement {
-        Placement::Any => (0..gpu_count)
-            .map(DeviceId::Gpu)
-            .chain(std::iter::once(DeviceId::Cpu))
-            .collect(),
-        Placement::Cpu => vec![DeviceId::Cpu],
-        Placement::AnyGpu => (0..gpu_count).map(DeviceId::Gpu).collect(),
-        Placement::Gpu(i) => vec![DeviceId::Gpu(*i)],
+/// The devices `placement` names, GPUs first (before the task's bodies are considered).
+/// Lazily, without allocating, except for [`Placement::OneOf`].
+fn named(placement: &Placement, gpu_count: usize) -> impl Iterator<Item = DeviceId> + '_ {
+    let (gpus, cpu, list): (std::ops::Range<usize>, bool, Vec<DeviceId>) = match placement {
+        Placement::Any => (0..gpu_count, true, Vec::new()),
+        Placement::Cpu => (0..0, true, Vec::new()),
+        Placement::AnyGpu => (0..gpu_count, false, Vec::new()),
+        Placement::Gpu(i) => (*i..*i + 1, false, Vec::new()),
         Placement::OneOf(list) => {
             let mut l = list.clone();
             l.sort_by_key(|d| match d {
@@ -85,18 +78,50 @@ pub(crate) fn candidates(
                 DeviceId::Cpu => (1, 0),
             });
             l.dedup();
-            l
+            (0..0, false, l)
         }
     };
-    let out: Vec<DeviceId> = allowed
-        .iter()
-        .copied()
-        .filter(|d| match d {
-            DeviceId::Cpu => has_cpu,
-            DeviceId::Gpu(i) => has_gpu && *i < gpu_count,
-        })
-        .collect();
+    gpus.map(DeviceId::Gpu)
+        .chain(cpu.then_some(DeviceId::Cpu))
+        .chain(list)
+}
+
+/// The rule "where may this task run", the only place it is written: a device named by the
+/// placement that exists and that the task has a body for.
+fn eligible(
+    placement: &Placement,
+    has_cpu: bool,
+    has_gpu: bool,
+    gpu_count: usize,
+) -> impl Iterator<Item = DeviceId> + '_ {
+    named(placement, gpu_count).filter(move |d| match d {
+        DeviceId::Cpu => has_cpu,
+        DeviceId::Gpu(i) => has_gpu && *i < gpu_count,
+    })
+}
+
+/// The device a task must run on when exactly one is eligible.
+pub(crate) fn only_device(
+    placement: &Placement,
+    has_cpu: bool,
+    has_gpu: bool,
+    gpu_count: usize,
+) -> Option<DeviceId> {
+    let mut it = eligible(placement, has_cpu, has_gpu, gpu_count);
+    let first = it.next()?;
+    it.next().is_none().then_some(first)
+}
+
+/// Devices the task may run on, GPUs first. Err explains why there is none.
+pub(crate) fn candidates(
+    placement: &Placement,
+    has_cpu: bool,
+    has_gpu: bool,
+    gpu_count: usize,
+) -> Result<Vec<DeviceId>, String> {
+    let out: Vec<DeviceId> = eligible(placement, has_cpu, has_gpu, gpu_count).collect();
     if out.is_empty() {
+        let allowed: Vec<DeviceId> = named(placement, gpu_count).collect();
         let bodies = match (has_cpu, has_gpu) {
             (true, true) => "CPU and GPU bodies",
             (true, false) => "a CPU body only",

@@ -1,13 +1,12 @@
 //! `rt.task(name)…spawn()`: declaring a task's bodies, data, dependencies and placement.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use bytemuck::Pod;
 use std::marker::PhantomData;
 
 use super::context::{CpuContext, GpuContext};
-use super::core::Core;
+use crate::runtime::core::Core;
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
 use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work, KEY_GRAPH};
@@ -15,6 +14,8 @@ use super::prefetch::Prefetch;
 use super::space::{Key, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array, ReduceOp, Reducible, Reduction};
+use crate::device::DeviceId;
+use crate::sched::scheduler::Booking;
 use crate::sched::Placement;
 
 /// Builds one task. Made by [`crate::RuntimeHandle::task`]; nothing runs until
@@ -198,10 +199,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         // The owner is compared by address: a `Weak` keeps its allocation, so no other runtime
         // can live at the same address while the array exists.
         let mut accesses = accesses;
-        let own = std::sync::Weak::as_ptr(&core.this);
-        if let Some((raw, _)) = accesses
-            .iter()
-            .find(|(raw, _)| !std::ptr::addr_eq(raw.owner.as_ptr(), own))
+        if let Some((raw, _)) = accesses.iter().find(|(raw, _)| raw.owner != core.id)
         {
             node.fail_with(TaskError::ForeignArray {
                 task: name.to_string(),
@@ -255,56 +253,51 @@ impl<T: Send + 'static> TaskBuilder<T> {
         }
         let mut ready_inputs = Vec::new();
         if !accesses.is_empty() {
-            let _order = core.spawn_lock.lock();
-            let token: Arc<dyn Any + Send + Sync> = node.clone();
-            let as_node = |a: &Arc<dyn Any + Send + Sync>| a.clone().downcast::<Node>().ok();
+            let mut trackers = core.trackers.0.lock();
             // Finished (successful) tasks constrain nothing any more; failed ones still poison.
-            let finished = |t: &Arc<dyn Any + Send + Sync>| {
-                as_node(t).is_some_and(|n| matches!(n.result(), Some(Ok(()))))
-            };
+            let finished = |n: &Arc<Node>| matches!(n.result(), Some(Ok(())));
             for (raw, access) in &accesses {
-                let mut t = raw.family.tracker.lock();
-                let deps = t.record(token.clone(), raw.range.clone(), *access, finished);
+                let deps = trackers.of(&raw.family).record(
+                    node.clone(),
+                    raw.range.clone(),
+                    *access,
+                    finished,
+                );
                 if access.reads() && access.reduction().is_none() && deps.iter().all(finished) {
                     ready_inputs.push(raw.clone());
                 }
-                for dep in deps {
+                for d in deps {
                     // A whole overwrite reads nothing: an earlier failure orders it but does
                     // not fail it (see "Failure semantics" in `task/mod.rs`).
-                    if let Some(d) = as_node(&dep) {
-                        add(&d, *access == Access::Write);
-                    }
+                    add(&d, *access == Access::Write);
                 }
             }
+            drop(trackers);
         }
         drop(graph);
         // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
         // are already final (`prefetch.rs`).
-        let fixed_gpu = match (&placement, gpu.is_some(), cpu.is_some()) {
-            (Placement::Gpu(i), true, _) => Some(*i),
-            (Placement::Any | Placement::AnyGpu, true, false) if core.drivers.len() == 1 => Some(0),
+        let work = Work {
+            cpu,
+            gpu,
+            placement,
+            accesses,
+            booking: Booking::default(),
+        };
+        let fixed_gpu = match core.sched.only_device(&work.shape(&name)) {
+            Some(DeviceId::Gpu(g)) => Some(g),
             _ => None,
         };
-        if let Some(g) = fixed_gpu.filter(|&g| g < core.drivers.len() && node.waits()) {
+        if let Some(g) = fixed_gpu.filter(|_| node.waits()) {
             for array in ready_inputs {
-                core.drivers[g].push(Arc::new(Prefetch {
+                core.sched.drivers[g].push(Arc::new(Prefetch {
                     array,
                     core: core.clone(),
                 }));
             }
         }
         // Attach last: nothing can schedule the node before the guard below is dropped.
-        node.attach(
-            core,
-            Work {
-                cpu,
-                gpu,
-                placement,
-                accesses,
-                predicted: None,
-                steal_hint: false,
-            },
-        );
+        node.attach(core, work);
         node.clone().release_one();
         TaskHandle {
             node,

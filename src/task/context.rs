@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use super::args::Bindings;
-use super::core::Core;
 use super::error::TaskError;
 use crate::data::array::RawArray;
 use crate::data::reduce::HostPartial;
@@ -78,7 +77,7 @@ impl<'a> CpuContext<'a> {
     pub(crate) fn new(
         task: &'a str,
         accesses: &'a [(Arc<RawArray>, Access)],
-        core: &'a Arc<Core>,
+        runtime: &'a RuntimeHandle,
         partials: &'a [HostPartial],
     ) -> Self {
         CpuContext {
@@ -86,7 +85,7 @@ impl<'a> CpuContext<'a> {
             accesses,
             borrows: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
-            runtime: RuntimeHandle::from_core_ref(core),
+            runtime,
             partials,
         }
     }

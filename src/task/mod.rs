@@ -3,7 +3,7 @@
 //! Job: turn `rt.task(name)…spawn()` into a node of the dependency graph (`node`), infer
 //! dependencies from declared array accesses (readers after the last writer; a writer after
 //! the last writer and every reader since), add explicit ones (handles, [`TaskSpace`] keys,
-//! possibly spawned later), and hand ready nodes to the scheduler (`core::Core::schedule`).
+//! possibly spawned later), and hand ready nodes to the scheduler (`crate::runtime::core::Core::schedule`).
 //!
 //! Invariants:
 //! - a node is scheduled exactly once, when its last dependency is released;
@@ -37,13 +37,13 @@
 mod args;
 mod builder;
 mod context;
-pub(crate) mod core;
 mod error;
 mod handle;
 pub(crate) mod node;
 mod prefetch;
 mod space;
-mod trace;
+pub(crate) mod trace;
+pub(crate) mod tracking;
 
 pub use args::{
     ArgsTask, Bind, Binding, Bindings, ReadArg, ReadWriteArg, ReduceArg, TaskArg, TaskArgs,

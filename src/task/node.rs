@@ -18,7 +18,8 @@ use std::task::Waker;
 use parking_lot::{Condvar, Mutex};
 
 use super::context::{CpuContext, GpuContext};
-use super::core::Core;
+use crate::runtime::core::Core;
+use crate::runtime::RuntimeHandle;
 use super::error::TaskError;
 use super::space::Key;
 use crate::data::array::{GpuPin, Memory, RawArray};
@@ -26,8 +27,10 @@ use crate::data::reduce::{GpuPartial, HostPartial};
 use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
 use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
-use crate::sched::cpu::{help_while_waiting, quiet_next_push, CpuJob};
-use crate::sched::gpu::{on_driver_thread, BatchFailure, Encoded, GpuDriver, GpuJob};
+use crate::sched::cpu::{help_while_waiting, quiet_next_push};
+use crate::sched::gpu::{on_driver_thread, GpuDriver};
+use crate::sched::job::{BatchFailure, CpuJob, CpuJobRef, Encoded, Fence, GpuJob, GpuJobRef};
+use crate::sched::scheduler::{Booking, TaskShape};
 use crate::sched::spin_until;
 use crate::sched::Placement;
 
@@ -40,24 +43,27 @@ pub(crate) type Value = Box<dyn std::any::Any + Send>;
 pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<Value, BodyError> + Send>;
 pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<Value, BodyError> + Send>;
 
-/// A submitted GPU batch: `(gpu, seq)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fence {
-    pub gpu: usize,
-    pub seq: u64,
-}
-
 /// What a spawned task will do, taken when it runs.
 pub(crate) struct Work {
     pub cpu: Option<CpuBody>,
     pub gpu: Option<GpuBody>,
     pub placement: Placement,
     pub accesses: Vec<(Arc<RawArray>, Access)>,
-    /// dmda's prediction, added to the device's backlog: (backlog slot, nanoseconds).
-    pub predicted: Option<(usize, u64)>,
-    /// Set by dmda when, at placement, the task would already finish sooner on another
-    /// device once that device is idle: worth waking an idle device to steal it.
-    pub steal_hint: bool,
+    /// The scheduler's bookkeeping, set when the task is placed.
+    pub booking: Booking,
+}
+
+impl Work {
+    /// The task as the scheduler sees it.
+    pub(crate) fn shape<'a>(&'a self, name: &'a str) -> TaskShape<'a> {
+        TaskShape {
+            name,
+            placement: &self.placement,
+            has_cpu: self.cpu.is_some(),
+            has_gpu: self.gpu.is_some(),
+            accesses: &self.accesses,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,7 +101,8 @@ pub(crate) struct Node {
     remaining: AtomicUsize,
     st: Mutex<NodeState>,
     cv: Condvar,
-    core: OnceLock<Arc<Core>>,
+    /// The runtime this node was spawned on (set by `attach`).
+    runtime: OnceLock<RuntimeHandle>,
     /// For a node of a [`super::TaskSpace`]: the space's name and the key.
     key: Option<(String, Key)>,
     /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`]; plain tasks are spawned
@@ -164,7 +171,7 @@ impl Node {
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
-            core: OnceLock::new(),
+            runtime: OnceLock::new(),
             key,
             key_state: AtomicU8::new(state),
             done_flag: AtomicBool::new(false),
@@ -293,8 +300,13 @@ impl Node {
         *self.name.lock() = name;
     }
 
+    /// The shared state of the runtime this node was spawned on, once attached.
+    fn core(&self) -> Option<&Arc<Core>> {
+        self.runtime.get().map(|r| &r.core)
+    }
+
     pub(crate) fn attach(&self, core: Arc<Core>, work: Work) {
-        let _ = self.core.set(core);
+        let _ = self.runtime.set(RuntimeHandle { core });
         self.st.lock().work = Some(work);
     }
 
@@ -318,9 +330,9 @@ impl Node {
         let failure = st.fail_with.take().map(|b| *b);
         if failure.is_none() && work.is_some() {
             st.ran_on = Some(device);
-            if let (Some(w), Some(core)) = (&work, self.core.get()) {
+            if let (Some(w), Some(core)) = (&work, self.core()) {
                 if core.wants_timing() {
-                    st.predicted = w.predicted;
+                    st.predicted = w.booking.predicted;
                     st.data_bytes = w.accesses.iter().map(|(r, _)| r.bytes as u64).sum();
                     st.started =
                         Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
@@ -423,7 +435,7 @@ impl Node {
     /// Drops one count of `remaining`; schedules the node when it reaches zero.
     pub(crate) fn release_one(self: Arc<Self>) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            match self.core.get() {
+            match self.core() {
                 Some(core) => core.schedule(self.clone()),
                 None => tracing::error!(task = %self.name(), "ready task without a runtime"),
             }
@@ -483,7 +495,7 @@ impl Node {
                 st.predicted.take(),
             )
         };
-        if let Some(core) = self.core.get() {
+        if let Some(core) = self.core() {
             core.task_ran(
                 || self.name(),
                 started.map(|(s, ok)| (s.0, ok)),
@@ -494,7 +506,7 @@ impl Node {
         }
         drop(pins);
         if let (Some(((start, worker), ok)), Some(device), Some(core)) =
-            (started, ran_on, self.core.get())
+            (started, ran_on, self.core())
         {
             core.trace_task(|| super::trace::TaskEvent {
                 name: self.name().to_string(),
@@ -524,7 +536,7 @@ impl Node {
             let failure = failure.as_ref().filter(|_| propagate);
             d.dep_done(failure.map(|e| (e, &*name)), None);
         }
-        if let Some(core) = self.core.get() {
+        if let Some(core) = self.core() {
             core.task_finished();
         }
     }
@@ -606,7 +618,7 @@ impl CpuJob for Node {
         self.steal_to(DeviceId::Cpu, DeviceId::Gpu(gpu), 0)
     }
 
-    fn into_gpu_job(self: Arc<Self>) -> crate::sched::gpu::GpuJobRef {
+    fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
         self
     }
 
@@ -622,9 +634,10 @@ impl CpuJob for Node {
             // A task with no body at all (a barrier) completes as soon as it is ready.
             return self.complete(Ok(()));
         };
-        let Some(core) = self.core.get() else {
+        let Some(runtime) = self.runtime.get() else {
             return self.complete(Ok(()));
         };
+        let core = &runtime.core;
         let name = self.name();
         for (raw, access) in &work.accesses {
             if let Err(error) = raw.prepare_host(*access, core.gpus(), core.counters()) {
@@ -642,7 +655,7 @@ impl CpuJob for Node {
                     .map(|r| HostPartial::new(raw.id, raw.bytes, r))
             })
             .collect();
-        let mut cx = CpuContext::new(&name, &work.accesses, core, &partials);
+        let mut cx = CpuContext::new(&name, &work.accesses, runtime, &partials);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
         if matches!(r, Ok(Ok(_))) {
             cx.commit();
@@ -669,7 +682,7 @@ impl Node {
     /// `from` to the idle device `to`, and retargets it if so. A task that will fail anyway,
     /// or that carries a fence not yet passed (a same-GPU predecessor still running), stays.
     fn steal_to(&self, from: DeviceId, to: DeviceId, ahead_ns: u64) -> bool {
-        let Some(core) = self.core.get() else {
+        let Some(core) = self.core() else {
             return false;
         };
         let name = self.name();
@@ -678,12 +691,24 @@ impl Node {
             || !st
                 .fences
                 .iter()
-                .all(|f| core.drivers[f.gpu].fence_passed(f.seq))
+                .all(|f| core.sched.drivers[f.gpu].fence_passed(f.seq))
         {
             return false;
         }
         match st.work.as_mut() {
-            Some(work) => core.steal_pays(&name, work, from, to, ahead_ns),
+            Some(work) => {
+                // Field by field, so that the booking can be updated while the rest is read.
+                let shape = TaskShape {
+                    name: &name,
+                    placement: &work.placement,
+                    has_cpu: work.cpu.is_some(),
+                    has_gpu: work.gpu.is_some(),
+                    accesses: &work.accesses,
+                };
+                let data = core.data_view();
+                core.sched
+                    .steal_pays(&shape, &mut work.booking, data, (from, to), ahead_ns)
+            }
             None => false,
         }
     }
@@ -695,7 +720,7 @@ impl GpuJob for Node {
             .lock()
             .work
             .as_ref()
-            .and_then(|w| w.predicted)
+            .and_then(|w| w.booking.predicted)
             .map_or(0, |(_, ns)| ns)
     }
 
@@ -703,7 +728,7 @@ impl GpuJob for Node {
         self.steal_to(DeviceId::Gpu(gpu), DeviceId::Cpu, ahead_ns)
     }
 
-    fn into_cpu_job(self: Arc<Self>) -> Option<crate::sched::cpu::CpuJobRef> {
+    fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
         Some(self)
     }
 
@@ -719,7 +744,7 @@ impl GpuJob for Node {
             self.complete(Err(err));
             return Encoded::Finished;
         }
-        let (Some(mut work), Some(core)) = (work, self.core.get().cloned()) else {
+        let (Some(mut work), Some(core)) = (work, self.core().cloned()) else {
             self.complete(Ok(()));
             return Encoded::Finished;
         };
@@ -835,7 +860,7 @@ impl GpuJob for Node {
             cause: f.cause,
         });
         if result.is_ok() {
-            if let Some(core) = self.core.get() {
+            if let Some(core) = self.core() {
                 let mem = Memory {
                     gpus: core.gpus(),
                     counters: core.counters(),

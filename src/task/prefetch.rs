@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
-use super::core::Core;
+use crate::runtime::core::Core;
 use crate::data::array::{Memory, RawArray};
 use crate::data::transfer::{BatchTransfers, UploadCtx};
 use crate::data::Access;
-use crate::sched::gpu::{BatchFailure, Encoded, GpuDriver, GpuJob};
+use crate::sched::gpu::GpuDriver;
+use crate::sched::job::{BatchFailure, Encoded, GpuJob};
 
 pub(crate) struct Prefetch {
     pub array: Arc<RawArray>,

@@ -1,0 +1,361 @@
+//! The state every handle of one runtime shares: pools, drivers, policy, counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::task::node::Node;
+use crate::task::TaskError;
+use crate::data::array::{OwnerId, RawArray};
+use crate::task::tracking::SharedTrackers;
+use crate::data::residency::Residency;
+use crate::data::{Access, TransferCounters};
+use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
+use crate::sched::cpu::CpuPool;
+use crate::sched::gpu::GpuDriver;
+use crate::sched::scheduler::{DataView, Scheduler};
+use crate::sched::PerfModel;
+use crate::sched::Policy;
+use std::sync::atomic::AtomicU64;
+
+/// Gives every runtime of the process a distinct id, never reused.
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
+
+/// Every live runtime by id: how an array finds the runtime that made it. Entries are
+/// removed when their core drops.
+static REGISTRY: RwLock<std::collections::BTreeMap<u64, Weak<Core>>> =
+    RwLock::new(std::collections::BTreeMap::new());
+
+impl OwnerId {
+    /// The runtime with this id, if it is alive.
+    fn resolve(self) -> Option<Arc<Core>> {
+        Core::resolve(self)
+    }
+}
+
+pub(crate) struct Core {
+    /// Every scheduling decision: the CPU pool, the GPU drivers, placement, dmda's backlog
+    /// and model, heterogeneous stealing.
+    pub(crate) sched: Arc<Scheduler>,
+    gpus: Vec<Arc<GpuDevice>>,
+    counters: TransferCounters,
+    pub(crate) residency: Residency,
+    /// Whether a trace is recording (checked without the lock on every task).
+    tracing: AtomicBool,
+    /// Task events while a trace records (None when not recording).
+    trace: Mutex<Option<(std::time::Instant, Vec<crate::task::trace::TaskEvent>)>>,
+    pub(crate) upload: crate::data::UploadPath,
+    /// Tasks ready (queued or waiting on a fence) or running.
+    live: AtomicUsize,
+    quiet: Mutex<()>,
+    quiet_cv: Condvar,
+    /// The arrays' access trackers. Their one lock serialises the access-tracking part of
+    /// spawns, so that every array sees tasks in one global order (no cycle can come from two
+    /// threads spawning at once).
+    pub(crate) trackers: SharedTrackers,
+    /// This runtime's id, as its arrays name it ([`Core::resolve`]).
+    pub(crate) id: OwnerId,
+    pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
+    /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
+    /// under them yet, by address (spawned ones are pruned as it grows).
+    key_waits: Mutex<HashMap<usize, Arc<Node>>>,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) topology: Topology,
+    pub(crate) this: Weak<Core>,
+}
+
+/// The tunables a runtime is built with.
+pub(crate) struct CoreConfig {
+    pub policy: Policy,
+    pub budgets: Vec<u64>,
+    pub upload: crate::data::UploadPath,
+    pub model: PerfModel,
+    pub stealing: bool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        pool: Arc<CpuPool>,
+        drivers: Vec<Arc<GpuDriver>>,
+        gpus: Vec<Arc<GpuDevice>>,
+        topology: Topology,
+        config: CoreConfig,
+    ) -> Arc<Core> {
+        let CoreConfig {
+            policy,
+            budgets,
+            upload,
+            model,
+            stealing,
+        } = config;
+        let core = Arc::new_cyclic(|this| Core {
+            sched: Scheduler::new(pool, drivers, policy, model, stealing),
+            gpus,
+            counters: TransferCounters::default(),
+            residency: Residency::new(budgets),
+            trace: Mutex::new(None),
+            tracing: AtomicBool::new(false),
+            upload,
+            live: AtomicUsize::new(0),
+            quiet: Mutex::new(()),
+            quiet_cv: Condvar::new(),
+            trackers: SharedTrackers::default(),
+            id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
+            kernels: Mutex::new(HashMap::new()),
+            key_waits: Mutex::new(HashMap::new()),
+            shut_down: AtomicBool::new(false),
+            topology,
+            this: this.clone(),
+        });
+        REGISTRY.write().insert(core.id.0, Arc::downgrade(&core));
+        core
+    }
+
+    /// The runtime that made an array, if it is still alive.
+    pub(crate) fn resolve(owner: OwnerId) -> Option<Arc<Core>> {
+        REGISTRY.read().get(&owner.0).and_then(Weak::upgrade)
+    }
+
+    pub(crate) fn gpus(&self) -> &[Arc<GpuDevice>] {
+        &self.gpus
+    }
+
+    pub(crate) fn counters(&self) -> &TransferCounters {
+        &self.counters
+    }
+
+    /// The data-layer state the scheduler's decisions read.
+    pub(crate) fn data_view(&self) -> DataView<'_> {
+        DataView {
+            residency: &self.residency,
+            counters: &self.counters,
+        }
+    }
+
+    /// Called once per node, when its last dependency is released: the scheduler places it
+    /// and sends it to its device. A task no device can run fails with `NoDevice`; barriers
+    /// (no body) finish on the CPU pool (cheap, and never recursive).
+    pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let name = node.name();
+        let decision = node.with_work(|work| match work {
+            Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
+                match self.sched.place(&work.shape(&name), self.data_view()) {
+                    Ok(d) => {
+                        work.booking = d.booking;
+                        Ok(Some((d.target, d.booking.steal_hint)))
+                    }
+                    Err(reason) => Err(reason),
+                }
+            }
+            _ => Ok(None),
+        });
+        let (target, hint) = decision
+            .unwrap_or_else(|reason| {
+                node.fail_with(TaskError::NoDevice {
+                    task: name.to_string(),
+                    reason,
+                });
+                None
+            })
+            .unwrap_or((DeviceId::Cpu, false));
+        let fences = node.fences();
+        self.sched.dispatch(node, target, &fences, hint);
+    }
+
+    /// Bookkeeping when a task finishes (the scheduler's backlog and model).
+    pub(crate) fn task_ran<'n>(
+        &self,
+        name: impl FnOnce() -> std::borrow::Cow<'n, str>,
+        started: Option<(std::time::Instant, bool)>,
+        ran_on: Option<DeviceId>,
+        bytes: u64,
+        predicted: Option<(usize, u64)>,
+    ) {
+        self.sched.task_ran(name, started, ran_on, bytes, predicted);
+    }
+
+    /// Starts recording tasks and moves (clearing an earlier recording).
+    pub(crate) fn start_trace(&self) {
+        *self.trace.lock() = Some((std::time::Instant::now(), Vec::new()));
+        self.counters.start_trace();
+        self.tracing.store(true, Ordering::Release);
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub(crate) fn take_trace(&self) -> crate::task::trace::Trace {
+        self.tracing.store(false, Ordering::Release);
+        let (origin, tasks) = self
+            .trace
+            .lock()
+            .take()
+            .unwrap_or_else(|| (std::time::Instant::now(), Vec::new()));
+        crate::task::trace::Trace {
+            origin,
+            tasks,
+            moves: self.counters.take_trace(),
+        }
+    }
+
+    /// Whether tasks must be timed: a trace is recording, or dmda learns from run times.
+    pub(crate) fn wants_timing(&self) -> bool {
+        self.sched.wants_timing() || self.tracing.load(Ordering::Relaxed)
+    }
+
+    /// Records a finished task, if a trace is recording.
+    pub(crate) fn trace_task(&self, event: impl FnOnce() -> crate::task::trace::TaskEvent) {
+        if !self.tracing.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some((_, events)) = self.trace.lock().as_mut() {
+            events.push(event());
+        }
+    }
+
+    /// Remembers that a task of this runtime waits for `key_node`, a key no task was spawned
+    /// under yet, so that [`Core::unspawned_keys`] can find it.
+    pub(crate) fn note_key_wait(&self, key_node: &Arc<Node>) {
+        let mut waits = self.key_waits.lock();
+        if waits.len() >= 64 && waits.len().is_power_of_two() {
+            waits.retain(|_, n| n.is_unspawned_key());
+        }
+        waits
+            .entry(Arc::as_ptr(key_node) as usize)
+            .or_insert_with(|| key_node.clone());
+    }
+
+    /// The key nodes that tasks of this runtime wait for and that still have no task.
+    pub(crate) fn unspawned_keys(&self) -> Vec<Arc<Node>> {
+        let mut waits = self.key_waits.lock();
+        waits.retain(|_, n| n.is_unspawned_key());
+        waits.values().cloned().collect()
+    }
+
+    /// Fails, until none is left, every key that tasks of this runtime wait for and that no
+    /// task was spawned under, once the runtime is otherwise idle ([`Node::abandon`]).
+    pub(crate) fn abandon_unspawned_keys(&self) {
+        loop {
+            self.wait_quiet();
+            let stuck = self.unspawned_keys();
+            if stuck.is_empty() {
+                return;
+            }
+            for n in stuck {
+                n.abandon();
+            }
+        }
+    }
+
+    pub(crate) fn task_finished(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = self.quiet.lock();
+            self.quiet_cv.notify_all();
+        }
+    }
+
+    /// Blocks until no task is ready or running.
+    pub(crate) fn wait_quiet(&self) {
+        let mut g = self.quiet.lock();
+        while self.live.load(Ordering::Acquire) != 0 {
+            self.quiet_cv.wait(&mut g);
+        }
+    }
+}
+
+impl Core {
+    /// Runs `f` on `array`'s host copy as a CPU task that reads it, ordered after every
+    /// earlier writer, and waits for it.
+    fn read_on_host(
+        &self,
+        array: &Arc<RawArray>,
+        f: impl FnOnce(&[u8]) + Send + 'static,
+    ) -> Result<(), TaskError> {
+        let Some(core) = self.this.upgrade() else {
+            return Err(TaskError::ShutDown {
+                task: format!("to_vec({})", array.label),
+            });
+        };
+        let raw = array.clone();
+        crate::task::TaskBuilder::<()>::new(core, format!("to_vec({})", array.label).into())
+            .access(array.clone(), Access::Read)
+            .on(crate::sched::Placement::Cpu)
+            .cpu(move |_cx| {
+                // SAFETY: this task declared a read of `raw`, so no writer runs concurrently
+                // and the host copy was made valid before the body started.
+                f(unsafe { raw.host_bytes() })
+            })
+            .spawn()
+            .wait()
+    }
+}
+
+impl<T: bytemuck::Pod> crate::data::Array<T> {
+    /// Forgets the failures of earlier tasks on this array, so that later tasks that read it
+    /// run instead of failing with [`TaskError::DependencyFailed`]. The contents are whatever
+    /// the failed tasks left (a task that failed before writing left the old contents).
+    ///
+    /// This is a task ordered like a body-less [`crate::Access::Write`] of the whole array:
+    /// it runs after every earlier access, moves no data and changes no copy. Its handle
+    /// fails only if the runtime is gone. A slice's `clear_error` clears failures recorded on
+    /// ranges inside that slice.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
+    /// let a = rt.array_from(vec![1u32; 4]);
+    /// rt.task("bad").read_write(&a).cpu(|_| panic!("boom")).spawn().wait().unwrap_err();
+    /// assert!(a.to_vec().is_err());
+    /// a.clear_error().wait().unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), vec![1; 4]);
+    /// ```
+    pub fn clear_error(&self) -> crate::task::TaskHandle<()> {
+        let name = format!("clear_error({})", self.raw.label);
+        let Some(core) = self
+            .raw
+            .owner
+            .resolve()
+        else {
+            return crate::task::TaskHandle {
+                node: Node::finished(
+                    name.into(),
+                    Err(TaskError::Data(crate::data::DataError::RuntimeGone {
+                        array: self.raw.label.clone(),
+                    })),
+                ),
+                _value: std::marker::PhantomData,
+            };
+        };
+        crate::task::TaskBuilder::<()>::new(core, name.into())
+            .access(self.raw.clone(), Access::Write)
+            .spawn()
+    }
+
+    /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
+    /// the array (the copy is itself a host read, ordered like any task). A failed earlier
+    /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.
+    pub fn to_vec(&self) -> Result<Vec<T>, TaskError> {
+        let core = self
+            .raw
+            .owner
+            .resolve()
+            .ok_or_else(|| {
+                TaskError::Data(crate::data::DataError::RuntimeGone {
+                    array: self.raw.label.clone(),
+                })
+            })?;
+        let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        core.read_on_host(&self.raw, move |bytes| *sink.lock() = bytes.to_vec())?;
+        let bytes = std::mem::take(&mut *out.lock());
+        let mut v = vec![T::zeroed(); self.raw.len];
+        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+        Ok(v)
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        REGISTRY.write().remove(&self.id.0);
+    }
+}

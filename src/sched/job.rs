@@ -1,0 +1,95 @@
+//! The one job abstraction both executors run: the CPU pool runs [`CpuJob`]s, each GPU driver
+//! encodes and completes [`GpuJob`]s (as rayon-core's `job.rs`). What a job is (a task node,
+//! a prefetch) belongs to the layer above; the pool and the drivers know only these traits,
+//! and neither imports the other: a job that heterogeneous stealing moves between them turns
+//! itself into the other kind ([`CpuJob::into_gpu_job`], [`GpuJob::into_cpu_job`]).
+
+use std::sync::Arc;
+
+use super::gpu::GpuDriver;
+use crate::data::transfer::BatchTransfers;
+
+/// A unit of CPU work.
+pub(crate) trait CpuJob: Send + Sync {
+    fn run_on_cpu(self: Arc<Self>);
+    /// Heterogeneous stealing: whether idle GPU `gpu` should run this queued job instead. When
+    /// it returns true the job has been retargeted and the caller must take it.
+    fn move_to_gpu(&self, gpu: usize) -> bool;
+    /// The same job as GPU work (after [`CpuJob::move_to_gpu`] said yes).
+    fn into_gpu_job(self: Arc<Self>) -> GpuJobRef;
+}
+
+pub(crate) type CpuJobRef = Arc<dyn CpuJob>;
+
+/// Asked by a worker that found every queue empty for work queued on a GPU that would finish
+/// sooner on the CPU (heterogeneous stealing; installed by the task layer).
+pub(crate) type CpuStealHook = Box<dyn Fn() -> Option<CpuJobRef> + Send + Sync>;
+
+/// Why a whole GPU batch failed: handed to every job of the batch.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchFailure {
+    /// The GPU's index.
+    pub gpu: usize,
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// How many jobs the batch held.
+    pub jobs: usize,
+    /// wgpu's error (submit validation, polling), or why an earlier failure took this batch.
+    pub cause: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+/// What encoding a job gave.
+pub(crate) enum Encoded {
+    /// Commands to submit in the current batch.
+    Commands(wgpu::CommandBuffer),
+    /// The job finished without GPU work (it failed before any command).
+    Finished,
+    /// The GPU's memory is held by copies pinned by jobs already encoded: submit, wait for
+    /// them, and encode this job again (then with `may_overcommit`).
+    Retry,
+}
+
+/// A unit of GPU work.
+pub(crate) trait GpuJob: Send + Sync {
+    /// Encodes the job for batch `seq`. With `may_overcommit`, nothing else is encoded or in
+    /// flight on this GPU, and the job may exceed the memory budget rather than retry.
+    fn encode(
+        self: Arc<Self>,
+        driver: &GpuDriver,
+        seq: u64,
+        may_overcommit: bool,
+        transfers: &mut BatchTransfers,
+    ) -> Encoded;
+    /// The batch holding this job finished on the device, or failed as a whole (rejected at
+    /// submit, or the device failed while running it). Called exactly once per encoded job.
+    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>);
+    /// Predicted run time on this GPU in nanoseconds (0 when unknown).
+    fn predicted_ns(&self) -> u64 {
+        0
+    }
+    /// Heterogeneous stealing: whether an idle CPU worker should run this job, queued on GPU
+    /// `gpu` behind `ahead_ns` of predicted work, instead. Called under the driver's inbox
+    /// lock; when it returns true the job has been retargeted and the caller must take it.
+    /// Jobs that only make sense on this GPU keep the default, false.
+    fn move_to_cpu(&self, _gpu: usize, _ahead_ns: u64) -> bool {
+        false
+    }
+    /// The same job as CPU work (after [`GpuJob::move_to_cpu`] said yes).
+    fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+        None
+    }
+}
+
+/// Asked by an idle driver for work queued elsewhere that would finish sooner on its GPU
+/// (heterogeneous stealing; installed by the task layer).
+pub(crate) type GpuStealHook = Box<dyn Fn(usize) -> Option<GpuJobRef> + Send + Sync>;
+
+pub(crate) type GpuJobRef = Arc<dyn GpuJob>;
+
+/// A GPU batch a job must not start before (unless it runs on that GPU, whose queue orders
+/// it): the batch `seq` of GPU `gpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub gpu: usize,
+    pub seq: u64,
+}

@@ -1,0 +1,439 @@
+//! The [`Scheduler`]: one owner for every scheduling decision of a runtime.
+//!
+//! It owns the executors (the CPU pool and one driver per GPU) and decides, for each ready
+//! task, where it runs: the placement rule ([`placement::candidates`], written once), the
+//! memory-budget filter, the policy ([`placement::choose`]), dmda's backlog of predicted
+//! work and its performance model, and heterogeneous stealing (an idle device taking a
+//! queued task that finishes sooner there). It sends a placed job to its executor once the
+//! GPU fences it must respect have passed.
+//!
+//! The task layer describes a task by a [`TaskShape`] (name, placement, bodies, accesses) and
+//! keeps the scheduler's [`Booking`] for it; jobs are the opaque [`super::job`] traits.
+//!
+//! Invariants:
+//! - a task's predicted work is on exactly one backlog from placement until it finishes or is
+//!   stolen (then it moves, under the source queue's lock, to the thief's backlog);
+//! - a job goes to one executor once: `dispatch` either pushes it or registers one fence
+//!   waiter that dispatches it again, never both.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::cpu::CpuPool;
+use super::gpu::GpuDriver;
+use super::job::{CpuJob, Fence, GpuJob};
+use super::perfmodel::PerfModel;
+use super::placement::{self, Loads, Placement, Policy, TaskFacts, DEFAULT_BANDWIDTH};
+use crate::data::array::RawArray;
+use crate::data::residency::Residency;
+use crate::data::transfer::padded;
+use crate::data::{Access, MemorySpace, TransferCounters};
+use crate::device::DeviceId;
+
+/// What the scheduler needs to know about a task.
+pub(crate) struct TaskShape<'a> {
+    /// The task's name (dmda's model key).
+    pub name: &'a str,
+    /// Where the user allows it to run.
+    pub placement: &'a Placement,
+    /// Whether it has a CPU body.
+    pub has_cpu: bool,
+    /// Whether it has a GPU body.
+    pub has_gpu: bool,
+    /// The arrays it declared.
+    pub accesses: &'a [(Arc<RawArray>, Access)],
+}
+
+/// The scheduler's bookkeeping for one placed task, kept with the task.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Booking {
+    /// dmda's prediction: (backlog slot, nanoseconds), on that backlog until it finishes.
+    pub predicted: Option<(usize, u64)>,
+    /// Set by dmda when, at placement, the task would already finish sooner on another
+    /// device once that device is idle: worth waking an idle device to steal it.
+    pub steal_hint: bool,
+}
+
+/// Tasks moved by heterogeneous stealing.
+#[derive(Debug, Default)]
+pub(crate) struct StealCounts {
+    /// Ready tasks an idle CPU worker took from a GPU's queue.
+    pub to_cpu: AtomicU64,
+    /// Ready tasks an idle GPU took from the CPU pool's queues.
+    pub to_gpu: AtomicU64,
+}
+
+/// The data-layer state a decision reads: memory budgets and measured link bandwidths.
+#[derive(Clone, Copy)]
+pub(crate) struct DataView<'a> {
+    pub residency: &'a Residency,
+    pub counters: &'a TransferCounters,
+}
+
+/// Where a task runs, and its booking.
+pub(crate) struct Decision {
+    pub target: DeviceId,
+    pub booking: Booking,
+}
+
+/// Every scheduling decision of one runtime (see the module docs).
+pub(crate) struct Scheduler {
+    pub(crate) pool: Arc<CpuPool>,
+    pub(crate) drivers: Vec<Arc<GpuDriver>>,
+    pub(crate) policy: Policy,
+    /// dmda's performance model.
+    pub(crate) model: PerfModel,
+    /// Predicted nanoseconds of placed, unfinished work, indexed by `MemorySpace::slot`.
+    backlog: Vec<AtomicU64>,
+    /// Whether idle devices take ready tasks queued on busy ones.
+    stealing: bool,
+    pub(crate) steals: StealCounts,
+}
+
+impl Scheduler {
+    /// A scheduler over `pool` and `drivers`. Stealing applies under dmda with a GPU only.
+    pub(crate) fn new(
+        pool: Arc<CpuPool>,
+        drivers: Vec<Arc<GpuDriver>>,
+        policy: Policy,
+        model: PerfModel,
+        stealing: bool,
+    ) -> Arc<Scheduler> {
+        let stealing = stealing && policy == Policy::Dmda && !drivers.is_empty();
+        let sched = Arc::new(Scheduler {
+            backlog: (0..=drivers.len()).map(|_| AtomicU64::new(0)).collect(),
+            pool,
+            drivers,
+            policy,
+            model,
+            stealing,
+            steals: StealCounts::default(),
+        });
+        if stealing {
+            sched.install_stealing();
+        }
+        sched
+    }
+
+    /// Gives the CPU pool and every GPU driver their steal hooks. The hooks hold the
+    /// scheduler weakly: the pool and drivers must not keep it alive.
+    fn install_stealing(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.pool.set_steal_hook(Box::new(move || {
+            let s = weak.upgrade()?;
+            s.drivers
+                .iter()
+                .filter(|d| d.queued() > 0)
+                .find_map(|d| d.steal_for_cpu())
+                .inspect(|_| {
+                    s.steals.to_cpu.fetch_add(1, Ordering::Relaxed);
+                })
+        }));
+        for d in &self.drivers {
+            let weak = Arc::downgrade(self);
+            d.set_steal_hook(Box::new(move |gpu| {
+                let s = weak.upgrade()?;
+                // Only a saturated pool has work worth taking: with a worker idle, a queued
+                // job starts on the CPU at once.
+                if s.pool.idle_workers() > 0 || s.pool.queued_anywhere() == 0 {
+                    return None;
+                }
+                s.pool.steal_for_gpu(gpu).map(|job| {
+                    s.steals.to_gpu.fetch_add(1, Ordering::Relaxed);
+                    job.into_gpu_job()
+                })
+            }));
+        }
+    }
+
+    /// The one device a task can run on, when there is exactly one (no allocation, no load
+    /// query): the fast path of [`Scheduler::place`], and where the task layer prefetches.
+    pub(crate) fn only_device(&self, shape: &TaskShape<'_>) -> Option<DeviceId> {
+        placement::only_device(
+            shape.placement,
+            shape.has_cpu,
+            shape.has_gpu,
+            self.drivers.len(),
+        )
+    }
+
+    /// The devices a task may run on: what its placement and bodies allow, less the GPUs
+    /// whose memory budget its working set exceeds when another device can run it (there it
+    /// could only fail with `OverBudget`).
+    fn candidates(
+        &self,
+        shape: &TaskShape<'_>,
+        data: DataView<'_>,
+    ) -> Result<Vec<DeviceId>, String> {
+        let mut c = placement::candidates(
+            shape.placement,
+            shape.has_cpu,
+            shape.has_gpu,
+            self.drivers.len(),
+        )?;
+        if c.len() > 1 && c.iter().any(|d| matches!(d, DeviceId::Gpu(_))) {
+            let working_set: u64 = shape.accesses.iter().map(|(r, _)| padded(r.bytes)).sum();
+            let fits = |d: &DeviceId| match d {
+                DeviceId::Gpu(i) => working_set <= data.residency.budget(*i),
+                DeviceId::Cpu => true,
+            };
+            if c.iter().any(fits) {
+                c.retain(fits);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Where a ready task runs, booking dmda's prediction on the chosen device's backlog.
+    /// `Err` says why no device can run it.
+    pub(crate) fn place(
+        &self,
+        shape: &TaskShape<'_>,
+        data: DataView<'_>,
+    ) -> Result<Decision, String> {
+        let mut booking = Booking::default();
+        if let Some(target) = self.only_device(shape) {
+            return Ok(Decision { target, booking });
+        }
+        let c = self.candidates(shape, data)?;
+        let policy = self.policy;
+        // Only locality and dmda look at the task's name and data.
+        let facts = if matches!(policy, Policy::Locality | Policy::Dmda) {
+            self.facts(shape, &c)
+        } else {
+            TaskFacts {
+                name: Cow::Borrowed(""),
+                bytes: 0,
+                missing: Vec::new(),
+            }
+        };
+        let t = placement::choose(policy, &c, &self.loads(data), &facts, &self.model);
+        if policy == Policy::Dmda {
+            let slot = MemorySpace::of(t).slot();
+            if let Some(e) = self.model.estimate(&facts.name, facts.bytes, t) {
+                let ns = e.as_nanos() as u64;
+                self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
+                booking.predicted = Some((slot, ns));
+                if self.stealing {
+                    booking.steal_hint = self.steal_hint(&facts, &c, t, ns);
+                }
+            }
+        }
+        Ok(Decision { target: t, booking })
+    }
+
+    /// Sends a placed job to its device once every fence it must respect has passed (a GPU
+    /// job on the fence's own GPU is ordered by that GPU's queue and goes at once).
+    pub(crate) fn dispatch<J>(
+        self: &Arc<Self>,
+        job: Arc<J>,
+        target: DeviceId,
+        fences: &[Fence],
+        steal_hint: bool,
+    ) where
+        J: CpuJob + GpuJob + 'static,
+    {
+        let pending = fences
+            .iter()
+            .find(|f| target != DeviceId::Gpu(f.gpu) && !self.drivers[f.gpu].fence_passed(f.seq));
+        if let Some(f) = pending {
+            let sched = self.clone();
+            let rest: Vec<Fence> = fences.to_vec();
+            self.drivers[f.gpu].on_fence(
+                f.seq,
+                Box::new(move || sched.dispatch(job, target, &rest, steal_hint)),
+            );
+            return;
+        }
+        let hint = self.stealing && steal_hint;
+        match target {
+            DeviceId::Gpu(i) => {
+                let behind = hint && !self.drivers[i].is_idle();
+                self.drivers[i].push(job);
+                // A sleeping worker may want this job: the GPU is behind.
+                if behind && self.pool.idle_workers() > 0 {
+                    self.pool.nudge();
+                }
+            }
+            DeviceId::Cpu => {
+                self.pool.push(job);
+                // An idle GPU may want this job: every worker is busy.
+                if hint && self.pool.idle_workers() == 0 {
+                    if let Some(d) = self.drivers.iter().find(|d| d.is_idle()) {
+                        d.nudge();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a task dmda just placed on `target` (predicted `run_ns` there) would finish
+    /// sooner on another candidate with nothing ahead of it there: then an idle device should
+    /// be woken to look at it. Without this hint, dispatches wake nobody, so a saturated
+    /// device's queue is not shuffled for tasks that belong where they are.
+    fn steal_hint(
+        &self,
+        facts: &TaskFacts<'_>,
+        cands: &[DeviceId],
+        target: DeviceId,
+        run_ns: u64,
+    ) -> bool {
+        let finish_here = self.queue_wait_ns(target).max(run_ns as f64);
+        cands.iter().filter(|d| **d != target).any(|d| {
+            self.model
+                .estimate(&facts.name, facts.bytes, *d)
+                .is_some_and(|e| e.as_nanos() as f64 * 1.1 < finish_here)
+        })
+    }
+
+    /// Predicted nanoseconds before work queued now on `d` starts: its backlog, spread over
+    /// the workers for the CPU pool.
+    fn queue_wait_ns(&self, d: DeviceId) -> f64 {
+        let b = self.backlog[MemorySpace::of(d).slot()].load(Ordering::Acquire) as f64;
+        match d {
+            DeviceId::Cpu => b / self.pool.workers().max(1) as f64,
+            DeviceId::Gpu(_) => b,
+        }
+    }
+
+    /// Takes `ns` of predicted work off backlog `slot` (finished or moved).
+    fn unbook(&self, slot: usize, ns: u64) {
+        let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+            Some(b.saturating_sub(ns))
+        });
+    }
+
+    /// Measured bytes per nanosecond into each memory space (by `MemorySpace::slot`); the
+    /// default where a link was never used or the policy is not dmda.
+    fn bandwidths(&self, counters: &TransferCounters) -> Vec<f64> {
+        let mut bandwidth = vec![DEFAULT_BANDWIDTH; 1 + self.drivers.len()];
+        if self.policy == Policy::Dmda {
+            for ((_, to), l) in counters.snapshot() {
+                if let (Some(bw), Some(b)) = (l.bandwidth(), bandwidth.get_mut(to.slot())) {
+                    *b = bw;
+                }
+            }
+        }
+        bandwidth
+    }
+
+    /// Heterogeneous stealing's rule (StarPU's dmda estimate, applied when a device is idle):
+    /// move a queued task from `from` to the idle device `to` when it is allowed there and the
+    /// performance model says it finishes sooner there — its run time on `to` plus moving its
+    /// missing inputs at the measured bandwidth, against `from_finish_ns`, when it would
+    /// finish where it is queued (ahead of it: `ahead_ns` of predicted work). A 10% margin
+    /// keeps near-ties where they are. On yes, the task's predicted work moves from one
+    /// device's backlog to the other's.
+    pub(crate) fn steal_pays(
+        &self,
+        shape: &TaskShape<'_>,
+        booking: &mut Booking,
+        data: DataView<'_>,
+        (from, to): (DeviceId, DeviceId),
+        ahead_ns: u64,
+    ) -> bool {
+        let allowed = self.candidates(shape, data).is_ok_and(|c| c.contains(&to));
+        if !allowed {
+            return false;
+        }
+        let name = shape.name;
+        let facts = self.facts(shape, &[to]);
+        let (Some(run_from), Some(run_to)) = (
+            self.model.estimate(name, facts.bytes, from),
+            self.model.estimate(name, facts.bytes, to),
+        ) else {
+            return false;
+        };
+        let (run_from, run_to) = (run_from.as_nanos() as f64, run_to.as_nanos() as f64);
+        let from_finish = match from {
+            // Queued on a GPU: the work ahead of it in that queue, then its own run.
+            DeviceId::Gpu(_) => ahead_ns as f64 + run_from,
+            // Queued on the saturated pool: the pool's backlog (this task included) spread
+            // over its workers.
+            DeviceId::Cpu => self.queue_wait_ns(DeviceId::Cpu).max(run_from),
+        };
+        let slot_to = MemorySpace::of(to).slot();
+        let bw = self
+            .bandwidths(data.counters)
+            .get(slot_to)
+            .copied()
+            .unwrap_or(DEFAULT_BANDWIDTH);
+        let to_finish = facts.missing[0] as f64 / bw + run_to;
+        if to_finish * 1.1 >= from_finish {
+            return false;
+        }
+        if let Some((slot, ns)) = booking.predicted.take() {
+            self.unbook(slot, ns);
+        }
+        let ns = run_to as u64;
+        self.backlog[slot_to].fetch_add(ns, Ordering::AcqRel);
+        booking.predicted = Some((slot_to, ns));
+        tracing::debug!(task = name, ?from, ?to, to_finish, from_finish, "stolen");
+        true
+    }
+
+    fn loads(&self, data: DataView<'_>) -> Loads {
+        Loads {
+            cpu_idle_workers: self.pool.idle_workers(),
+            cpu_workers: self.pool.workers(),
+            cpu_queued: self.pool.queued(),
+            gpus: self
+                .drivers
+                .iter()
+                .map(|d| (d.is_idle(), d.queued()))
+                .collect(),
+            backlog_ns: self
+                .backlog
+                .iter()
+                .map(|b| b.load(Ordering::Acquire))
+                .collect(),
+            bandwidth: self.bandwidths(data.counters),
+        }
+    }
+
+    /// What the locality and dmda policies need to know about a task: its name and size, and
+    /// per candidate the bytes of its inputs not valid there.
+    fn facts<'a>(&self, shape: &TaskShape<'a>, cands: &[DeviceId]) -> TaskFacts<'a> {
+        let mut missing = vec![0u64; cands.len()];
+        for (raw, _) in shape.accesses.iter().filter(|(_, a)| a.reads()) {
+            let st = raw.state.lock();
+            for (m, d) in missing.iter_mut().zip(cands) {
+                if !st.copies.get(MemorySpace::of(*d)).is_valid() {
+                    *m += raw.bytes as u64;
+                }
+            }
+        }
+        TaskFacts {
+            name: Cow::Borrowed(shape.name),
+            bytes: shape.accesses.iter().map(|(r, _)| r.bytes as u64).sum(),
+            missing,
+        }
+    }
+
+    /// Bookkeeping when a task finishes: its predicted work leaves the backlog, and under
+    /// dmda its run time (`started`: when, and whether it is a clean sample) feeds the
+    /// performance model.
+    pub(crate) fn task_ran<'n>(
+        &self,
+        name: impl FnOnce() -> Cow<'n, str>,
+        started: Option<(std::time::Instant, bool)>,
+        ran_on: Option<DeviceId>,
+        bytes: u64,
+        predicted: Option<(usize, u64)>,
+    ) {
+        if let Some((slot, ns)) = predicted {
+            self.unbook(slot, ns);
+        }
+        if self.policy == Policy::Dmda {
+            if let (Some((start, true)), Some(device)) = (started, ran_on) {
+                self.model.record(&name(), bytes, device, start.elapsed());
+            }
+        }
+    }
+
+    /// Whether tasks must be timed for the scheduler (dmda learns from run times).
+    pub(crate) fn wants_timing(&self) -> bool {
+        self.policy == Policy::Dmda
+    }
+}
