@@ -12,7 +12,7 @@
 //! `-- --instances N` to try another count, which fails with a clear error). Built with
 //! `--features mpi` and launched by `mpirun -n 2`, the two instances are MPI ranks.
 
-use hetflow::comm::{Backend, CommError, CommunicationManager, MemoryManager, Tag};
+use hetflow::comm::{CommBackend, CommError, CommunicationManager, MemoryManager, Tag};
 use hetflow::Topology;
 
 const BUFFER_SIZE: usize = 256;
@@ -24,7 +24,9 @@ const MESSAGE: &str = "Hello, receiver! This is sender.";
 /// What the receiver saw: (received message count, buffer as text).
 type Received = Option<(u64, String)>;
 
-fn remote_memcpy<B: Backend>(comm: &mut CommunicationManager<B>) -> Result<Received, CommError> {
+fn remote_memcpy<B: CommBackend>(
+    comm: &mut CommunicationManager<B>,
+) -> Result<Received, CommError> {
     // Exactly two instances: the root sends, the other receives.
     comm.require_instances(2)?;
     let me = comm.instance_id();

@@ -23,12 +23,17 @@
 //! assert!(y.to_vec().unwrap().iter().all(|&v| v == 5.0));
 //! ```
 //!
-//! Layers (dependencies point down): [`remote`] (remote buffers, replication, collectives) on
-//! [`task`] (spawn, dependency graph, task spaces),
-//! [`sched`] (CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
-//! transfers), [`device`] (topology, kernels). Beside the task layer: [`comm`] (HiCR-style
-//! memory slots and one-sided copies between instances, threads or MPI). On top: [`remote`]
-//! (remote buffers, replication, collectives) and [`neuro`] (Lava-style neural process networks).
+//! Layers, each depending only on the ones after it: [`remote`] (remote buffers,
+//! replication, collectives) and [`neuro`] (Lava-style neural process networks), built on
+//! the runtime ([`Runtime`], [`RuntimeHandle`]: the state every handle shares) and [`task`]
+//! (spawn, typed arguments, the dependency graph, task spaces); then [`sched`] (the
+//! scheduler: CPU work stealing, GPU drivers, placement), [`data`] (arrays, coherence,
+//! transfers) and [`device`] (topology, kernels). Beside the task layer: [`comm`] (HiCR-style
+//! memory slots and one-sided copies between instances, threads or MPI). [`linalg`] (tiled
+//! GEMM and Cholesky, default feature `linalg`) is a user of the task layer.
+//!
+//! The command-line tool, the benchmark suites and the Lava golden checker are not part of
+//! this library: they live in the workspace member `cli/` (crate `hetflow-cli`).
 
 #![warn(missing_docs)]
 // The auto-trait checks of the neuro run thread (its state reaches wgpu-core types through
@@ -51,6 +56,6 @@ pub use device::{DeviceError, DeviceId, Kernel, Topology};
 pub use runtime::{GpuSelection, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
 pub use sched::{Placement, Policy};
 pub use task::{
-    ArgsTask, Binding, BuildError, CpuContext, GpuContext, Key, TaskBuilder, TaskError, TaskHandle,
-    TaskRef, TaskSpace, Uniform,
+    ArgsTask, Binding, BuildError, CpuContext, GpuContext, TaskBuilder, TaskError, TaskHandle,
+    TaskKey, TaskRef, TaskSpace, Uniform,
 };

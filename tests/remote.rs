@@ -14,7 +14,7 @@ mod remote_variable_example;
 mod rts_var_example;
 
 use hetflow::remote::{
-    remote_buffer, remote_replica_sharded_variable, remote_variable, DType, HostTensor,
+    remote_buffer, remote_replica_sharded_variable, remote_variable, ElementType, HostTensor,
     RemoteBuffer, RemoteError, Replication,
 };
 use hetflow::{DeviceId, MemorySpace, Placement, Runtime};
@@ -87,8 +87,8 @@ fn element_type_mismatch_is_an_error() {
             assert!(matches!(
                 e,
                 RemoteError::DTypeMismatch {
-                    expected: DType::F32,
-                    got: DType::I32,
+                    expected: ElementType::F32,
+                    got: ElementType::I32,
                     ..
                 }
             ));
@@ -104,8 +104,8 @@ fn element_type_mismatch_is_an_error() {
     assert!(matches!(
         remote_replica_sharded_variable(vec![1.0f32, 2.0], &rts, 0),
         Err(RemoteError::DTypeMismatch {
-            expected: DType::U32,
-            got: DType::F32,
+            expected: ElementType::U32,
+            got: ElementType::F32,
             ..
         })
     ));

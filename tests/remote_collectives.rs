@@ -66,7 +66,7 @@ fn ref_shard<T: Element>(full: &[T], r_count: usize, r: usize) -> Vec<T> {
 fn close<T: Element>(a: &[T], b: &[T]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            if T::DTYPE == hetflow::remote::DType::F32 {
+            if T::DTYPE == hetflow::remote::ElementType::F32 {
                 let (x, y): (f32, f32) = (bytemuck::cast(*x), bytemuck::cast(*y));
                 (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs()))
             } else {

@@ -76,7 +76,7 @@ fn check(jobs: Vec<(Array<f32>, TaskHandle<()>)>) -> Vec<DeviceId> {
         .collect()
 }
 
-/// Holds GPU 0's driver for 300 ms (a GPU body runs on the driver thread while it encodes).
+/// Holds GPU 0's driver for 1 s (a GPU body runs on the driver thread while it encodes).
 fn block_gpu(rt: &Runtime) -> TaskHandle<()> {
     let started = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
@@ -85,7 +85,9 @@ fn block_gpu(rt: &Runtime) -> TaskHandle<()> {
         .on(Placement::Gpu(0))
         .gpu(move |_| {
             s.fetch_add(1, Ordering::AcqRel);
-            std::thread::sleep(ms(300));
+            // Long enough that the test's steal attempt comes before it ends even on a loaded
+            // machine (the fence test fails if the batch finishes first).
+            std::thread::sleep(ms(1000));
         })
         .spawn();
     while started.load(Ordering::Acquire) == 0 {

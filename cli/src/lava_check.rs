@@ -15,8 +15,8 @@
 use serde_json::Value;
 
 use hetflow::neuro::{
-    Backend, Dense, DenseParams, Lif, LifParams, Monitor, Network, NeuroError, RunCfg, RunSteps,
-    SignMode, SpikeSink, SpikeSource,
+    Dense, DenseParams, Lif, LifParams, Monitor, Network, NeuroBackend, NeuroError, RunCfg,
+    RunSteps, SignMode, SpikeSink, SpikeSource,
 };
 
 /// Where the first difference is.
@@ -173,7 +173,10 @@ pub fn parse_tag(run_cfg: &str) -> Option<String> {
 }
 
 /// Checks the reference file at `path`.
-pub fn check_file(path: &std::path::Path, backend: Backend) -> Result<CheckReport, NeuroError> {
+pub fn check_file(
+    path: &std::path::Path,
+    backend: NeuroBackend,
+) -> Result<CheckReport, NeuroError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let json: Value = serde_json::from_str(&text)
@@ -183,7 +186,7 @@ pub fn check_file(path: &std::path::Path, backend: Backend) -> Result<CheckRepor
 
 /// Rebuilds, runs and compares the network described by `json` (a network file, or the
 /// remote-memory-access tutorial's `lava_rma.json`).
-pub fn check(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> {
+pub fn check(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroError> {
     if json["implicit_connect_var"].is_object() {
         return check_rma(json, backend);
     }
@@ -478,7 +481,7 @@ impl hetflow::neuro::ProcessModel for RmaHolder {
 
 /// Runs the tutorial (implicit and explicit VarPort; step by step with host reads, and one
 /// run of five steps) and compares with the file.
-fn check_rma(json: &Value, backend: Backend) -> Result<CheckReport, NeuroError> {
+fn check_rma(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroError> {
     use hetflow::neuro::{Data, ModelSpec};
     use std::sync::Arc;
     let mut compared = 0;

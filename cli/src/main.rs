@@ -241,16 +241,16 @@ fn bench_neuro(
     (cpu_rows, gpu_rows): (bool, bool),
     svg: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use hetflow::neuro::Backend;
+    use hetflow::neuro::NeuroBackend;
     use hetflow_cli::bench::neuro as bench;
     let mut backends = Vec::new();
     if cpu_rows {
-        backends.push(Backend::Cpu);
+        backends.push(NeuroBackend::Cpu);
     }
     if gpu_rows {
         match hetflow::neuro::gpu::runtime() {
             Ok(rt) => {
-                backends.push(Backend::Gpu);
+                backends.push(NeuroBackend::Gpu);
                 println!(
                     "GPU: {}",
                     rt.topology()
@@ -291,9 +291,9 @@ fn lava_check(
     graph: bool,
 ) -> std::process::ExitCode {
     let backend = match backend {
-        CheckBackend::Cpu => hetflow::neuro::Backend::Cpu,
-        CheckBackend::Gpu => hetflow::neuro::Backend::Gpu,
-        CheckBackend::Auto => hetflow::neuro::Backend::Auto,
+        CheckBackend::Cpu => hetflow::neuro::NeuroBackend::Cpu,
+        CheckBackend::Gpu => hetflow::neuro::NeuroBackend::Gpu,
+        CheckBackend::Auto => hetflow::neuro::NeuroBackend::Auto,
     };
     match hetflow_cli::lava_check::check_file(file, backend) {
         Ok(report) => {

@@ -39,7 +39,7 @@ fn gpu_reproduces_every_golden_file() {
         if !name.ends_with(".json") {
             continue;
         }
-        let r = check_file(&path, Backend::Gpu).unwrap();
+        let r = check_file(&path, NeuroBackend::Gpu).unwrap();
         assert!(r.is_match(), "{name} on the GPU: {:?}", r.mismatch);
         assert!(
             r.process_graph.contains("back end: Gpu"),
@@ -64,7 +64,7 @@ impl Rng {
 type Trace = (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>);
 
 /// Two recurrently connected fixed-point populations fed by a source, random parameters.
-fn random_network(seed: u64, backend: Backend, steps: usize) -> Trace {
+fn random_network(seed: u64, backend: NeuroBackend, steps: usize) -> Trace {
     let mut r = Rng(seed);
     let net = Network::new();
     let (na, nb, ni) = (40, 25, 8);
@@ -134,9 +134,9 @@ fn random_network(seed: u64, backend: Backend, steps: usize) -> Trace {
 fn gpu_fixed_point_equals_cpu_on_random_networks_over_1000_steps() {
     let Some(rt) = gpu() else { return };
     for seed in [1u64, 77, 4242] {
-        let cpu = random_network(seed, Backend::Cpu, 1000);
+        let cpu = random_network(seed, NeuroBackend::Cpu, 1000);
         let before: u64 = rt.stats().gpu_submits.iter().sum();
-        let gpu = random_network(seed, Backend::Gpu, 1000);
+        let gpu = random_network(seed, NeuroBackend::Gpu, 1000);
         let submits: u64 = rt.stats().gpu_submits.iter().sum::<u64>() - before;
         let spikes: f64 = cpu.2.iter().flatten().sum::<f64>() + cpu.3.iter().flatten().sum::<f64>();
         assert!(
@@ -178,7 +178,7 @@ impl ProcessModel for Resetter {
     }
 }
 
-fn mixed(backend: Backend) -> (Vec<(u64, f64)>, Vec<Vec<f64>>) {
+fn mixed(backend: NeuroBackend) -> (Vec<(u64, f64)>, Vec<Vec<f64>>) {
     let net = Network::new();
     let lif = Lif::new(
         &net,
@@ -220,8 +220,8 @@ fn cpu_process_reads_and_writes_a_gpu_var_through_a_refport() {
     if gpu().is_none() {
         return;
     }
-    let (seen_cpu, v_cpu) = mixed(Backend::Cpu);
-    let (seen_gpu, v_gpu) = mixed(Backend::Gpu);
+    let (seen_cpu, v_cpu) = mixed(NeuroBackend::Cpu);
+    let (seen_gpu, v_gpu) = mixed(NeuroBackend::Gpu);
     assert_eq!(seen_cpu.len(), 8);
     assert_eq!(
         seen_cpu.iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -269,7 +269,7 @@ fn non_gpu_process_with_message_ports_is_refused_by_name() {
     let lif = lif_into_a_process_without_gpu_model();
     let e = lif
         .process()
-        .run(RunSteps(1), &RunCfg::floating_pt().on(Backend::Gpu))
+        .run(RunSteps(1), &RunCfg::floating_pt().on(NeuroBackend::Gpu))
         .unwrap_err();
     assert!(
         matches!(&e, NeuroError::NoProcessModel { process, .. } if process == "custom"),
@@ -282,7 +282,7 @@ fn sparse_process_equals_dense_on_the_gpu() {
     if gpu().is_none() {
         return;
     }
-    neuro_common::dense_vs_sparse(Backend::Gpu);
+    neuro_common::dense_vs_sparse(NeuroBackend::Gpu);
 }
 
 #[test]
@@ -291,8 +291,8 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
         return;
     }
     for fixed in [false, true] {
-        let c = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, Backend::Cpu).unwrap();
-        let g = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, Backend::Gpu).unwrap();
+        let c = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, NeuroBackend::Cpu).unwrap();
+        let g = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, NeuroBackend::Gpu).unwrap();
         assert_eq!(
             (c.spikes, c.syn_events),
             (g.spikes, g.syn_events),
@@ -309,7 +309,7 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
             .vth(5.0),
     )
     .unwrap();
-    let cfg = RunCfg::floating_pt().on(Backend::Gpu);
+    let cfg = RunCfg::floating_pt().on(NeuroBackend::Gpu);
     let p = lif.process().clone();
     p.run(RunSteps(1_000_000).non_blocking(), &cfg).unwrap();
     assert!(matches!(lif.v().get(), Err(NeuroError::Running { .. })));
@@ -342,7 +342,7 @@ fn the_runtime_places_the_whole_network() {
     // rasterizer (lavapipe) to the CPU; the results match Lava either way.
     let dir = neuro_common::lava_data_dir();
     let path = dir.join("lava_ff_20_10_fixed.json");
-    let r = check_file(&path, Backend::Auto).unwrap();
+    let r = check_file(&path, NeuroBackend::Auto).unwrap();
     assert!(r.is_match(), "{:?}", r.mismatch);
     let expected = if hardware {
         "placed by the runtime: Gpu"
@@ -352,9 +352,9 @@ fn the_runtime_places_the_whole_network() {
     assert!(r.process_graph.contains(expected), "{}", r.process_graph);
 
     // A process without a GPU model that exchanges messages keeps the network on the CPU,
-    // where Backend::Gpu refuses it.
+    // where NeuroBackend::Gpu refuses it.
     let lif = lif_into_a_process_without_gpu_model();
-    let cfg = RunCfg::floating_pt().on(Backend::Auto);
+    let cfg = RunCfg::floating_pt().on(NeuroBackend::Auto);
     let graph = lif.process().compile(&cfg).unwrap();
     assert!(
         graph.contains("placed by the runtime: Cpu (a process of the network has no GPU model)"),

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use super::error::CommError;
 use super::slot::{GlobalSlot, LocalSlot, MessageCounts};
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 
 /// What a communication backend provides. Ranges, keys and tags are checked before these
 /// are called; each method documents the one thing it must do.
 ///
 /// Collective methods (`barrier`, `exchange`, `fence`, `destroy`) must be called by every
 /// instance in the same order.
-pub trait Backend {
+pub trait CommBackend {
     /// Name used in errors and printouts (`threads`, `mpi`).
     const NAME: &'static str;
 
@@ -33,14 +33,14 @@ pub trait Backend {
     fn exchange(
         &mut self,
         tag: Tag,
-        entries: &[(Key, LocalSlot)],
+        entries: &[(SlotKey, LocalSlot)],
     ) -> Result<Vec<GlobalSlot>, CommError>;
 
     /// Collective: completes every transfer of `tag` started by any instance, then returns on
     /// all instances (a barrier with completion).
     fn fence(&mut self, tag: Tag) -> Result<(), CommError>;
 
-    /// Collective: [`Backend::fence`] that gives up after `timeout` with
+    /// Collective: [`CommBackend::fence`] that gives up after `timeout` with
     /// [`CommError::Timeout`], taking this instance's arrival back so the fence can be
     /// called again. A backend that cannot leave a barrier it has entered (MPI: a started
     /// `MPI_Ibarrier` cannot be cancelled) keeps this default, which refuses with

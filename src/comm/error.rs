@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::data::{DataError, MemorySpace};
 
 use super::slot::MessageCounts;
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 
 /// Which side of a `memcpy` an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +67,9 @@ pub enum CommError {
         /// The tag looked up.
         tag: Tag,
         /// The key looked up.
-        key: Key,
+        key: SlotKey,
         /// Keys usable under the tag.
-        known: Vec<Key>,
+        known: Vec<SlotKey>,
         /// Extra advice (e.g. "exchanged but not yet fenced").
         hint: String,
     },
@@ -79,7 +79,7 @@ pub enum CommError {
         /// The tag.
         tag: Tag,
         /// The key.
-        key: Key,
+        key: SlotKey,
         /// The instance of the first exchange.
         first: InstanceId,
         /// The instance of the second exchange.
@@ -162,14 +162,14 @@ pub enum CommError {
         /// The tag.
         tag: Tag,
         /// The key.
-        key: Key,
+        key: SlotKey,
         /// This instance.
         instance: InstanceId,
     },
     /// Something a backend cannot do.
     #[error("unsupported by the {backend} backend: {what}")]
     Unsupported {
-        /// Backend name.
+        /// CommBackend name.
         backend: &'static str,
         /// What was asked.
         what: String,
@@ -210,7 +210,7 @@ pub enum CommError {
         /// The tag.
         tag: Tag,
         /// The key.
-        key: Key,
+        key: SlotKey,
         /// The instance holding the lock.
         holder: InstanceId,
         /// Why it will not release it (panicked, returned, waits for the caller).

@@ -1,13 +1,13 @@
 //! The communication manager: global slots by (tag, key), `memcpy` in three forms with both
-//! sides checked, message counters, fences and global locks, over any [`Backend`].
+//! sides checked, message counters, fences and global locks, over any [`CommBackend`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::backend::Backend;
+use super::backend::CommBackend;
 use super::error::{CommError, Side};
 use super::slot::{copy_bytes, GlobalSlot, LocalSlot, MessageCounts};
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 
 /// One side of a `memcpy`: a local slot or a global one.
 #[derive(Debug, Clone, Copy)]
@@ -33,9 +33,9 @@ impl<'a> From<&'a GlobalSlot> for SlotRef<'a> {
 #[derive(Default)]
 struct TagSlots {
     /// Usable (fenced) global slots.
-    ready: BTreeMap<Key, GlobalSlot>,
+    ready: BTreeMap<SlotKey, GlobalSlot>,
     /// Exchanged, usable after the next `fence(tag)`.
-    pending: BTreeMap<Key, GlobalSlot>,
+    pending: BTreeMap<SlotKey, GlobalSlot>,
     /// Every slot of the tag in exchange order (what `destroy` hands the backend).
     order: Vec<GlobalSlot>,
 }
@@ -67,12 +67,12 @@ struct TagSlots {
 /// .unwrap();
 /// assert_eq!(out[1], (b"hello".to_vec(), 1));
 /// ```
-pub struct CommunicationManager<B: Backend> {
+pub struct CommunicationManager<B: CommBackend> {
     backend: B,
     tags: HashMap<Tag, TagSlots>,
 }
 
-impl<B: Backend> CommunicationManager<B> {
+impl<B: CommBackend> CommunicationManager<B> {
     /// A manager over `backend`.
     pub fn new(backend: B) -> Self {
         CommunicationManager {
@@ -123,14 +123,14 @@ impl<B: Backend> CommunicationManager<B> {
     pub fn exchange_global_slots(
         &mut self,
         tag: Tag,
-        slots: &[(Key, &LocalSlot)],
+        slots: &[(SlotKey, &LocalSlot)],
     ) -> Result<(), CommError> {
-        let entries: Vec<(Key, LocalSlot)> =
+        let entries: Vec<(SlotKey, LocalSlot)> =
             slots.iter().map(|(k, s)| (*k, (*s).clone())).collect();
         let all = self.backend.exchange(tag, &entries)?;
         let t = self.tags.entry(tag).or_default();
         // Every instance got the same list, so every instance finds the same duplicate.
-        let mut seen: BTreeMap<Key, InstanceId> = t
+        let mut seen: BTreeMap<SlotKey, InstanceId> = t
             .ready
             .iter()
             .chain(t.pending.iter())
@@ -186,7 +186,7 @@ impl<B: Backend> CommunicationManager<B> {
     }
 
     /// The global slot exchanged under `(tag, key)`.
-    pub fn global_slot(&self, tag: Tag, key: Key) -> Result<GlobalSlot, CommError> {
+    pub fn global_slot(&self, tag: Tag, key: SlotKey) -> Result<GlobalSlot, CommError> {
         let t = self.tags.get(&tag).ok_or(CommError::UnknownTag { tag })?;
         if let Some(g) = t.ready.get(&key) {
             return Ok(g.clone());

@@ -49,7 +49,7 @@ pub mod mpi;
 mod slot;
 mod threads;
 
-pub use backend::Backend;
+pub use backend::CommBackend;
 pub use error::{Collective, CommError, Side};
 pub use manager::{CommunicationManager, SlotRef};
 pub use memory::MemoryManager;
@@ -62,7 +62,7 @@ pub use threads::{ThreadBackend, ThreadInstances};
 pub type Tag = u64;
 
 /// Names one global slot within a tag (unique per tag across all instances).
-pub type Key = u64;
+pub type SlotKey = u64;
 
 /// One instance (thread or MPI rank) of a distributed program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

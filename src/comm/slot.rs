@@ -10,7 +10,7 @@ use crate::data::MemorySpace;
 use crate::device::GpuDevice;
 
 use super::error::{CommError, Side};
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 
 /// The bytes of a host slot: a heap allocation that never moves (MPI windows point into it),
 /// read and written only by raw copies under `lock`.
@@ -373,7 +373,7 @@ impl LocalSlot {
 #[derive(Clone)]
 pub struct GlobalSlot {
     pub(crate) tag: Tag,
-    pub(crate) key: Key,
+    pub(crate) key: SlotKey,
     pub(crate) owner: InstanceId,
     pub(crate) size: usize,
     pub(crate) space: MemorySpace,
@@ -403,7 +403,7 @@ impl GlobalSlot {
     }
 
     /// Its key within the tag.
-    pub fn key(&self) -> Key {
+    pub fn key(&self) -> SlotKey {
         self.key
     }
 

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::backend::Backend;
+use super::backend::CommBackend;
 use super::error::{Collective, CommError};
 use super::manager::CommunicationManager;
 use super::slot::{copy_bytes, GlobalSlot, LocalSlot, MessageCounts, Remote};
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 
 /// Whether an instance's body still runs.
 #[derive(Debug, Clone)]
@@ -297,7 +297,7 @@ struct Shared {
     n: usize,
     rendezvous: Rendezvous,
     /// Each instance's entries of the exchange in progress.
-    board: Mutex<Vec<Vec<(Key, LocalSlot)>>>,
+    board: Mutex<Vec<Vec<(SlotKey, LocalSlot)>>>,
 }
 
 /// One instance of the thread backend.
@@ -426,7 +426,7 @@ impl ThreadBackend {
     }
 }
 
-impl Backend for ThreadBackend {
+impl CommBackend for ThreadBackend {
     const NAME: &'static str = "threads";
 
     fn instance_id(&self) -> InstanceId {
@@ -448,7 +448,7 @@ impl Backend for ThreadBackend {
     fn exchange(
         &mut self,
         tag: Tag,
-        entries: &[(Key, LocalSlot)],
+        entries: &[(SlotKey, LocalSlot)],
     ) -> Result<Vec<GlobalSlot>, CommError> {
         self.shared.board.lock()[self.me.0] = entries.to_vec();
         if let Err(e) = self.wait(Collective::Exchange(tag)) {

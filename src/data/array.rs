@@ -626,14 +626,13 @@ impl Member {
         counters: &TransferCounters,
         up: Option<&mut UploadCtx<'_>>,
     ) -> Result<(), DataError> {
-        let start = std::time::Instant::now();
         match (from, to) {
             (MemorySpace::Gpu(g), MemorySpace::Host) => {
                 let src = self.buffer_on(st, g, gpus, false);
                 // SAFETY: the host copy is Invalid (that is why it is fetched), so no task
                 // reads it, and we hold the state lock, so no other transfer writes it.
                 let dst = unsafe { self.host_bytes_mut() };
-                transfer::download(&gpus[g], &src, dst, &self.label)?;
+                transfer::download_counted(gpus, g, &src, dst, counters, &self.label)?;
             }
             (MemorySpace::Host, MemorySpace::Gpu(g)) => {
                 let dst = self.buffer_on(st, g, gpus, false);
@@ -653,7 +652,7 @@ impl Member {
                 {
                     up.path = UploadPath::WriteBuffer;
                 }
-                let r = transfer::upload(&gpus[g], &dst, src, up, &self.label);
+                let r = transfer::upload_counted(gpus, g, &dst, src, up, counters, &self.label);
                 up.path = saved;
                 r?;
             }
@@ -665,7 +664,6 @@ impl Member {
                 })
             }
         }
-        counters.record(from, to, self.bytes as u64, start, &self.label);
         tracing::trace!(array = %self.label, %from, %to, bytes = self.bytes, "moved");
         Ok(())
     }

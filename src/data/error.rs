@@ -2,6 +2,7 @@
 
 /// What went wrong with a managed array or a transfer.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The array does not fit in one buffer binding of the GPU it must move to.
     #[error("array `{array}` is {bytes} bytes, larger than GPU {gpu}'s limit of {limit} bytes per storage binding")]

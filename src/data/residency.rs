@@ -2,10 +2,12 @@
 //!
 //! ## Policy
 //! Each GPU has a byte budget. Before a copy is allocated on a GPU, [`Residency::reserve`]
-//! makes room by evicting other arrays' copies there, least recently used first, in this
-//! order of preference: buffers whose copy is Invalid (pure waste), then Shared copies
-//! (dropping them loses nothing), then Modified/Exclusive copies, which are written back to the
-//! host first (so no data is ever lost).
+//! makes room by evicting other arrays' copies there, in the order an [`EvictionPolicy`]
+//! picks; the default, [`Lru`], takes the least recently used first, in this order of
+//! preference: buffers whose copy is Invalid (pure waste), then Shared copies (dropping them
+//! loses nothing), then Modified/Exclusive copies. Whatever the policy, a copy that is the
+//! only valid one is written back to the host before it is dropped (so no data is ever
+//! lost).
 //!
 //! A copy is *pinned* while a task that uses it is between its preparation and its completion
 //! (its commands may be queued on the GPU); pinned copies are never evicted.
@@ -37,6 +39,44 @@ use super::coherence::{Coherence, MemorySpace};
 use super::error::DataError;
 use super::transfer::{self, TransferCounters};
 use crate::device::GpuDevice;
+
+/// A resident copy that eviction may drop (not pinned): its coherence state on the GPU and
+/// when it was last used (a per-GPU tick, larger is more recent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EvictionCandidate {
+    pub state: Coherence,
+    pub last_use: u64,
+    pub bytes: u64,
+}
+
+/// Which resident copy to evict first when a GPU needs room. Residency calls it with the
+/// unpinned resident copies; whatever it picks, a sole valid copy is written back before it
+/// is dropped, so a policy decides cost, never correctness.
+pub(crate) trait EvictionPolicy: Send + Sync {
+    /// The index in `candidates` of the copy to evict, or `None` to evict nothing.
+    fn victim(&self, candidates: &[EvictionCandidate]) -> Option<usize>;
+}
+
+/// The default policy: cheapest copies first — Invalid (pure waste), then Shared (dropping
+/// loses nothing), then Modified/Exclusive (written back) — and among equals the least
+/// recently used.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Lru;
+
+impl EvictionPolicy for Lru {
+    fn victim(&self, candidates: &[EvictionCandidate]) -> Option<usize> {
+        let rank = |s: Coherence| match s {
+            Coherence::Invalid => 0u8,
+            Coherence::Shared => 1,
+            _ => 2,
+        };
+        candidates
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| (rank(c.state), c.last_use))
+            .map(|(i, _)| i)
+    }
+}
 
 #[derive(Default)]
 struct GpuTable {
@@ -72,6 +112,8 @@ impl Drop for Charge {
 /// Residency of every GPU of a runtime.
 pub(crate) struct Residency {
     budgets: Vec<u64>,
+    /// Which copy goes first when a GPU needs room.
+    policy: Box<dyn EvictionPolicy>,
     tables: Vec<Mutex<GpuTable>>,
     /// Per GPU: bytes of reduction partials alive there (they count against the budget but
     /// cannot be evicted; the data layer spills them to the host under pressure).
@@ -96,7 +138,13 @@ pub struct MemoryStats {
 
 impl Residency {
     pub(crate) fn new(budgets: Vec<u64>) -> Self {
+        Self::with_policy(budgets, Box::new(Lru))
+    }
+
+    /// Budgets per GPU, evicting by `policy`.
+    pub(crate) fn with_policy(budgets: Vec<u64>, policy: Box<dyn EvictionPolicy>) -> Self {
         Residency {
+            policy,
             tables: budgets
                 .iter()
                 .map(|_| Mutex::new(GpuTable::default()))
@@ -247,26 +295,30 @@ impl Residency {
                 if t.used + partials.load(Ordering::Acquire) + bytes <= budget {
                     continue;
                 }
-                let mut candidates: Vec<(u8, u64, Arc<Member>)> = t
+                let (copies, candidates): (Vec<Arc<Member>>, Vec<EvictionCandidate>) = t
                     .arrays
                     .values()
-                    .filter_map(|(w, _, tick)| w.upgrade().map(|a| (a, *tick)))
-                    .filter_map(|(a, tick)| {
+                    .filter_map(|(w, bytes, tick)| w.upgrade().map(|a| (a, *bytes, *tick)))
+                    .filter_map(|(a, bytes, last_use)| {
                         let st = a.state.try_lock()?;
                         if st.pins.get(gpu).copied().unwrap_or(0) > 0 {
                             return None;
                         }
-                        let rank = match st.copies.get(MemorySpace::Gpu(gpu)) {
-                            Coherence::Invalid => 0,
-                            Coherence::Shared => 1,
-                            _ => 2,
-                        };
+                        let state = st.copies.get(MemorySpace::Gpu(gpu));
                         drop(st);
-                        Some((rank, tick, a))
+                        Some((
+                            a,
+                            EvictionCandidate {
+                                state,
+                                last_use,
+                                bytes,
+                            },
+                        ))
                     })
-                    .collect();
-                candidates.sort_by_key(|(rank, tick, _)| (*rank, *tick));
-                candidates.into_iter().next().map(|(_, _, a)| a)
+                    .unzip();
+                self.policy
+                    .victim(&candidates)
+                    .and_then(|i| copies.get(i).cloned())
             };
             match victim {
                 Some(v) => self.evict(gpu, &v, gpus, counters)?,
@@ -330,5 +382,71 @@ impl Residency {
         self.evictions.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(gpu, array = %victim.label, sole, "evicted");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(state: Coherence, last_use: u64) -> EvictionCandidate {
+        EvictionCandidate {
+            state,
+            last_use,
+            bytes: 64,
+        }
+    }
+
+    #[test]
+    fn lru_takes_cheap_copies_first_then_the_least_recently_used() {
+        let lru = Lru;
+        assert_eq!(lru.victim(&[]), None);
+        let all = [
+            c(Coherence::Modified, 1),
+            c(Coherence::Shared, 9),
+            c(Coherence::Invalid, 7),
+            c(Coherence::Invalid, 3),
+            c(Coherence::Shared, 2),
+        ];
+        assert_eq!(lru.victim(&all), Some(3), "the oldest stale buffer");
+        assert_eq!(lru.victim(&all[..3]), Some(2), "stale before shared");
+        assert_eq!(
+            lru.victim(&[all[0], all[1], all[4]]),
+            Some(2),
+            "oldest shared"
+        );
+        let written = [c(Coherence::Exclusive, 5), c(Coherence::Modified, 4)];
+        assert_eq!(lru.victim(&written), Some(1), "oldest written copy");
+    }
+
+    /// A policy that never evicts: a GPU that is full stays full, and residency says so.
+    struct Never;
+    impl EvictionPolicy for Never {
+        fn victim(&self, _: &[EvictionCandidate]) -> Option<usize> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_policy_that_evicts_nothing_makes_a_full_gpu_busy() {
+        let r = Residency::with_policy(vec![100], Box::new(Never));
+        let raw = super::super::array::RawArray::new(
+            None,
+            16,
+            4,
+            None,
+            2,
+            super::super::array::OwnerId(0),
+        );
+        let a = raw.member().clone();
+        r.tables[0].lock().admit(&a, 64);
+        let err = r
+            .make_room(0, 64, "b", &[], &TransferCounters::default(), false, |_| {})
+            .unwrap_err();
+        assert!(matches!(err, DataError::GpuMemoryBusy { gpu: 0 }), "{err}");
+        // With overcommit allowed it goes over budget and counts it.
+        r.make_room(0, 64, "b", &[], &TransferCounters::default(), true, |_| {})
+            .unwrap();
+        assert_eq!(r.overcommits.load(Ordering::Relaxed), 1);
     }
 }

@@ -335,6 +335,29 @@ pub(crate) fn download_counted(
     Ok(())
 }
 
+/// Host → GPU `gpu` by `up`'s path, counted on the `Host → Gpu(gpu)` link: the one way the
+/// data layer sends an array's bytes to a device.
+pub(crate) fn upload_counted(
+    gpus: &[std::sync::Arc<GpuDevice>],
+    gpu: usize,
+    dst: &wgpu::Buffer,
+    src: &[u8],
+    up: &mut UploadCtx<'_>,
+    counters: &TransferCounters,
+    array: &str,
+) -> Result<(), DataError> {
+    let start = std::time::Instant::now();
+    upload(&gpus[gpu], dst, src, up, array)?;
+    counters.record(
+        MemorySpace::Host,
+        MemorySpace::Gpu(gpu),
+        src.len() as u64,
+        start,
+        array,
+    );
+    Ok(())
+}
+
 /// The 4-byte-aligned window `[start, end)` of a buffer that covers `offset..offset + len`.
 fn aligned_cover(offset: u64, len: u64) -> (u64, u64) {
     let a = wgpu::COPY_BUFFER_ALIGNMENT;
@@ -470,4 +493,43 @@ pub(crate) fn copy_range_on_device(
     let mut tmp = vec![0u8; len as usize];
     download_range(gpu, src, src_offset, &mut tmp, what)?;
     upload_range(gpu, dst, dst_offset, &tmp, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_up_per_link_and_trace_only_while_recording() {
+        let c = TransferCounters::default();
+        let (h, g0) = (MemorySpace::Host, MemorySpace::Gpu(0));
+        let t = std::time::Instant::now();
+        c.record(h, g0, 100, t, "a");
+        c.start_trace();
+        c.record(h, g0, 28, t, "b");
+        c.record(g0, h, 64, t, "a");
+        let events = c.take_trace();
+        c.record(g0, h, 1, t, "c");
+        let s = c.snapshot();
+        assert_eq!((s[&(h, g0)].moves, s[&(h, g0)].bytes), (2, 128));
+        assert_eq!((s[&(g0, h)].moves, s[&(g0, h)].bytes), (2, 65));
+        let traced: Vec<(&str, u64)> = events.iter().map(|e| (e.array.as_str(), e.bytes)).collect();
+        assert_eq!(traced, vec![("b", 28), ("a", 64)]);
+        assert!(events.iter().all(|e| e.end >= e.start));
+        assert!(
+            c.take_trace().is_empty(),
+            "nothing recorded after the trace stopped"
+        );
+        assert_eq!(LinkStats::default().bandwidth(), None);
+    }
+
+    #[test]
+    fn copies_cover_whole_words() {
+        assert_eq!(aligned_cover(0, 4), (0, 4));
+        assert_eq!(aligned_cover(1, 1), (0, 4));
+        assert_eq!(aligned_cover(6, 5), (4, 12));
+        assert_eq!(aligned_cover(8, 0), (8, 8));
+        assert_eq!(padded(0) % wgpu::COPY_BUFFER_ALIGNMENT, 0);
+        assert!(padded(5) >= 5 && padded(5) % wgpu::COPY_BUFFER_ALIGNMENT == 0);
+    }
 }

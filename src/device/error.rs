@@ -2,6 +2,7 @@
 
 /// What went wrong while discovering devices or compiling kernels.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceError {
     /// The WGSL source did not parse or did not validate. `message` is the
     /// compiler's own report, with the offending line and a caret.

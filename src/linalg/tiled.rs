@@ -8,6 +8,7 @@ use crate::{Array, Kernel, Placement, RuntimeHandle, TaskHandle, Uniform};
 
 /// Errors of the linear-algebra layer.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinalgError {
     /// The matrix size is not a multiple of the tile size, or a buffer has the wrong length.
     #[error("bad shape: {0}")]

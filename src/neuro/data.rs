@@ -4,19 +4,19 @@ use super::NeuroError;
 
 /// The element type of a Var or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DType {
+pub enum VarType {
     /// 64-bit float (Lava's floating-point models).
     F64,
     /// 32-bit signed integer (Lava's bit-accurate models).
     I32,
 }
 
-impl DType {
+impl VarType {
     /// The type's name.
     pub fn name(self) -> &'static str {
         match self {
-            DType::F64 => "float64",
-            DType::I32 => "int32",
+            VarType::F64 => "float64",
+            VarType::I32 => "int32",
         }
     }
 }
@@ -39,27 +39,27 @@ pub enum Data {
 
 impl Data {
     /// `n` zeros of type `dtype`.
-    pub fn zeros(dtype: DType, n: usize) -> Data {
+    pub fn zeros(dtype: VarType, n: usize) -> Data {
         match dtype {
-            DType::F64 => Data::F64(vec![0.0; n]),
-            DType::I32 => Data::I32(vec![0; n]),
+            VarType::F64 => Data::F64(vec![0.0; n]),
+            VarType::I32 => Data::I32(vec![0; n]),
         }
     }
 
     /// `n` zeros of `dtype`, or an error naming `what` when `n` values cannot be allocated
     /// (instead of aborting the process).
-    pub fn try_zeros(dtype: DType, n: usize, what: &str) -> Result<Data, NeuroError> {
+    pub fn try_zeros(dtype: VarType, n: usize, what: &str) -> Result<Data, NeuroError> {
         Ok(match dtype {
-            DType::F64 => Data::F64(try_zeroed(n, what)?),
-            DType::I32 => Data::I32(try_zeroed(n, what)?),
+            VarType::F64 => Data::F64(try_zeroed(n, what)?),
+            VarType::I32 => Data::I32(try_zeroed(n, what)?),
         })
     }
 
     /// The element type.
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> VarType {
         match self {
-            Data::F64(_) => DType::F64,
-            Data::I32(_) => DType::I32,
+            Data::F64(_) => VarType::F64,
+            Data::I32(_) => VarType::I32,
         }
     }
 
@@ -93,10 +93,10 @@ impl Data {
     }
 
     /// The same values converted to `dtype`.
-    pub fn cast(&self, dtype: DType) -> Data {
+    pub fn cast(&self, dtype: VarType) -> Data {
         match dtype {
-            DType::F64 => Data::F64(self.to_f64()),
-            DType::I32 => Data::I32(self.to_i32()),
+            VarType::F64 => Data::F64(self.to_f64()),
+            VarType::I32 => Data::I32(self.to_i32()),
         }
     }
 

@@ -2,7 +2,7 @@
 
 /// Everything that can go wrong while building, connecting, compiling or running a process
 /// network. Each variant says what was wrong and what was expected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum NeuroError {
     /// Two ports (or a port and a Var) of different shapes were connected.
@@ -153,9 +153,28 @@ pub enum NeuroError {
     /// The background run thread panicked.
     #[error("the run thread panicked: {0}")]
     Panicked(String),
-    /// The GPU back end could not run the network.
+    /// The GPU back end cannot run this network as built (a process without a GPU model, a
+    /// mix of floating- and fixed-point models, a probe of a Var that is not on the device).
     #[error("GPU back end: {0}")]
-    Gpu(String),
+    GpuUnsupported(String),
+    /// The GPU back end was asked for, and there is no GPU.
+    #[error("GPU back end: no GPU adapter found")]
+    NoGpu,
+    /// The GPU back end's runtime could not be built.
+    #[error("GPU back end: cannot start the runtime: {0}")]
+    Runtime(#[source] std::sync::Arc<crate::BuildError>),
+    /// A WGSL kernel of the GPU back end was refused.
+    #[error("GPU back end: kernel `{entry}`: {source}")]
+    Kernel {
+        /// The kernel's entry point.
+        entry: String,
+        /// The device's error.
+        #[source]
+        source: crate::DeviceError,
+    },
+    /// A task of the GPU back end failed (moving a Var, a submission).
+    #[error("GPU back end: {0}")]
+    Task(#[source] crate::TaskError),
     /// Memory for a Var or a recording could not be allocated (too many steps or neurons).
     #[error("cannot allocate {values} values for {what}")]
     Allocation {

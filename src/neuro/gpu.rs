@@ -26,13 +26,13 @@ pub const STEPS_PER_SUBMIT: u64 = 128;
 
 /// The runtime the GPU back end uses (one per process, with every GPU).
 pub fn runtime() -> Result<&'static Runtime, NeuroError> {
-    static RT: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    static RT: OnceLock<Result<Runtime, std::sync::Arc<crate::BuildError>>> = OnceLock::new();
     let rt = RT
-        .get_or_init(|| Runtime::builder().build().map_err(|e| e.to_string()))
+        .get_or_init(|| Runtime::builder().build().map_err(std::sync::Arc::new))
         .as_ref()
-        .map_err(|e| NeuroError::Gpu(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| NeuroError::Runtime(e.clone()))?;
     if rt.gpu_count() == 0 {
-        return Err(NeuroError::Gpu("no GPU adapter found".into()));
+        return Err(NeuroError::NoGpu);
     }
     Ok(rt)
 }
@@ -97,8 +97,10 @@ fn kernels(rt: &Runtime, e: Elem) -> Result<Kernels, NeuroError> {
         dense.replace("SHIFT", "acc")
     };
     let k = |src: &str, entry: &str| {
-        rt.kernel(src, entry)
-            .map_err(|e| NeuroError::Gpu(format!("kernel {entry}: {e}")))
+        rt.kernel(src, entry).map_err(|source| NeuroError::Kernel {
+            entry: entry.to_string(),
+            source,
+        })
     };
     Ok(Kernels {
         gather: k(&io, "gather")?,
@@ -295,7 +297,8 @@ impl GpuExec {
         for &l in &c.order {
             let model = model_names[l].as_str();
             let name = &c.names[l];
-            let missing = |what: &str| NeuroError::Gpu(format!("process `{name}` lacks {what}"));
+            let missing =
+                |what: &str| NeuroError::GpuUnsupported(format!("process `{name}` lacks {what}"));
             match model {
                 "PyLifModelFloat" | "PyLifModelBitAcc" => {
                     let a_in = port_ix(l, "a_in").ok_or_else(|| missing("a_in"))?;
@@ -559,7 +562,7 @@ impl GpuExec {
             let src = match var_buf[tl][tv] {
                 Some(b) => b,
                 None => {
-                    return Err(NeuroError::Gpu(format!(
+                    return Err(NeuroError::GpuUnsupported(format!(
                         "monitor probe of `{}.{}`: that Var is not on the device (probe u, v, bias_mant, a_buff or data)",
                         c.names[tl], c.var_names[tl][tv]
                     )))
@@ -607,7 +610,7 @@ impl GpuExec {
         let Some(b) = self.var_buf[l][v] else {
             return Ok(None);
         };
-        let e = |e: crate::TaskError| NeuroError::Gpu(e.to_string());
+        let e = NeuroError::Task;
         Ok(Some(match &self.bufs[b] {
             Buf::F(a) => Data::F64(
                 a.to_vec()
@@ -670,7 +673,7 @@ impl GpuExec {
                 value.to_i32().iter().map(|&x| x as u32).collect(),
             ),
         };
-        h.wait().map_err(|e| NeuroError::Gpu(e.to_string()))
+        h.wait().map_err(NeuroError::Task)
     }
 
     /// The element type the network runs in on the device.
@@ -803,6 +806,6 @@ impl GpuExec {
                 }
             })
             .spawn();
-        h.wait().map_err(|e| NeuroError::Gpu(e.to_string()))
+        h.wait().map_err(NeuroError::Task)
     }
 }

@@ -54,9 +54,11 @@ pub mod process;
 pub mod procs;
 mod run;
 
-pub use data::{DType, Data};
+pub use data::{Data, VarType};
 pub use error::NeuroError;
-pub use model::{Backend, Cx, ModelBuild, ModelSpec, Phase, PortIx, ProcessModel, RunCfg, VarIx};
+pub use model::{
+    Cx, ModelBuild, ModelSpec, NeuroBackend, Phase, PortIx, ProcessModel, RunCfg, VarIx,
+};
 pub use process::{
     ConnectFromIn, ConnectTo, InPort, Network, OutPort, Port, PortKind, Process, ProcessBuilder,
     RefPort, Var, VarPort,

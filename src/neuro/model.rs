@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::process::{PortKind, Process};
-use super::{DType, Data, NeuroError};
+use super::{Data, NeuroError, VarType};
 
 /// The phases of one time step (LoihiProtocol), and HOST between runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +185,7 @@ impl Cx<'_> {
     pub fn out_f64(&mut self, p: PortIx, n: usize) -> &mut [f64] {
         let slot = &mut self.outs[self.me][p.0];
         if !matches!(slot, Data::F64(v) if v.len() == n) {
-            *slot = Data::zeros(DType::F64, n);
+            *slot = Data::zeros(VarType::F64, n);
         }
         match slot {
             Data::F64(v) => v,
@@ -197,7 +197,7 @@ impl Cx<'_> {
     pub fn out_i32(&mut self, p: PortIx, n: usize) -> &mut [i32] {
         let slot = &mut self.outs[self.me][p.0];
         if !matches!(slot, Data::I32(v) if v.len() == n) {
-            *slot = Data::zeros(DType::I32, n);
+            *slot = Data::zeros(VarType::I32, n);
         }
         match slot {
             Data::I32(v) => v,
@@ -330,7 +330,7 @@ impl ModelBuild<'_> {
     }
 
     /// Converts Var `v` to `dtype` for this model (as a LavaPyType declaration does).
-    pub fn set_dtype(&mut self, v: VarIx, dtype: DType) {
+    pub fn set_dtype(&mut self, v: VarIx, dtype: VarType) {
         let d = self.vars[v.0].cast(dtype);
         self.vars[v.0] = d;
     }
@@ -405,7 +405,7 @@ impl ModelSpec {
 
 /// The back end a run uses for processes that have several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum NeuroBackend {
     /// CPU models.
     Cpu,
     /// WGSL models on the first GPU (every process needs one: LIF, Dense, spike source and
@@ -425,7 +425,7 @@ pub struct RunCfg {
     /// `None` takes each process's first model.
     pub select_tag: Option<String>,
     /// The back end.
-    pub backend: Backend,
+    pub backend: NeuroBackend,
 }
 
 impl RunCfg {
@@ -433,7 +433,7 @@ impl RunCfg {
     pub fn sim(tag: &str) -> RunCfg {
         RunCfg {
             select_tag: Some(tag.to_string()),
-            backend: Backend::Cpu,
+            backend: NeuroBackend::Cpu,
         }
     }
 
@@ -441,12 +441,12 @@ impl RunCfg {
     pub fn default_sim() -> RunCfg {
         RunCfg {
             select_tag: None,
-            backend: Backend::Cpu,
+            backend: NeuroBackend::Cpu,
         }
     }
 
     /// The same configuration on another back end.
-    pub fn on(mut self, backend: Backend) -> RunCfg {
+    pub fn on(mut self, backend: NeuroBackend) -> RunCfg {
         self.backend = backend;
         self
     }

@@ -234,11 +234,11 @@ impl Exec {
     }
 }
 
-/// Where [`super::Backend::Auto`] runs a compiled network, and why.
-fn auto_backend(c: &Compiled) -> (super::Backend, &'static str) {
+/// Where [`super::NeuroBackend::Auto`] runs a compiled network, and why.
+fn auto_backend(c: &Compiled) -> (super::NeuroBackend, &'static str) {
     if !GpuExec::supports(c) {
         return (
-            super::Backend::Cpu,
+            super::NeuroBackend::Cpu,
             "a process of the network has no GPU model",
         );
     }
@@ -250,12 +250,12 @@ fn auto_backend(c: &Compiled) -> (super::Backend, &'static str) {
     });
     if !hardware {
         return (
-            super::Backend::Cpu,
+            super::NeuroBackend::Cpu,
             "no hardware GPU (none, or a software rasterizer)",
         );
     }
     (
-        super::Backend::Gpu,
+        super::NeuroBackend::Gpu,
         "hardware GPU and a GPU model for every process",
     )
 }
@@ -270,7 +270,7 @@ pub(crate) struct ExecShared {
     leaf_of: Vec<Option<usize>>,
     leaf_procs: Vec<usize>,
     tag: Option<String>,
-    backend: super::Backend,
+    backend: super::NeuroBackend,
     description: String,
     gpu: Option<Mutex<GpuExec>>,
 }
@@ -278,7 +278,7 @@ pub(crate) struct ExecShared {
 impl ExecShared {
     fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
         let resolved = match cfg.backend {
-            super::Backend::Auto => {
+            super::NeuroBackend::Auto => {
                 let (backend, why) = auto_backend(&c);
                 tracing::info!(?backend, why, "neuro: the runtime placed the network");
                 c.description += &format!("placed by the runtime: {backend:?} ({why})\n");
@@ -287,12 +287,12 @@ impl ExecShared {
             b => b,
         };
         let gpu = match resolved {
-            super::Backend::Cpu | super::Backend::Auto => None,
-            super::Backend::Gpu => {
+            super::NeuroBackend::Cpu | super::NeuroBackend::Auto => None,
+            super::NeuroBackend::Gpu => {
                 let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
                 let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
                 if fixed && names.iter().any(|n| n.ends_with("Float")) {
-                    return Err(NeuroError::Gpu(
+                    return Err(NeuroError::GpuUnsupported(
                         "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
                     ));
                 }

@@ -9,7 +9,7 @@ use crate::runtime::RuntimeHandle;
 use crate::sched::Placement;
 use crate::task::{TaskHandle, Uniform};
 
-use super::element::{DType, Element};
+use super::element::{Element, ElementType};
 use super::error::RemoteError;
 use super::replication::{Replication, Sharded};
 
@@ -221,7 +221,7 @@ impl<T: Element> RemoteBuffer<T> {
     }
 
     /// The element type.
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> ElementType {
         T::DTYPE
     }
 

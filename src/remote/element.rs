@@ -10,7 +10,7 @@ use super::error::RemoteError;
 /// (a [`HostTensor`]); typed calls (`RemoteBuffer<T>::store(&Array<T>)`) check it at compile
 /// time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
+pub enum ElementType {
     /// 32-bit float.
     F32,
     /// 32-bit signed integer.
@@ -19,12 +19,12 @@ pub enum DType {
     U32,
 }
 
-impl fmt::Display for DType {
+impl fmt::Display for ElementType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DType::F32 => "float32",
-            DType::I32 => "int32",
-            DType::U32 => "uint32",
+            ElementType::F32 => "float32",
+            ElementType::I32 => "int32",
+            ElementType::U32 => "uint32",
         })
     }
 }
@@ -39,7 +39,7 @@ mod sealed {
 /// A type that remote buffers and collectives hold: the 32-bit numbers WGSL has.
 pub trait Element: Reducible + PartialOrd + fmt::Debug + Send + Sync + sealed::Sealed {
     /// The run-time tag.
-    const DTYPE: DType;
+    const DTYPE: ElementType;
     /// The WGSL scalar type (`f32`, `i32`, `u32`).
     const WGSL: &'static str;
     /// `self / count`, the last step of a mean (integer division for integer types).
@@ -47,7 +47,7 @@ pub trait Element: Reducible + PartialOrd + fmt::Debug + Send + Sync + sealed::S
 }
 
 impl Element for f32 {
-    const DTYPE: DType = DType::F32;
+    const DTYPE: ElementType = ElementType::F32;
     const WGSL: &'static str = "f32";
     fn div_count(self, count: usize) -> Self {
         self / count as f32
@@ -55,7 +55,7 @@ impl Element for f32 {
 }
 
 impl Element for i32 {
-    const DTYPE: DType = DType::I32;
+    const DTYPE: ElementType = ElementType::I32;
     const WGSL: &'static str = "i32";
     fn div_count(self, count: usize) -> Self {
         self / count as i32
@@ -63,7 +63,7 @@ impl Element for i32 {
 }
 
 impl Element for u32 {
-    const DTYPE: DType = DType::U32;
+    const DTYPE: ElementType = ElementType::U32;
     const WGSL: &'static str = "u32";
     fn div_count(self, count: usize) -> Self {
         self / count as u32
@@ -74,16 +74,16 @@ impl Element for u32 {
 /// variable's initial value. A scalar has shape `[]`.
 ///
 /// ```
-/// use hetflow::remote::{DType, HostTensor};
+/// use hetflow::remote::{ElementType, HostTensor};
 /// let x = HostTensor::from(1.0f32);
-/// assert_eq!((x.shape(), x.dtype()), (&[][..], DType::F32));
+/// assert_eq!((x.shape(), x.dtype()), (&[][..], ElementType::F32));
 /// let m = HostTensor::new(&[2, 2], vec![1u32, 2, 3, 4]).unwrap();
 /// assert_eq!(m.numel(), 4);
 /// assert!(HostTensor::new(&[3], vec![1u32, 2]).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
-    dtype: DType,
+    dtype: ElementType,
     shape: Vec<usize>,
     bytes: Vec<u8>,
 }
@@ -106,7 +106,7 @@ impl HostTensor {
     }
 
     /// The element type.
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> ElementType {
         self.dtype
     }
 
@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn host_tensors_carry_shape_and_dtype() {
         let s = HostTensor::from(7u32);
-        assert_eq!((s.shape(), s.numel(), s.dtype()), (&[][..], 1, DType::U32));
+        assert_eq!(
+            (s.shape(), s.numel(), s.dtype()),
+            (&[][..], 1, ElementType::U32)
+        );
         assert_eq!(s.values::<u32>("b").unwrap(), vec![7]);
         let v = HostTensor::from([1.5f32, -2.0]);
         assert_eq!(v.shape(), &[2]);
@@ -177,8 +180,8 @@ mod tests {
         match v.values::<i32>("buf") {
             Err(RemoteError::DTypeMismatch {
                 buffer,
-                expected: DType::I32,
-                got: DType::F32,
+                expected: ElementType::I32,
+                got: ElementType::F32,
             }) => assert_eq!(buffer, "buf"),
             other => panic!("expected DTypeMismatch, got {other:?}"),
         }

@@ -3,7 +3,7 @@
 use crate::data::DataError;
 use crate::task::TaskError;
 
-use super::element::DType;
+use super::element::ElementType;
 
 /// What went wrong with a remote buffer, a remote or RTS variable, or a collective.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,9 +59,9 @@ pub enum RemoteError {
         /// The buffer's name.
         buffer: String,
         /// The buffer's element type.
-        expected: DType,
+        expected: ElementType,
         /// The element type supplied.
-        got: DType,
+        got: ElementType,
     },
     /// An offset outside `0..entries` (PopXL leaves this unchecked; hetflow checks it, on the
     /// host for host offsets and before the access for offsets held in an array).

@@ -44,7 +44,7 @@ pub use buffer::{remote_buffer, Offset, RemoteBuffer};
 pub use collective::{
     accumulate, all_gather, all_reduce, reduce_scatter, sharded_slice, CollectiveOp, GatherAxis,
 };
-pub use element::{DType, Element, HostTensor};
+pub use element::{Element, ElementType, HostTensor};
 pub use error::RemoteError;
 pub use replication::{Replicated, Replication, Sharded};
 pub use variable::{

@@ -1,11 +1,11 @@
 //! [`RuntimeBuilder`]: the tunables of a runtime, then starting its pool and drivers.
 
+use super::core::Core;
+use super::handle::{Runtime, RuntimeHandle};
 use crate::device::{gpus, CpuInfo, DeviceError, Topology};
 use crate::sched::cpu::CpuPool;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::Policy;
-use super::core::Core;
-use super::handle::{Runtime, RuntimeHandle};
 use crate::task::BuildError;
 
 /// Which GPUs a runtime uses.

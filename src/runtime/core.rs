@@ -6,10 +6,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::task::node::Node;
-use crate::task::TaskError;
 use crate::data::array::{OwnerId, RawArray};
-use crate::task::tracking::SharedTrackers;
 use crate::data::residency::Residency;
 use crate::data::{Access, TransferCounters};
 use crate::device::{DeviceId, GpuDevice, Kernel, Topology};
@@ -18,6 +15,9 @@ use crate::sched::gpu::GpuDriver;
 use crate::sched::scheduler::{DataView, Scheduler};
 use crate::sched::PerfModel;
 use crate::sched::Policy;
+use crate::task::node::Node;
+use crate::task::tracking::SharedTrackers;
+use crate::task::TaskError;
 use std::sync::atomic::AtomicU64;
 
 /// Gives every runtime of the process a distinct id, never reused.
@@ -311,11 +311,7 @@ impl<T: bytemuck::Pod> crate::data::Array<T> {
     /// ```
     pub fn clear_error(&self) -> crate::task::TaskHandle<()> {
         let name = format!("clear_error({})", self.raw.label);
-        let Some(core) = self
-            .raw
-            .owner
-            .resolve()
-        else {
+        let Some(core) = self.raw.owner.resolve() else {
             return crate::task::TaskHandle {
                 node: Node::finished(
                     name.into(),
@@ -335,15 +331,11 @@ impl<T: bytemuck::Pod> crate::data::Array<T> {
     /// the array (the copy is itself a host read, ordered like any task). A failed earlier
     /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.
     pub fn to_vec(&self) -> Result<Vec<T>, TaskError> {
-        let core = self
-            .raw
-            .owner
-            .resolve()
-            .ok_or_else(|| {
-                TaskError::Data(crate::data::DataError::RuntimeGone {
-                    array: self.raw.label.clone(),
-                })
-            })?;
+        let core = self.raw.owner.resolve().ok_or_else(|| {
+            TaskError::Data(crate::data::DataError::RuntimeGone {
+                array: self.raw.label.clone(),
+            })
+        })?;
         let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = out.clone();
         core.read_on_host(&self.raw, move |bytes| *sink.lock() = bytes.to_vec())?;

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
+use super::builder::RuntimeBuilder;
+use super::core::Core;
 use crate::data::array::RawArray;
 use crate::data::{Array, LinkStats, MemorySpace};
-use super::builder::RuntimeBuilder;
 use crate::device::{DeviceError, DeviceId, GpuDevice, Kernel, Topology};
 use crate::sched::Policy;
-use super::core::Core;
 use crate::task::{TaskBuilder, TaskError, TaskHandle};
-
 
 /// A cloneable handle to a runtime: spawn tasks, create arrays and kernels. Bodies get one
 /// from their context; it does not keep the runtime's threads alive.
@@ -237,7 +236,13 @@ impl RuntimeHandle {
     pub fn stats(&self) -> Stats {
         Stats {
             links: self.core.counters().snapshot(),
-            gpu_submits: self.core.sched.drivers.iter().map(|d| d.submits()).collect(),
+            gpu_submits: self
+                .core
+                .sched
+                .drivers
+                .iter()
+                .map(|d| d.submits())
+                .collect(),
             memory: self.core.residency.stats(),
             steals_to_cpu: self.core.sched.steals.to_cpu.load(Ordering::Relaxed),
             steals_to_gpu: self.core.sched.steals.to_gpu.load(Ordering::Relaxed),

@@ -14,8 +14,6 @@ use parking_lot::Mutex;
 use super::job::{CpuJobRef, CpuStealHook};
 use super::sleep::Sleep;
 
-
-
 /// How many queued CPU jobs an idle GPU driver looks at per steal attempt.
 const GPU_STEAL_LOOKS: usize = 8;
 

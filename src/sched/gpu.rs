@@ -61,7 +61,6 @@ const COMPLETION_SPIN: std::time::Duration = std::time::Duration::from_micros(10
 /// How long an idle driver polls its inbox before blocking.
 const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-
 /// A batch submitted after one that failed while both were in flight.
 #[derive(Debug, thiserror::Error)]
 #[error("it was submitted while batch {earlier} on the same GPU, whose results it may use, failed: {cause}")]
@@ -70,9 +69,6 @@ struct AfterFailedBatch {
     #[source]
     cause: Arc<dyn std::error::Error + Send + Sync>,
 }
-
-
-
 
 type FenceWaiter = Box<dyn FnOnce() + Send>;
 

@@ -318,6 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_agrees_with_the_full_rule() {
+        let places = [
+            Placement::Any,
+            Placement::Cpu,
+            Placement::AnyGpu,
+            Placement::Gpu(0),
+            Placement::Gpu(1),
+            Placement::OneOf(vec![DeviceId::Cpu, DeviceId::Cpu]),
+            Placement::OneOf(vec![DeviceId::Gpu(1), DeviceId::Cpu]),
+            Placement::OneOf(vec![DeviceId::Gpu(0)]),
+            Placement::OneOf(Vec::new()),
+        ];
+        for p in &places {
+            for (cpu, gpu) in [(true, true), (true, false), (false, true), (false, false)] {
+                for gpus in 0..3 {
+                    let all = candidates(p, cpu, gpu, gpus);
+                    let one = only_device(p, cpu, gpu, gpus);
+                    match &all {
+                        Ok(list) if list.len() == 1 => assert_eq!(one, Some(list[0]), "{p:?}"),
+                        _ => assert_eq!(one, None, "{p:?} {cpu} {gpu} {gpus}: {all:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn candidates_respect_bodies_and_placement() {
         assert_eq!(
             candidates(&Placement::Any, true, true, 1).unwrap(),

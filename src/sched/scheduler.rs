@@ -72,6 +72,7 @@ pub(crate) struct DataView<'a> {
 }
 
 /// Where a task runs, and its booking.
+#[derive(Debug)]
 pub(crate) struct Decision {
     pub target: DeviceId,
     pub booking: Booking,
@@ -435,5 +436,143 @@ impl Scheduler {
     /// Whether tasks must be timed for the scheduler (dmda learns from run times).
     pub(crate) fn wants_timing(&self) -> bool {
         self.policy == Policy::Dmda
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::transfer::BatchTransfers;
+    use crate::sched::job::{BatchFailure, CpuJobRef, Encoded, GpuJobRef};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    /// A job that counts its runs and reports each on a channel.
+    struct FakeJob {
+        runs: AtomicUsize,
+        done: parking_lot::Mutex<mpsc::Sender<usize>>,
+    }
+
+    impl CpuJob for FakeJob {
+        fn run_on_cpu(self: Arc<Self>) {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = self.done.lock().send(n);
+        }
+        fn move_to_gpu(&self, _gpu: usize) -> bool {
+            false
+        }
+        fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
+            self
+        }
+    }
+
+    impl GpuJob for FakeJob {
+        fn encode(
+            self: Arc<Self>,
+            _driver: &GpuDriver,
+            _seq: u64,
+            _may_overcommit: bool,
+            _transfers: &mut BatchTransfers,
+        ) -> Encoded {
+            Encoded::Finished
+        }
+        fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
+        fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+            Some(self)
+        }
+    }
+
+    fn cpu_only(policy: Policy) -> Arc<Scheduler> {
+        let pool = CpuPool::start(2).expect("pool");
+        Scheduler::new(pool, Vec::new(), policy, PerfModel::default(), true)
+    }
+
+    fn shape<'a>(placement: &'a Placement, cpu: bool, gpu: bool) -> TaskShape<'a> {
+        TaskShape {
+            name: "t",
+            placement,
+            has_cpu: cpu,
+            has_gpu: gpu,
+            accesses: &[],
+        }
+    }
+
+    #[test]
+    fn places_on_the_only_device_and_refuses_what_cannot_run() {
+        let s = cpu_only(Policy::Eager);
+        let (residency, counters) = (Residency::new(Vec::new()), TransferCounters::default());
+        let data = DataView {
+            residency: &residency,
+            counters: &counters,
+        };
+        let any = Placement::Any;
+        let d = s.place(&shape(&any, true, true), data).unwrap();
+        assert_eq!(d.target, DeviceId::Cpu);
+        assert!(d.booking.predicted.is_none() && !d.booking.steal_hint);
+        // A GPU-only task on a runtime without GPUs: the reason names what was asked.
+        let err = s.place(&shape(&any, false, true), data).unwrap_err();
+        assert!(
+            err.contains("a GPU body only") && err.contains("0 GPU"),
+            "{err}"
+        );
+        let gpu1 = Placement::Gpu(1);
+        assert!(s.place(&shape(&gpu1, true, true), data).is_err());
+        s.pool.shutdown();
+    }
+
+    #[test]
+    fn dispatch_runs_a_job_once_on_its_device() {
+        let s = cpu_only(Policy::Eager);
+        let (tx, rx) = mpsc::channel();
+        let job = Arc::new(FakeJob {
+            runs: AtomicUsize::new(0),
+            done: parking_lot::Mutex::new(tx),
+        });
+        s.dispatch(job.clone(), DeviceId::Cpu, &[], false);
+        let n = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the job ran");
+        assert_eq!(n, 1);
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(50))
+            .is_err());
+        assert_eq!(job.runs.load(Ordering::SeqCst), 1);
+        s.pool.shutdown();
+    }
+
+    #[test]
+    fn finished_work_leaves_the_backlog() {
+        let s = cpu_only(Policy::Dmda);
+        s.backlog[0].fetch_add(500, Ordering::AcqRel);
+        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, Some((0, 200)));
+        assert_eq!(s.backlog[0].load(Ordering::Acquire), 300);
+        // More than is booked never wraps around.
+        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, Some((0, 1000)));
+        assert_eq!(s.backlog[0].load(Ordering::Acquire), 0);
+        // Clean timed runs teach dmda's model; a run marked unclean does not.
+        assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
+        for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
+            let start = std::time::Instant::now();
+            s.task_ran(
+                || Cow::Borrowed("t"),
+                Some((start, false)),
+                Some(DeviceId::Cpu),
+                64,
+                None,
+            );
+        }
+        assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
+        for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
+            let start = std::time::Instant::now();
+            s.task_ran(
+                || Cow::Borrowed("t"),
+                Some((start, true)),
+                Some(DeviceId::Cpu),
+                64,
+                None,
+            );
+        }
+        assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_some());
+        s.pool.shutdown();
     }
 }

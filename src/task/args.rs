@@ -45,7 +45,7 @@ use super::builder::TaskBuilder;
 use super::context::{ArgRef, CpuContext, GpuContext, Uniform};
 use super::handle::{Dependency, TaskHandle};
 use super::node::Value;
-use super::space::{Key, TaskSpace};
+use super::space::{TaskKey, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array, DataError, ReduceOp, Reducible, Reduction};
 use crate::device::kernel::Scalar;
@@ -358,13 +358,13 @@ impl<T: Send + 'static, A: TaskArgs> ArgsTask<T, A> {
     }
 
     /// Runs after the task spawned under `key` in `space` (see [`TaskBuilder::after_key`]).
-    pub fn after_key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+    pub fn after_key(mut self, space: &TaskSpace, key: impl Into<TaskKey>) -> Self {
         self.inner = self.inner.after_key(space, key);
         self
     }
 
     /// Names this task `space[key]`.
-    pub fn key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+    pub fn key(mut self, space: &TaskSpace, key: impl Into<TaskKey>) -> Self {
         self.inner = self.inner.key(space, key);
         self
     }

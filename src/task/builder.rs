@@ -6,15 +6,15 @@ use bytemuck::Pod;
 use std::marker::PhantomData;
 
 use super::context::{CpuContext, GpuContext};
-use crate::runtime::core::Core;
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
 use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work, KEY_GRAPH};
 use super::prefetch::Prefetch;
-use super::space::{Key, TaskSpace};
+use super::space::{TaskKey, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array, ReduceOp, Reducible, Reduction};
 use crate::device::DeviceId;
+use crate::runtime::core::Core;
 use crate::sched::scheduler::Booking;
 use crate::sched::Placement;
 
@@ -30,8 +30,8 @@ pub struct TaskBuilder<T> {
     gpu: Option<GpuBody>,
     _value: PhantomData<fn() -> T>,
     deps: Vec<Arc<Node>>,
-    key: Option<(TaskSpace, Key)>,
-    key_deps: Vec<(TaskSpace, Key)>,
+    key: Option<(TaskSpace, TaskKey)>,
+    key_deps: Vec<(TaskSpace, TaskKey)>,
     placement: Placement,
     accesses: Vec<(Arc<RawArray>, Access)>,
 }
@@ -70,13 +70,13 @@ impl<T: Send + 'static> TaskBuilder<T> {
     }
 
     /// Runs after the task spawned under `key` in `space`, even if it is spawned later.
-    pub fn after_key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+    pub fn after_key(mut self, space: &TaskSpace, key: impl Into<TaskKey>) -> Self {
         self.key_deps.push((space.clone(), key.into()));
         self
     }
 
     /// Names this task `space[key]`, so that other tasks can depend on the key.
-    pub fn key(mut self, space: &TaskSpace, key: impl Into<Key>) -> Self {
+    pub fn key(mut self, space: &TaskSpace, key: impl Into<TaskKey>) -> Self {
         self.key = Some((space.clone(), key.into()));
         self
     }
@@ -199,8 +199,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         // The owner is compared by address: a `Weak` keeps its allocation, so no other runtime
         // can live at the same address while the array exists.
         let mut accesses = accesses;
-        if let Some((raw, _)) = accesses.iter().find(|(raw, _)| raw.owner != core.id)
-        {
+        if let Some((raw, _)) = accesses.iter().find(|(raw, _)| raw.owner != core.id) {
             node.fail_with(TaskError::ForeignArray {
                 task: name.to_string(),
                 array: raw.label.clone(),

@@ -7,6 +7,7 @@ use crate::device::DeviceError;
 
 /// Why a task did not produce its value.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The body panicked; `message` is the panic payload.
     #[error("task `{task}` panicked: {message}")]
@@ -42,13 +43,23 @@ pub enum TaskError {
         /// What was allowed and what exists.
         reason: String,
     },
-    /// wgpu reported an error for the task's commands (bad binding, dispatch limits, ...).
+    /// A dispatch of the task's GPU body was refused before reaching wgpu (wrong number or
+    /// kind of arguments, too many workgroups, a kernel of another runtime).
     #[error("task `{task}`: GPU error: {message}")]
     Gpu {
         /// The task's name.
         task: String,
-        /// wgpu's or hetflow's message.
+        /// What was wrong, and what was expected.
         message: String,
+    },
+    /// wgpu rejected the task's commands (validation of its passes and bindings).
+    #[error("task `{task}`: GPU error: {source}")]
+    Wgpu {
+        /// The task's name.
+        task: String,
+        /// wgpu's error.
+        #[source]
+        source: Arc<wgpu::Error>,
     },
     /// The task was encoded into a GPU batch that failed as a whole: `queue.submit` rejected
     /// it (one task's commands were invalid at submit time, e.g. they use a destroyed buffer),
@@ -182,6 +193,7 @@ impl TaskError {
             | TaskError::Failed { task, .. }
             | TaskError::NoDevice { task, .. }
             | TaskError::Gpu { task, .. }
+            | TaskError::Wgpu { task, .. }
             | TaskError::GpuBatchFailed { task, .. }
             | TaskError::BindingMismatch { task, .. }
             | TaskError::TaskData { task, .. }
@@ -196,6 +208,7 @@ impl TaskError {
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A configuration value is out of range.
     #[error("invalid runtime configuration: {0}")]

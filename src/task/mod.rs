@@ -53,5 +53,5 @@ pub use builder::TaskBuilder;
 pub use context::{CpuContext, GpuContext, KernelArg, Uniform};
 pub use error::{BuildError, TaskError};
 pub use handle::{Dependency, TaskHandle, TaskRef};
-pub use space::{Key, TaskSpace};
+pub use space::{TaskKey, TaskSpace};
 pub use trace::{TaskEvent, Trace};

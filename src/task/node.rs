@@ -18,15 +18,15 @@ use std::task::Waker;
 use parking_lot::{Condvar, Mutex};
 
 use super::context::{CpuContext, GpuContext};
-use crate::runtime::core::Core;
-use crate::runtime::RuntimeHandle;
 use super::error::TaskError;
-use super::space::Key;
+use super::space::TaskKey;
 use crate::data::array::{GpuPin, Memory, RawArray};
 use crate::data::reduce::{GpuPartial, HostPartial};
 use crate::data::transfer::{padded, BatchTransfers, UploadCtx};
 use crate::data::{Access, DataError, Reduction};
 use crate::device::DeviceId;
+use crate::runtime::core::Core;
+use crate::runtime::RuntimeHandle;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push};
 use crate::sched::gpu::{on_driver_thread, GpuDriver};
 use crate::sched::job::{BatchFailure, CpuJob, CpuJobRef, Encoded, Fence, GpuJob, GpuJobRef};
@@ -104,7 +104,7 @@ pub(crate) struct Node {
     /// The runtime this node was spawned on (set by `attach`).
     runtime: OnceLock<RuntimeHandle>,
     /// For a node of a [`super::TaskSpace`]: the space's name and the key.
-    key: Option<(String, Key)>,
+    key: Option<(String, TaskKey)>,
     /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`]; plain tasks are spawned
     /// from the start.
     key_state: AtomicU8,
@@ -153,14 +153,14 @@ impl Node {
     }
 
     /// The node of `space[key]` before a task is spawned under it.
-    pub(crate) fn placeholder(space: &str, key: &Key) -> Arc<Node> {
+    pub(crate) fn placeholder(space: &str, key: &TaskKey) -> Arc<Node> {
         Node::make(
             format!("{space}{key}").into(),
             Some((space.to_string(), key.clone())),
         )
     }
 
-    fn make(name: TaskName, key: Option<(String, Key)>) -> Arc<Node> {
+    fn make(name: TaskName, key: Option<(String, TaskKey)>) -> Arc<Node> {
         let state = if key.is_some() {
             KEY_PLACEHOLDER
         } else {
@@ -823,9 +823,9 @@ impl GpuJob for Node {
         let scope_error = pollster::block_on(scope.pop());
         let result = self.body_result(r).and(match (cx_error, scope_error) {
             (Some(e), _) => Err(e),
-            (None, Some(e)) => Err(TaskError::Gpu {
+            (None, Some(e)) => Err(TaskError::Wgpu {
                 task: name.to_string(),
-                message: e.to_string(),
+                source: Arc::new(e),
             }),
             (None, None) => Ok(()),
         });

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use crate::runtime::core::Core;
 use crate::data::array::{Memory, RawArray};
 use crate::data::transfer::{BatchTransfers, UploadCtx};
 use crate::data::Access;
+use crate::runtime::core::Core;
 use crate::sched::gpu::GpuDriver;
 use crate::sched::job::{BatchFailure, Encoded, GpuJob};
 

@@ -13,18 +13,18 @@ use super::node::Node;
 
 /// A key in a [`TaskSpace`]: an integer or a tuple of integers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
+pub enum TaskKey {
     /// `ts[i]`
     Int(i64),
     /// `ts[(i, j, ...)]`
     Tuple(Vec<i64>),
 }
 
-impl fmt::Display for Key {
+impl fmt::Display for TaskKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Key::Int(i) => write!(f, "[{i}]"),
-            Key::Tuple(t) => {
+            TaskKey::Int(i) => write!(f, "[{i}]"),
+            TaskKey::Tuple(t) => {
                 let parts: Vec<String> = t.iter().map(|x| x.to_string()).collect();
                 write!(f, "[{}]", parts.join(", "))
             }
@@ -34,8 +34,8 @@ impl fmt::Display for Key {
 
 macro_rules! int_key {
     ($($t:ty),*) => {$(
-        impl From<$t> for Key {
-            fn from(v: $t) -> Key { Key::Int(v as i64) }
+        impl From<$t> for TaskKey {
+            fn from(v: $t) -> TaskKey { TaskKey::Int(v as i64) }
         }
     )*};
 }
@@ -43,17 +43,17 @@ int_key!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
 
 macro_rules! tuple_key {
     ($(($($n:ident),+)),*) => {$(
-        impl<$($n: Into<i64>),+> From<($($n,)+)> for Key {
+        impl<$($n: Into<i64>),+> From<($($n,)+)> for TaskKey {
             #[allow(non_snake_case)]
-            fn from(($($n,)+): ($($n,)+)) -> Key { Key::Tuple(vec![$($n.into()),+]) }
+            fn from(($($n,)+): ($($n,)+)) -> TaskKey { TaskKey::Tuple(vec![$($n.into()),+]) }
         }
     )*};
 }
 tuple_key!((A, B), (A, B, C), (A, B, C, D));
 
-impl<const N: usize> From<[i64; N]> for Key {
-    fn from(v: [i64; N]) -> Key {
-        Key::Tuple(v.to_vec())
+impl<const N: usize> From<[i64; N]> for TaskKey {
+    fn from(v: [i64; N]) -> TaskKey {
+        TaskKey::Tuple(v.to_vec())
     }
 }
 
@@ -80,7 +80,7 @@ pub struct TaskSpace {
 
 struct SpaceInner {
     name: String,
-    tasks: Mutex<HashMap<Key, Arc<Node>>>,
+    tasks: Mutex<HashMap<TaskKey, Arc<Node>>>,
 }
 
 impl fmt::Debug for TaskSpace {
@@ -110,7 +110,7 @@ impl TaskSpace {
         &self.inner.name
     }
 
-    pub(crate) fn node(&self, key: &Key) -> Arc<Node> {
+    pub(crate) fn node(&self, key: &TaskKey) -> Arc<Node> {
         self.inner
             .tasks
             .lock()
@@ -122,7 +122,7 @@ impl TaskSpace {
     /// The node for a task being spawned under `key`; errors if one was spawned already. A
     /// key abandoned by a runtime that shut down (its waiters failed with
     /// [`TaskError::NeverSpawned`]) gets a fresh node.
-    pub(crate) fn claim(&self, key: &Key) -> Result<Arc<Node>, TaskError> {
+    pub(crate) fn claim(&self, key: &TaskKey) -> Result<Arc<Node>, TaskError> {
         let mut tasks = self.inner.tasks.lock();
         let node = tasks
             .entry(key.clone())
@@ -145,14 +145,14 @@ impl TaskSpace {
     }
 
     /// The task under `key` (a placeholder if none is spawned yet).
-    pub fn get(&self, key: impl Into<Key>) -> TaskRef {
+    pub fn get(&self, key: impl Into<TaskKey>) -> TaskRef {
         TaskRef {
             node: self.node(&key.into()),
         }
     }
 
     /// Whether a task was spawned under `key`.
-    pub fn contains(&self, key: impl Into<Key>) -> bool {
+    pub fn contains(&self, key: impl Into<TaskKey>) -> bool {
         self.inner
             .tasks
             .lock()
@@ -167,7 +167,7 @@ impl TaskSpace {
     /// naming the key); [`crate::RuntimeHandle::wait_idle_checked`] lists such keys before
     /// that. A key that no task waits for is not known to any runtime: waiting for it blocks
     /// until a task is spawned under it.
-    pub fn wait(&self, key: impl Into<Key>) -> Result<(), TaskError> {
+    pub fn wait(&self, key: impl Into<TaskKey>) -> Result<(), TaskError> {
         self.get(key).wait()
     }
 }
@@ -178,17 +178,20 @@ mod tests {
 
     #[test]
     fn keys_display_and_convert() {
-        assert_eq!(Key::from(3).to_string(), "[3]");
-        assert_eq!(Key::from((1, 2)).to_string(), "[1, 2]");
-        assert_eq!(Key::from((1u8, 2i32, 3i64)), Key::Tuple(vec![1, 2, 3]));
-        assert_eq!(Key::from([4, 5]), Key::Tuple(vec![4, 5]));
+        assert_eq!(TaskKey::from(3).to_string(), "[3]");
+        assert_eq!(TaskKey::from((1, 2)).to_string(), "[1, 2]");
+        assert_eq!(
+            TaskKey::from((1u8, 2i32, 3i64)),
+            TaskKey::Tuple(vec![1, 2, 3])
+        );
+        assert_eq!(TaskKey::from([4, 5]), TaskKey::Tuple(vec![4, 5]));
     }
 
     #[test]
     fn claim_twice_is_an_error() {
         let ts = TaskSpace::new("T");
-        assert!(ts.claim(&Key::from(1)).is_ok());
-        let err = ts.claim(&Key::from(1)).unwrap_err();
+        assert!(ts.claim(&TaskKey::from(1)).is_ok());
+        let err = ts.claim(&TaskKey::from(1)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "task space `T`: key [1] was already spawned"

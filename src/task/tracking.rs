@@ -43,7 +43,6 @@ impl Default for SharedTrackers {
     }
 }
 
-
 impl Default for Trackers {
     fn default() -> Self {
         Trackers {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use hetflow::data::MemorySpace;
 
 use hetflow::comm::{
-    Backend, CommError, CommunicationManager, LocalSlot, MemoryManager, ThreadInstances,
+    CommBackend, CommError, CommunicationManager, LocalSlot, MemoryManager, ThreadInstances,
 };
 
 /// One measured figure.
@@ -112,7 +112,7 @@ pub type Extra<'e> = dyn FnMut(usize, &'static str) -> Vec<Op<'e>> + 'e;
 /// Root puts into and gets from instance 1's slot (the only one exposed) while the others
 /// wait in a fence, alternating with memcpy and `extra`'s operations; the root returns the
 /// rows, the others `None`.
-pub fn slot_suite<B: Backend>(
+pub fn slot_suite<B: CommBackend>(
     comm: &mut CommunicationManager<B>,
     name: &str,
     scale: usize,

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use hetflow::neuro::{
-    Backend, Dense, DenseParams, Lif, LifParams, Network, NeuroError, RunCfg, RunSteps,
+    Dense, DenseParams, Lif, LifParams, Network, NeuroBackend, NeuroError, RunCfg, RunSteps,
     SpikeCounter,
 };
 
@@ -31,7 +31,7 @@ pub struct NeuroBenchRow {
     /// select_tag.
     pub tag: String,
     /// Where it ran.
-    pub backend: Backend,
+    pub backend: NeuroBackend,
     /// Seconds for the run (compilation excluded).
     pub seconds: f64,
     /// Seconds to compile (weight compression included).
@@ -140,7 +140,7 @@ pub fn run(
     steps: u64,
     fixed: bool,
     seed: u64,
-    backend: Backend,
+    backend: NeuroBackend,
 ) -> Result<NeuroBenchRow, NeuroError> {
     let mut rng = Rng(seed);
     let net = Network::new();
@@ -169,7 +169,7 @@ pub fn run(
     let sparse = n > 20_000;
     let mut w = if sparse { Vec::new() } else { vec![0.0; n * n] };
     let (mut row_ptr, mut cols) = (vec![0i32], Vec::new());
-    let baseline = float_lif.is_some() && backend == Backend::Cpu;
+    let baseline = float_lif.is_some() && backend == NeuroBackend::Cpu;
     let mut trip: Vec<(u32, u32, f64)> = Vec::new();
     // Geometric skips between connections: O(n^2 p) draws instead of O(n^2).
     let ln_q = (1.0 - p).ln();
@@ -344,7 +344,7 @@ pub fn svg(
         .y_desc("per second")
         .draw()?;
     let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    let mut keys: Vec<(Backend, String)> = Vec::new();
+    let mut keys: Vec<(NeuroBackend, String)> = Vec::new();
     for r in rows {
         if !keys.iter().any(|(b, t)| *b == r.backend && *t == r.tag) {
             keys.push((r.backend, r.tag.clone()));

@@ -13,7 +13,7 @@ pub fn lava_data_dir() -> std::path::PathBuf {
 }
 
 /// The same random matrix as a Dense and as a Sparse process gives the same dynamics.
-pub fn dense_vs_sparse(backend: Backend) {
+pub fn dense_vs_sparse(backend: NeuroBackend) {
     let (n_in, n_out) = (30, 20);
     let mut state = 99u64;
     let mut rnd = move |m: u64| {

@@ -17,11 +17,11 @@ use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Count;
 
-use super::backend::Backend;
+use super::backend::CommBackend;
 use super::error::CommError;
 use super::manager::CommunicationManager;
 use super::slot::{read_into, write_from, GlobalSlot, LocalSlot, MessageCounts, Remote, Storage};
-use super::{InstanceId, Key, Tag};
+use super::{InstanceId, SlotKey, Tag};
 use crate::data::MemorySpace;
 use rma::Window;
 
@@ -167,7 +167,7 @@ impl MpiBackend {
     }
 }
 
-impl Backend for MpiBackend {
+impl CommBackend for MpiBackend {
     const NAME: &'static str = "mpi";
 
     fn instance_id(&self) -> InstanceId {
@@ -190,7 +190,7 @@ impl Backend for MpiBackend {
     fn exchange(
         &mut self,
         tag: Tag,
-        entries: &[(Key, LocalSlot)],
+        entries: &[(SlotKey, LocalSlot)],
     ) -> Result<Vec<GlobalSlot>, CommError> {
         // 1. Everyone learns everyone's (key, size, space).
         let mine: Vec<u64> = entries

@@ -7,7 +7,7 @@
 //! add per synaptic event. Adding a zero changes no sum, so the result is the same.
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Data, InPort, Network, NeuroError, OutPort, Process, Var};
+use crate::neuro::{Data, InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// How the fixed-point model treats weight signs (Lava's `SignMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +219,8 @@ impl Dense {
             .in_port("s_in", &[p.n_in])
             .out_port("a_out", &[p.n_out])
             .model(ModelSpec::leaf(float_name, &["floating_pt"], move |b| {
-                b.set_dtype(WEIGHTS, DType::F64);
-                b.set_dtype(A_BUFF, DType::F64);
+                b.set_dtype(WEIGHTS, VarType::F64);
+                b.set_dtype(A_BUFF, VarType::F64);
                 Ok(Box::new(DenseFloat {
                     layout: fp.layout(),
                     cols: Columns::default(),
@@ -234,8 +234,8 @@ impl Dense {
                 fixed_name,
                 &["fixed_pt", "bit_accurate_loihi"],
                 move |b| {
-                    b.set_dtype(WEIGHTS, DType::I32);
-                    b.set_dtype(A_BUFF, DType::I32);
+                    b.set_dtype(WEIGHTS, VarType::I32);
+                    b.set_dtype(A_BUFF, VarType::I32);
                     Ok(Box::new(DenseFixed {
                         layout: xp_layout,
                         cols: Columns::default(),

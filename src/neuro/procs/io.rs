@@ -2,7 +2,7 @@
 //! source and sink).
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, Data, InPort, Network, NeuroError, OutPort, Process, Var};
+use crate::neuro::{Data, InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// Replays a raster: at step t it sends column `(t - 1) % T` of its `data` Var
 /// (shape `[n, T]`) on OutPort `s_out`. Its model answers to every tag.
@@ -27,7 +27,7 @@ impl SpikeSource {
             .var("data", &[n, t], raster.concat())
             .out_port("s_out", &[n])
             .model(ModelSpec::leaf("PySourceModel", &[], move |b| {
-                b.set_dtype(VarIx(0), DType::F64);
+                b.set_dtype(VarIx(0), VarType::F64);
                 Ok(Box::new(SourceModel {
                     n,
                     t,
@@ -103,7 +103,7 @@ impl SpikeSink {
             .var("data", &[n, t], zeros)
             .in_port("a_in", &[n])
             .model(ModelSpec::leaf("PySinkModel", &[], move |b| {
-                b.set_dtype(VarIx(0), DType::F64);
+                b.set_dtype(VarIx(0), VarType::F64);
                 Ok(Box::new(SinkModel {
                     n,
                     t,
@@ -172,7 +172,7 @@ impl SpikeCounter {
             .var("count", &[n], vec![0.0; n])
             .in_port("s_in", &[n])
             .model(ModelSpec::leaf("PySpikeCounter", &[], move |b| {
-                b.set_dtype(VarIx(0), DType::F64);
+                b.set_dtype(VarIx(0), VarType::F64);
                 Ok(Box::new(CounterModel { buf: vec![0.0; n] }))
             }))
             .build()?;

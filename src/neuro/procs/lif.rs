@@ -2,7 +2,7 @@
 //! point (`PyLifModelBitAcc`), exactly as MODELS.md §2 and §3 write them.
 
 use crate::neuro::model::{Cx, ModelBuild, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{DType, InPort, Network, NeuroError, OutPort, Process, Var};
+use crate::neuro::{InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// Parameters of a LIF population (values as given to Lava's `LIF(...)`; the fixed-point
 /// model converts them to integers).
@@ -176,7 +176,7 @@ struct LifFloat {
 impl LifFloat {
     fn new(b: &mut ModelBuild<'_>) -> LifFloat {
         for v in [U, V, BIAS_MANT, BIAS_EXP, DU, DV, VTH] {
-            b.set_dtype(v, DType::F64);
+            b.set_dtype(v, VarType::F64);
         }
         LifFloat {
             a_in: vec![0.0; b.var_shape(U)[0]],
@@ -228,7 +228,7 @@ struct LifFixed {
 impl LifFixed {
     fn new(b: &mut ModelBuild<'_>) -> LifFixed {
         for v in [U, V, BIAS_MANT, BIAS_EXP, DU, DV, VTH] {
-            b.set_dtype(v, DType::I32);
+            b.set_dtype(v, VarType::I32);
         }
         LifFixed {
             a_in: vec![0; b.var_shape(U)[0]],

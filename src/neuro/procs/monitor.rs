@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
 use crate::neuro::process::PortKind;
-use crate::neuro::{DType, Data, Network, NeuroError, Port, Process, Var};
+use crate::neuro::{Data, Network, NeuroError, Port, Process, Var, VarType};
 
 #[derive(Debug, Clone)]
 struct Probe {
@@ -46,7 +46,7 @@ impl Monitor {
                         continue;
                     };
                     let data = b.var(&format!("data_{k}"))?;
-                    b.set_dtype(data, DType::F64);
+                    b.set_dtype(data, VarType::F64);
                     let len = b.port_shape(PortIx(i)).iter().product();
                     let rows = b.var_shape(data)[0];
                     probes.push((PortIx(i), data, len, rows));
@@ -90,7 +90,7 @@ impl Monitor {
                 ),
             })?;
         // Allocated before the port is added, so a refusal leaves the monitor as it was.
-        let zeros = Data::try_zeros(DType::F64, values, &what)?;
+        let zeros = Data::try_zeros(VarType::F64, values, &what)?;
         let port = self.proc.add_port(&format!("probe_{k}"), kind, shape)?;
         let data = self
             .proc
