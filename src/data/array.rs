@@ -689,16 +689,16 @@ fn state_name(c: super::Coherence) -> &'static str {
 /// the tasks that use it run and keeps its copies coherent.
 ///
 /// Create one with [`crate::RuntimeHandle::array_from`] or [`crate::RuntimeHandle::array`];
-/// declare how each task uses it (`reads`, `writes`, `read_write`), and read it back with
+/// declare how each task uses it (`a.read()`, `a.write()`, `a.read_write()`,
+/// `a.reduce(op)` as the task's [`args`](crate::TaskBuilder::args)), and read it back with
 /// [`Array::to_vec`]. Cloning an `Array` clones the handle, not the data.
 ///
 /// ```
 /// let rt = hetflow::Runtime::builder().build().unwrap();
 /// let a = rt.array_from(vec![1.0f32, 2.0, 3.0]);
-/// let a2 = a.clone();
 /// rt.task("double")
-///     .read_write(&a)
-///     .cpu(move |cx| cx.write(&a2).iter_mut().for_each(|v| *v *= 2.0))
+///     .args(a.read_write())
+///     .cpu(|a| a.iter_mut().for_each(|v| *v *= 2.0))
 ///     .spawn()
 ///     .wait()
 ///     .unwrap();
@@ -790,8 +790,7 @@ impl<T: Pod> Array<T> {
     /// let rt = hetflow::Runtime::builder().no_gpu().build().unwrap();
     /// let a = rt.array_from(vec![0u32; 8]);
     /// let right = a.slice(4..8).unwrap();
-    /// let r2 = right.clone();
-    /// rt.task("fill").writes(&right).cpu(move |cx| cx.write(&r2).fill(7)).spawn();
+    /// rt.task("fill").args(right.write()).cpu(|r| r.fill(7)).spawn();
     /// assert_eq!(a.to_vec().unwrap(), vec![0, 0, 0, 0, 7, 7, 7, 7]);
     /// assert!(a.slice(6..9).is_err());
     /// ```

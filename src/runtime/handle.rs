@@ -314,14 +314,9 @@ impl RuntimeHandle {
 /// let rt = Runtime::builder().cpu_workers(2).build().unwrap();
 /// let x = rt.array_from(vec![1.0f32; 1024]);
 /// let y = rt.array::<f32>(1024);
-/// let (xr, yw) = (x.clone(), y.clone());
 /// rt.task("scale")
-///     .reads(&x)
-///     .writes(&y)
-///     .cpu(move |cx| {
-///         let (x, y) = (cx.read(&xr), cx.write(&yw));
-///         y.iter_mut().zip(x).for_each(|(y, x)| *y = 3.0 * x);
-///     })
+///     .args((x.read(), y.write()))
+///     .cpu(|(x, y)| y.iter_mut().zip(x).for_each(|(y, x)| *y = 3.0 * x))
 ///     .spawn();
 /// assert!(y.to_vec().unwrap().iter().all(|&v| v == 3.0));
 /// ```
