@@ -3,6 +3,7 @@
 //! difference, 2 when the file cannot be used).
 
 use clap::{Parser, Subcommand};
+use hetflow_cli::progress::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +31,11 @@ enum Command {
         /// against a plain host sum) or `comm` (memory-slot put/get latency and bandwidth,
         /// 8 B to 64 MiB, against memcpy on the thread backend, or raw MPI RMA under mpirun
         /// when built with `--features mpi`) or `neuro` (the recurrent LIF + Dense network on
-        /// the CPU and the GPU, N = 1k and 10k with p = 0.1 and 100k sparse, against a plain
-        /// loop and Brian2's figures; table + SVG plot).
+        /// the CPU and the GPU, N = 1k and 10k with p = 0.1 and 100k sparse, against the
+        /// same network as a plain loop; table + SVG plot).
+        ///
+        /// Long suites show their progress on stderr: a spinner or bar on a terminal, one
+        /// `  measuring <step> ...` line per step otherwise.
         #[arg(value_enum)]
         suite: Option<BenchSuite>,
         /// CPU worker threads (default: all cores).
@@ -50,8 +54,15 @@ enum Command {
         /// Where --linalg writes its SVG plot.
         #[arg(long, default_value = "bench-linalg.svg")]
         svg: std::path::PathBuf,
-        /// Network sizes for `bench neuro` (p = 0.1 up to 10k; above, --neuro-sparse-p).
-        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000, 100000])]
+        /// Network sizes for `bench neuro` (p = 0.1 up to 10k; above, --neuro-sparse-p):
+        /// `--neuro-sizes 1000,10000` or `--neuro-sizes 1000 10000` (space-separated, after
+        /// `neuro`).
+        #[arg(
+            long,
+            num_args = 1..,
+            value_delimiter = ',',
+            default_values_t = [1000usize, 10000, 100000]
+        )]
         neuro_sizes: Vec<usize>,
         /// Connection probability for `bench neuro` sizes above 10k (sparse enough to fit).
         #[arg(long, default_value_t = 0.001)]
@@ -103,7 +114,60 @@ enum BenchSuite {
     Neuro,
 }
 
+/// A private `XDG_RUNTIME_DIR` for this process, removed when dropped.
+///
+/// Mesa's Vulkan device-select layer (an implicit layer, active for every Vulkan program)
+/// looks for the default GPU through a Wayland compositor when wgpu's instance enables
+/// the Wayland surface extension, and libwayland prints "error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment." on every adapter enumeration when that variable is
+/// unset or not an absolute path. hetflow opens no window; with no valid
+/// `XDG_RUNTIME_DIR` there is no compositor to reach anyway, so pointing the variable at a
+/// fresh empty directory changes nothing but the noise. A valid one is left alone.
+struct PrivateRuntimeDir(Option<std::path::PathBuf>);
+
+impl PrivateRuntimeDir {
+    /// Must run before any thread starts (it sets an environment variable) and before the
+    /// first GPU discovery.
+    fn install() -> Self {
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if valid || !cfg!(unix) {
+            return PrivateRuntimeDir(None);
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "hetflow-runtime-{}-{stamp:08x}",
+            std::process::id()
+        ));
+        if !dir.is_absolute() {
+            return PrivateRuntimeDir(None);
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // `create` fails on an existing path: the directory is this process's own.
+        match builder.create(&dir) {
+            Ok(()) => {
+                std::env::set_var("XDG_RUNTIME_DIR", &dir);
+                PrivateRuntimeDir(Some(dir))
+            }
+            Err(_) => PrivateRuntimeDir(None),
+        }
+    }
+}
+
+impl Drop for PrivateRuntimeDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    let _runtime_dir = PrivateRuntimeDir::install();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -176,9 +240,9 @@ fn bench_linalg(
     svg: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     println!("hetflow bench --linalg {n} --tile {tile}");
-    let rows = hetflow_cli::bench::engine::linalg_suite(n, tile, |step| {
-        eprintln!("  measuring {step} ...")
-    })?;
+    let progress = Progress::new("bench --linalg", None);
+    let rows = hetflow_cli::bench::engine::linalg_suite(n, tile, |step| progress.step(step))?;
+    progress.finish();
     print!("{}", hetflow_cli::bench::engine::linalg_table(&rows));
     hetflow_cli::bench::engine::linalg_svg(&rows, svg)?;
     println!("plot written to {}", svg.display());
@@ -190,14 +254,20 @@ fn bench_comm(scale: usize) -> Result<(), Box<dyn std::error::Error>> {
     if hetflow::comm::MpiInstances::launched_by_mpirun() {
         let mut comm = hetflow::comm::MpiInstances::init()?;
         let ranks = comm.instances().len();
-        if let Some(rows) = hetflow_cli::bench::comm::mpi_suite(&mut comm, scale)? {
+        let progress = Progress::new("bench comm", None);
+        let rows =
+            hetflow_cli::bench::comm::mpi_suite(&mut comm, scale, &|step| progress.step(step))?;
+        progress.finish();
+        if let Some(rows) = rows {
             println!("hetflow bench comm: MPI backend, {ranks} ranks (rank 0 -> rank 1), against raw MPI RMA and memcpy");
             print!("{}", hetflow_cli::bench::comm::table(&rows));
         }
         return Ok(());
     }
     println!("hetflow bench comm: thread backend, 2 instances (0 -> 1), against memcpy");
-    let rows = hetflow_cli::bench::comm::thread_suite(scale)?;
+    let progress = Progress::new("bench comm", None);
+    let rows = hetflow_cli::bench::comm::thread_suite(scale, &|step| progress.step(step))?;
+    progress.finish();
     print!("{}", hetflow_cli::bench::comm::table(&rows));
     Ok(())
 }
@@ -209,13 +279,13 @@ fn bench(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error:
     }
     let rt = b.build()?;
     println!("hetflow bench on:\n{}", rt.topology());
-    let mut rows = hetflow_cli::bench::engine::engine_suite(&rt, scale, |step| {
-        eprintln!("  measuring {step} ...")
-    });
+    let progress = Progress::new("bench", None);
+    let mut rows = hetflow_cli::bench::engine::engine_suite(&rt, scale, |step| progress.step(step));
     if rt.gpu_count() > 0 {
-        eprintln!("  measuring uploads ...");
+        progress.step("uploads");
         rows.extend(hetflow_cli::bench::engine::upload_suite(32, scale));
     }
+    progress.finish();
     println!("{}", hetflow_cli::bench::engine::table(&rows));
     Ok(())
 }
@@ -227,9 +297,10 @@ fn bench_remote(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std:
     }
     let rt = b.build()?;
     println!("hetflow bench remote on:\n{}", rt.topology());
-    let rows = hetflow_cli::bench::remote::all_reduce_suite(&rt, scale, |step| {
-        eprintln!("  measuring {step} ...")
-    })?;
+    let progress = Progress::new("bench remote", None);
+    let rows =
+        hetflow_cli::bench::remote::all_reduce_suite(&rt, scale, |step| progress.step(step))?;
+    progress.finish();
     print!("{}", hetflow_cli::bench::remote::all_reduce_table(&rows));
     Ok(())
 }
@@ -266,19 +337,22 @@ fn bench_neuro(
         }
     }
     println!("hetflow bench neuro: recurrent LIF + Dense, {steps} steps");
+    let total = sizes.len() * backends.len() * 2;
+    let progress = Progress::new("bench neuro", Some(total as u64));
     let mut rows = Vec::new();
     for &n in sizes {
         let p = if n > 10_000 { sparse_p } else { 0.1 };
         for &backend in &backends {
             for fixed in [false, true] {
-                eprintln!(
-                    "  measuring N = {n}, p = {p}, {}, {backend:?} ...",
+                progress.step(&format!(
+                    "N = {n}, p = {p}, {}, {backend:?}",
                     if fixed { "fixed_pt" } else { "floating_pt" }
-                );
+                ));
                 rows.push(bench::run(n, p, steps, fixed, 42, backend)?);
             }
         }
     }
+    progress.finish();
     print!("{}", bench::table(&rows));
     bench::svg(&rows, svg)?;
     println!("plot written to {}", svg.display());
@@ -319,5 +393,66 @@ fn lava_check(
             eprintln!("error: {e}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neuro_sizes(args: &[&str]) -> Vec<usize> {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Bench { neuro_sizes, .. } => neuro_sizes,
+            _ => panic!("{args:?} is not `bench`"),
+        }
+    }
+
+    #[test]
+    fn neuro_sizes_take_commas_or_spaces() {
+        let comma = neuro_sizes(&["hetflow", "bench", "neuro", "--neuro-sizes", "1000,10000"]);
+        assert_eq!(comma, [1000, 10000]);
+        let spaces = [
+            "hetflow",
+            "bench",
+            "neuro",
+            "--neuro-sizes",
+            "1000",
+            "10000",
+        ];
+        assert_eq!(neuro_sizes(&spaces), [1000, 10000]);
+        let mixed = [
+            "hetflow",
+            "bench",
+            "neuro",
+            "--neuro-sizes",
+            "1000,2000",
+            "10000",
+        ];
+        assert_eq!(neuro_sizes(&mixed), [1000, 2000, 10000]);
+        let then_more = [
+            "hetflow",
+            "bench",
+            "neuro",
+            "--neuro-sizes",
+            "1000",
+            "2000",
+            "--neuro-steps",
+            "50",
+        ];
+        assert_eq!(neuro_sizes(&then_more), [1000, 2000]);
+        assert_eq!(
+            neuro_sizes(&["hetflow", "bench", "neuro"]),
+            [1000, 10000, 100000],
+            "the defaults the help shows"
+        );
+        assert!(Cli::try_parse_from(["hetflow", "bench", "neuro", "--neuro-sizes"]).is_err());
+        assert!(Cli::try_parse_from(["hetflow", "bench", "--neuro-sizes", "1k"]).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

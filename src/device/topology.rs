@@ -12,12 +12,34 @@ use serde::Serialize;
 use super::gpu::GpuInfo;
 
 /// Where a task runs or where a copy of data lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+///
+/// Serializes as an object with a `kind`, like a [`ComputeResource`]: `{"kind": "cpu"}` and
+/// `{"kind": "gpu", "index": 0}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeviceId {
     /// The CPU worker pool (host memory).
     Cpu,
     /// The GPU with this index (its own memory).
     Gpu(usize),
+}
+
+impl Serialize for DeviceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self {
+            DeviceId::Cpu => {
+                let mut s = serializer.serialize_struct("DeviceId", 1)?;
+                s.serialize_field("kind", "cpu")?;
+                s.end()
+            }
+            DeviceId::Gpu(index) => {
+                let mut s = serializer.serialize_struct("DeviceId", 2)?;
+                s.serialize_field("kind", "gpu")?;
+                s.serialize_field("index", index)?;
+                s.end()
+            }
+        }
+    }
 }
 
 impl fmt::Display for DeviceId {
@@ -179,7 +201,8 @@ impl Topology {
         out
     }
 
-    /// JSON with both views: `{"devices": [...], "cpu": {...}, "gpus": [...]}`.
+    /// JSON with both views: `{"devices": [...], "cpu": {...}, "gpus": [...]}`; a device's
+    /// `id` is `{"kind": "cpu"}` or `{"kind": "gpu", "index": i}`.
     pub fn to_json(&self) -> String {
         let value = serde_json::json!({
             "devices": self.devices(),

@@ -111,12 +111,13 @@ pub type Extra<'e> = dyn FnMut(usize, &'static str) -> Vec<Op<'e>> + 'e;
 
 /// Root puts into and gets from instance 1's slot (the only one exposed) while the others
 /// wait in a fence, alternating with memcpy and `extra`'s operations; the root returns the
-/// rows, the others `None`.
+/// rows, the others `None`. The root calls `progress` with each step's name before it.
 pub fn slot_suite<B: CommBackend>(
     comm: &mut CommunicationManager<B>,
     name: &str,
     scale: usize,
     extra: &mut Extra<'_>,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<Vec<CommRow>>, CommError> {
     const TAG: u64 = 0xBE7C;
     let max = *sizes().last().unwrap_or(&8);
@@ -140,11 +141,13 @@ pub fn slot_suite<B: CommBackend>(
         for n in sizes() {
             let c = &*comm;
             let (t, l) = (&target, &local);
+            progress(&format!("{name} put, {}", human(n)));
             let mut ops: Vec<Op<'_>> =
                 vec![(name, "put", Box::new(move || c.memcpy(t, 0, l, 0, n)))];
             ops.extend(extra(n, "put"));
             ops.push(memcpy_op(&src, &mut dst, n, "put"));
             rows.extend(measure_alternating(scale, n, ops)?);
+            progress(&format!("{name} get, {}", human(n)));
             let mut ops: Vec<Op<'_>> =
                 vec![(name, "get", Box::new(move || c.memcpy(l, 0, t, 0, n)))];
             ops.extend(extra(n, "get"));
@@ -157,10 +160,19 @@ pub fn slot_suite<B: CommBackend>(
     Ok((me == 0).then_some(rows))
 }
 
-/// The thread backend with two instances against memcpy.
-pub fn thread_suite(scale: usize) -> Result<Vec<CommRow>, CommError> {
+/// The thread backend with two instances against memcpy; `progress` gets each step's name.
+pub fn thread_suite(
+    scale: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<CommRow>, CommError> {
     let rows = ThreadInstances::run(2, |mut comm| {
-        slot_suite(&mut comm, "hetflow threads", scale, &mut |_, _| Vec::new())
+        slot_suite(
+            &mut comm,
+            "hetflow threads",
+            scale,
+            &mut |_, _| Vec::new(),
+            progress,
+        )
     })?
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?
@@ -172,11 +184,12 @@ pub fn thread_suite(scale: usize) -> Result<Vec<CommRow>, CommError> {
 }
 
 /// The MPI backend against raw MPI RMA and memcpy on rank 0 (needs at least 2 ranks);
-/// other ranks return `None`.
+/// other ranks return `None`. Rank 0 calls `progress` with each step's name.
 #[cfg(feature = "mpi")]
 pub fn mpi_suite(
     comm: &mut CommunicationManager<hetflow::comm::MpiBackend>,
     scale: usize,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<Vec<CommRow>>, CommError> {
     comm.require_instances(2)?;
     let max = *sizes().last().unwrap_or(&8);
@@ -196,7 +209,7 @@ pub fn mpi_suite(
             };
             vec![("raw MPI RMA", op, body)]
         };
-        slot_suite(comm, "hetflow mpi", scale, &mut extra)?
+        slot_suite(comm, "hetflow mpi", scale, &mut extra, progress)?
     };
     raw.free(comm)?;
     drop(local);

@@ -5,9 +5,11 @@
 //!   wgpu, uploads, tiled linear algebra against faer (`hetflow bench`, `--linalg`);
 //! - [`comm`]: memory-slot put/get against memcpy and raw MPI RMA (`hetflow bench comm`);
 //! - [`remote`]: all-reduce across replicas against a host sum (`hetflow bench remote`);
-//! - [`neuro`]: the recurrent LIF + Dense network against a plain loop (`hetflow bench neuro`).
+//! - [`neuro`]: the recurrent LIF + Dense network against a plain loop (`hetflow bench neuro`);
+//! - [`plot`]: what their SVG plots share (tick labels, log axes, legends).
 
 pub mod comm;
 pub mod engine;
 pub mod neuro;
+pub mod plot;
 pub mod remote;
