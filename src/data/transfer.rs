@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(aligned_cover(1, 1), (0, 4));
         assert_eq!(aligned_cover(6, 5), (4, 12));
         assert_eq!(aligned_cover(8, 0), (8, 8));
-        assert_eq!(padded(0) % wgpu::COPY_BUFFER_ALIGNMENT, 0);
-        assert!(padded(5) >= 5 && padded(5) % wgpu::COPY_BUFFER_ALIGNMENT == 0);
+        assert!(padded(0).is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT));
+        assert!(padded(5) >= 5 && padded(5).is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT));
     }
 }

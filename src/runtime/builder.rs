@@ -36,7 +36,7 @@ impl RuntimeBuilder {
     /// Heterogeneous stealing under [`Policy::Dmda`] (default on): an idle CPU worker takes a
     /// ready task queued for a busy GPU, and an idle GPU one queued on a saturated CPU pool,
     /// when the task has a body there and the performance model says it finishes sooner
-    /// there. [`Stats::steals_to_cpu`] and [`Stats::steals_to_gpu`] count the moves.
+    /// there. [`crate::Stats::steals_to_cpu`] and [`crate::Stats::steals_to_gpu`] count the moves.
     pub fn heterogeneous_stealing(mut self, on: bool) -> Self {
         self.stealing = Some(on);
         self
