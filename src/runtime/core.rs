@@ -139,9 +139,13 @@ impl Core {
     /// (no body) finish on the CPU pool (cheap, and never recursive).
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
         self.live.fetch_add(1, Ordering::AcqRel);
-        let name = node.name();
         let decision = node.with_work(|work| match work {
             Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
+                // One possible device, known since spawn: no decision, no name lookup.
+                if let Some(t) = work.only {
+                    return Ok(Some((t, false)));
+                }
+                let name = node.name();
                 match self.sched.place(&work.shape(&name), self.data_view()) {
                     Ok(d) => {
                         work.booking = d.booking;
@@ -155,7 +159,7 @@ impl Core {
         let (target, hint) = decision
             .unwrap_or_else(|reason| {
                 node.fail_with(TaskError::NoDevice {
-                    task: name.to_string(),
+                    task: node.name().to_string(),
                     reason,
                 });
                 None

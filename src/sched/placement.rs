@@ -63,53 +63,78 @@ pub(crate) struct Loads {
     pub bandwidth: Vec<f64>,
 }
 
-/// The devices `placement` names, GPUs first (before the task's bodies are considered).
-/// Lazily, without allocating, except for [`Placement::OneOf`].
-fn named(placement: &Placement, gpu_count: usize) -> impl Iterator<Item = DeviceId> + '_ {
-    let (gpus, cpu, list): (std::ops::Range<usize>, bool, Vec<DeviceId>) = match placement {
-        Placement::Any => (0..gpu_count, true, Vec::new()),
-        Placement::Cpu => (0..0, true, Vec::new()),
-        Placement::AnyGpu => (0..gpu_count, false, Vec::new()),
-        Placement::Gpu(i) => (*i..*i + 1, false, Vec::new()),
+/// The devices a task may run on, in a compact form: a range of GPUs and maybe the CPU, or
+/// (for [`Placement::OneOf`]) a list, GPUs first, each once.
+enum Eligible {
+    Range {
+        gpus: std::ops::Range<usize>,
+        cpu: bool,
+    },
+    List(Vec<DeviceId>),
+}
+
+/// The rule "where may this task run", the only place it is written: a device the placement
+/// names, that exists (a GPU index below `gpu_count`) and that the task has a body for.
+fn eligible(placement: &Placement, has_cpu: bool, has_gpu: bool, gpu_count: usize) -> Eligible {
+    let runs = |d: DeviceId| match d {
+        DeviceId::Cpu => has_cpu,
+        DeviceId::Gpu(i) => has_gpu && i < gpu_count,
+    };
+    // Every GPU below `gpu_count` exists, so a named range of them is cut to the existing
+    // ones, or to none without a GPU body.
+    let gpus = |r: std::ops::Range<usize>| {
+        if has_gpu {
+            r.start.min(gpu_count)..r.end.min(gpu_count)
+        } else {
+            0..0
+        }
+    };
+    match placement {
+        Placement::Any => Eligible::Range {
+            gpus: gpus(0..gpu_count),
+            cpu: runs(DeviceId::Cpu),
+        },
+        Placement::Cpu => Eligible::Range {
+            gpus: 0..0,
+            cpu: runs(DeviceId::Cpu),
+        },
+        Placement::AnyGpu => Eligible::Range {
+            gpus: gpus(0..gpu_count),
+            cpu: false,
+        },
+        Placement::Gpu(i) => Eligible::Range {
+            gpus: gpus(*i..*i + 1),
+            cpu: false,
+        },
         Placement::OneOf(list) => {
-            let mut l = list.clone();
+            let mut l: Vec<DeviceId> = list.iter().copied().filter(|d| runs(*d)).collect();
             l.sort_by_key(|d| match d {
                 DeviceId::Gpu(i) => (0, *i),
                 DeviceId::Cpu => (1, 0),
             });
             l.dedup();
-            (0..0, false, l)
+            Eligible::List(l)
         }
-    };
-    gpus.map(DeviceId::Gpu)
-        .chain(cpu.then_some(DeviceId::Cpu))
-        .chain(list)
+    }
 }
 
-/// The rule "where may this task run", the only place it is written: a device named by the
-/// placement that exists and that the task has a body for.
-fn eligible(
-    placement: &Placement,
-    has_cpu: bool,
-    has_gpu: bool,
-    gpu_count: usize,
-) -> impl Iterator<Item = DeviceId> + '_ {
-    named(placement, gpu_count).filter(move |d| match d {
-        DeviceId::Cpu => has_cpu,
-        DeviceId::Gpu(i) => has_gpu && *i < gpu_count,
-    })
-}
-
-/// The device a task must run on when exactly one is eligible.
+/// The device a task must run on when exactly one is eligible (no allocation for the
+/// common placements: the spawn path asks this of every task).
+#[inline]
 pub(crate) fn only_device(
     placement: &Placement,
     has_cpu: bool,
     has_gpu: bool,
     gpu_count: usize,
 ) -> Option<DeviceId> {
-    let mut it = eligible(placement, has_cpu, has_gpu, gpu_count);
-    let first = it.next()?;
-    it.next().is_none().then_some(first)
+    match eligible(placement, has_cpu, has_gpu, gpu_count) {
+        Eligible::Range { gpus, cpu } => match (gpus.len(), cpu) {
+            (1, false) => Some(DeviceId::Gpu(gpus.start)),
+            (0, true) => Some(DeviceId::Cpu),
+            _ => None,
+        },
+        Eligible::List(l) => (l.len() == 1).then(|| l[0]),
+    }
 }
 
 /// Devices the task may run on, GPUs first. Err explains why there is none.
@@ -119,9 +144,14 @@ pub(crate) fn candidates(
     has_gpu: bool,
     gpu_count: usize,
 ) -> Result<Vec<DeviceId>, String> {
-    let out: Vec<DeviceId> = eligible(placement, has_cpu, has_gpu, gpu_count).collect();
+    let out: Vec<DeviceId> = match eligible(placement, has_cpu, has_gpu, gpu_count) {
+        Eligible::Range { gpus, cpu } => gpus
+            .map(DeviceId::Gpu)
+            .chain(cpu.then_some(DeviceId::Cpu))
+            .collect(),
+        Eligible::List(l) => l,
+    };
     if out.is_empty() {
-        let allowed: Vec<DeviceId> = named(placement, gpu_count).collect();
         let bodies = match (has_cpu, has_gpu) {
             (true, true) => "CPU and GPU bodies",
             (true, false) => "a CPU body only",
@@ -129,7 +159,7 @@ pub(crate) fn candidates(
             (false, false) => "no body",
         };
         return Err(format!(
-            "placement {placement:?} allows {allowed:?}, the task has {bodies}, and the runtime has {gpu_count} GPU(s)"
+            "placement {placement:?} names no device the task can run on: the task has {bodies}, and the runtime has {gpu_count} GPU(s)"
         ));
     }
     Ok(out)

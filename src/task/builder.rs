@@ -276,14 +276,16 @@ impl<T: Send + 'static> TaskBuilder<T> {
         drop(graph);
         // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
         // are already final (`prefetch.rs`).
-        let work = Work {
+        let mut work = Work {
             cpu,
             gpu,
             placement,
             accesses,
             booking: Booking::default(),
+            only: None,
         };
-        let fixed_gpu = match core.sched.only_device(&work.shape(&name)) {
+        work.only = core.sched.only_device(&work.shape(&name));
+        let fixed_gpu = match work.only {
             Some(DeviceId::Gpu(g)) => Some(g),
             _ => None,
         };

@@ -51,6 +51,9 @@ pub(crate) struct Work {
     pub accesses: Vec<(Arc<RawArray>, Access)>,
     /// The scheduler's bookkeeping, set when the task is placed.
     pub booking: Booking,
+    /// The one device the task can run on, when there is exactly one (decided at spawn by
+    /// the scheduler's rule; then placement needs no decision).
+    pub only: Option<DeviceId>,
 }
 
 impl Work {

@@ -440,8 +440,16 @@ pub fn upload_suite(mib: usize, scale: usize) -> Vec<Comparison> {
 
 /// Formats comparisons as a table.
 pub fn table(rows: &[Comparison]) -> String {
+    // Columns as wide as their longest entry, so long workload names keep the table aligned.
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(8);
+    let wb = rows
+        .iter()
+        .map(|r| r.baseline.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut s = format!(
-        "{:<34} {:>12} {:>12} {:>8}  {:<32} {}\n",
+        "{:<w$} {:>12} {:>12} {:>8}  {:<wb$} {}\n",
         "workload", "hetflow/item", "base/item", "ratio", "baseline", "goal"
     );
     for r in rows {
@@ -450,7 +458,7 @@ pub fn table(rows: &[Comparison]) -> String {
             Goal::PerItemNs(ns) => format!("<= {:.1} us/item", ns / 1000.0),
         };
         s += &format!(
-            "{:<34} {:>12} {:>12} {:>7.2}x  {:<32} {} {}\n",
+            "{:<w$} {:>12} {:>12} {:>7.2}x  {:<wb$} {} {}\n",
             r.name,
             fmt_ns(r.hetflow_ns),
             fmt_ns(r.baseline_ns),
