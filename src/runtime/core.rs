@@ -139,7 +139,7 @@ impl Core {
     /// (no body) finish on the CPU pool (cheap, and never recursive).
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
         self.live.fetch_add(1, Ordering::AcqRel);
-        let decision = node.with_work(|work| match work {
+        let (decision, fences) = node.with_work_and_fences(|work| match work {
             Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
                 // One possible device, known since spawn: no decision, no name lookup.
                 if let Some(t) = work.only {
@@ -165,7 +165,6 @@ impl Core {
                 None
             })
             .unwrap_or((DeviceId::Cpu, false));
-        let fences = node.fences();
         self.sched.dispatch(node, target, &fences, hint);
     }
 

@@ -196,8 +196,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         };
         // An array of another runtime has copy slots for that runtime's GPUs and may be valid
         // only there: the task fails before touching it (nothing is recorded on the array).
-        // The owner is compared by address: a `Weak` keeps its allocation, so no other runtime
-        // can live at the same address while the array exists.
+        // Runtimes are compared by id, never reused within the process.
         let mut accesses = accesses;
         if let Some((raw, _)) = accesses.iter().find(|(raw, _)| raw.owner != core.id) {
             node.fail_with(TaskError::ForeignArray {
@@ -218,7 +217,10 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 });
             }
         }
-        node.set_name(name.clone());
+        if key.is_some() {
+            // A key's node was made (maybe by a waiter) before its task had a name.
+            node.set_name(name.clone());
+        }
         // A key's node may already have waiters: each new dependency is checked for closing a
         // cycle (`Node::path_to`), under one lock for all key spawns.
         let graph = key.as_ref().map(|_| KEY_GRAPH.lock());

@@ -152,7 +152,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Node {
     pub(crate) fn new(name: TaskName) -> Arc<Node> {
-        Node::make(name, None)
+        Node::make(name, None, OnceLock::new())
     }
 
     /// The node of `space[key]` before a task is spawned under it.
@@ -160,10 +160,15 @@ impl Node {
         Node::make(
             format!("{space}{key}").into(),
             Some((space.to_string(), key.clone())),
+            OnceLock::new(),
         )
     }
 
-    fn make(name: TaskName, key: Option<(String, TaskKey)>) -> Arc<Node> {
+    fn make(
+        name: TaskName,
+        key: Option<(String, TaskKey)>,
+        runtime: OnceLock<RuntimeHandle>,
+    ) -> Arc<Node> {
         let state = if key.is_some() {
             KEY_PLACEHOLDER
         } else {
@@ -174,7 +179,7 @@ impl Node {
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
-            runtime: OnceLock::new(),
+            runtime,
             key,
             key_state: AtomicU8::new(state),
             done_flag: AtomicBool::new(false),
@@ -313,9 +318,15 @@ impl Node {
         self.st.lock().work = Some(work);
     }
 
-    /// Runs `f` on the task's work (None for barriers and placeholders) under the node's lock.
-    pub(crate) fn with_work<R>(&self, f: impl FnOnce(Option<&mut Work>) -> R) -> R {
-        f(self.st.lock().work.as_mut())
+    /// Runs `f` on the task's work (None for barriers and placeholders) under the node's lock,
+    /// and returns the fences the node must respect, read under the same lock.
+    pub(crate) fn with_work_and_fences<R>(
+        &self,
+        f: impl FnOnce(Option<&mut Work>) -> R,
+    ) -> (R, Vec<Fence>) {
+        let mut st = self.st.lock();
+        let r = f(st.work.as_mut());
+        (r, st.fences.clone())
     }
 
     /// Puts back work taken by [`Node::begin`] (the GPU driver retries the task later).
@@ -360,10 +371,6 @@ impl Node {
 
     pub(crate) fn ran_on(&self) -> Option<DeviceId> {
         self.st.lock().ran_on
-    }
-
-    pub(crate) fn fences(&self) -> Vec<Fence> {
-        self.st.lock().fences.clone()
     }
 
     /// Marks the task to complete with `err` instead of running (first error wins).
