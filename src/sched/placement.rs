@@ -75,6 +75,7 @@ enum Eligible {
 
 /// The rule "where may this task run", the only place it is written: a device the placement
 /// names, that exists (a GPU index below `gpu_count`) and that the task has a body for.
+#[inline]
 fn eligible(placement: &Placement, has_cpu: bool, has_gpu: bool, gpu_count: usize) -> Eligible {
     let runs = |d: DeviceId| match d {
         DeviceId::Cpu => has_cpu,

@@ -150,6 +150,7 @@ impl Scheduler {
 
     /// The one device a task can run on, when there is exactly one (no allocation, no load
     /// query): the fast path of [`Scheduler::place`], and where the task layer prefetches.
+    #[inline]
     pub(crate) fn only_device(&self, shape: &TaskShape<'_>) -> Option<DeviceId> {
         placement::only_device(
             shape.placement,

@@ -98,6 +98,9 @@ impl<'a> CpuContext<'a> {
     /// Ends the body: copies every private write copy (a write after a read of the same
     /// array) into its array. Called only when the body succeeded.
     pub(crate) fn commit(self) {
+        if self.scratch.borrow().is_empty() {
+            return;
+        }
         for s in self.scratch.take() {
             let Some((raw, _)) = self.accesses.iter().find(|(r, _)| r.id == s.array) else {
                 continue;
