@@ -15,7 +15,7 @@ LIMIT_MIB=60
 # The integration tests that run GPU work (each binary runs alone on the target, so the
 # device-destroying test cannot disturb the others).
 TESTS=(gpu gpu_failures gpu_device_lost coherence_model differential reduce slices
-       data_movement linalg neuro_gpu remote_collectives policies stealing)
+       data_movement linalg neuro_gpu remote_collectives policies stealing typed_args)
 EXAMPLES=(quickstart cholesky data_movement)
 
 for tool in strip gzip; do
