@@ -7,8 +7,10 @@
 //! - `family`: sub-arrays (slices) share their root's host memory; a range-aware tracker
 //!   orders accesses that overlap, and an epoch protocol keeps members coherent;
 //! - [`reduce`]: reductions into private partials, folded before the next access;
-//! - `residency`: per-GPU memory budgets, LRU eviction with write-back, pinning;
-//! - `transfer`: the upload paths (mapped, staging ring, `write_buffer`) and downloads.
+//! - `residency`: per-GPU memory budgets, eviction by an `EvictionPolicy` (LRU, cheapest
+//!   copies first) with write-back, pinning;
+//! - `transfer`: the mover — the upload paths (mapped, staging ring, `write_buffer`) and
+//!   downloads; every copy of an array between host and device is counted there.
 //!
 //! Invariants:
 //! - at least one copy of an array is valid; at most one is Modified/Exclusive, and then all
@@ -25,8 +27,10 @@
 //! - dropping an array handle never loses data: its family keeps the member's record while it
 //!   holds the only valid copy of its range or pending partials (`family`).
 //!
-//! Which tasks may run when is the task layer's job: this layer only records accesses with
-//! their byte ranges (`family::RangeTracker`) and answers which earlier ones conflict.
+//! Which tasks may run when is the task layer's job: this layer only compares accesses by
+//! their byte ranges and modes (`family::RangeTracker<T>`, generic over the task token; the
+//! runtime's core keeps one per family) and answers which earlier ones conflict. Nothing here
+//! points up: an array names the runtime that made it by an opaque `OwnerId`.
 
 pub(crate) mod array;
 pub mod coherence;

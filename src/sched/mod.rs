@@ -2,8 +2,10 @@
 //!
 //! Job: run CPU jobs on a work-stealing pool (`cpu`: a crossbeam deque per worker, a global
 //! injector, stealing, parking — protocol in `SLEEP.md`), run GPU jobs through one driver
-//! thread per device that batches them into few submissions (`gpu`), and choose a device for
-//! each ready task ([`placement`]).
+//! thread per device that batches them into few submissions (`gpu`), and decide where each
+//! ready task runs: the `scheduler::Scheduler` owns the pool and the drivers and makes every
+//! decision (the placement rule and the policies of [`placement`], dmda's backlog and
+//! [`PerfModel`], heterogeneous stealing, fence-ordered dispatch).
 //!
 //! Invariants:
 //! - a job pushed to the pool is run exactly once, by some worker, even if every worker was

@@ -1,9 +1,11 @@
 //! Task layer: spawning tasks, their dependency graph, handles and task spaces.
 //!
-//! Job: turn `rt.task(name)…spawn()` into a node of the dependency graph (`node`), infer
-//! dependencies from declared array accesses (readers after the last writer; a writer after
-//! the last writer and every reader since), add explicit ones (handles, [`TaskSpace`] keys,
-//! possibly spawned later), and hand ready nodes to the scheduler (`crate::runtime::core::Core::schedule`).
+//! Job: turn `rt.task(name)…spawn()` into a node of the dependency graph (`node`), with its
+//! arrays declared as typed arguments (`args`: `.args((x.read(), y.read_write()))`) or one by
+//! one (`builder`: `.reads(&x)`), infer dependencies from the declared accesses (readers
+//! after the last writer; a writer after the last writer and every reader since; `tracking`),
+//! add explicit ones (handles, [`TaskSpace`] keys, possibly spawned later), and hand ready
+//! nodes to the runtime's core, which asks the scheduler where they run.
 //!
 //! Invariants:
 //! - a node is scheduled exactly once, when its last dependency is released;
@@ -16,7 +18,8 @@
 //!
 //! ## Failure semantics
 //! A failed task *poisons* the arrays it declared: its entry stays in the array's access
-//! tracker (`data::family::RangeTracker`; successful tasks are forgotten), so every later
+//! tracker (`tracking::Trackers`, over `data::family::RangeTracker`; successful tasks are
+//! forgotten), so every later
 //! task that reads, updates or reduces an overlapping range depends on it and fails with
 //! [`TaskError::DependencyFailed`] naming it, and so does `to_vec`. The poison lasts until:
 //! - a task declares [`crate::Access::Write`] of a range covering the failed access: a write
