@@ -71,7 +71,9 @@ impl Work {
 
 #[derive(Default)]
 struct NodeState {
-    done: Option<Result<(), TaskError>>,
+    /// The result, once finished (a failure boxed: most tasks succeed, and the node stays
+    /// small).
+    done: Option<Result<(), Box<TaskError>>>,
     released: Option<Fence>,
     /// Tasks waiting for this one, each with whether this task's failure fails it (false
     /// for an edge that only orders: see [`Node::add_order_dependency`]).
@@ -295,7 +297,7 @@ impl Node {
     /// A node that is already finished with `result` (spawn errors).
     pub(crate) fn finished(name: TaskName, result: Result<(), TaskError>) -> Arc<Node> {
         let n = Node::new(name);
-        n.st.lock().done = Some(result);
+        n.st.lock().done = Some(result.map_err(Box::new));
         n.done_flag.store(true, Ordering::Release);
         n
     }
@@ -366,7 +368,7 @@ impl Node {
     }
 
     pub(crate) fn result(&self) -> Option<Result<(), TaskError>> {
-        self.st.lock().done.clone()
+        self.st.lock().done.clone().map(|r| r.map_err(|e| *e))
     }
 
     pub(crate) fn ran_on(&self) -> Option<DeviceId> {
@@ -422,7 +424,7 @@ impl Node {
         let seen = {
             let mut ds = dep.st.lock();
             match (&ds.done, ds.released) {
-                (Some(Err(e)), _) => Seen::Failed(e.clone()),
+                (Some(Err(e)), _) => Seen::Failed((**e).clone()),
                 (Some(Ok(())), _) => Seen::Ok,
                 (None, Some(f)) => Seen::Released(f),
                 (None, None) => {
@@ -491,7 +493,7 @@ impl Node {
         let (dependents, released_to, wakers, pins, started, ran_on, data_bytes, predicted) = {
             let mut st = self.st.lock();
             let ok = result.is_ok();
-            st.done = Some(result);
+            st.done = Some(result.map_err(Box::new));
             let started = st.started.take().map(|s| (s, ok));
             self.done_flag.store(true, Ordering::Release);
             (
