@@ -1,4 +1,5 @@
-//! The state every handle of one runtime shares: pools, drivers, policy, counters.
+//! The state every handle of one runtime shares: the scheduler, the GPUs and their
+//! residency, the transfer counters, the access trackers, the kernel cache and the trace.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,7 +32,7 @@ static REGISTRY: RwLock<std::collections::BTreeMap<u64, Weak<Core>>> =
 impl OwnerId {
     /// The runtime with this id, if it is alive.
     fn resolve(self) -> Option<Arc<Core>> {
-        Core::resolve(self)
+        REGISTRY.read().get(&self.0).and_then(Weak::upgrade)
     }
 }
 
@@ -55,7 +56,7 @@ pub(crate) struct Core {
     /// spawns, so that every array sees tasks in one global order (no cycle can come from two
     /// threads spawning at once).
     pub(crate) trackers: SharedTrackers,
-    /// This runtime's id, as its arrays name it ([`Core::resolve`]).
+    /// This runtime's id, as its arrays name it (resolved through the registry above).
     pub(crate) id: OwnerId,
     pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
     /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
@@ -113,11 +114,6 @@ impl Core {
         core
     }
 
-    /// The runtime that made an array, if it is still alive.
-    pub(crate) fn resolve(owner: OwnerId) -> Option<Arc<Core>> {
-        REGISTRY.read().get(&owner.0).and_then(Weak::upgrade)
-    }
-
     pub(crate) fn gpus(&self) -> &[Arc<GpuDevice>] {
         &self.gpus
     }
@@ -146,9 +142,10 @@ impl Core {
                     return Ok(Some((t, false)));
                 }
                 let name = node.name();
-                match self.sched.place(&work.shape(&name), self.data_view()) {
+                let (shape, booking) = work.shape(&name);
+                match self.sched.place(&shape, self.data_view()) {
                     Ok(d) => {
-                        work.booking = d.booking;
+                        *booking = d.booking;
                         Ok(Some((d.target, d.booking.steal_hint)))
                     }
                     Err(reason) => Err(reason),
@@ -166,18 +163,6 @@ impl Core {
             })
             .unwrap_or((DeviceId::Cpu, false));
         self.sched.dispatch(node, target, &fences, hint);
-    }
-
-    /// Bookkeeping when a task finishes (the scheduler's backlog and model).
-    pub(crate) fn task_ran<'n>(
-        &self,
-        name: impl FnOnce() -> std::borrow::Cow<'n, str>,
-        started: Option<(std::time::Instant, bool)>,
-        ran_on: Option<DeviceId>,
-        bytes: u64,
-        predicted: Option<(usize, u64)>,
-    ) {
-        self.sched.task_ran(name, started, ran_on, bytes, predicted);
     }
 
     /// Starts recording tasks and moves (clearing an earlier recording).

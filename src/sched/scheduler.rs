@@ -149,7 +149,8 @@ impl Scheduler {
     }
 
     /// The one device a task can run on, when there is exactly one (no allocation, no load
-    /// query): the fast path of [`Scheduler::place`], and where the task layer prefetches.
+    /// query): decided at spawn, so placing such a task needs no decision, and where the task
+    /// layer prefetches.
     #[inline]
     pub(crate) fn only_device(&self, shape: &TaskShape<'_>) -> Option<DeviceId> {
         placement::only_device(
@@ -195,10 +196,11 @@ impl Scheduler {
         data: DataView<'_>,
     ) -> Result<Decision, String> {
         let mut booking = Booking::default();
-        if let Some(target) = self.only_device(shape) {
+        let c = self.candidates(shape, data)?;
+        if let [target] = c[..] {
+            // One device: nothing to decide, nothing to book.
             return Ok(Decision { target, booking });
         }
-        let c = self.candidates(shape, data)?;
         let policy = self.policy;
         // Only locality and dmda look at the task's name and data.
         let facts = if matches!(policy, Policy::Locality | Policy::Dmda) {

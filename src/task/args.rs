@@ -42,7 +42,7 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use super::builder::TaskBuilder;
-use super::context::{ArgRef, CpuContext, GpuContext, Uniform};
+use super::context::{sealed as kernel_arg, ArgRef, CpuContext, GpuContext, Uniform};
 use super::handle::{Dependency, TaskHandle};
 use super::node::Value;
 use super::space::{TaskKey, TaskSpace};
@@ -243,30 +243,20 @@ args_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
 args_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
 
 /// One kernel binding in a typed dispatch: a [`Binding`] of a declared array or a
-/// [`Uniform`].
-pub trait Bind: bind_sealed::Sealed {}
+/// [`Uniform`] (not an [`Array`]: only what the task declared can be bound). Sealed, with
+/// [`crate::task::KernelArg`]'s conversion.
+pub trait Bind: kernel_arg::Sealed {}
 
-mod bind_sealed {
-    pub trait Sealed {
-        fn arg_ref(&self) -> super::ArgRef<'_>;
-    }
-}
-
-impl<T: Pod> bind_sealed::Sealed for Binding<'_, T> {
+impl<T: Pod> kernel_arg::Sealed for Binding<'_, T> {
     fn arg_ref(&self) -> ArgRef<'_> {
         ArgRef::Array(self.raw, Scalar::of::<T>())
     }
 }
 impl<T: Pod> Bind for Binding<'_, T> {}
 
-impl<T: Pod> bind_sealed::Sealed for Uniform<T> {
-    fn arg_ref(&self) -> ArgRef<'_> {
-        ArgRef::Uniform(bytemuck::bytes_of(&self.0))
-    }
-}
 impl<T: Pod> Bind for Uniform<T> {}
 
-impl<B: Bind> bind_sealed::Sealed for &B {
+impl<B: Bind> kernel_arg::Sealed for &B {
     fn arg_ref(&self) -> ArgRef<'_> {
         (**self).arg_ref()
     }

@@ -286,7 +286,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
             booking: Booking::default(),
             only: None,
         };
-        work.only = core.sched.only_device(&work.shape(&name));
+        work.only = core.sched.only_device(&work.shape(&name).0);
         let fixed_gpu = match work.only {
             Some(DeviceId::Gpu(g)) => Some(g),
             _ => None,

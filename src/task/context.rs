@@ -270,7 +270,7 @@ pub enum ArgRef<'a> {
 /// Something that can be bound to a kernel binding: an [`Array`] or a [`Uniform`].
 pub trait KernelArg: sealed::Sealed {}
 
-mod sealed {
+pub(super) mod sealed {
     pub trait Sealed {
         fn arg_ref(&self) -> super::ArgRef<'_>;
     }

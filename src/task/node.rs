@@ -57,15 +57,25 @@ pub(crate) struct Work {
 }
 
 impl Work {
-    /// The task as the scheduler sees it.
-    pub(crate) fn shape<'a>(&'a self, name: &'a str) -> TaskShape<'a> {
-        TaskShape {
+    /// The task as the scheduler sees it, and its booking, which the scheduler may update
+    /// while it reads the rest (a split borrow).
+    pub(crate) fn shape<'a>(&'a mut self, name: &'a str) -> (TaskShape<'a>, &'a mut Booking) {
+        let Work {
+            cpu,
+            gpu,
+            placement,
+            accesses,
+            booking,
+            only: _,
+        } = self;
+        let shape = TaskShape {
             name,
-            placement: &self.placement,
-            has_cpu: self.cpu.is_some(),
-            has_gpu: self.gpu.is_some(),
-            accesses: &self.accesses,
-        }
+            placement,
+            has_cpu: cpu.is_some(),
+            has_gpu: gpu.is_some(),
+            accesses,
+        };
+        (shape, booking)
     }
 }
 
@@ -154,7 +164,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Node {
     pub(crate) fn new(name: TaskName) -> Arc<Node> {
-        Node::make(name, None, OnceLock::new())
+        Node::make(name, None)
     }
 
     /// The node of `space[key]` before a task is spawned under it.
@@ -162,15 +172,10 @@ impl Node {
         Node::make(
             format!("{space}{key}").into(),
             Some((space.to_string(), key.clone())),
-            OnceLock::new(),
         )
     }
 
-    fn make(
-        name: TaskName,
-        key: Option<(String, TaskKey)>,
-        runtime: OnceLock<RuntimeHandle>,
-    ) -> Arc<Node> {
+    fn make(name: TaskName, key: Option<(String, TaskKey)>) -> Arc<Node> {
         let state = if key.is_some() {
             KEY_PLACEHOLDER
         } else {
@@ -181,7 +186,7 @@ impl Node {
             remaining: AtomicUsize::new(1),
             st: Mutex::new(NodeState::default()),
             cv: Condvar::new(),
-            runtime,
+            runtime: OnceLock::new(),
             key,
             key_state: AtomicU8::new(state),
             done_flag: AtomicBool::new(false),
@@ -508,7 +513,7 @@ impl Node {
             )
         };
         if let Some(core) = self.core() {
-            core.task_ran(
+            core.sched.task_ran(
                 || self.name(),
                 started.map(|(s, ok)| (s.0, ok)),
                 ran_on,
@@ -709,17 +714,9 @@ impl Node {
         }
         match st.work.as_mut() {
             Some(work) => {
-                // Field by field, so that the booking can be updated while the rest is read.
-                let shape = TaskShape {
-                    name: &name,
-                    placement: &work.placement,
-                    has_cpu: work.cpu.is_some(),
-                    has_gpu: work.gpu.is_some(),
-                    accesses: &work.accesses,
-                };
-                let data = core.data_view();
+                let (shape, booking) = work.shape(&name);
                 core.sched
-                    .steal_pays(&shape, &mut work.booking, data, (from, to), ahead_ns)
+                    .steal_pays(&shape, booking, core.data_view(), (from, to), ahead_ns)
             }
             None => false,
         }
