@@ -162,31 +162,31 @@ impl<T> Default for RangeTracker<T> {
     }
 }
 
-impl<T: Clone> RangeTracker<T> {
-    /// Records an access by `task` to `range` and returns the tasks it must wait for.
-    /// `finished` tells which earlier tasks completed successfully (they are forgotten).
+impl<T> RangeTracker<T> {
+    /// Records an access by `task` to `range` and calls `depend` with each earlier task it
+    /// must wait for. `finished` tells which earlier tasks completed successfully (they are
+    /// forgotten).
     pub(crate) fn record(
         &mut self,
         task: T,
         range: Range<usize>,
         access: Access,
         finished: impl Fn(&T) -> bool,
-    ) -> Vec<T> {
+        mut depend: impl FnMut(&T),
+    ) {
         if self.entries.len() >= 64 {
             self.entries.retain(|(t, _, _)| !finished(t));
         }
-        let deps: Vec<T> = self
-            .entries
-            .iter()
-            .filter(|(_, r, a)| overlaps(r, &range) && conflict(*a, access))
-            .map(|(t, _, _)| t.clone())
-            .collect();
+        for (t, r, a) in &self.entries {
+            if overlaps(r, &range) && conflict(*a, access) {
+                depend(t);
+            }
+        }
         if access.writes() {
             // Entries inside a new write's range are reached through it from now on.
             self.entries.retain(|(_, r, _)| !covers(&range, r));
         }
         self.entries.push((task, range, access));
-        deps
     }
 }
 
@@ -199,6 +199,13 @@ mod tests {
         n
     }
 
+    /// Records an access and returns the tasks it waits for.
+    fn rec(t: &mut RangeTracker<u32>, task: u32, range: Range<usize>, access: Access) -> Vec<u32> {
+        let mut deps = Vec::new();
+        t.record(task, range, access, |_| false, |d| deps.push(*d));
+        deps
+    }
+
     fn ids(v: &[u32]) -> Vec<u32> {
         let mut out = v.to_vec();
         out.sort();
@@ -208,40 +215,27 @@ mod tests {
     #[test]
     fn ranges_decide_conflicts() {
         let mut t = RangeTracker::<u32>::default();
-        let never = |_: &u32| false;
-        assert!(t.record(tok(1), 0..40, Access::Write, never).is_empty());
+        assert!(rec(&mut t, tok(1), 0..40, Access::Write).is_empty());
         // Disjoint slice writes both wait for the parent write, not for each other.
-        assert_eq!(ids(&t.record(tok(2), 0..20, Access::Write, never)), vec![1]);
-        assert_eq!(
-            ids(&t.record(tok(3), 20..40, Access::Write, never)),
-            vec![1]
-        );
+        assert_eq!(ids(&rec(&mut t, tok(2), 0..20, Access::Write)), vec![1]);
+        assert_eq!(ids(&rec(&mut t, tok(3), 20..40, Access::Write)), vec![1]);
         // A parent read waits for both slice writes (and, redundantly, the first write).
         assert_eq!(
-            ids(&t.record(tok(4), 0..40, Access::Read, never)),
+            ids(&rec(&mut t, tok(4), 0..40, Access::Read)),
             vec![1, 2, 3]
         );
         assert_eq!(
-            ids(&t.record(tok(5), 10..30, Access::Read, never)),
+            ids(&rec(&mut t, tok(5), 10..30, Access::Read)),
             vec![1, 2, 3]
         );
         // Same-op reducers run together, after the readers.
         let add = Access::Reduce(Reduction::of::<f32>(ReduceOp::Add));
-        assert_eq!(
-            ids(&t.record(tok(6), 0..40, add, never)),
-            vec![1, 2, 3, 4, 5]
-        );
-        assert_eq!(
-            ids(&t.record(tok(7), 0..40, add, never)),
-            vec![1, 2, 3, 4, 5]
-        );
+        assert_eq!(ids(&rec(&mut t, tok(6), 0..40, add)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(ids(&rec(&mut t, tok(7), 0..40, add)), vec![1, 2, 3, 4, 5]);
         let mul = Access::Reduce(Reduction::of::<f32>(ReduceOp::Mul));
-        assert_eq!(
-            ids(&t.record(tok(8), 0..8, mul, never)),
-            vec![1, 2, 4, 6, 7]
-        );
+        assert_eq!(ids(&rec(&mut t, tok(8), 0..8, mul)), vec![1, 2, 4, 6, 7]);
         // A write covering everything forgets what it covers.
-        assert_eq!(ids(&t.record(tok(9), 0..40, Access::Write, never)).len(), 8);
-        assert_eq!(ids(&t.record(tok(10), 0..4, Access::Read, never)), vec![9]);
+        assert_eq!(ids(&rec(&mut t, tok(9), 0..40, Access::Write)).len(), 8);
+        assert_eq!(ids(&rec(&mut t, tok(10), 0..4, Access::Read)), vec![9]);
     }
 }

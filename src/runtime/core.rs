@@ -135,23 +135,14 @@ impl Core {
     /// (no body) finish on the CPU pool (cheap, and never recursive).
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
         self.live.fetch_add(1, Ordering::AcqRel);
-        let (decision, fences) = node.with_work_and_fences(|work| match work {
-            Some(work) if work.cpu.is_some() || work.gpu.is_some() => {
-                // One possible device, known since spawn: no decision, no name lookup.
-                if let Some(t) = work.only {
-                    return Ok(Some((t, false)));
-                }
-                let name = node.name();
-                let (shape, booking) = work.shape(&name);
-                match self.sched.place(&shape, self.data_view()) {
-                    Ok(d) => {
-                        *booking = d.booking;
-                        Ok(Some((d.target, d.booking.steal_hint)))
-                    }
-                    Err(reason) => Err(reason),
-                }
-            }
-            _ => Ok(None),
+        // One possible device, known since spawn, and no fence: no decision, no lock.
+        if let Some(target) = node.only_unfenced() {
+            return self.sched.dispatch(node, target, &[], false);
+        }
+        let (decision, fences) = node.placement_and_fences(|shape, booking| {
+            let d = self.sched.place(shape, self.data_view())?;
+            *booking = d.booking;
+            Ok((d.target, d.booking.steal_hint))
         });
         let (target, hint) = decision
             .unwrap_or_else(|reason| {

@@ -2,12 +2,14 @@
 //! submissions in order, and releases tasks waiting on GPU fences.
 //!
 //! ## Protocol
-//! - Ready GPU jobs arrive in the inbox. The driver takes them one by one, oldest first,
-//!   encodes each into its own command buffer (so a validation error fails one task, not the
-//!   batch), and keeps taking jobs that become ready *while* it encodes — a job's same-GPU
-//!   dependents are released at encode time because the queue executes in order — until the
-//!   inbox is empty or the batch holds `MAX_BATCH` jobs. The batch goes to the GPU as one
-//!   `queue.submit`.
+//! - Ready GPU jobs arrive in the inbox. The driver takes them one by one, oldest first, and
+//!   encodes each: kernel dispatches, which hetflow validates before recording, go into the
+//!   batch's one shared command buffer; a body that records raw commands gets a command
+//!   buffer of its own, finished inside the task's error scope, so that a wgpu validation
+//!   error there fails that task, not the batch (`job::BatchEncoder`). It keeps taking jobs
+//!   that become ready *while* it encodes — a job's same-GPU dependents are released at
+//!   encode time because the queue executes in order — until the inbox is empty or the batch
+//!   holds `MAX_BATCH` jobs. The batch goes to the GPU as one `queue.submit`.
 //! - Heterogeneous stealing. A job stays in the inbox until the driver takes it, so an idle CPU
 //!   worker may take it instead ([`GpuDriver::steal_for_cpu`], under the inbox lock: a job is
 //!   taken by exactly one side). The task layer agrees only when every fence the job carries
@@ -48,7 +50,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::job::{BatchFailure, CpuJobRef, Encoded, GpuJobRef, GpuStealHook};
+use super::job::{BatchEncoder, BatchFailure, CpuJobRef, Encoded, GpuJobRef, GpuStealHook};
 use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
@@ -312,7 +314,7 @@ impl GpuDriver {
             let has_jobs = !pending.is_empty() || self.queued.load(Ordering::Acquire) > 0;
             if has_jobs && in_flight.len() < MAX_IN_FLIGHT && !drain {
                 seq += 1;
-                let mut buffers = Vec::new();
+                let mut batch = BatchEncoder::new(&self.gpu.device);
                 let mut jobs = Vec::new();
                 let mut transfers = BatchTransfers::new(&self.gpu);
                 while jobs.len() < MAX_BATCH {
@@ -322,10 +324,11 @@ impl GpuDriver {
                     let may_overcommit = jobs.is_empty() && in_flight.is_empty();
                     match job
                         .clone()
-                        .encode(&self, seq, may_overcommit, &mut transfers)
+                        .encode(&self, seq, may_overcommit, &mut transfers, &mut batch)
                     {
+                        Encoded::Recorded => jobs.push(job),
                         Encoded::Commands(cb) => {
-                            buffers.push(cb);
+                            batch.push(cb);
                             jobs.push(job);
                         }
                         Encoded::Finished => {}
@@ -339,17 +342,21 @@ impl GpuDriver {
                     }
                 }
                 let staging = std::mem::take(&mut transfers.staging);
-                if jobs.is_empty() && staging.is_empty() {
+                if jobs.is_empty() && staging.is_empty() && batch.is_empty() {
                     seq -= 1;
                     continue;
                 }
-                if !staging.is_empty() {
-                    buffers.insert(0, transfers.encoder.finish());
-                }
+                // The shared command buffer is finished inside the submit's scope: an error
+                // wgpu finds there (none that hetflow's checks let through, short of a lost
+                // device) fails the batch like a rejected submit.
                 let scope = self
                     .gpu
                     .device
                     .push_error_scope(wgpu::ErrorFilter::Validation);
+                let mut buffers = batch.finish();
+                if !staging.is_empty() {
+                    buffers.insert(0, transfers.encoder.finish());
+                }
                 let index = self.gpu.queue.submit(buffers);
                 let rejected = pollster::block_on(scope.pop());
                 self.submits.fetch_add(1, Ordering::Relaxed);

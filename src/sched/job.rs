@@ -38,9 +38,67 @@ pub(crate) struct BatchFailure {
     pub cause: Arc<dyn std::error::Error + Send + Sync>,
 }
 
+/// The command encoder a batch's jobs record into, and the command buffers cut from it.
+///
+/// Jobs whose commands hetflow validates before recording (kernel dispatches) share one
+/// encoder, so a batch is one command buffer however many tasks it holds (a command buffer
+/// per task costs lavapipe about as much as the dispatch itself). A job that records raw
+/// commands cuts the shared encoder first ([`BatchEncoder::cut`]) and brings its own
+/// command buffer ([`Encoded::Commands`]): queue order is the order of the cuts.
+pub(crate) struct BatchEncoder {
+    device: wgpu::Device,
+    current: Option<wgpu::CommandEncoder>,
+    buffers: Vec<wgpu::CommandBuffer>,
+}
+
+impl BatchEncoder {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        BatchEncoder {
+            device: device.clone(),
+            current: None,
+            buffers: Vec::new(),
+        }
+    }
+
+    /// The shared encoder, opened on first use.
+    pub(crate) fn shared(&mut self) -> &mut wgpu::CommandEncoder {
+        self.current.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("hetflow batch"),
+                })
+        })
+    }
+
+    /// Ends the shared command buffer here: later commands go to a new one, after it.
+    pub(crate) fn cut(&mut self) {
+        if let Some(e) = self.current.take() {
+            self.buffers.push(e.finish());
+        }
+    }
+
+    /// Appends a job's own command buffer (after a [`BatchEncoder::cut`]).
+    pub(crate) fn push(&mut self, commands: wgpu::CommandBuffer) {
+        self.buffers.push(commands);
+    }
+
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.current.is_none() && self.buffers.is_empty()
+    }
+
+    /// The batch's command buffers, in queue order.
+    pub(crate) fn finish(mut self) -> Vec<wgpu::CommandBuffer> {
+        self.cut();
+        self.buffers
+    }
+}
+
 /// What encoding a job gave.
 pub(crate) enum Encoded {
-    /// Commands to submit in the current batch.
+    /// The job recorded its commands in the batch's shared encoder.
+    Recorded,
+    /// The job's own command buffer, to submit after what the batch recorded so far.
     Commands(wgpu::CommandBuffer),
     /// The job finished without GPU work (it failed before any command).
     Finished,
@@ -59,6 +117,7 @@ pub(crate) trait GpuJob: Send + Sync {
         seq: u64,
         may_overcommit: bool,
         transfers: &mut BatchTransfers,
+        batch: &mut BatchEncoder,
     ) -> Encoded;
     /// The batch holding this job finished on the device, or failed as a whole (rejected at
     /// submit, or the device failed while running it). Called exactly once per encoded job.

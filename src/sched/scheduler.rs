@@ -476,6 +476,7 @@ mod tests {
             _seq: u64,
             _may_overcommit: bool,
             _transfers: &mut BatchTransfers,
+            _batch: &mut crate::sched::job::BatchEncoder,
         ) -> Encoded {
             Encoded::Finished
         }

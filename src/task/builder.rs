@@ -8,14 +8,15 @@ use std::marker::PhantomData;
 use super::context::{CpuContext, GpuContext};
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
-use super::node::{CpuBody, GpuBody, Node, TaskName, Value, Work, KEY_GRAPH};
+use super::node::{CpuBody, Decl, GpuBody, Node, Spawned, TaskName, Value, KEY_GRAPH};
 use super::prefetch::Prefetch;
 use super::space::{TaskKey, TaskSpace};
 use crate::data::array::RawArray;
 use crate::data::{Access, Array, ReduceOp, Reducible, Reduction};
 use crate::device::DeviceId;
 use crate::runtime::core::Core;
-use crate::sched::scheduler::Booking;
+use crate::runtime::RuntimeHandle;
+use crate::sched::scheduler::{Booking, TaskShape};
 use crate::sched::Placement;
 
 /// Builds one task. Made by [`crate::RuntimeHandle::task`]; nothing runs until
@@ -178,48 +179,88 @@ impl<T: Send + 'static> TaskBuilder<T> {
             placement,
             accesses,
         } = self;
-        let fail = |e: TaskError| TaskHandle {
-            node: Node::finished(name.clone(), Err(e)),
+        let fail = |name: TaskName, e: TaskError| TaskHandle {
+            node: Node::finished(name, Err(e)),
             _value: PhantomData,
         };
         if core.shut_down.load(std::sync::atomic::Ordering::Acquire) {
-            return fail(TaskError::ShutDown {
-                task: name.to_string(),
-            });
+            let task = name.to_string();
+            return fail(name, TaskError::ShutDown { task });
         }
-        let node = match &key {
-            Some((space, k)) => match space.claim(k) {
-                Ok(n) => n,
-                Err(e) => return fail(e),
-            },
-            None => Node::new(name.clone()),
-        };
+        // Known before the node exists, so that the common task's node is made complete, in
+        // one allocation and without a lock.
+        let mut accesses = accesses;
+        let mut failure = None;
         // An array of another runtime has copy slots for that runtime's GPUs and may be valid
         // only there: the task fails before touching it (nothing is recorded on the array).
         // Runtimes are compared by id, never reused within the process.
-        let mut accesses = accesses;
         if let Some((raw, _)) = accesses.iter().find(|(raw, _)| raw.owner != core.id) {
-            node.fail_with(TaskError::ForeignArray {
+            failure = Some(TaskError::ForeignArray {
                 task: name.to_string(),
                 array: raw.label.clone(),
             });
             accesses.clear();
         }
+        let mut value: Option<Value> = None;
         if cpu.is_none() && gpu.is_none() {
             // A task without a body is a barrier: it completes when its dependencies do. Only
             // a `()` task can produce its value without a body.
             if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
-                node.set_value(Box::new(()));
+                value = Some(Box::new(()));
             } else {
-                node.fail_with(TaskError::NoDevice {
+                failure.get_or_insert(TaskError::NoDevice {
                     task: name.to_string(),
                     reason: "the task has no CPU or GPU body and its value is not ()".into(),
                 });
             }
         }
-        if key.is_some() {
-            // A key's node was made (maybe by a waiter) before its task had a name.
-            node.set_name(name.clone());
+        let only = core.sched.only_device(&TaskShape {
+            name: &name,
+            placement: &placement,
+            has_cpu: cpu.is_some(),
+            has_gpu: gpu.is_some(),
+            accesses: &accesses,
+        });
+        // Placement needs the declaration only when there is a choice to make.
+        let decl_now = (only.is_none() && accesses.is_empty()).then(|| {
+            Box::new(Decl {
+                placement: placement.clone(),
+                accesses: Vec::new(),
+                booking: Booking::default(),
+            })
+        });
+        // The builder's reference to the core moves into the node (no count traffic on the
+        // core, which every spawning thread shares); the node lends it back below.
+        let spawned = |name| Spawned {
+            name,
+            runtime: RuntimeHandle { core },
+            cpu,
+            gpu,
+            value,
+            only,
+            decl: decl_now,
+        };
+        let node = match &key {
+            Some((space, k)) => match space.claim(k) {
+                Ok(n) => {
+                    // A key's node was made (maybe by a waiter) before its task had a name.
+                    n.attach(spawned(name));
+                    n
+                }
+                Err(e) => return fail(name, e),
+            },
+            None => Node::task(spawned(name)),
+        };
+        let Some(core) = node.core() else {
+            // Unreachable: the node was just given its runtime.
+            return TaskHandle {
+                node,
+                _value: PhantomData,
+            };
+        };
+        let name = node.name();
+        if let Some(e) = failure {
+            node.fail_with(e);
         }
         // A key's node may already have waiters: each new dependency is checked for closing a
         // cycle (`Node::path_to`), under one lock for all key spawns.
@@ -231,7 +272,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                     cycle.push(node.label());
                     tracing::debug!(task = %name, ?cycle, "spawn would close a dependency cycle");
                     node.fail_with(TaskError::KeyCycle {
-                        task: name.to_string(),
+                        task: node.name().to_string(),
                         cycle,
                     });
                     return;
@@ -258,19 +299,22 @@ impl<T: Send + 'static> TaskBuilder<T> {
             // Finished (successful) tasks constrain nothing any more; failed ones still poison.
             let finished = |n: &Arc<Node>| matches!(n.result(), Some(Ok(())));
             for (raw, access) in &accesses {
-                let deps = trackers.of(&raw.family).record(
+                let reads = access.reads() && access.reduction().is_none();
+                let mut all_final = true;
+                trackers.of(&raw.family).record(
                     node.clone(),
                     raw.range.clone(),
                     *access,
                     finished,
+                    |d| {
+                        all_final &= finished(d);
+                        // A whole overwrite reads nothing: an earlier failure orders it but
+                        // does not fail it (see "Failure semantics" in `task/mod.rs`).
+                        add(d, *access == Access::Write);
+                    },
                 );
-                if access.reads() && access.reduction().is_none() && deps.iter().all(finished) {
+                if reads && all_final {
                     ready_inputs.push(raw.clone());
-                }
-                for d in deps {
-                    // A whole overwrite reads nothing: an earlier failure orders it but does
-                    // not fail it (see "Failure semantics" in `task/mod.rs`).
-                    add(&d, *access == Access::Write);
                 }
             }
             drop(trackers);
@@ -278,20 +322,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         drop(graph);
         // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
         // are already final (`prefetch.rs`).
-        let mut work = Work {
-            cpu,
-            gpu,
-            placement,
-            accesses,
-            booking: Booking::default(),
-            only: None,
-        };
-        work.only = core.sched.only_device(&work.shape(&name).0);
-        let fixed_gpu = match work.only {
-            Some(DeviceId::Gpu(g)) => Some(g),
-            _ => None,
-        };
-        if let Some(g) = fixed_gpu.filter(|_| node.waits()) {
+        if let Some(DeviceId::Gpu(g)) = only.filter(|_| node.waits()) {
             for array in ready_inputs {
                 core.sched.drivers[g].push(Arc::new(Prefetch {
                     array,
@@ -299,8 +330,14 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 }));
             }
         }
-        // Attach last: nothing can schedule the node before the guard below is dropped.
-        node.attach(core, work);
+        if !accesses.is_empty() {
+            node.set_decl(Box::new(Decl {
+                placement,
+                accesses,
+                booking: Booking::default(),
+            }));
+        }
+        // Nothing can schedule the node before the guard is dropped.
         node.clone().release_one();
         TaskHandle {
             node,

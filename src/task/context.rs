@@ -14,6 +14,7 @@ use crate::data::{Access, Array, DataError};
 use crate::device::kernel::{ElementLayout, Scalar};
 use crate::device::{BindingKind, GpuDevice, Kernel};
 use crate::runtime::RuntimeHandle;
+use crate::sched::job::BatchEncoder;
 
 /// A private copy of an array that a `write` after a `read` of it in the same body goes to,
 /// copied into the array when the body returns (see [`CpuContext::try_write`]).
@@ -299,7 +300,10 @@ pub struct GpuContext<'a> {
     task: &'a str,
     gpu: &'a GpuDevice,
     index: usize,
-    encoder: &'a mut wgpu::CommandEncoder,
+    /// The batch's shared encoder, where validated dispatches go.
+    batch: &'a mut BatchEncoder,
+    /// The task's own encoder, once the body asked for raw access ([`GpuContext::encoder`]).
+    own: Option<wgpu::CommandEncoder>,
     buffers: &'a [(u64, Access, wgpu::Buffer)],
     error: Option<TaskError>,
 }
@@ -309,14 +313,15 @@ impl<'a> GpuContext<'a> {
         task: &'a str,
         gpu: &'a GpuDevice,
         index: usize,
-        encoder: &'a mut wgpu::CommandEncoder,
+        batch: &'a mut BatchEncoder,
         buffers: &'a [(u64, Access, wgpu::Buffer)],
     ) -> Self {
         GpuContext {
             task,
             gpu,
             index,
-            encoder,
+            batch,
+            own: None,
             buffers,
             error: None,
         }
@@ -324,6 +329,11 @@ impl<'a> GpuContext<'a> {
 
     pub(crate) fn take_error(&mut self) -> Option<TaskError> {
         self.error.take()
+    }
+
+    /// The task's own encoder, if the body used raw access.
+    pub(crate) fn take_own(&mut self) -> Option<wgpu::CommandEncoder> {
+        self.own.take()
     }
 
     /// The task's name.
@@ -342,8 +352,19 @@ impl<'a> GpuContext<'a> {
     }
 
     /// The task's command encoder, for direct wgpu use (copies, custom passes).
+    ///
+    /// Commands recorded here (and the task's dispatches after this call) go to a command
+    /// buffer of the task's own, queued after everything recorded before: a wgpu validation
+    /// error in it fails this task alone. Dispatches of a body that never calls this share
+    /// the batch's command buffer, which is cheaper.
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
-        self.encoder
+        if self.own.is_none() {
+            self.batch.cut();
+        }
+        let (device, task) = (&self.gpu.device, self.task);
+        self.own.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(task) })
+        })
     }
 
     /// The device buffer of a declared array (valid when the body runs).
@@ -503,6 +524,14 @@ impl<'a> GpuContext<'a> {
                             k.label
                         )));
                     }
+                    let max = self.gpu.info.max_uniform_binding;
+                    if bytes.len() as u64 > max {
+                        return Err(self.gpu_err(format!(
+                            "kernel `{}` binding {binding}: a uniform of {} bytes exceeds the device limit of {max}",
+                            k.label,
+                            bytes.len()
+                        )));
+                    }
                     let mut padded = bytes.to_vec();
                     padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
                     // Not `create_buffer_init`: it panics when the device is lost, where this
@@ -538,12 +567,14 @@ impl<'a> GpuContext<'a> {
                     entries: &entries,
                 })
         });
-        let mut pass = self
-            .encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&k.label),
-                timestamp_writes: None,
-            });
+        let encoder = match &mut self.own {
+            Some(own) => own,
+            None => self.batch.shared(),
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&k.label),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(pipeline);
         if let Some(bg) = &bind_group {
             pass.set_bind_group(0, bg, &[]);

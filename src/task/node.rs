@@ -8,14 +8,38 @@
 //! dependent then carries the fence `(gpu, batch)`; on the same GPU queue order is enough, and
 //! anywhere else it waits for the fence before it runs.
 //!
+//! ## Layout: the common task in one small allocation
+//! A task with a `'static` name, one body, no declared arrays and a single possible device
+//! (the common fine-grained task) is one allocation of at most 120 bytes (`Arc` counts
+//! included), which glibc serves from its fast bins even when the node is freed on another
+//! thread than the one that made it (a 144-byte chunk costs about twice as much there:
+//! measured in the closing note of the overhead issue). Everything else is out of line and
+//! allocated only by the tasks that need it:
+//! - [`Decl`]: declared arrays, the user's placement and the scheduler's booking — for tasks
+//!   with arrays, or with more than one possible device;
+//! - `Ext`: an owned name, a TaskSpace key — for tasks that have them;
+//! - `Rare`: more than one dependent, waiters, GPU fences and pins, a pending failure,
+//!   timing — for the tasks that meet them.
+//!
+//! The lock-free word `flags` answers "is it done, did it fail, where did it run, where
+//! must it run" without the node's lock: a successful task's result, `is_done`, and the
+//! scheduling of a task with one possible device take no lock. A plain task takes its node's
+//! lock twice (taking the body, completing), each uncontended.
+//!
+//! ## Waiting and completion
+//! Completion publishes `DONE` under the node's lock, then wakes what `Rare::wakers` holds.
+//! A waiter checks `DONE`, registers its waker under the same lock, and re-checks `DONE`
+//! there: either it registered before completion (and is woken) or it sees `DONE`. No
+//! condition variable: a task nobody waits for pays nothing for waiting.
+//!
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::context::{CpuContext, GpuContext};
 use super::error::TaskError;
@@ -29,7 +53,9 @@ use crate::runtime::core::Core;
 use crate::runtime::RuntimeHandle;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push};
 use crate::sched::gpu::{on_driver_thread, GpuDriver};
-use crate::sched::job::{BatchFailure, CpuJob, CpuJobRef, Encoded, Fence, GpuJob, GpuJobRef};
+use crate::sched::job::{
+    BatchEncoder, BatchFailure, CpuJob, CpuJobRef, Encoded, Fence, GpuJob, GpuJobRef,
+};
 use crate::sched::scheduler::{Booking, TaskShape};
 use crate::sched::spin_until;
 use crate::sched::Placement;
@@ -43,63 +69,113 @@ pub(crate) type Value = Box<dyn std::any::Any + Send>;
 pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<Value, BodyError> + Send>;
 pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<Value, BodyError> + Send>;
 
-/// What a spawned task will do, taken when it runs.
-pub(crate) struct Work {
-    pub cpu: Option<CpuBody>,
-    pub gpu: Option<GpuBody>,
+/// A task's declaration beyond its bodies, out of line (see "Layout" above).
+pub(crate) struct Decl {
+    /// Where the user allows it to run.
     pub placement: Placement,
+    /// The arrays it declared, with their access modes.
     pub accesses: Vec<(Arc<RawArray>, Access)>,
     /// The scheduler's bookkeeping, set when the task is placed.
     pub booking: Booking,
-    /// The one device the task can run on, when there is exactly one (decided at spawn by
-    /// the scheduler's rule; then placement needs no decision).
-    pub only: Option<DeviceId>,
 }
 
-impl Work {
-    /// The task as the scheduler sees it, and its booking, which the scheduler may update
-    /// while it reads the rest (a split borrow).
-    pub(crate) fn shape<'a>(&'a mut self, name: &'a str) -> (TaskShape<'a>, &'a mut Booking) {
-        let Work {
-            cpu,
-            gpu,
-            placement,
-            accesses,
-            booking,
-            only: _,
-        } = self;
-        let shape = TaskShape {
-            name,
-            placement,
-            has_cpu: cpu.is_some(),
-            has_gpu: gpu.is_some(),
-            accesses,
-        };
-        (shape, booking)
+/// The bodies of a task not yet run, or the outcome of one that finished.
+#[derive(Default)]
+enum Slot {
+    /// No body (a barrier or a placeholder), or taken to run.
+    #[default]
+    Empty,
+    Cpu(CpuBody),
+    Gpu(GpuBody),
+    Both(Box<(CpuBody, GpuBody)>),
+    /// The task's value, until a handle takes it.
+    Value(Value),
+    /// The task failed with this error.
+    Failed(Box<TaskError>),
+}
+
+impl Slot {
+    fn bodies(&self) -> (bool, bool) {
+        match self {
+            Slot::Cpu(_) => (true, false),
+            Slot::Gpu(_) => (false, true),
+            Slot::Both(_) => (true, true),
+            _ => (false, false),
+        }
+    }
+
+    /// Takes the bodies, leaving a value or an outcome where it is.
+    fn take_bodies(&mut self) -> (Option<CpuBody>, Option<GpuBody>) {
+        match std::mem::take(self) {
+            Slot::Cpu(c) => (Some(c), None),
+            Slot::Gpu(g) => (None, Some(g)),
+            Slot::Both(b) => (Some(b.0), Some(b.1)),
+            other => {
+                *self = other;
+                (None, None)
+            }
+        }
+    }
+
+    fn from_bodies(cpu: Option<CpuBody>, gpu: Option<GpuBody>) -> Slot {
+        match (cpu, gpu) {
+            (Some(c), Some(g)) => Slot::Both(Box::new((c, g))),
+            (Some(c), None) => Slot::Cpu(c),
+            (None, Some(g)) => Slot::Gpu(g),
+            (None, None) => Slot::Empty,
+        }
     }
 }
 
+/// What a task runs with, taken from its node when it starts.
+pub(crate) struct Work {
+    pub cpu: Option<CpuBody>,
+    pub gpu: Option<GpuBody>,
+    pub decl: Option<Box<Decl>>,
+}
+
+/// A task being spawned: what its node is made with (or a key's node is given).
+pub(crate) struct Spawned {
+    pub name: TaskName,
+    pub runtime: RuntimeHandle,
+    pub cpu: Option<CpuBody>,
+    pub gpu: Option<GpuBody>,
+    /// The value of a body-less `()` task (a barrier).
+    pub value: Option<Value>,
+    /// The one device it can run on, when there is one.
+    pub only: Option<DeviceId>,
+    /// Its declaration, when it has one now (arrays are added by [`Node::set_decl`] once
+    /// tracked).
+    pub decl: Option<Box<Decl>>,
+}
+
+impl Spawned {
+    fn slot(cpu: Option<CpuBody>, gpu: Option<GpuBody>, value: Option<Value>) -> Slot {
+        match value {
+            Some(v) => Slot::Value(v),
+            None => Slot::from_bodies(cpu, gpu),
+        }
+    }
+}
+
+/// Where a ready task goes: `Ok(None)` for a barrier (no body), else the device and
+/// whether an idle device should be woken to steal it; `Err` says why no device can run it.
+pub(crate) type Route = Result<Option<(DeviceId, bool)>, String>;
+
+/// The part of a node that most tasks never need (see "Layout" above).
 #[derive(Default)]
-struct NodeState {
-    /// The result, once finished (a failure boxed: most tasks succeed, and the node stays
-    /// small).
-    done: Option<Result<(), Box<TaskError>>>,
+struct Rare {
+    /// The error this task completes with instead of running (a failed dependency, no
+    /// device); the first one wins.
+    fail_with: Option<TaskError>,
     released: Option<Fence>,
-    /// Tasks waiting for this one, each with whether this task's failure fails it (false
-    /// for an edge that only orders: see [`Node::add_order_dependency`]).
+    /// Dependents after the first (which is inline in the state).
     dependents: Vec<(Arc<Node>, bool)>,
     /// Dependents released early (at encoding), kept until completion: if the task's batch
     /// fails, those its failure fails must fail too, and they do before its fence passes.
     released_to: Vec<(Arc<Node>, bool)>,
     wakers: Vec<Waker>,
-    /// The error this task completes with instead of running (a failed dependency, no device).
-    fail_with: Option<Box<TaskError>>,
     fences: Vec<Fence>,
-    ran_on: Option<DeviceId>,
-    /// Bodies and data of a spawned task, taken when it runs.
-    work: Option<Work>,
-    /// The body's value, until a handle takes it.
-    value: Option<Value>,
     /// GPU copies this task uses, kept from eviction until it completes.
     pins: Vec<GpuPin>,
     /// When the task started running (body start, or GPU encoding), and on which CPU worker.
@@ -111,25 +187,112 @@ struct NodeState {
     gpu_partials: Vec<(Arc<RawArray>, Reduction, GpuPartial)>,
 }
 
-pub(crate) struct Node {
-    name: Mutex<TaskName>,
-    remaining: AtomicUsize,
-    st: Mutex<NodeState>,
-    cv: Condvar,
-    /// The runtime this node was spawned on (set by `attach`).
-    runtime: OnceLock<RuntimeHandle>,
-    /// For a node of a [`super::TaskSpace`]: the space's name and the key.
-    key: Option<(String, TaskKey)>,
-    /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`]; plain tasks are spawned
-    /// from the start.
+#[derive(Default)]
+struct NodeState {
+    slot: Slot,
+    decl: Option<Box<Decl>>,
+    /// The first task waiting for this one (whether its failure fails it: `FIRST_PROPAGATES`
+    /// in `flags`); the others are in `Rare::dependents`.
+    first: Option<Arc<Node>>,
+    rare: Option<Box<Rare>>,
+}
+
+impl NodeState {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn fences(&self) -> Vec<Fence> {
+        self.rare
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.fences.clone())
+    }
+}
+
+/// What only some nodes have: an owned name, a TaskSpace key.
+struct Ext {
+    /// The task's name when it is not `'static`, or a key's task's name once spawned.
+    name: OnceLock<TaskName>,
+    /// For a node of a [`super::TaskSpace`]: the space's name, the key, and `space[key]`.
+    key: Option<(String, TaskKey, String)>,
+    /// [`KEY_PLACEHOLDER`], [`KEY_SPAWNED`] or [`KEY_ABANDONED`].
     key_state: AtomicU8,
-    /// Mirrors `st.done.is_some()` for lock-free polling by spinning waiters.
-    done_flag: AtomicBool,
+    /// A key's node is made before its task: the runtime it is spawned on, once it is.
+    runtime: OnceLock<RuntimeHandle>,
+}
+
+pub(crate) struct Node {
+    remaining: AtomicU32,
+    /// `DONE`, `FAILED`, `FIRST_PROPAGATES`, and the devices `ran_on` and `only` (see the
+    /// constants below).
+    flags: AtomicU32,
+    /// The task's name when it is `'static` (else in `ext`).
+    name: &'static str,
+    /// The runtime this node was spawned on (a key's node: in `ext`).
+    runtime: Option<RuntimeHandle>,
+    ext: Option<Box<Ext>>,
+    st: Mutex<NodeState>,
+}
+
+// SAFETY: every field of a node is `Send + Sync` (checked below, in this crate). The core
+// holds nodes and nodes hold the core: left to the compiler, proving `Runtime: Send + Sync`
+// walks that cycle through every wgpu type inside and overflows the default recursion limit
+// in *users'* crates (a `static OnceLock<Runtime>` stops compiling). Stating the two auto
+// traits here stops the walk at the node (as `tracking::SharedTrackers` does for the
+// trackers).
+unsafe impl Send for Node {}
+// SAFETY: as above.
+unsafe impl Sync for Node {}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<AtomicU32>();
+    send_sync::<&'static str>();
+    send_sync::<Option<RuntimeHandle>>();
+    send_sync::<Option<Box<Ext>>>();
+    send_sync::<Mutex<NodeState>>();
+};
+
+// The common task's node stays in glibc's fast bins (see "Layout" above): 104 bytes here,
+// plus the `Arc` counts, at most 120.
+const _: () = assert!(std::mem::size_of::<Node>() <= 104);
+
+/// The task finished (its result is final).
+const DONE: u32 = 1;
+/// The task finished with an error (in its slot).
+const FAILED: u32 = 1 << 1;
+/// The inline first dependent takes on this task's failure.
+const FIRST_PROPAGATES: u32 = 1 << 2;
+/// At least one GPU fence is recorded in `Rare::fences`.
+const HAS_FENCES: u32 = 1 << 3;
+/// Where the task ran: bits 8..20, 0 = not yet, 1 = CPU, 2 + i = GPU i.
+const RAN_SHIFT: u32 = 8;
+/// The one device the task can run on, decided at spawn: bits 20..32, same encoding.
+const ONLY_SHIFT: u32 = 20;
+const DEVICE_MASK: u32 = 0xfff;
+
+fn encode_device(d: Option<DeviceId>) -> u32 {
+    match d {
+        None => 0,
+        Some(DeviceId::Cpu) => 1,
+        // GPU indices are below the runtime's GPU count; 4094 GPUs in one process is far
+        // beyond any machine, and a larger index reads as "none" (placement then decides).
+        Some(DeviceId::Gpu(i)) if i + 2 <= DEVICE_MASK as usize => i as u32 + 2,
+        Some(DeviceId::Gpu(_)) => 0,
+    }
+}
+
+fn decode_device(bits: u32) -> Option<DeviceId> {
+    match bits & DEVICE_MASK {
+        0 => None,
+        1 => Some(DeviceId::Cpu),
+        i => Some(DeviceId::Gpu(i as usize - 2)),
+    }
 }
 
 /// A TaskSpace key's node that no task was spawned under yet (others may wait for it).
 const KEY_PLACEHOLDER: u8 = 0;
-/// A task was spawned under the key (or the node is a plain task's).
+/// A task was spawned under the key.
 const KEY_SPAWNED: u8 = 1;
 /// A runtime whose tasks waited for the key shut down first: the node failed with
 /// [`TaskError::NeverSpawned`], and a later spawn under the key gets a fresh node.
@@ -142,6 +305,18 @@ pub(crate) static KEY_GRAPH: Mutex<()> = Mutex::new(());
 /// How long a thread outside the pool spins (yielding) for a task before it blocks: GPU round
 /// trips are tens of microseconds, and waking a blocked thread on a VM costs about as much.
 const SPIN_WAIT: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Wakes a thread blocked in [`Node::wait_done`].
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,40 +338,108 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Node {
-    pub(crate) fn new(name: TaskName) -> Arc<Node> {
-        Node::make(name, None)
+    fn make(
+        name: TaskName,
+        runtime: Option<RuntimeHandle>,
+        key: Option<(String, TaskKey, String)>,
+        st: NodeState,
+        flags: u32,
+    ) -> Arc<Node> {
+        let (name, ext) = match (name, key) {
+            (Cow::Borrowed(s), None) => (s, None),
+            (name, None) => (
+                "",
+                Some(Box::new(Ext {
+                    name: OnceLock::from(name),
+                    key: None,
+                    key_state: AtomicU8::new(KEY_SPAWNED),
+                    runtime: OnceLock::new(),
+                })),
+            ),
+            (_, Some(key)) => (
+                "",
+                Some(Box::new(Ext {
+                    name: OnceLock::new(),
+                    key: Some(key),
+                    key_state: AtomicU8::new(KEY_PLACEHOLDER),
+                    runtime: OnceLock::new(),
+                })),
+            ),
+        };
+        Arc::new(Node {
+            remaining: AtomicU32::new(1),
+            flags: AtomicU32::new(flags),
+            name,
+            runtime,
+            ext,
+            st: Mutex::new(st),
+        })
+    }
+
+    /// The node of a task spawned (not under a key), holding its spawn guard.
+    pub(crate) fn task(t: Spawned) -> Arc<Node> {
+        let st = NodeState {
+            slot: Spawned::slot(t.cpu, t.gpu, t.value),
+            decl: t.decl,
+            first: None,
+            rare: None,
+        };
+        let flags = encode_device(t.only) << ONLY_SHIFT;
+        Node::make(t.name, Some(t.runtime), None, st, flags)
     }
 
     /// The node of `space[key]` before a task is spawned under it.
     pub(crate) fn placeholder(space: &str, key: &TaskKey) -> Arc<Node> {
+        let label = format!("{space}{key}");
         Node::make(
-            format!("{space}{key}").into(),
-            Some((space.to_string(), key.clone())),
+            Cow::Borrowed(""),
+            None,
+            Some((space.to_string(), key.clone(), label)),
+            NodeState::default(),
+            0,
         )
     }
 
-    fn make(name: TaskName, key: Option<(String, TaskKey)>) -> Arc<Node> {
-        let state = if key.is_some() {
-            KEY_PLACEHOLDER
-        } else {
-            KEY_SPAWNED
+    /// A node that is already finished with `result` (spawn errors).
+    pub(crate) fn finished(name: TaskName, result: Result<(), TaskError>) -> Arc<Node> {
+        let (slot, flags) = match result {
+            Ok(()) => (Slot::Empty, DONE),
+            Err(e) => (Slot::Failed(Box::new(e)), DONE | FAILED),
         };
-        Arc::new(Node {
-            name: Mutex::new(name),
-            remaining: AtomicUsize::new(1),
-            st: Mutex::new(NodeState::default()),
-            cv: Condvar::new(),
-            runtime: OnceLock::new(),
-            key,
-            key_state: AtomicU8::new(state),
-            done_flag: AtomicBool::new(false),
-        })
+        let st = NodeState {
+            slot,
+            ..NodeState::default()
+        };
+        Node::make(name, None, None, st, flags)
+    }
+
+    /// Gives a key's node the task spawned under it (after [`Node::try_claim`]).
+    pub(crate) fn attach(&self, t: Spawned) {
+        if let Some(ext) = &self.ext {
+            let _ = ext.name.set(t.name);
+            let _ = ext.runtime.set(t.runtime);
+        }
+        self.flags
+            .fetch_or(encode_device(t.only) << ONLY_SHIFT, Ordering::AcqRel);
+        let mut st = self.st.lock();
+        st.slot = Spawned::slot(t.cpu, t.gpu, t.value);
+        if t.decl.is_some() {
+            st.decl = t.decl;
+        }
+    }
+
+    /// Sets the declaration of a task not yet released (its arrays, once tracked).
+    pub(crate) fn set_decl(&self, decl: Box<Decl>) {
+        self.st.lock().decl = Some(decl);
     }
 
     /// Claims a key's node for the task being spawned: `Err(true)` if it was abandoned
     /// (the caller makes a fresh one), `Err(false)` if a task was spawned under it already.
     pub(crate) fn try_claim(&self) -> Result<(), bool> {
-        match self.key_state.compare_exchange(
+        let Some(ext) = &self.ext else {
+            return Err(false);
+        };
+        match ext.key_state.compare_exchange(
             KEY_PLACEHOLDER,
             KEY_SPAWNED,
             Ordering::AcqRel,
@@ -207,23 +450,33 @@ impl Node {
         }
     }
 
+    fn key_state(&self) -> u8 {
+        self.ext
+            .as_ref()
+            .map_or(KEY_SPAWNED, |e| e.key_state.load(Ordering::Acquire))
+    }
+
     /// Whether a task was spawned under this key's node (always true for a plain task).
     pub(crate) fn is_spawned(&self) -> bool {
-        self.key_state.load(Ordering::Acquire) == KEY_SPAWNED
+        self.key_state() == KEY_SPAWNED
     }
 
     /// Whether this is a key's node that no task was spawned under (nor abandoned).
     pub(crate) fn is_unspawned_key(&self) -> bool {
-        self.key_state.load(Ordering::Acquire) == KEY_PLACEHOLDER
+        self.key_state() == KEY_PLACEHOLDER
     }
 
     /// Fails a key's node that no task was spawned under with [`TaskError::NeverSpawned`]
     /// (its waiters fail naming it); nothing if a task was spawned under it meanwhile.
     pub(crate) fn abandon(self: &Arc<Self>) {
-        let Some((space, key)) = &self.key else {
+        let Some((ext, (space, key, _))) = self
+            .ext
+            .as_ref()
+            .and_then(|e| e.key.as_ref().map(|k| (e, k)))
+        else {
             return;
         };
-        if self
+        if ext
             .key_state
             .compare_exchange(
                 KEY_PLACEHOLDER,
@@ -241,21 +494,46 @@ impl Node {
         }
     }
 
+    /// The task's name (a key's node before its task is spawned: `space[key]`).
+    pub(crate) fn name(&self) -> &str {
+        match &self.ext {
+            None => self.name,
+            Some(e) => match (e.name.get(), &e.key) {
+                (Some(n), _) => n,
+                (None, Some((_, _, label))) => label,
+                (None, None) => "",
+            },
+        }
+    }
+
     /// How the node is named in cycles and reports: `space[key]` for a key's node, else the
     /// task's name.
     pub(crate) fn label(&self) -> String {
-        match &self.key {
-            Some((space, key)) => format!("{space}{key}"),
+        match self.ext.as_ref().and_then(|e| e.key.as_ref()) {
+            Some((_, _, label)) => label.clone(),
             None => self.name().to_string(),
         }
     }
 
+    /// The tasks waiting for this one.
+    fn dependents(&self) -> Vec<Arc<Node>> {
+        let st = self.st.lock();
+        st.first
+            .iter()
+            .cloned()
+            .chain(
+                st.rare
+                    .iter()
+                    .flat_map(|r| r.dependents.iter().map(|(d, _)| d.clone())),
+            )
+            .collect()
+    }
+
     /// Names of the tasks waiting for this one.
     pub(crate) fn dependent_names(&self) -> Vec<String> {
-        let st = self.st.lock();
-        st.dependents
+        self.dependents()
             .iter()
-            .map(|(d, _)| d.name().to_string())
+            .map(|d| d.name().to_string())
             .collect()
     }
 
@@ -273,10 +551,7 @@ impl Node {
         let mut next = 0;
         seen.insert(Arc::as_ptr(self));
         while next < found.len() {
-            let dependents: Vec<Arc<Node>> = {
-                let st = found[next].0.st.lock();
-                st.dependents.iter().map(|(d, _)| d.clone()).collect()
-            };
+            let dependents = found[next].0.dependents();
             for d in dependents {
                 if !seen.insert(Arc::as_ptr(&d)) {
                     continue;
@@ -299,68 +574,96 @@ impl Node {
         None
     }
 
-    /// A node that is already finished with `result` (spawn errors).
-    pub(crate) fn finished(name: TaskName, result: Result<(), TaskError>) -> Arc<Node> {
-        let n = Node::new(name);
-        n.st.lock().done = Some(result.map_err(Box::new));
-        n.done_flag.store(true, Ordering::Release);
-        n
-    }
-
-    pub(crate) fn name(&self) -> TaskName {
-        self.name.lock().clone()
-    }
-
-    pub(crate) fn set_name(&self, name: TaskName) {
-        *self.name.lock() = name;
+    /// The runtime this node was spawned on, once it is.
+    fn runtime(&self) -> Option<&RuntimeHandle> {
+        self.runtime
+            .as_ref()
+            .or_else(|| self.ext.as_ref().and_then(|e| e.runtime.get()))
     }
 
     /// The shared state of the runtime this node was spawned on, once attached.
-    fn core(&self) -> Option<&Arc<Core>> {
-        self.runtime.get().map(|r| &r.core)
+    pub(crate) fn core(&self) -> Option<&Arc<Core>> {
+        self.runtime().map(|r| &r.core)
     }
 
-    pub(crate) fn attach(&self, core: Arc<Core>, work: Work) {
-        let _ = self.runtime.set(RuntimeHandle { core });
-        self.st.lock().work = Some(work);
+    /// The one device the task can run on, when it has one and no GPU fence to respect:
+    /// then the scheduler sends it there without looking at the node's state.
+    pub(crate) fn only_unfenced(&self) -> Option<DeviceId> {
+        let f = self.flags.load(Ordering::Acquire);
+        if f & HAS_FENCES != 0 {
+            return None;
+        }
+        decode_device(f >> ONLY_SHIFT)
     }
 
-    /// Runs `f` on the task's work (None for barriers and placeholders) under the node's lock,
-    /// and returns the fences the node must respect, read under the same lock.
-    pub(crate) fn with_work_and_fences<R>(
+    /// Where a ready task runs: `place` decides from its shape unless it has no body (a
+    /// barrier: `Ok(None)`) or one possible device. Returns the decision (device, steal hint)
+    /// and the fences the node must respect, read under one lock.
+    pub(crate) fn placement_and_fences(
         &self,
-        f: impl FnOnce(Option<&mut Work>) -> R,
-    ) -> (R, Vec<Fence>) {
+        place: impl FnOnce(&TaskShape<'_>, &mut Booking) -> Result<(DeviceId, bool), String>,
+    ) -> (Route, Vec<Fence>) {
+        let only = decode_device(self.flags.load(Ordering::Acquire) >> ONLY_SHIFT);
+        let name = self.name();
         let mut st = self.st.lock();
-        let r = f(st.work.as_mut());
-        (r, st.fences.clone())
+        let fences = st.fences();
+        let (has_cpu, has_gpu) = st.slot.bodies();
+        let decision = if !has_cpu && !has_gpu {
+            Ok(None)
+        } else if let Some(t) = only {
+            Ok(Some((t, false)))
+        } else {
+            let any = Placement::Any;
+            let mut spare = Booking::default();
+            let (placement, accesses, booking) = match st.decl.as_deref_mut() {
+                Some(d) => (&d.placement, &d.accesses[..], &mut d.booking),
+                None => (&any, &[][..], &mut spare),
+            };
+            let shape = TaskShape {
+                name,
+                placement,
+                has_cpu,
+                has_gpu,
+                accesses,
+            };
+            place(&shape, booking).map(Some)
+        };
+        (decision, fences)
     }
 
     /// Puts back work taken by [`Node::begin`] (the GPU driver retries the task later).
     fn restore(&self, work: Work) {
         let mut st = self.st.lock();
-        st.work = Some(work);
-        st.ran_on = None;
+        st.slot = Slot::from_bodies(work.cpu, work.gpu);
+        st.decl = work.decl;
+        self.flags
+            .fetch_and(!(DEVICE_MASK << RAN_SHIFT), Ordering::AcqRel);
     }
 
     /// Takes the work and any pending failure in one lock; records `device` as where the task
     /// runs when it will run its body there.
-    fn begin(&self, device: DeviceId) -> (Option<Work>, Option<TaskError>) {
+    fn begin(&self, device: DeviceId) -> (Work, Option<TaskError>) {
+        let timing = self.core().is_some_and(|c| c.wants_timing());
         let mut st = self.st.lock();
-        let work = st.work.take();
-        let failure = st.fail_with.take().map(|b| *b);
-        if failure.is_none() && work.is_some() {
-            st.ran_on = Some(device);
-            if let (Some(w), Some(core)) = (&work, self.core()) {
-                if core.wants_timing() {
-                    st.predicted = w.booking.predicted;
-                    st.data_bytes = w.accesses.iter().map(|(r, _)| r.bytes as u64).sum();
-                    st.started =
-                        Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
-                }
+        let (cpu, gpu) = st.slot.take_bodies();
+        let decl = st.decl.take();
+        let failure = st.rare.as_mut().and_then(|r| r.fail_with.take());
+        if let Some(p) = decl.as_ref().and_then(|d| d.booking.predicted) {
+            // Unbooked at completion, whether the task runs or fails.
+            st.rare().predicted = Some(p);
+        }
+        if failure.is_none() && (cpu.is_some() || gpu.is_some()) {
+            self.flags
+                .fetch_or(encode_device(Some(device)) << RAN_SHIFT, Ordering::AcqRel);
+            if timing {
+                let rare = st.rare();
+                rare.data_bytes = decl
+                    .as_ref()
+                    .map_or(0, |d| d.accesses.iter().map(|(r, _)| r.bytes as u64).sum());
+                rare.started = Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
             }
         }
-        (work, failure)
+        (Work { cpu, gpu, decl }, failure)
     }
 
     /// Whether the node still waits for a dependency (beyond its spawn guard).
@@ -369,23 +672,39 @@ impl Node {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.st.lock().done.is_some()
+        self.flags.load(Ordering::Acquire) & DONE != 0
     }
 
+    /// The error of a failed task, read under its lock.
+    fn failure(st: &NodeState) -> TaskError {
+        match &st.slot {
+            Slot::Failed(e) => (**e).clone(),
+            // FAILED is set together with the slot, under the lock.
+            _ => TaskError::ShutDown {
+                task: String::new(),
+            },
+        }
+    }
+
+    /// The result, once finished: a success without a lock.
     pub(crate) fn result(&self) -> Option<Result<(), TaskError>> {
-        self.st.lock().done.clone().map(|r| r.map_err(|e| *e))
+        let f = self.flags.load(Ordering::Acquire);
+        if f & DONE == 0 {
+            None
+        } else if f & FAILED == 0 {
+            Some(Ok(()))
+        } else {
+            Some(Err(Node::failure(&self.st.lock())))
+        }
     }
 
     pub(crate) fn ran_on(&self) -> Option<DeviceId> {
-        self.st.lock().ran_on
+        decode_device(self.flags.load(Ordering::Acquire) >> RAN_SHIFT)
     }
 
     /// Marks the task to complete with `err` instead of running (first error wins).
     pub(crate) fn fail_with(&self, err: TaskError) {
-        self.st
-            .lock()
-            .fail_with
-            .get_or_insert_with(|| Box::new(err));
+        self.st.lock().rare().fail_with.get_or_insert(err);
     }
 
     fn dependency_failed(&self, dep_err: &TaskError, dep_name: &str) -> TaskError {
@@ -420,6 +739,10 @@ impl Node {
             });
             return;
         }
+        // A dependency that succeeded constrains nothing (and needs no lock).
+        if dep.flags.load(Ordering::Acquire) & (DONE | FAILED) == DONE {
+            return;
+        }
         enum Seen {
             Pending,
             Failed(TaskError),
@@ -428,25 +751,42 @@ impl Node {
         }
         let seen = {
             let mut ds = dep.st.lock();
-            match (&ds.done, ds.released) {
-                (Some(Err(e)), _) => Seen::Failed((**e).clone()),
-                (Some(Ok(())), _) => Seen::Ok,
-                (None, Some(f)) => Seen::Released(f),
-                (None, None) => {
-                    self.remaining.fetch_add(1, Ordering::AcqRel);
-                    ds.dependents.push((self.clone(), propagate));
-                    Seen::Pending
+            let f = dep.flags.load(Ordering::Acquire);
+            if f & FAILED != 0 {
+                Seen::Failed(Node::failure(&ds))
+            } else if f & DONE != 0 {
+                Seen::Ok
+            } else if let Some(fence) = ds.rare.as_ref().and_then(|r| r.released) {
+                Seen::Released(fence)
+            } else {
+                self.remaining.fetch_add(1, Ordering::AcqRel);
+                if ds.first.is_none() {
+                    ds.first = Some(self.clone());
+                    if propagate {
+                        dep.flags.fetch_or(FIRST_PROPAGATES, Ordering::AcqRel);
+                    } else {
+                        dep.flags.fetch_and(!FIRST_PROPAGATES, Ordering::AcqRel);
+                    }
+                } else {
+                    ds.rare().dependents.push((self.clone(), propagate));
                 }
+                Seen::Pending
             }
         };
         match seen {
             Seen::Failed(e) if propagate => {
-                let err = self.dependency_failed(&e, &dep.name());
+                let err = self.dependency_failed(&e, dep.name());
                 self.fail_with(err);
             }
-            Seen::Released(f) => self.st.lock().fences.push(f),
+            Seen::Released(f) => self.push_fence(f),
             Seen::Failed(_) | Seen::Pending | Seen::Ok => {}
         }
+    }
+
+    fn push_fence(&self, f: Fence) {
+        let mut st = self.st.lock();
+        st.rare().fences.push(f);
+        self.flags.fetch_or(HAS_FENCES, Ordering::AcqRel);
     }
 
     /// Drops one count of `remaining`; schedules the node when it reaches zero.
@@ -465,9 +805,22 @@ impl Node {
             self.fail_with(err);
         }
         if let Some(f) = fence {
-            self.st.lock().fences.push(f);
+            self.push_fence(f);
         }
         self.release_one();
+    }
+
+    /// Takes the dependents: the inline first one with whether it propagates, then the rest.
+    fn take_dependents(&self, st: &mut NodeState) -> Vec<(Arc<Node>, bool)> {
+        let mut out = Vec::new();
+        if let Some(first) = st.first.take() {
+            let propagates = self.flags.load(Ordering::Acquire) & FIRST_PROPAGATES != 0;
+            out.push((first, propagates));
+        }
+        if let Some(r) = st.rare.as_mut() {
+            out.append(&mut r.dependents);
+        }
+        out
     }
 
     /// Releases dependents before completion: the task is encoded in GPU batch `fence`. They
@@ -475,83 +828,91 @@ impl Node {
     fn release_early(&self, fence: Fence) {
         let dependents = {
             let mut st = self.st.lock();
-            st.released = Some(fence);
-            std::mem::take(&mut st.dependents)
+            st.rare().released = Some(fence);
+            self.take_dependents(&mut st)
         };
         for (d, _) in &dependents {
             d.clone().dep_done(None, Some(fence));
         }
-        self.st.lock().released_to = dependents;
+        self.st.lock().rare().released_to = dependents;
     }
 
-    /// Finishes the task: records the result, wakes waiters, releases dependents.
+    /// Finishes the task without a value of its own (a barrier keeps the `()` it was given).
     pub(crate) fn complete(self: &Arc<Self>, result: Result<(), TaskError>) {
-        let failure = result.as_ref().err().cloned();
-        let name = if failure.is_some() {
-            self.name()
-        } else {
-            TaskName::Borrowed("")
-        };
+        self.finish(result.map(|()| None));
+    }
+
+    /// Finishes the task: records the outcome (and the body's value), wakes waiters,
+    /// releases dependents.
+    fn finish(self: &Arc<Self>, outcome: Result<Option<Value>, TaskError>) {
+        let failure = outcome.as_ref().err().cloned();
+        let name = self.name();
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (dependents, released_to, wakers, pins, started, ran_on, data_bytes, predicted) = {
+        let (first, rare) = {
             let mut st = self.st.lock();
-            let ok = result.is_ok();
-            st.done = Some(result.map_err(Box::new));
-            let started = st.started.take().map(|s| (s, ok));
-            self.done_flag.store(true, Ordering::Release);
-            (
-                std::mem::take(&mut st.dependents),
-                std::mem::take(&mut st.released_to),
-                std::mem::take(&mut st.wakers),
-                std::mem::take(&mut st.pins),
-                started,
-                st.ran_on,
-                st.data_bytes,
-                st.predicted.take(),
-            )
+            let done = match outcome {
+                Ok(Some(v)) => {
+                    st.slot = Slot::Value(v);
+                    DONE
+                }
+                Ok(None) => DONE,
+                Err(e) => {
+                    st.slot = Slot::Failed(Box::new(e));
+                    DONE | FAILED
+                }
+            };
+            let flags = self.flags.fetch_or(done, Ordering::AcqRel);
+            let first = st.first.take().map(|d| (d, flags & FIRST_PROPAGATES != 0));
+            (first, st.rare.take())
         };
-        if let Some(core) = self.core() {
-            core.sched.task_ran(
-                || self.name(),
-                started.map(|(s, ok)| (s.0, ok)),
-                ran_on,
-                data_bytes,
-                predicted,
-            );
+        let mut rare = rare.map(|r| *r);
+        if let (Some(r), Some(core)) = (rare.as_mut(), self.core()) {
+            let started = r.started.take();
+            let ran_on = self.ran_on();
+            if r.predicted.is_some() || started.is_some() {
+                let ok = failure.is_none();
+                core.sched.task_ran(
+                    || Cow::Borrowed(name),
+                    started.map(|(s, _)| (s, ok)),
+                    ran_on,
+                    r.data_bytes,
+                    r.predicted.take(),
+                );
+            }
+            drop(std::mem::take(&mut r.pins));
+            if let (Some((start, worker)), Some(device)) = (started, ran_on) {
+                core.trace_task(|| super::trace::TaskEvent {
+                    name: name.to_string(),
+                    device,
+                    worker,
+                    start,
+                    end: std::time::Instant::now(),
+                    ok: failure.is_none(),
+                });
+            }
         }
-        drop(pins);
-        if let (Some(((start, worker), ok)), Some(device), Some(core)) =
-            (started, ran_on, self.core())
-        {
-            core.trace_task(|| super::trace::TaskEvent {
-                name: self.name().to_string(),
-                device,
-                worker,
-                start,
-                end: std::time::Instant::now(),
-                ok,
-            });
-        }
-        self.cv.notify_all();
-        for w in wakers {
-            w.wake();
-        }
-        if let Some(e) = &failure {
-            // Released early, they wait for this task's fence (elsewhere) or are queued behind
-            // it (same GPU): neither has run, and neither may run on what this task did not
-            // produce. (On success the list is simply dropped.)
-            for (d, propagate) in released_to {
-                if propagate {
-                    let err = d.dependency_failed(e, &name);
-                    d.fail_with(err);
+        if let Some(r) = rare.as_mut() {
+            for w in r.wakers.drain(..) {
+                w.wake();
+            }
+            if let Some(e) = &failure {
+                // Released early, they wait for this task's fence (elsewhere) or are queued
+                // behind it (same GPU): neither has run, and neither may run on what this task
+                // did not produce. (On success the list is simply dropped.)
+                for (d, propagate) in r.released_to.drain(..) {
+                    if propagate {
+                        let err = d.dependency_failed(e, name);
+                        d.fail_with(err);
+                    }
                 }
             }
         }
-        for (d, propagate) in dependents {
+        let more = rare.map(|r| r.dependents).unwrap_or_default();
+        for (d, propagate) in first.into_iter().chain(more) {
             let failure = failure.as_ref().filter(|_| propagate);
-            d.dep_done(failure.map(|e| (e, &*name)), None);
+            d.dep_done(failure.map(|e| (e, name)), None);
         }
         if let Some(core) = self.core() {
             core.task_finished();
@@ -560,12 +921,17 @@ impl Node {
 
     /// Registers `w` to be woken at completion (at once if already complete).
     pub(crate) fn register_waker(&self, w: &Waker) -> bool {
-        let mut st = self.st.lock();
-        if st.done.is_some() {
+        if self.is_done() {
             return true;
         }
-        if !st.wakers.iter().any(|x| x.will_wake(w)) {
-            st.wakers.push(w.clone());
+        let mut st = self.st.lock();
+        // DONE is published under this lock: checked again here, no wake-up is lost.
+        if self.is_done() {
+            return true;
+        }
+        let wakers = &mut st.rare().wakers;
+        if !wakers.iter().any(|x| x.will_wake(w)) {
+            wakers.push(w.clone());
         }
         false
     }
@@ -585,10 +951,12 @@ impl Node {
                 w.wake();
             }
         });
-        if !helped && !spin_until(SPIN_WAIT, || self.done_flag.load(Ordering::Acquire)) {
-            let mut st = self.st.lock();
-            while st.done.is_none() {
-                self.cv.wait(&mut st);
+        if !helped && !spin_until(SPIN_WAIT, || self.is_done()) {
+            let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+            if !self.register_waker(&waker) {
+                while !self.is_done() {
+                    std::thread::park();
+                }
             }
         }
         self.result().unwrap_or_else(|| {
@@ -598,16 +966,13 @@ impl Node {
         })
     }
 
-    /// Turns a body's outcome into the task's result, storing its value.
+    /// Turns a body's outcome into the task's outcome.
     fn body_result(
         &self,
         r: std::thread::Result<Result<Value, BodyError>>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<Option<Value>, TaskError> {
         match r {
-            Ok(Ok(v)) => {
-                self.st.lock().value = Some(v);
-                Ok(())
-            }
+            Ok(Ok(v)) => Ok(Some(v)),
             Ok(Err(e)) => Err(TaskError::Failed {
                 task: self.name().to_string(),
                 error: Arc::from(e),
@@ -621,12 +986,14 @@ impl Node {
 
     /// Takes the stored value (None if already taken, or the task produced none).
     pub(crate) fn take_value(&self) -> Option<Value> {
-        self.st.lock().value.take()
-    }
-
-    /// Stores a value directly (barriers produce `()`).
-    pub(crate) fn set_value(&self, v: Value) {
-        self.st.lock().value = Some(v);
+        let mut st = self.st.lock();
+        match std::mem::take(&mut st.slot) {
+            Slot::Value(v) => Some(v),
+            other => {
+                st.slot = other;
+                None
+            }
+        }
     }
 }
 
@@ -644,19 +1011,14 @@ impl CpuJob for Node {
         if let Some(err) = failure {
             return self.complete(Err(err));
         }
-        let Some(work) = work else {
+        // A task with no CPU body here (a barrier) completes as soon as it is ready.
+        let (Some(body), Some(runtime)) = (work.cpu, self.runtime()) else {
             return self.complete(Ok(()));
         };
-        let Some(body) = work.cpu else {
-            // A task with no body at all (a barrier) completes as soon as it is ready.
-            return self.complete(Ok(()));
-        };
-        let Some(runtime) = self.runtime.get() else {
-            return self.complete(Ok(()));
-        };
+        let accesses = work.decl.as_ref().map_or(&[][..], |d| &d.accesses[..]);
         let core = &runtime.core;
         let name = self.name();
-        for (raw, access) in &work.accesses {
+        for (raw, access) in accesses {
             if let Err(error) = raw.prepare_host(*access, core.gpus(), core.counters()) {
                 return self.complete(Err(TaskError::TaskData {
                     task: name.to_string(),
@@ -664,15 +1026,14 @@ impl CpuJob for Node {
                 }));
             }
         }
-        let partials: Vec<HostPartial> = work
-            .accesses
+        let partials: Vec<HostPartial> = accesses
             .iter()
             .filter_map(|(raw, a)| {
                 a.reduction()
                     .map(|r| HostPartial::new(raw.id, raw.bytes, r))
             })
             .collect();
-        let mut cx = CpuContext::new(&name, &work.accesses, runtime, &partials);
+        let mut cx = CpuContext::new(name, accesses, runtime, &partials);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
         if matches!(r, Ok(Ok(_))) {
             cx.commit();
@@ -680,9 +1041,9 @@ impl CpuJob for Node {
             drop(cx);
         }
         let result = self.body_result(r);
-        if result.is_ok() {
+        if result.is_ok() && !partials.is_empty() {
             let mut partials = partials;
-            for (raw, a) in &work.accesses {
+            for (raw, a) in accesses {
                 if let Some(r) = a.reduction() {
                     if let Some(i) = partials.iter().position(|p| p.array_id == raw.id) {
                         raw.deposit_host_partial(r, partials.swap_remove(i).into_bytes());
@@ -690,33 +1051,51 @@ impl CpuJob for Node {
                 }
             }
         }
-        quiet_next_push(|| self.complete(result));
+        quiet_next_push(|| self.finish(result));
     }
 }
 
 impl Node {
     /// Heterogeneous stealing: asks the runtime whether this queued task should move from
     /// `from` to the idle device `to`, and retargets it if so. A task that will fail anyway,
-    /// or that carries a fence not yet passed (a same-GPU predecessor still running), stays.
+    /// that has one possible device, or that carries a fence not yet passed (a same-GPU
+    /// predecessor still running), stays.
     fn steal_to(&self, from: DeviceId, to: DeviceId, ahead_ns: u64) -> bool {
+        if decode_device(self.flags.load(Ordering::Acquire) >> ONLY_SHIFT).is_some() {
+            return false;
+        }
         let Some(core) = self.core() else {
             return false;
         };
         let name = self.name();
         let mut st = self.st.lock();
-        if st.fail_with.is_some()
-            || !st
-                .fences
-                .iter()
-                .all(|f| core.sched.drivers[f.gpu].fence_passed(f.seq))
-        {
-            return false;
+        if let Some(r) = &st.rare {
+            if r.fail_with.is_some()
+                || !r
+                    .fences
+                    .iter()
+                    .all(|f| core.sched.drivers[f.gpu].fence_passed(f.seq))
+            {
+                return false;
+            }
         }
-        match st.work.as_mut() {
-            Some(work) => {
-                let (shape, booking) = work.shape(&name);
-                core.sched
-                    .steal_pays(&shape, booking, core.data_view(), (from, to), ahead_ns)
+        let (has_cpu, has_gpu) = st.slot.bodies();
+        match st.decl.as_deref_mut() {
+            Some(d) => {
+                let shape = TaskShape {
+                    name,
+                    placement: &d.placement,
+                    has_cpu,
+                    has_gpu,
+                    accesses: &d.accesses,
+                };
+                core.sched.steal_pays(
+                    &shape,
+                    &mut d.booking,
+                    core.data_view(),
+                    (from, to),
+                    ahead_ns,
+                )
             }
             None => false,
         }
@@ -727,9 +1106,9 @@ impl GpuJob for Node {
     fn predicted_ns(&self) -> u64 {
         self.st
             .lock()
-            .work
+            .decl
             .as_ref()
-            .and_then(|w| w.booking.predicted)
+            .and_then(|d| d.booking.predicted)
             .map_or(0, |(_, ns)| ns)
     }
 
@@ -747,13 +1126,14 @@ impl GpuJob for Node {
         seq: u64,
         may_overcommit: bool,
         transfers: &mut BatchTransfers,
+        batch: &mut BatchEncoder,
     ) -> Encoded {
-        let (work, failure) = self.begin(DeviceId::Gpu(driver.index));
+        let (mut work, failure) = self.begin(DeviceId::Gpu(driver.index));
         if let Some(err) = failure {
             self.complete(Err(err));
             return Encoded::Finished;
         }
-        let (Some(mut work), Some(core)) = (work, self.core().cloned()) else {
+        let Some(core) = self.core().cloned() else {
             self.complete(Ok(()));
             return Encoded::Finished;
         };
@@ -767,14 +1147,11 @@ impl GpuJob for Node {
             task: name.to_string(),
             error,
         };
-        let working_set: u64 = work.accesses.iter().map(|(r, _)| padded(r.bytes)).sum();
+        let accesses = work.decl.as_ref().map_or(&[][..], |d| &d.accesses[..]);
+        let working_set: u64 = accesses.iter().map(|(r, _)| padded(r.bytes)).sum();
         let budget = core.residency.budget(gpu);
         if working_set > budget {
-            let names: Vec<&str> = work
-                .accesses
-                .iter()
-                .map(|(r, _)| r.label.as_str())
-                .collect();
+            let names: Vec<&str> = accesses.iter().map(|(r, _)| r.label.as_str()).collect();
             self.complete(Err(fail(DataError::OverBudget {
                 array: names.join(" + "),
                 bytes: working_set,
@@ -785,8 +1162,6 @@ impl GpuJob for Node {
         }
         let device = &driver.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder =
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&name) });
         let mut up = UploadCtx {
             path: core.upload,
             batch: Some(transfers),
@@ -796,10 +1171,10 @@ impl GpuJob for Node {
             counters: core.counters(),
             residency: &core.residency,
         };
-        let mut buffers = Vec::with_capacity(work.accesses.len());
-        let mut pins = Vec::with_capacity(work.accesses.len());
+        let mut buffers = Vec::with_capacity(accesses.len());
+        let mut pins = Vec::with_capacity(accesses.len());
         let mut gpu_partials = Vec::new();
-        for (raw, access) in &work.accesses {
+        for (raw, access) in accesses {
             match raw.prepare_gpu(*access, gpu, &mem, may_overcommit, &mut up) {
                 Ok(p) => {
                     if let (Some(r), Some(partial)) = (access.reduction(), p.partial) {
@@ -823,43 +1198,57 @@ impl GpuJob for Node {
             self.complete(Ok(()));
             return Encoded::Finished;
         };
-        let (r, cx_error) = {
-            let mut cx = GpuContext::new(&name, &driver.gpu, gpu, &mut encoder, &buffers);
+        let (r, cx_error, own) = {
+            let mut cx = GpuContext::new(name, &driver.gpu, gpu, batch, &buffers);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut cx)));
-            (r, cx.take_error())
+            (r, cx.take_error(), cx.take_own())
         };
-        let commands = encoder.finish();
+        // A body's own command buffer is finished inside its scope: wgpu's errors there are
+        // this task's.
+        let commands = own.map(|e| e.finish());
         let scope_error = pollster::block_on(scope.pop());
-        let result = self.body_result(r).and(match (cx_error, scope_error) {
-            (Some(e), _) => Err(e),
-            (None, Some(e)) => Err(TaskError::Wgpu {
+        let outcome = self.body_result(r);
+        let failed = match (&outcome, cx_error, scope_error) {
+            (Err(_), _, _) => None,
+            (Ok(_), Some(e), _) => Some(e),
+            (Ok(_), None, Some(e)) => Some(TaskError::Wgpu {
                 task: name.to_string(),
                 source: Arc::new(e),
             }),
-            (None, None) => Ok(()),
-        });
-        if let Err(e) = result {
-            self.complete(Err(e));
-            return Encoded::Finished;
-        }
+            (Ok(_), None, None) => None,
+        };
+        let value = match (outcome, failed) {
+            (Err(e), _) | (Ok(_), Some(e)) => {
+                self.complete(Err(e));
+                return Encoded::Finished;
+            }
+            (Ok(v), None) => v,
+        };
         // Dependents are released at encode time only when nothing they do can need this
         // task's results on the host: a reducer's partial is folded there, and a member of a
         // sliced family may be flushed there for an overlapping relative.
-        let early =
-            gpu_partials.is_empty() && !work.accesses.iter().any(|(r, _)| r.family.has_slices());
+        let early = gpu_partials.is_empty() && !accesses.iter().any(|(r, _)| r.family.has_slices());
         {
             let mut st = self.st.lock();
-            st.pins = pins;
-            st.gpu_partials = gpu_partials;
+            if let Some(v) = value {
+                // Delivered once the batch finishes (`gpu_done` keeps it).
+                st.slot = Slot::Value(v);
+            }
+            let rare = st.rare();
+            rare.pins = pins;
+            rare.gpu_partials = gpu_partials;
         }
         if early {
             self.release_early(Fence { gpu, seq });
         }
-        Encoded::Commands(commands)
+        match commands {
+            Some(c) => Encoded::Commands(c),
+            None => Encoded::Recorded,
+        }
     }
 
     fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, result: Result<(), BatchFailure>) {
-        let partials = std::mem::take(&mut self.st.lock().gpu_partials);
+        let partials = std::mem::take(&mut self.st.lock().rare().gpu_partials);
         let name = self.name();
         let mut result = result.map_err(|f| TaskError::GpuBatchFailed {
             task: name.to_string(),

@@ -29,6 +29,7 @@ impl GpuJob for Prefetch {
         _seq: u64,
         _may_overcommit: bool,
         transfers: &mut BatchTransfers,
+        _batch: &mut crate::sched::job::BatchEncoder,
     ) -> Encoded {
         let core = &self.core;
         let mem = Memory {

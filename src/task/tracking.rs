@@ -11,9 +11,31 @@ use crate::data::family::{Family, RangeTracker};
 /// Families whose tracker is looked at again when the map grows past this.
 const PRUNE_FROM: usize = 64;
 
+/// Hashes a family id (distinct `u64`s from a counter) with one multiplication: the tracker
+/// is looked up on every spawn that declares an array, under the spawn-ordering lock.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits the table probes.
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ById<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Every family's tracker, by family id.
 pub(crate) struct Trackers {
-    by_family: HashMap<u64, (Weak<Family>, RangeTracker<Arc<Node>>)>,
+    by_family: ById<(Weak<Family>, RangeTracker<Arc<Node>>)>,
     /// When the map reaches this size, trackers of dropped families are forgotten.
     prune_at: usize,
 }
@@ -46,7 +68,7 @@ impl Default for SharedTrackers {
 impl Default for Trackers {
     fn default() -> Self {
         Trackers {
-            by_family: HashMap::new(),
+            by_family: ById::default(),
             prune_at: PRUNE_FROM,
         }
     }
