@@ -208,9 +208,13 @@ impl CpuPool {
     }
 
     /// A few rounds of searching with `yield_now` between them before parking: a job that
-    /// arrives within microseconds is taken without a futex wake (as rayon-core does).
+    /// arrives within microseconds is taken without a futex wake (as rayon-core does). One
+    /// worker at a time searches; the others park at once.
     fn search_briefly(&self, w: &WorkerLocal, done: &dyn Fn() -> bool) -> Option<CpuJobRef> {
-        let _searching = self.sleep.searching();
+        let Some(_searching) = self.sleep.searching() else {
+            // Another worker searches: this one sleeps (a post wakes it when nobody searches).
+            return None;
+        };
         let start = std::time::Instant::now();
         while start.elapsed() < SEARCH_TIME {
             if done() {

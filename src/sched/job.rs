@@ -49,7 +49,16 @@ pub(crate) struct BatchEncoder {
     device: wgpu::Device,
     current: Option<wgpu::CommandEncoder>,
     buffers: Vec<wgpu::CommandBuffer>,
+    /// Bind groups made for this batch, by pipeline and bound buffers: a task that dispatches
+    /// a kernel on the same arrays as one before it in the batch (a chain of steps) reuses
+    /// the group. They live as long as the batch's encoding; the buffers they hold are pinned
+    /// by the batch's tasks anyway, so no evicted copy is kept alive.
+    bind_groups: BindGroups,
 }
+
+/// Bind groups by (pipeline, (binding, buffer) pairs).
+type BindGroups =
+    std::collections::HashMap<(wgpu::ComputePipeline, Vec<(u32, wgpu::Buffer)>), wgpu::BindGroup>;
 
 impl BatchEncoder {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
@@ -57,7 +66,22 @@ impl BatchEncoder {
             device: device.clone(),
             current: None,
             buffers: Vec::new(),
+            bind_groups: BindGroups::new(),
         }
+    }
+
+    /// The bind group of `pipeline` with these buffers, made by `make` the first time in this
+    /// batch.
+    pub(crate) fn bind_group(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: Vec<(u32, wgpu::Buffer)>,
+        make: impl FnOnce() -> wgpu::BindGroup,
+    ) -> wgpu::BindGroup {
+        self.bind_groups
+            .entry((pipeline.clone(), buffers))
+            .or_insert_with(make)
+            .clone()
     }
 
     /// The shared encoder, opened on first use.

@@ -47,10 +47,14 @@ impl Sleep {
         }
     }
 
-    /// Marks the calling worker as searching (awake, looking for work) until the guard drops.
-    pub(crate) fn searching(&self) -> SearchingGuard<'_> {
-        self.searching.fetch_add(1, Ordering::SeqCst);
-        SearchingGuard(self)
+    /// Marks the calling worker as searching (awake, looking for work) until the guard drops;
+    /// `None` if another worker is searching already: one searcher is enough to take jobs as
+    /// they come, and a second would only take a core from the thread producing them.
+    pub(crate) fn searching(&self) -> Option<SearchingGuard<'_>> {
+        self.searching
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| SearchingGuard(self))
     }
 
     /// Wakes every sleeping worker (shutdown).

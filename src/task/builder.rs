@@ -8,7 +8,9 @@ use std::marker::PhantomData;
 use super::context::{CpuContext, GpuContext};
 use super::error::TaskError;
 use super::handle::{Dependency, TaskHandle};
-use super::node::{CpuBody, Decl, GpuBody, Node, Spawned, TaskName, Value, KEY_GRAPH};
+use super::node::{
+    AccessList, CpuBody, Decl, GpuBody, Node, OneOrMany, Spawned, TaskName, Value, KEY_GRAPH,
+};
 use super::prefetch::Prefetch;
 use super::space::{TaskKey, TaskSpace};
 use crate::data::array::RawArray;
@@ -30,11 +32,11 @@ pub struct TaskBuilder<T> {
     cpu: Option<CpuBody>,
     gpu: Option<GpuBody>,
     _value: PhantomData<fn() -> T>,
-    deps: Vec<Arc<Node>>,
+    deps: OneOrMany<Arc<Node>>,
     key: Option<(TaskSpace, TaskKey)>,
     key_deps: Vec<(TaskSpace, TaskKey)>,
     placement: Placement,
-    accesses: Vec<(Arc<RawArray>, Access)>,
+    accesses: AccessList,
 }
 
 impl<T: Send + 'static> TaskBuilder<T> {
@@ -45,11 +47,11 @@ impl<T: Send + 'static> TaskBuilder<T> {
             cpu: None,
             gpu: None,
             _value: PhantomData,
-            deps: Vec::new(),
+            deps: OneOrMany::Empty,
             key: None,
             key_deps: Vec::new(),
             placement: Placement::Any,
-            accesses: Vec::new(),
+            accesses: OneOrMany::Empty,
         }
     }
 
@@ -89,7 +91,12 @@ impl<T: Send + 'static> TaskBuilder<T> {
     }
 
     pub(crate) fn access(mut self, raw: Arc<RawArray>, access: Access) -> Self {
-        if let Some(e) = self.accesses.iter_mut().find(|(r, _)| r.id == raw.id) {
+        if let Some(e) = self
+            .accesses
+            .as_mut_slice()
+            .iter_mut()
+            .find(|(r, _)| r.id == raw.id)
+        {
             e.1 = e.1.merge(access);
         } else {
             self.accesses.push((raw, access));
@@ -199,7 +206,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 task: name.to_string(),
                 array: raw.label.clone(),
             });
-            accesses.clear();
+            accesses = OneOrMany::Empty;
         }
         let mut value: Option<Value> = None;
         if cpu.is_none() && gpu.is_none() {
@@ -225,7 +232,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         let decl_now = (only.is_none() && accesses.is_empty()).then(|| {
             Box::new(Decl {
                 placement: placement.clone(),
-                accesses: Vec::new(),
+                accesses: OneOrMany::Empty,
                 booking: Booking::default(),
             })
         });
@@ -287,7 +294,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 core.note_key_wait(d);
             }
         };
-        for d in &deps {
+        for d in deps.iter() {
             add(d, false);
         }
         for (space, k) in &key_deps {
@@ -298,7 +305,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
             let mut trackers = core.trackers.0.lock();
             // Finished (successful) tasks constrain nothing any more; failed ones still poison.
             let finished = |n: &Arc<Node>| matches!(n.result(), Some(Ok(())));
-            for (raw, access) in &accesses {
+            for (raw, access) in accesses.iter() {
                 let reads = access.reads() && access.reduction().is_none();
                 let mut all_final = true;
                 trackers.of(&raw.family).record(

@@ -558,7 +558,7 @@ impl<'a> GpuContext<'a> {
                 },
             })
             .collect();
-        let bind_group = layout.as_ref().map(|layout| {
+        let make = |layout: &wgpu::BindGroupLayout| {
             self.gpu
                 .device
                 .create_bind_group(&wgpu::BindGroupDescriptor {
@@ -566,6 +566,20 @@ impl<'a> GpuContext<'a> {
                     layout,
                     entries: &entries,
                 })
+        };
+        let bind_group = layout.as_ref().map(|layout| {
+            if !uniforms.is_empty() {
+                // A uniform is a fresh buffer per dispatch: nothing to reuse.
+                return make(layout);
+            }
+            let key: Vec<(u32, wgpu::Buffer)> = sources
+                .iter()
+                .filter_map(|(binding, src)| match src {
+                    Src::Buffer(buf) => Some((*binding, (*buf).clone())),
+                    Src::Uniform(_) => None,
+                })
+                .collect();
+            self.batch.bind_group(pipeline, key, || make(layout))
         });
         let encoder = match &mut self.own {
             Some(own) => own,

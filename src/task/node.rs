@@ -69,12 +69,73 @@ pub(crate) type Value = Box<dyn std::any::Any + Send>;
 pub(crate) type CpuBody = Box<dyn FnOnce(&mut CpuContext<'_>) -> Result<Value, BodyError> + Send>;
 pub(crate) type GpuBody = Box<dyn FnOnce(&mut GpuContext<'_>) -> Result<Value, BodyError> + Send>;
 
+/// One declared array and how the task accesses it.
+pub(crate) type Declared = (Arc<RawArray>, Access);
+
+/// A task's declared arrays: the first inline (most tasks declare one or two), the others
+/// in a vector, so that a one-array task's declaration is one small allocation.
+pub(crate) type AccessList = OneOrMany<Declared>;
+
+/// A list whose first element is inline: a list of one allocates nothing (the arrays a task
+/// declares, the handles it waits for).
+#[derive(Default)]
+pub(crate) enum OneOrMany<T> {
+    #[default]
+    Empty,
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub(crate) fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::Empty => &[],
+            OneOrMany::One(d) => std::slice::from_ref(d),
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            OneOrMany::Empty => &mut [],
+            OneOrMany::One(d) => std::slice::from_mut(d),
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    pub(crate) fn push(&mut self, d: T) {
+        *self = match std::mem::take(self) {
+            OneOrMany::Empty => OneOrMany::One(d),
+            OneOrMany::One(first) => OneOrMany::Many(vec![first, d]),
+            OneOrMany::Many(mut v) => {
+                v.push(d);
+                OneOrMany::Many(v)
+            }
+        };
+    }
+}
+
+impl<T> std::ops::Deref for OneOrMany<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T> Extend<T> for OneOrMany<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for d in items {
+            self.push(d);
+        }
+    }
+}
+
 /// A task's declaration beyond its bodies, out of line (see "Layout" above).
 pub(crate) struct Decl {
     /// Where the user allows it to run.
     pub placement: Placement,
     /// The arrays it declared, with their access modes.
-    pub accesses: Vec<(Arc<RawArray>, Access)>,
+    pub accesses: AccessList,
     /// The scheduler's bookkeeping, set when the task is placed.
     pub booking: Booking,
 }
@@ -254,8 +315,9 @@ const _: () = {
 };
 
 // The common task's node stays in glibc's fast bins (see "Layout" above): 104 bytes here,
-// plus the `Arc` counts, at most 120.
+// plus the `Arc` counts, at most 120; and so does a one-array task's declaration.
 const _: () = assert!(std::mem::size_of::<Node>() <= 104);
+const _: () = assert!(std::mem::size_of::<Decl>() <= 120);
 
 /// The task finished (its result is final).
 const DONE: u32 = 1;
@@ -1275,5 +1337,70 @@ impl GpuJob for Node {
             }
         }
         self.complete(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_codes_round_trip() {
+        for d in [
+            None,
+            Some(DeviceId::Cpu),
+            Some(DeviceId::Gpu(0)),
+            Some(DeviceId::Gpu(4093)),
+        ] {
+            assert_eq!(decode_device(encode_device(d)), d);
+        }
+        // Beyond the field: read as "none", so placement decides instead.
+        assert_eq!(
+            decode_device(encode_device(Some(DeviceId::Gpu(4094)))),
+            None
+        );
+        // The two fields do not overlap each other or the flag bits.
+        let both = (encode_device(Some(DeviceId::Gpu(7))) << RAN_SHIFT)
+            | (encode_device(Some(DeviceId::Cpu)) << ONLY_SHIFT)
+            | DONE
+            | FAILED
+            | FIRST_PROPAGATES
+            | HAS_FENCES;
+        assert_eq!(decode_device(both >> RAN_SHIFT), Some(DeviceId::Gpu(7)));
+        assert_eq!(decode_device(both >> ONLY_SHIFT), Some(DeviceId::Cpu));
+    }
+
+    #[test]
+    fn access_lists_keep_order_inline_then_on_the_heap() {
+        let raw = |n: usize| RawArray::new(None, n, 4, None, 1, crate::data::array::OwnerId(0));
+        let mut l = AccessList::default();
+        assert!(l.is_empty());
+        l.push((raw(1), Access::Read));
+        assert!(matches!(l, OneOrMany::One(_)));
+        l.push((raw(2), Access::Write));
+        l.push((raw(3), Access::ReadWrite));
+        let lens: Vec<usize> = l.iter().map(|(r, _)| r.len).collect();
+        assert_eq!(lens, vec![1, 2, 3]);
+        l.as_mut_slice()[0].1 = Access::ReadWrite;
+        assert_eq!(l[0].1, Access::ReadWrite);
+    }
+
+    #[test]
+    fn a_finished_node_reports_without_a_runtime() {
+        let ok = Node::finished("ok".into(), Ok(()));
+        assert!(ok.is_done());
+        assert!(matches!(ok.result(), Some(Ok(()))));
+        let err = Node::finished(
+            format!("bad {}", 1).into(),
+            Err(TaskError::ShutDown {
+                task: "bad 1".into(),
+            }),
+        );
+        assert_eq!(err.name(), "bad 1");
+        assert!(matches!(
+            err.result(),
+            Some(Err(TaskError::ShutDown { .. }))
+        ));
+        assert_eq!(err.ran_on(), None);
     }
 }
