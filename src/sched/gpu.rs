@@ -314,7 +314,7 @@ impl GpuDriver {
             let has_jobs = !pending.is_empty() || self.queued.load(Ordering::Acquire) > 0;
             if has_jobs && in_flight.len() < MAX_IN_FLIGHT && !drain {
                 seq += 1;
-                let mut batch = BatchEncoder::new(&self.gpu.device);
+                let mut batch = BatchEncoder::new(&self.gpu.device, &self.gpu.queue);
                 let mut jobs = Vec::new();
                 let mut transfers = BatchTransfers::new(&self.gpu);
                 while jobs.len() < MAX_BATCH {

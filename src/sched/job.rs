@@ -54,20 +54,68 @@ pub(crate) struct BatchEncoder {
     /// the group. They live as long as the batch's encoding; the buffers they hold are pinned
     /// by the batch's tasks anyway, so no evicted copy is kept alive.
     bind_groups: BindGroups,
+    /// The uniform values of the batch's dispatches, packed into shared buffers.
+    uniforms: Vec<UniformChunk>,
+    /// The device's uniform offset alignment.
+    uniform_align: u64,
+    queue: wgpu::Queue,
 }
+
+/// One buffer of uniform slots and the bytes to write into it before the batch runs.
+struct UniformChunk {
+    buffer: wgpu::Buffer,
+    data: Vec<u8>,
+}
+
+/// The size of a uniform buffer shared by a batch's dispatches.
+const UNIFORM_CHUNK: u64 = 64 << 10;
 
 /// Bind groups by (pipeline, (binding, buffer) pairs).
 type BindGroups =
     std::collections::HashMap<(wgpu::ComputePipeline, Vec<(u32, wgpu::Buffer)>), wgpu::BindGroup>;
 
 impl BatchEncoder {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
         BatchEncoder {
             device: device.clone(),
             current: None,
             buffers: Vec::new(),
             bind_groups: BindGroups::new(),
+            uniforms: Vec::new(),
+            uniform_align: u64::from(device.limits().min_uniform_buffer_offset_alignment).max(16),
+            queue: queue.clone(),
         }
+    }
+
+    /// A slot holding `bytes` (padded to 16) in one of the batch's uniform buffers: the
+    /// buffer, the offset and the size to bind. A uniform larger than a chunk gets a buffer
+    /// of its own.
+    pub(crate) fn uniform(&mut self, bytes: &[u8]) -> (wgpu::Buffer, u64, u64) {
+        let size = (bytes.len().max(16) as u64).next_multiple_of(16);
+        let align = self.uniform_align;
+        let fits = |c: &UniformChunk| {
+            (c.data.len() as u64).next_multiple_of(align) + size <= c.buffer.size()
+        };
+        if !self.uniforms.last().is_some_and(fits) {
+            // Not `create_buffer_init`: it panics when the device is lost, where this must
+            // stay an error of the task (reported through its error scope).
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("hetflow uniforms"),
+                size: size.max(UNIFORM_CHUNK),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.uniforms.push(UniformChunk {
+                buffer,
+                data: Vec::new(),
+            });
+        }
+        let chunk = self.uniforms.last_mut().expect("a chunk was just ensured");
+        let offset = (chunk.data.len() as u64).next_multiple_of(align);
+        chunk.data.resize(offset as usize, 0);
+        chunk.data.extend_from_slice(bytes);
+        chunk.data.resize((offset + size) as usize, 0);
+        (chunk.buffer.clone(), offset, size)
     }
 
     /// The bind group of `pipeline` with these buffers, made by `make` the first time in this
@@ -111,8 +159,12 @@ impl BatchEncoder {
         self.current.is_none() && self.buffers.is_empty()
     }
 
-    /// The batch's command buffers, in queue order.
+    /// The batch's command buffers, in queue order, with its uniform values written (they
+    /// reach the GPU before the command buffers of the next submit, this batch's).
     pub(crate) fn finish(mut self) -> Vec<wgpu::CommandBuffer> {
+        for c in &self.uniforms {
+            self.queue.write_buffer(&c.buffer, 0, &c.data);
+        }
         self.cut();
         self.buffers
     }

@@ -296,6 +296,12 @@ impl<T: Pod> KernelArg for Uniform<T> {}
 /// A body only *encodes* work; it runs on the GPU after the body returns, batched with other
 /// ready tasks. Errors in a dispatch (wrong number or kind of arguments, an undeclared array,
 /// too many workgroups, a wgpu validation error) fail the task with a [`TaskError`].
+///
+/// Dispatches go into the batch's shared command buffer as they are recorded, so a body that
+/// fails after some dispatches (an `Err`, a panic, a later refused dispatch) leaves those in
+/// the batch: they run, and the task fails as usual — its arrays are poisoned and hold
+/// whatever it left, as for a failed CPU body. Commands recorded through
+/// [`GpuContext::encoder`] are dropped with a failed task.
 pub struct GpuContext<'a> {
     task: &'a str,
     gpu: &'a GpuDevice,
@@ -532,18 +538,9 @@ impl<'a> GpuContext<'a> {
                             bytes.len()
                         )));
                     }
-                    let mut padded = bytes.to_vec();
-                    padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
-                    // Not `create_buffer_init`: it panics when the device is lost, where this
-                    // must stay an error of the task.
-                    let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("hetflow uniform"),
-                        size: padded.len() as u64,
-                        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    self.gpu.queue.write_buffer(&buffer, 0, &padded);
-                    uniforms.push(buffer);
+                    // A slot of the batch's uniform arena (one buffer per 64 KiB of uniforms,
+                    // written once before the batch is submitted).
+                    uniforms.push(self.batch.uniform(bytes));
                     sources.push((binding, Src::Uniform(uniforms.len() - 1)));
                 }
             }
@@ -553,7 +550,14 @@ impl<'a> GpuContext<'a> {
             .map(|(binding, src)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: match src {
-                    Src::Uniform(i) => uniforms[*i].as_entire_binding(),
+                    Src::Uniform(i) => {
+                        let (buffer, offset, size) = &uniforms[*i];
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset: *offset,
+                            size: std::num::NonZeroU64::new(*size),
+                        })
+                    }
                     Src::Buffer(buf) => buf.as_entire_binding(),
                 },
             })
@@ -569,7 +573,7 @@ impl<'a> GpuContext<'a> {
         };
         let bind_group = layout.as_ref().map(|layout| {
             if !uniforms.is_empty() {
-                // A uniform is a fresh buffer per dispatch: nothing to reuse.
+                // A uniform is a fresh slot per dispatch: nothing to reuse.
                 return make(layout);
             }
             let key: Vec<(u32, wgpu::Buffer)> = sources

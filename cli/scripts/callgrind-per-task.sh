@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Instructions per task, hetflow against rayon on the same work, with valgrind's callgrind:
+# (Ir(2N tasks) - Ir(N tasks)) / N for each workload of `cli/examples/overhead.rs`, so the
+# runtime's start-up cancels out. Counts do not depend on the machine's load; spin loops
+# of idle workers make them vary by a few percent between runs (the script prints the
+# median of 3).
+#
+#   bash cli/scripts/callgrind-per-task.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-2000}
+cargo build --quiet --release -p hetflow-cli --example overhead
+bin=target/release/examples/overhead
+out=$(mktemp -d)
+ir() { # mode tasks run
+  valgrind --tool=callgrind --callgrind-out-file="$out/$1-$2-$3" "$bin" "$1" "$2" >/dev/null 2>&1
+  awk '/^(summary|totals):/ {print $2; exit}' "$out/$1-$2-$3"
+}
+for mode in pool main rwchain chain rayon-scope rayon-chain; do
+  per=()
+  for run in 1 2 3; do
+    a=$(ir "$mode" "$n" "$run"); b=$(ir "$mode" $((2 * n)) "$run")
+    per+=($(( (b - a) / n )))
+  done
+  sorted=($(printf '%s\n' "${per[@]}" | sort -n))
+  printf '%-12s %6d Ir/task   (runs: %s)\n' "$mode" "${sorted[1]}" "${per[*]}"
+done
+rm -rf "$out"
