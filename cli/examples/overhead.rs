@@ -39,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown mode `{other}`").into()),
         }
     };
-    println!("{mode} {n}: {:.0} ns/task", took.as_nanos() as f64 / n.max(1) as f64);
+    println!(
+        "{mode} {n}: {:.0} ns/task",
+        took.as_nanos() as f64 / n.max(1) as f64
+    );
     Ok(())
 }
