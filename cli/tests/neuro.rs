@@ -1130,7 +1130,7 @@ fn random_fixed_point_networks_match_the_transcription() {
 
 #[test]
 fn sparse_process_equals_dense() {
-    neuro_common::dense_vs_sparse(NeuroBackend::Cpu);
+    neuro_common::dense_vs_sparse(NeuroBackend::Cpu, None);
 }
 
 #[test]
@@ -1174,7 +1174,8 @@ fn lava_check_cli_prints_match_or_the_first_difference() {
 
 #[test]
 fn benchmark_network_runs_and_matches_its_plain_loop() {
-    let r = hetflow_cli::bench::neuro::run(300, 0.1, 200, false, 7, NeuroBackend::Cpu).unwrap();
+    let r = hetflow_cli::bench::neuro::run(&cpu_rt(), 300, 0.1, 200, false, 7, NeuroBackend::Cpu)
+        .unwrap();
     assert!(r.spikes > 0 && r.syn_events > 0);
     assert!(
         r.plain_loop_seconds.is_some(),
@@ -1185,7 +1186,8 @@ fn benchmark_network_runs_and_matches_its_plain_loop() {
         table.contains("plain loop") && !table.contains("Brian2"),
         "{table}"
     );
-    let f = hetflow_cli::bench::neuro::run(300, 0.1, 200, true, 7, NeuroBackend::Cpu).unwrap();
+    let f = hetflow_cli::bench::neuro::run(&cpu_rt(), 300, 0.1, 200, true, 7, NeuroBackend::Cpu)
+        .unwrap();
     assert!(f.plain_loop_seconds.is_none());
 }
 
@@ -1298,4 +1300,11 @@ fn recordings_too_large_for_memory_are_errors() {
         .run(RunSteps(3), &RunCfg::floating_pt())
         .unwrap();
     assert_eq!(mon.data(&lif.v().label()).unwrap().len(), 3);
+}
+
+/// A CPU runtime shared by the tests that need one.
+fn cpu_rt() -> hetflow::RuntimeHandle {
+    static RT: std::sync::OnceLock<hetflow::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| hetflow::Runtime::builder().no_gpu().build().unwrap())
+        .handle()
 }

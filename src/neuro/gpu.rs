@@ -11,10 +11,8 @@
 //! fixed point is bit-exact (the 64-bit products of MODELS.md §3 are split into 32-bit
 //! parts in `neuro_lif_fixed.wgsl`).
 
+use crate::{Array, Kernel, Placement, RuntimeHandle, Uniform};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-
-use crate::{Array, Kernel, Placement, Runtime, Uniform};
 
 use super::compiler::Compiled;
 use super::process::PortKind;
@@ -23,19 +21,6 @@ use super::{Data, NeuroError};
 
 /// Time steps encoded into one submission.
 pub const STEPS_PER_SUBMIT: u64 = 128;
-
-/// The runtime the GPU back end uses (one per process, with every GPU).
-pub fn runtime() -> Result<&'static Runtime, NeuroError> {
-    static RT: OnceLock<Result<Runtime, std::sync::Arc<crate::BuildError>>> = OnceLock::new();
-    let rt = RT
-        .get_or_init(|| Runtime::builder().build().map_err(std::sync::Arc::new))
-        .as_ref()
-        .map_err(|e| NeuroError::Runtime(e.clone()))?;
-    if rt.gpu_count() == 0 {
-        return Err(NeuroError::NoGpu);
-    }
-    Ok(rt)
-}
 
 #[derive(Clone)]
 enum Buf {
@@ -85,7 +70,7 @@ struct Kernels {
     dense: Kernel,
 }
 
-fn kernels(rt: &Runtime, e: Elem) -> Result<Kernels, NeuroError> {
+fn kernels(rt: &RuntimeHandle, e: Elem) -> Result<Kernels, NeuroError> {
     let fixed = e == Elem::I32;
     let elem = e.wgsl();
     let io = include_str!("../../shaders/neuro_io.wgsl").replace("ELEM", elem);
@@ -154,7 +139,7 @@ fn consts(w: [u32; 8]) -> [Word; 8] {
 
 /// The device-side state of a compiled network.
 pub(crate) struct GpuExec {
-    rt: &'static Runtime,
+    rt: RuntimeHandle,
     kernels: Kernels,
     bufs: Vec<Buf>,
     /// Per leaf, per Var: the buffer holding it on the device, if any.
@@ -173,7 +158,7 @@ pub(crate) struct GpuExec {
     pub(crate) host_leaves: Vec<usize>,
 }
 
-fn to_buf(rt: &Runtime, d: &Data, e: Elem) -> Buf {
+fn to_buf(rt: &RuntimeHandle, d: &Data, e: Elem) -> Buf {
     let n = d.len().max(1);
     match e {
         Elem::I32 => {
@@ -230,8 +215,11 @@ impl GpuExec {
         c: &mut Compiled,
         model_names: &[String],
         fixed: bool,
+        rt: &RuntimeHandle,
     ) -> Result<GpuExec, NeuroError> {
-        let rt = runtime()?;
+        if rt.gpu_count() == 0 {
+            return Err(NeuroError::NoGpu);
+        }
         let (elem, kernels) = if fixed {
             (Elem::I32, kernels(rt, Elem::I32)?)
         } else {
@@ -590,7 +578,7 @@ impl GpuExec {
             .map(|(l, i, _)| (l, i + shift))
             .collect();
         Ok(GpuExec {
-            rt,
+            rt: rt.clone(),
             kernels,
             bufs,
             var_buf,
@@ -644,7 +632,7 @@ impl GpuExec {
 
     fn write(&self, b: usize, value: &Data) -> Result<(), NeuroError> {
         fn put<T: bytemuck::Pod + Send + Sync>(
-            rt: &Runtime,
+            rt: &RuntimeHandle,
             a: Array<T>,
             vals: Vec<T>,
         ) -> crate::TaskHandle<()> {
@@ -661,14 +649,14 @@ impl GpuExec {
         }
         let h = match self.bufs[b].clone() {
             Buf::F(a) => put(
-                self.rt,
+                &self.rt,
                 a,
                 value.to_f64().iter().map(|&x| x as f32).collect(),
             ),
-            Buf::D(a) => put(self.rt, a, value.to_f64()),
-            Buf::I(a) => put(self.rt, a, value.to_i32()),
+            Buf::D(a) => put(&self.rt, a, value.to_f64()),
+            Buf::I(a) => put(&self.rt, a, value.to_i32()),
             Buf::U(a) => put(
-                self.rt,
+                &self.rt,
                 a,
                 value.to_i32().iter().map(|&x| x as u32).collect(),
             ),

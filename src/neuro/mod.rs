@@ -50,6 +50,7 @@ mod data;
 mod error;
 pub mod gpu;
 pub mod model;
+mod par;
 pub mod process;
 pub mod procs;
 mod run;

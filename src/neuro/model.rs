@@ -105,14 +105,28 @@ pub(crate) struct Wiring {
     pub port_labels: Vec<Vec<String>>,
 }
 
+/// The Vars a model reaches in a phase: its own (SPK, LRN: the phases that may run in
+/// parallel with other processes) or every leaf's (PRE_MGMT, POST_MGMT, which run one
+/// process at a time, so RefPorts may reach other processes' Vars).
+pub(crate) enum VarsView<'a> {
+    Own(&'a mut Vec<Data>),
+    All(&'a mut [Vec<Data>]),
+}
+
 /// What a model sees while it runs a phase: its Vars, its ports, and the time step.
 pub struct Cx<'a> {
     pub(crate) time_step: u64,
     pub(crate) phase: Phase,
     pub(crate) me: usize,
-    pub(crate) vars: &'a mut [Vec<Data>],
-    pub(crate) outs: &'a mut [Vec<Data>],
+    pub(crate) vars: VarsView<'a>,
+    /// The own OutPort buffers.
+    pub(crate) outs: &'a mut Vec<Data>,
+    /// Per leaf, the OutPort buffers this model may read (its senders'); `None` for the own
+    /// leaf (read through `outs`) and for leaves that may be writing now.
+    pub(crate) srcs: &'a [Option<&'a Vec<Data>>],
     pub(crate) wiring: &'a Wiring,
+    /// The worker pool for data-parallel parts, when the run has one.
+    pub(crate) par: Option<&'a super::par::Par>,
 }
 
 impl Cx<'_> {
@@ -126,19 +140,63 @@ impl Cx<'_> {
         self.phase
     }
 
+    fn own(&self) -> &Vec<Data> {
+        match &self.vars {
+            VarsView::Own(v) => v,
+            VarsView::All(v) => &v[self.me],
+        }
+    }
+
     /// All Vars of the own process, in declaration order.
     pub fn vars_mut(&mut self) -> &mut [Data] {
-        &mut self.vars[self.me]
+        match &mut self.vars {
+            VarsView::Own(v) => v,
+            VarsView::All(v) => &mut v[self.me],
+        }
     }
 
     /// One Var of the own process.
     pub fn var(&self, v: VarIx) -> &Data {
-        &self.vars[self.me][v.0]
+        &self.own()[v.0]
     }
 
     /// One Var of the own process, mutable.
     pub fn var_mut(&mut self, v: VarIx) -> &mut Data {
-        &mut self.vars[self.me][v.0]
+        &mut self.vars_mut()[v.0]
+    }
+
+    /// In how many data-parallel parts a population of `n` elements should be split in this
+    /// run (1 without a pool or for a small population). See [`Cx::parallel`].
+    pub fn parts(&self, n: usize) -> usize {
+        self.par.map_or(1, |p| p.parts(n))
+    }
+
+    /// Runs `jobs` (the data-parallel parts of this model's step, each borrowing a disjoint
+    /// piece of its state) on the run's worker pool and waits for all of them; without a
+    /// pool they run one after another on this thread. The first error is returned.
+    pub fn parallel<'s>(
+        &self,
+        jobs: Vec<Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>>,
+    ) -> Result<(), NeuroError> {
+        match self.par {
+            Some(p) => p.run(jobs),
+            None => jobs.into_iter().try_for_each(|j| j()),
+        }
+    }
+
+    fn src(&self, l: usize, o: usize) -> Result<&Data, NeuroError> {
+        if l == self.me {
+            return Ok(&self.outs[o]);
+        }
+        self.srcs
+            .get(l)
+            .copied()
+            .flatten()
+            .map(|outs| &outs[o])
+            .ok_or_else(|| NeuroError::Invalid {
+                what: format!("message from leaf {l}"),
+                reason: "its sender may still be writing it (phase order violated)".into(),
+            })
     }
 
     fn label(&self, p: PortIx) -> &str {
@@ -150,7 +208,7 @@ impl Cx<'_> {
     pub fn recv_f64(&self, p: PortIx, buf: &mut [f64]) -> Result<(), NeuroError> {
         buf.fill(0.0);
         for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
-            let msg = &self.outs[l][o];
+            let msg = self.src(l, o)?;
             check_len(self.label(p), msg.len(), buf.len())?;
             match msg {
                 Data::F64(m) => buf.iter_mut().zip(m).for_each(|(b, &m)| *b += m),
@@ -164,7 +222,7 @@ impl Cx<'_> {
     pub fn recv_i32(&self, p: PortIx, buf: &mut [i32]) -> Result<(), NeuroError> {
         buf.fill(0);
         for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
-            let msg = &self.outs[l][o];
+            let msg = self.src(l, o)?;
             check_len(self.label(p), msg.len(), buf.len())?;
             match msg {
                 Data::I32(m) => buf
@@ -183,7 +241,7 @@ impl Cx<'_> {
     /// The message buffer of OutPort `p`, as f64 of length `n`; what is in it at the end of
     /// the call is what is sent.
     pub fn out_f64(&mut self, p: PortIx, n: usize) -> &mut [f64] {
-        let slot = &mut self.outs[self.me][p.0];
+        let slot = &mut self.outs[p.0];
         if !matches!(slot, Data::F64(v) if v.len() == n) {
             *slot = Data::zeros(VarType::F64, n);
         }
@@ -195,7 +253,7 @@ impl Cx<'_> {
 
     /// The message buffer of OutPort `p`, as i32 of length `n`.
     pub fn out_i32(&mut self, p: PortIx, n: usize) -> &mut [i32] {
-        let slot = &mut self.outs[self.me][p.0];
+        let slot = &mut self.outs[p.0];
         if !matches!(slot, Data::I32(v) if v.len() == n) {
             *slot = Data::zeros(VarType::I32, n);
         }
@@ -207,8 +265,11 @@ impl Cx<'_> {
 
     /// Sends the own Var `v` on OutPort `p` (no intermediate copy).
     pub fn send_var(&mut self, p: PortIx, v: VarIx) {
-        let src = &self.vars[self.me][v.0];
-        let slot = &mut self.outs[self.me][p.0];
+        let src = match &self.vars {
+            VarsView::Own(own) => &own[v.0],
+            VarsView::All(all) => &all[self.me][v.0],
+        };
+        let slot = &mut self.outs[p.0];
         match (src, &mut *slot) {
             (Data::F64(s), Data::F64(d)) if s.len() == d.len() => d.copy_from_slice(s),
             (Data::I32(s), Data::I32(d)) if s.len() == d.len() => d.copy_from_slice(s),
@@ -236,17 +297,32 @@ impl Cx<'_> {
         })
     }
 
+    fn all_vars(&mut self, p: PortIx) -> Result<&mut [Vec<Data>], NeuroError> {
+        let phase = self.phase.name();
+        let port = self.label(p).to_string();
+        match &mut self.vars {
+            VarsView::All(v) => Ok(v),
+            VarsView::Own(_) => Err(NeuroError::WrongPhase { port, phase }),
+        }
+    }
+
     /// Reads the Var RefPort `p` is connected to (PRE_MGMT and POST_MGMT only).
     pub fn ref_read(&self, p: PortIx) -> Result<Data, NeuroError> {
         let (l, v) = self.ref_target(p)?;
-        Ok(self.vars[l][v].clone())
+        match &self.vars {
+            VarsView::All(vars) => Ok(vars[l][v].clone()),
+            VarsView::Own(_) => Err(NeuroError::WrongPhase {
+                port: self.label(p).to_string(),
+                phase: self.phase.name(),
+            }),
+        }
     }
 
     /// Writes the Var RefPort `p` is connected to (converted to its element type).
     pub fn ref_write(&mut self, p: PortIx, value: &Data) -> Result<(), NeuroError> {
         let (l, v) = self.ref_target(p)?;
         let label = self.label(p).to_string();
-        self.vars[l][v].assign(value, &label)
+        self.all_vars(p)?[l][v].assign(value, &label)
     }
 }
 
@@ -418,14 +494,26 @@ pub enum NeuroBackend {
     Auto,
 }
 
-/// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`),
+/// the back end, and the runtime the network's processes run on.
+#[derive(Debug, Clone)]
 pub struct RunCfg {
     /// The tag models are selected by (`floating_pt`, `fixed_pt`, `bit_accurate_loihi`);
     /// `None` takes each process's first model.
     pub select_tag: Option<String>,
     /// The back end.
     pub backend: NeuroBackend,
+    /// The runtime whose CPU workers and GPUs run the processes. `None`: the compiled
+    /// network makes a CPU-only runtime of its own (the GPU and Auto back ends need one
+    /// given here, so that every network of a program shares one device).
+    pub runtime: Option<crate::RuntimeHandle>,
+}
+
+impl PartialEq for RunCfg {
+    /// Equal when the tag and the back end are (the runtime is where, not what, it runs).
+    fn eq(&self, other: &RunCfg) -> bool {
+        self.select_tag == other.select_tag && self.backend == other.backend
+    }
 }
 
 impl RunCfg {
@@ -434,6 +522,7 @@ impl RunCfg {
         RunCfg {
             select_tag: Some(tag.to_string()),
             backend: NeuroBackend::Cpu,
+            runtime: None,
         }
     }
 
@@ -442,12 +531,26 @@ impl RunCfg {
         RunCfg {
             select_tag: None,
             backend: NeuroBackend::Cpu,
+            runtime: None,
         }
     }
 
     /// The same configuration on another back end.
     pub fn on(mut self, backend: NeuroBackend) -> RunCfg {
         self.backend = backend;
+        self
+    }
+
+    /// The same configuration running on `rt` (its CPU workers and GPUs).
+    ///
+    /// ```
+    /// use hetflow::neuro::RunCfg;
+    /// let rt = hetflow::Runtime::builder().no_gpu().cpu_workers(2).build().unwrap();
+    /// let cfg = RunCfg::floating_pt().with_runtime(rt.handle());
+    /// assert!(cfg.runtime.is_some());
+    /// ```
+    pub fn with_runtime(mut self, rt: crate::RuntimeHandle) -> RunCfg {
+        self.runtime = Some(rt);
         self
     }
 

@@ -9,9 +9,11 @@ use parking_lot::Mutex;
 
 use super::compiler::{compile, Compiled};
 use super::gpu::GpuExec;
-use super::model::{Cx, Phase, ProcessModel, VarIx, Wiring};
+use super::model::{Cx, Phase, ProcessModel, VarIx, VarsView, Wiring};
+use super::par::{Job, Par};
 use super::process::Process;
 use super::{Data, NeuroError, RunCfg};
+use crate::RuntimeHandle;
 
 /// Run for a number of time steps (Lava's `RunSteps`); blocking unless
 /// [`non_blocking`](RunSteps::non_blocking) is used.
@@ -52,9 +54,42 @@ pub(crate) struct Exec {
     vars: Vec<Vec<Data>>,
     outs: Vec<Vec<Data>>,
     wiring: Wiring,
-    order: Vec<usize>,
     time_step: u64,
     changed: Vec<(usize, usize)>,
+    /// The spike order cut into waves: a process of wave k receives only from processes
+    /// of earlier waves or from early senders, so the processes of one wave may run at once.
+    waves: Vec<Vec<usize>>,
+    /// Per leaf: whether its model sends every OutPort in the early half.
+    early: Vec<bool>,
+    /// Per leaf: elements of its Vars, the estimate of its work in a step.
+    work: Vec<usize>,
+    /// The CPU workers (None: one worker; everything runs on the run's thread).
+    par: Option<Par>,
+}
+
+/// A wave whose processes hold fewer elements than this runs on the run's thread, one
+/// process after the other: tasks would cost more than they save.
+const PARALLEL_WAVE_MIN: usize = 1 << 16;
+
+/// The waves of `order` (see [`Exec::waves`]).
+fn waves(order: &[usize], wiring: &Wiring, early: &[bool]) -> Vec<Vec<usize>> {
+    let mut level = vec![0usize; order.len()];
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for &b in order {
+        let lv = wiring.in_srcs[b]
+            .iter()
+            .flatten()
+            .filter(|&&(a, _)| !early[a] && a != b)
+            .map(|&(a, _)| level[a] + 1)
+            .max()
+            .unwrap_or(0);
+        level[b] = lv;
+        if waves.len() <= lv {
+            waves.resize_with(lv + 1, Vec::new);
+        }
+        waves[lv].push(b);
+    }
+    waves
 }
 
 enum Request {
@@ -64,16 +99,18 @@ enum Request {
     Done,
 }
 
-impl Exec {
-    fn fail(&self, l: usize, phase: Phase, e: NeuroError) -> NeuroError {
-        NeuroError::ModelFailed {
-            process: self.names[l].clone(),
-            time_step: self.time_step,
-            phase: phase.name(),
-            reason: e.to_string(),
-        }
+fn fail(name: &str, time_step: u64, phase: Phase, e: NeuroError) -> NeuroError {
+    NeuroError::ModelFailed {
+        process: name.to_string(),
+        time_step,
+        phase: phase.name(),
+        reason: e.to_string(),
     }
+}
 
+impl Exec {
+    /// Runs one phase of leaf `l` alone, seeing every leaf's Vars (management phases,
+    /// learning, and the host processes of a GPU network).
     fn call(
         &mut self,
         l: usize,
@@ -86,17 +123,147 @@ impl Exec {
             outs,
             wiring,
             time_step,
+            par,
+            names,
             ..
         } = self;
-        let mut cx = Cx {
-            time_step: *time_step,
-            phase,
-            me: l,
+        let mut own = std::mem::take(&mut outs[l]);
+        let r = {
+            let srcs: Vec<Option<&Vec<Data>>> = outs.iter().map(Some).collect();
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase,
+                me: l,
+                vars: VarsView::All(vars),
+                outs: &mut own,
+                srcs: &srcs,
+                wiring,
+                par: par.as_ref(),
+            };
+            f(models[l].as_mut(), &mut cx)
+        };
+        outs[l] = own;
+        r.map_err(|e| fail(&names[l], *time_step, phase, e))
+    }
+
+    /// The early half of SPK: every model's `run_spk_early`, seeing only its own Vars and
+    /// OutPorts (sends of what it computed before).
+    fn spk_early(&mut self) -> Result<(), NeuroError> {
+        let Exec {
+            models,
             vars,
             outs,
             wiring,
+            time_step,
+            par,
+            names,
+            ..
+        } = self;
+        for (l, ((m, v), o)) in models.iter_mut().zip(vars).zip(outs).enumerate() {
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase: Phase::Spk,
+                me: l,
+                vars: VarsView::Own(v),
+                outs: o,
+                srcs: &[],
+                wiring,
+                par: par.as_ref(),
+            };
+            m.run_spk_early(&mut cx)
+                .map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))?;
+        }
+        Ok(())
+    }
+
+    /// The main half of SPK for wave `w`: its processes run at once (tasks on the CPU
+    /// workers) when the wave is large enough, else one after the other in spike order.
+    /// A process of the wave writes its own Vars and OutPorts and reads the OutPorts of
+    /// other processes, none of which is written during the wave: senders that are not
+    /// early belong to earlier waves, and an early sender's `run_spk` writes into a scratch
+    /// copy of its OutPorts that replaces them only after the wave.
+    fn spk_wave(&mut self, w: usize) -> Result<(), NeuroError> {
+        let Exec {
+            models,
+            vars,
+            outs,
+            wiring,
+            time_step,
+            par,
+            names,
+            waves,
+            early,
+            work,
+            ..
+        } = self;
+        let wave = &waves[w];
+        let n = models.len();
+        let mut member = vec![false; n];
+        for &l in wave {
+            member[l] = true;
+        }
+        let mut scratch: Vec<(usize, Vec<Data>)> = wave
+            .iter()
+            .filter(|&&l| early[l])
+            .map(|&l| (l, vec![Data::F64(Vec::new()); outs[l].len()]))
+            .collect();
+        let r = {
+            let mut srcs: Vec<Option<&Vec<Data>>> = vec![None; n];
+            let mut own: Vec<Option<&mut Vec<Data>>> = (0..n).map(|_| None).collect();
+            for (l, o) in outs.iter_mut().enumerate() {
+                if member[l] && !early[l] {
+                    own[l] = Some(o);
+                } else {
+                    srcs[l] = Some(o);
+                }
+            }
+            for (l, s) in scratch.iter_mut() {
+                own[*l] = Some(s);
+            }
+            let t = *time_step;
+            let par = par.as_ref();
+            let srcs = &srcs;
+            let wiring = &*wiring;
+            let mut jobs: Vec<Option<Job<'_>>> = (0..n).map(|_| None).collect();
+            for (l, ((m, v), o)) in models.iter_mut().zip(vars.iter_mut()).zip(own).enumerate() {
+                let Some(o) = o else { continue };
+                let name = &names[l];
+                jobs[l] = Some(Box::new(move || {
+                    let mut cx = Cx {
+                        time_step: t,
+                        phase: Phase::Spk,
+                        me: l,
+                        vars: VarsView::Own(v),
+                        outs: o,
+                        srcs,
+                        wiring,
+                        par,
+                    };
+                    m.run_spk(&mut cx).map_err(|e| fail(name, t, Phase::Spk, e))
+                }));
+            }
+            let total: usize = wave.iter().map(|&l| work[l]).sum();
+            match par {
+                Some(p) if wave.len() > 1 && total >= PARALLEL_WAVE_MIN => {
+                    // The heaviest runs on this thread, the others as tasks.
+                    let mut by_work: Vec<usize> = wave.clone();
+                    by_work.sort_by_key(|&l| work[l]);
+                    p.run(by_work.iter().filter_map(|&l| jobs[l].take()).collect())
+                }
+                // In spike order, as the sequential protocol.
+                _ => wave
+                    .iter()
+                    .try_for_each(|&l| jobs[l].take().map_or(Ok(()), |j| j())),
+            }
         };
-        f(models[l].as_mut(), &mut cx).map_err(|e| self.fail(l, phase, e))
+        for (l, s) in scratch {
+            for (slot, d) in outs[l].iter_mut().zip(s) {
+                if !d.is_empty() {
+                    *slot = d;
+                }
+            }
+        }
+        r
     }
 
     /// One time step: SPK, then the management and learning phases the guards ask for.
@@ -107,12 +274,9 @@ impl Exec {
         self.time_step += 1;
         let t = self.time_step;
         let n = self.models.len();
-        for l in 0..n {
-            self.call(l, Phase::Spk, |m, cx| m.run_spk_early(cx))?;
-        }
-        for k in 0..n {
-            let l = self.order[k];
-            self.call(l, Phase::Spk, |m, cx| m.run_spk(cx))?;
+        self.spk_early()?;
+        for w in 0..self.waves.len() {
+            self.spk_wave(w)?;
         }
         let (mut pre, mut lrn, mut post) = (false, false, false);
         for m in &self.models {
@@ -235,19 +399,18 @@ impl Exec {
 }
 
 /// Where [`super::NeuroBackend::Auto`] runs a compiled network, and why.
-fn auto_backend(c: &Compiled) -> (super::NeuroBackend, &'static str) {
+fn auto_backend(c: &Compiled, rt: &RuntimeHandle) -> (super::NeuroBackend, &'static str) {
     if !GpuExec::supports(c) {
         return (
             super::NeuroBackend::Cpu,
             "a process of the network has no GPU model",
         );
     }
-    let hardware = super::gpu::runtime().is_ok_and(|rt| {
-        rt.topology()
-            .gpus
-            .first()
-            .is_some_and(|g| g.device_type != "Cpu")
-    });
+    let hardware = rt
+        .topology()
+        .gpus
+        .first()
+        .is_some_and(|g| g.device_type != "Cpu");
     if !hardware {
         return (
             super::NeuroBackend::Cpu,
@@ -273,13 +436,27 @@ pub(crate) struct ExecShared {
     backend: super::NeuroBackend,
     description: String,
     gpu: Option<Mutex<GpuExec>>,
+    /// The runtime the network made for itself when the configuration gave none (kept
+    /// alive as long as the network; dropped after `state`, which only holds a handle).
+    _own_runtime: Option<crate::Runtime>,
 }
 
 impl ExecShared {
     fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
+        let (rt, own_runtime) = match &cfg.runtime {
+            Some(rt) => (rt.clone(), None),
+            None if cfg.backend == super::NeuroBackend::Cpu => {
+                let own = crate::Runtime::builder()
+                    .no_gpu()
+                    .build()
+                    .map_err(|e| NeuroError::Runtime(Arc::new(e)))?;
+                (own.handle(), Some(own))
+            }
+            None => return Err(NeuroError::NoRuntime),
+        };
         let resolved = match cfg.backend {
             super::NeuroBackend::Auto => {
-                let (backend, why) = auto_backend(&c);
+                let (backend, why) = auto_backend(&c, &rt);
                 tracing::info!(?backend, why, "neuro: the runtime placed the network");
                 c.description += &format!("placed by the runtime: {backend:?} ({why})\n");
                 backend
@@ -296,14 +473,34 @@ impl ExecShared {
                         "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
                     ));
                 }
-                let g = GpuExec::new(&mut c, &names, fixed)?;
+                let g = GpuExec::new(&mut c, &names, fixed, &rt)?;
                 c.description += &format!("GPU element type: {:?}\n", g.elem());
                 Some(Mutex::new(g))
             }
         };
         c.description += &format!("back end: {resolved:?}\n");
+        let early: Vec<bool> = c.models.iter().map(|m| m.sends_early()).collect();
+        let work: Vec<usize> = c
+            .vars
+            .iter()
+            .map(|v| v.iter().map(Data::len).sum())
+            .collect();
+        let waves = waves(&c.order, &c.wiring, &early);
+        let par = Par::new(&rt);
+        c.description += &format!(
+            "spike waves: {}\n",
+            waves
+                .iter()
+                .map(|w| {
+                    let names: Vec<&str> = w.iter().map(|&l| c.names[l].as_str()).collect();
+                    format!("[{}]", names.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        );
         Ok(ExecShared {
             gpu,
+            _own_runtime: own_runtime,
             backend: cfg.backend,
             state: Mutex::new(Exec {
                 names: c.names,
@@ -311,7 +508,10 @@ impl ExecShared {
                 vars: c.vars,
                 outs: c.outs,
                 wiring: c.wiring,
-                order: c.order,
+                waves,
+                early,
+                work,
+                par,
                 time_step: 0,
                 changed: Vec::new(),
             }),

@@ -1,0 +1,98 @@
+//! Parallel work of a neural time step on the runtime's CPU workers: the processes of one
+//! wave of the spike order, and the data-parallel parts of one process (see `PROTOCOL.md`,
+//! "Parallel processes").
+//!
+//! The parts borrow the network's state for the length of one call: [`Par::run`] spawns
+//! each part but the last as a runtime task, runs the last on the calling thread and waits
+//! for every task before it returns, like `std::thread::scope`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::{Placement, RuntimeHandle};
+
+use super::NeuroError;
+
+/// One part of a step: borrows a disjoint piece of the network's state.
+pub(crate) type Job<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>;
+
+/// Smallest population (elements) worth a part of its own: below it, a task costs more
+/// than it saves.
+pub(crate) const MIN_PART: usize = 4096;
+
+/// The runtime's CPU pool as a neural run sees it.
+pub(crate) struct Par {
+    rt: RuntimeHandle,
+    workers: usize,
+}
+
+impl Par {
+    /// `rt`'s CPU workers; `None` when it has one worker or fewer (nothing to split for).
+    pub(crate) fn new(rt: &RuntimeHandle) -> Option<Par> {
+        let workers = rt.topology().cpu.workers;
+        (workers > 1).then(|| Par {
+            rt: rt.clone(),
+            workers,
+        })
+    }
+
+    /// Parts for a population of `n` elements: one per worker, none under [`MIN_PART`].
+    pub(crate) fn parts(&self, n: usize) -> usize {
+        (n / MIN_PART).clamp(1, self.workers)
+    }
+
+    /// Runs every job, all but the last as CPU tasks of the runtime, the last here, and
+    /// returns once all have finished: the first error (in job order) or Ok. A panic in the
+    /// job run here is resumed after the tasks have finished.
+    pub(crate) fn run(&self, mut jobs: Vec<Job<'_>>) -> Result<(), NeuroError> {
+        let Some(last) = jobs.pop() else {
+            return Ok(());
+        };
+        let mut spawned = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // SAFETY: only the lifetime changes (same layout). The job borrows data that
+            // outlives this call, and it is run or dropped before this call returns: the
+            // task takes it out of `slot` and consumes it before the task is complete; we
+            // wait for every task below (also when the inline job panics), and a task that
+            // never ran (the runtime shut down) leaves it in `slot`, where we drop it
+            // ourselves after the wait. A completed task never starts again, so nothing
+            // touches the borrow after we return.
+            let job: Job<'static> = unsafe { std::mem::transmute::<Job<'_>, Job<'static>>(job) };
+            let slot = Arc::new(Mutex::new(Some(job)));
+            let taken = slot.clone();
+            let h = self
+                .rt
+                .task("neuro part")
+                .on(Placement::Cpu)
+                .cpu(move |_| {
+                    let job = taken.lock().take();
+                    job.map_or(Ok(()), |job| job())
+                })
+                .spawn();
+            spawned.push((h, slot));
+        }
+        let here = std::panic::catch_unwind(AssertUnwindSafe(last));
+        let mut first: Option<NeuroError> = None;
+        for (h, slot) in spawned {
+            let r = h.wait();
+            drop(slot.lock().take());
+            let e = match r {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(NeuroError::Task(e)),
+            };
+            if first.is_none() {
+                first = e;
+            }
+        }
+        match here {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(r) => match first {
+                Some(e) => Err(e),
+                None => r,
+            },
+        }
+    }
+}
