@@ -58,7 +58,7 @@ mod run;
 pub use data::{Data, VarType};
 pub use error::NeuroError;
 pub use model::{
-    Cx, ModelBuild, ModelSpec, NeuroBackend, Phase, PortIx, ProcessModel, RunCfg, VarIx,
+    Cx, ModelBuild, ModelSpec, NeuroBackend, Part, Phase, Pool, PortIx, ProcessModel, RunCfg, VarIx,
 };
 pub use process::{
     ConnectFromIn, ConnectTo, InPort, Network, OutPort, Port, PortKind, Process, ProcessBuilder,

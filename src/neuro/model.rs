@@ -113,6 +113,47 @@ pub(crate) enum VarsView<'a> {
     All(&'a mut [Vec<Data>]),
 }
 
+/// One data-parallel part of a model's step; it borrows a disjoint piece of the model's
+/// state for the length of [`Pool::run`].
+pub type Part<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>;
+
+/// The CPU workers of a run as a model sees them ([`Cx::pool`]).
+///
+/// ```
+/// # use hetflow::neuro::{NeuroError, Part, Pool};
+/// fn double(pool: Pool<'_>, x: &mut [f64]) -> Result<(), NeuroError> {
+///     let chunk = x.len().div_ceil(pool.parts(x.len())).max(1);
+///     let parts: Vec<Part<'_>> = x
+///         .chunks_mut(chunk)
+///         .map(|c| Box::new(move || { c.iter_mut().for_each(|v| *v *= 2.0); Ok(()) }) as Part<'_>)
+///         .collect();
+///     pool.run(parts)
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct Pool<'a> {
+    par: Option<&'a super::par::Par>,
+}
+
+impl Pool<'_> {
+    /// In how many parts a population of `n` elements should be split: one per worker,
+    /// each of at least a few thousand elements (1 without workers or for a small
+    /// population).
+    pub fn parts(&self, n: usize) -> usize {
+        self.par.map_or(1, |p| p.parts(n))
+    }
+
+    /// Runs `parts` on the workers (one here, the others as runtime tasks) and returns when
+    /// all have finished: the first error, or Ok. Without workers they run one after the
+    /// other on this thread.
+    pub fn run(&self, parts: Vec<Part<'_>>) -> Result<(), NeuroError> {
+        match self.par {
+            Some(p) if parts.len() > 1 => p.run(parts),
+            _ => parts.into_iter().try_for_each(|j| j()),
+        }
+    }
+}
+
 /// What a model sees while it runs a phase: its Vars, its ports, and the time step.
 pub struct Cx<'a> {
     pub(crate) time_step: u64,
@@ -129,7 +170,7 @@ pub struct Cx<'a> {
     pub(crate) par: Option<&'a super::par::Par>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     /// The current time step (1 in the first step; continues across runs).
     pub fn time_step(&self) -> u64 {
         self.time_step
@@ -165,23 +206,10 @@ impl Cx<'_> {
         &mut self.vars_mut()[v.0]
     }
 
-    /// In how many data-parallel parts a population of `n` elements should be split in this
-    /// run (1 without a pool or for a small population). See [`Cx::parallel`].
-    pub fn parts(&self, n: usize) -> usize {
-        self.par.map_or(1, |p| p.parts(n))
-    }
-
-    /// Runs `jobs` (the data-parallel parts of this model's step, each borrowing a disjoint
-    /// piece of its state) on the run's worker pool and waits for all of them; without a
-    /// pool they run one after another on this thread. The first error is returned.
-    pub fn parallel<'s>(
-        &self,
-        jobs: Vec<Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>>,
-    ) -> Result<(), NeuroError> {
-        match self.par {
-            Some(p) => p.run(jobs),
-            None => jobs.into_iter().try_for_each(|j| j()),
-        }
+    /// The run's CPU workers, for splitting this step into data-parallel parts (the handle
+    /// does not borrow the context, so the parts may borrow its Vars).
+    pub fn pool(&self) -> Pool<'a> {
+        Pool { par: self.par }
     }
 
     fn src(&self, l: usize, o: usize) -> Result<&Data, NeuroError> {
