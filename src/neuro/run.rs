@@ -61,15 +61,20 @@ pub(crate) struct Exec {
     waves: Vec<Vec<usize>>,
     /// Per leaf: whether its model sends every OutPort in the early half.
     early: Vec<bool>,
-    /// Per leaf: elements of its Vars, the estimate of its work in a step.
-    work: Vec<usize>,
+    /// Per leaf: its `run_spk` time, nanoseconds (a moving average of the steps so far):
+    /// the run's estimate of its work.
+    cost_ns: Vec<f64>,
     /// The CPU workers (None: one worker; everything runs on the run's thread).
     par: Option<Par>,
 }
 
-/// A wave whose processes hold fewer elements than this runs on the run's thread, one
-/// process after the other: tasks would cost more than they save.
-const PARALLEL_WAVE_MIN: usize = 1 << 16;
+/// A wave runs its processes as tasks only when the ones that would leave the run's
+/// thread took at least this long (ns) in the recent steps: a task costs a few µs to
+/// start and join, more than a small process's whole step.
+const PARALLEL_WAVE_MIN_NS: f64 = 20_000.0;
+
+/// Weight of the newest step in the moving average of [`Exec::cost_ns`].
+const COST_EMA: f64 = 0.2;
 
 /// The waves of `order` (see [`Exec::waves`]).
 fn waves(order: &[usize], wiring: &Wiring, early: &[bool]) -> Vec<Vec<usize>> {
@@ -193,10 +198,17 @@ impl Exec {
             names,
             waves,
             early,
-            work,
+            cost_ns,
             ..
         } = self;
         let wave = &waves[w];
+        // Parallel when the processes other than the heaviest are worth their tasks.
+        let (sum, max) = wave.iter().fold((0.0f64, 0.0f64), |(s, m), &l| {
+            (s + cost_ns[l], m.max(cost_ns[l]))
+        });
+        let parallel = par.is_some() && wave.len() > 1 && sum - max >= PARALLEL_WAVE_MIN_NS;
+        let mut by_cost: Vec<usize> = wave.clone();
+        by_cost.sort_by(|&a, &b| cost_ns[a].total_cmp(&cost_ns[b]));
         let n = models.len();
         let mut member = vec![false; n];
         for &l in wave {
@@ -225,10 +237,17 @@ impl Exec {
             let srcs = &srcs;
             let wiring = &*wiring;
             let mut jobs: Vec<Option<Job<'_>>> = (0..n).map(|_| None).collect();
-            for (l, ((m, v), o)) in models.iter_mut().zip(vars.iter_mut()).zip(own).enumerate() {
+            for (l, (((m, v), o), cost)) in models
+                .iter_mut()
+                .zip(vars.iter_mut())
+                .zip(own)
+                .zip(cost_ns.iter_mut())
+                .enumerate()
+            {
                 let Some(o) = o else { continue };
                 let name = &names[l];
                 jobs[l] = Some(Box::new(move || {
+                    let t0 = std::time::Instant::now();
                     let mut cx = Cx {
                         time_step: t,
                         phase: Phase::Spk,
@@ -239,16 +258,20 @@ impl Exec {
                         wiring,
                         par,
                     };
-                    m.run_spk(&mut cx).map_err(|e| fail(name, t, Phase::Spk, e))
+                    let r = m.run_spk(&mut cx).map_err(|e| fail(name, t, Phase::Spk, e));
+                    let dt = t0.elapsed().as_nanos() as f64;
+                    *cost = if *cost == 0.0 {
+                        dt
+                    } else {
+                        *cost + COST_EMA * (dt - *cost)
+                    };
+                    r
                 }));
             }
-            let total: usize = wave.iter().map(|&l| work[l]).sum();
             match par {
-                Some(p) if wave.len() > 1 && total >= PARALLEL_WAVE_MIN => {
-                    // The heaviest runs on this thread, the others as tasks.
-                    let mut by_work: Vec<usize> = wave.clone();
-                    by_work.sort_by_key(|&l| work[l]);
-                    p.run(by_work.iter().filter_map(|&l| jobs[l].take()).collect())
+                Some(p) if parallel => {
+                    // The heaviest runs on this thread (last), the others as tasks.
+                    p.run(by_cost.iter().filter_map(|&l| jobs[l].take()).collect())
                 }
                 // In spike order, as the sequential protocol.
                 _ => wave
@@ -480,12 +503,8 @@ impl ExecShared {
         };
         c.description += &format!("back end: {resolved:?}\n");
         let early: Vec<bool> = c.models.iter().map(|m| m.sends_early()).collect();
-        let work: Vec<usize> = c
-            .vars
-            .iter()
-            .map(|v| v.iter().map(Data::len).sum())
-            .collect();
         let waves = waves(&c.order, &c.wiring, &early);
+        let n_leaves = c.models.len();
         let par = Par::new(&rt);
         c.description += &format!(
             "spike waves: {}\n",
@@ -510,7 +529,7 @@ impl ExecShared {
                 wiring: c.wiring,
                 waves,
                 early,
-                work,
+                cost_ns: vec![0.0; n_leaves],
                 par,
                 time_step: 0,
                 changed: Vec::new(),
