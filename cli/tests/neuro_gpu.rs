@@ -65,6 +65,14 @@ fn gpu_reproduces_every_golden_file() {
             "{}",
             r.process_graph
         );
+        if name.contains("fixed") {
+            // Integer atomics: the event-driven synapses, bit-exact.
+            assert!(
+                r.process_graph.contains("GPU synapses: event-driven"),
+                "{}",
+                r.process_graph
+            );
+        }
         n += 1;
     }
     assert_eq!(n, 7);

@@ -28,6 +28,8 @@ enum Buf {
     D(Array<f64>),
     I(Array<i32>),
     U(Array<u32>),
+    /// Device scratch written by the kernels (spike lists, counters, accumulators).
+    W(Array<u32>),
 }
 
 impl Buf {
@@ -37,6 +39,7 @@ impl Buf {
             Buf::D(a) => a,
             Buf::I(a) => a,
             Buf::U(a) => a,
+            Buf::W(a) => a,
         }
     }
 }
@@ -68,6 +71,54 @@ struct Kernels {
     accum: Kernel,
     lif: Kernel,
     dense: Kernel,
+    /// The event-driven synapses (`neuro_event.wgsl`): clear, compact, scatter, finish.
+    /// None for f64, which has no atomics: Dense then gathers every stored weight.
+    event: Option<[Kernel; 4]>,
+}
+
+/// The shift by weight_exp of the fixed-point Dense (`p.a.z`).
+const SHIFT_FN: &str = "\nfn shift(x: i32) -> i32 {\n    let e = bitcast<i32>(p.a.z);\n    if e > 0 { return x << u32(e); }\n    return x >> u32(-e);\n}\n";
+
+/// The four modules of `neuro_event.wgsl` for element type `e` (i32 or f32).
+fn event_sources(e: Elem) -> Vec<(String, &'static str)> {
+    let src = include_str!("../../shaders/neuro_event.wgsl");
+    let (head, rest) = src.split_once("//--- ").unwrap_or((src, ""));
+    let (acc, add, finish) = match e {
+        Elem::I32 => (
+            "i32",
+            "atomicAdd(&acc[rows[e]], w);",
+            "shift(acc[i])",
+        ),
+        _ => (
+            "u32",
+            "let r = rows[e];\n        var old = atomicLoad(&acc[r]);\n        loop {\n            let x = atomicCompareExchangeWeak(&acc[r], old, bitcast<u32>(bitcast<f32>(old) + w));\n            if x.exchanged { break; }\n            old = x.old_value;\n        }",
+            "bitcast<f32>(acc[i])",
+        ),
+    };
+    ["clear", "compact", "scatter", "finish"]
+        .iter()
+        .zip(("//--- ".to_string() + rest).split("//--- ").skip(1))
+        .map(|(name, body)| {
+            let body = body.split_once('\n').map_or("", |b| b.1);
+            let mut m = format!("{head}{body}")
+                .replace("ELEM", e.wgsl())
+                .replace("ACC", acc)
+                .replace("ADD", add)
+                .replace("FINISH", finish);
+            if *name == "finish" && e == Elem::I32 {
+                m += SHIFT_FN;
+            }
+            (
+                m,
+                match *name {
+                    "clear" => "event_clear",
+                    "compact" => "event_compact",
+                    "scatter" => "event_scatter",
+                    _ => "event_finish",
+                },
+            )
+        })
+        .collect()
 }
 
 fn kernels(rt: &RuntimeHandle, e: Elem) -> Result<Kernels, NeuroError> {
@@ -76,8 +127,7 @@ fn kernels(rt: &RuntimeHandle, e: Elem) -> Result<Kernels, NeuroError> {
     let io = include_str!("../../shaders/neuro_io.wgsl").replace("ELEM", elem);
     let dense = include_str!("../../shaders/neuro_dense.wgsl").replace("ELEM", elem);
     let dense = if fixed {
-        dense.replace("SHIFT", "shift(acc)")
-            + "\nfn shift(x: i32) -> i32 {\n    let e = bitcast<i32>(p.a.z);\n    if e > 0 { return x << u32(e); }\n    return x >> u32(-e);\n}\n"
+        dense.replace("SHIFT", "shift(acc)") + SHIFT_FN
     } else {
         dense.replace("SHIFT", "acc")
     };
@@ -103,6 +153,18 @@ fn kernels(rt: &RuntimeHandle, e: Elem) -> Result<Kernels, NeuroError> {
             )?
         },
         dense: k(&dense, "dense")?,
+        event: match e {
+            Elem::F64 => None,
+            _ => {
+                let m = event_sources(e);
+                Some([
+                    k(&m[0].0, m[0].1)?,
+                    k(&m[1].0, m[1].1)?,
+                    k(&m[2].0, m[2].1)?,
+                    k(&m[3].0, m[3].1)?,
+                ])
+            }
+        },
     })
 }
 
@@ -124,6 +186,8 @@ enum K {
     Accum,
     Lif,
     Dense,
+    /// `neuro_event.wgsl`'s kernel 0..4.
+    Event(usize),
 }
 
 struct Op {
@@ -177,6 +241,42 @@ fn to_buf(rt: &RuntimeHandle, d: &Data, e: Elem) -> Buf {
             Buf::D(rt.array_from(v))
         }
     }
+}
+
+/// A buffer needs at least one element.
+fn nonempty(mut v: Vec<u32>) -> Vec<u32> {
+    if v.is_empty() {
+        v.push(0);
+    }
+    v
+}
+
+/// Compressed rows to compressed columns (rows ascending within a column).
+fn csr_to_csc(
+    row_ptr: &[u32],
+    cols: &[u32],
+    vals: &[f64],
+    n_in: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+    let mut col_ptr = vec![0u32; n_in + 1];
+    for &c in cols.iter().take(vals.len()) {
+        col_ptr[c as usize + 1] += 1;
+    }
+    for j in 0..n_in {
+        col_ptr[j + 1] += col_ptr[j];
+    }
+    let mut fill: Vec<u32> = col_ptr.clone();
+    let mut rows = vec![0u32; vals.len()];
+    let mut out = vec![0.0; vals.len()];
+    for i in 0..row_ptr.len().saturating_sub(1) {
+        for k in row_ptr[i] as usize..row_ptr[i + 1] as usize {
+            let j = cols[k] as usize;
+            rows[fill[j] as usize] = i as u32;
+            out[fill[j] as usize] = vals[k];
+            fill[j] += 1;
+        }
+    }
+    (col_ptr, rows, out)
 }
 
 /// Process models with a WGSL counterpart.
@@ -282,6 +382,7 @@ impl GpuExec {
         let mut lif_params = Vec::new();
         let mut max_steps = u64::MAX;
         let mut host_leaves = Vec::new();
+        let mut event_synapses = 0usize;
         for &l in &c.order {
             let model = model_names[l].as_str();
             let name = &c.names[l];
@@ -381,10 +482,6 @@ impl GpuExec {
                                 (row_ptr, cols, vals, n_in)
                             }
                         };
-                    cols.resize(cols.len().max(1), 0);
-                    let pb = add(&mut bufs, Buf::U(rt.array_from(row_ptr)));
-                    let cb = add(&mut bufs, Buf::U(rt.array_from(cols)));
-                    let vb = add(&mut bufs, to_buf(rt, &Data::F64(vals), fixed_elem));
                     let ab = add(&mut bufs, to_buf(rt, &c.vars[l][a_i], fixed_elem));
                     var_buf[l][a_i] = Some(ab);
                     let a_out = port_ix(l, "a_out").ok_or_else(|| missing("a_out"))?;
@@ -403,21 +500,74 @@ impl GpuExec {
                     } else {
                         recv(&mut bufs, &mut ops, l, s_in)
                     };
-                    ops.push(Op {
-                        kernel: K::Dense,
-                        words: consts([
-                            n_out as u32,
-                            graded as u32,
-                            we as u32,
-                            fixed as u32,
-                            0,
-                            0,
-                            0,
-                            0,
-                        ]),
-                        bufs: vec![pb, cb, vb, s, ab],
-                        n: n_out,
-                    });
+                    let words = consts([
+                        n_out as u32,
+                        graded as u32,
+                        we as u32,
+                        fixed as u32,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ]);
+                    if kernels.event.is_some() {
+                        // Event-driven: columns (CSC), a list of the neurons that spiked,
+                        // atomic adds into an accumulator, then a_buff.
+                        let (col_ptr, rows, cvals) = csr_to_csc(&row_ptr, &cols, &vals, n_in);
+                        let cp = add(&mut bufs, Buf::U(rt.array_from(col_ptr)));
+                        let rb = add(&mut bufs, Buf::U(rt.array_from(nonempty(rows))));
+                        let vb = add(&mut bufs, to_buf(rt, &Data::F64(cvals), fixed_elem));
+                        let active = add(&mut bufs, Buf::W(rt.array(n_in.max(1))));
+                        let count = add(&mut bufs, Buf::W(rt.array(1)));
+                        let acc = add(
+                            &mut bufs,
+                            match fixed_elem {
+                                Elem::I32 => Buf::I(rt.array(n_out.max(1))),
+                                _ => Buf::W(rt.array(n_out.max(1))),
+                            },
+                        );
+                        let with_n = |n: usize| {
+                            let mut w = words;
+                            w[0] = Word::Const(n as u32);
+                            w
+                        };
+                        ops.push(Op {
+                            kernel: K::Event(0),
+                            words: with_n(n_out),
+                            bufs: vec![acc, count],
+                            n: n_out,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(1),
+                            words: with_n(n_in),
+                            bufs: vec![s, active, count],
+                            n: n_in,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(2),
+                            words: with_n(n_in),
+                            bufs: vec![cp, rb, vb, s, active, count, acc],
+                            n: n_in,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(3),
+                            words: with_n(n_out),
+                            bufs: vec![acc, ab],
+                            n: n_out,
+                        });
+                        event_synapses += 1;
+                    } else {
+                        cols.resize(cols.len().max(1), 0);
+                        let pb = add(&mut bufs, Buf::U(rt.array_from(row_ptr)));
+                        let cb = add(&mut bufs, Buf::U(rt.array_from(cols)));
+                        let vb = add(&mut bufs, to_buf(rt, &Data::F64(vals), fixed_elem));
+                        ops.push(Op {
+                            kernel: K::Dense,
+                            words,
+                            bufs: vec![pb, cb, vb, s, ab],
+                            n: n_out,
+                        });
+                    }
                 }
                 "PySourceModel" => {
                     let d = var_ix(l, "data").ok_or_else(|| missing("data"))?;
@@ -568,6 +718,12 @@ impl GpuExec {
                 n: len,
             });
         }
+        c.description += &if kernels.event.is_some() {
+            format!("GPU synapses: event-driven ({event_synapses} Dense/Sparse: compacted spikes, atomic scatter)\n")
+        } else {
+            "GPU synapses: row gather over every stored weight (no atomics for this element type)\n"
+                .to_string()
+        };
         let shift = early.len();
         let mut all = early;
         all.extend(ops);
@@ -610,7 +766,7 @@ impl GpuExec {
             ),
             Buf::D(a) => Data::F64(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
             Buf::I(a) => Data::I32(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
-            Buf::U(a) => Data::I32(
+            Buf::U(a) | Buf::W(a) => Data::I32(
                 a.to_vec()
                     .map_err(e)?
                     .into_iter()
@@ -655,7 +811,7 @@ impl GpuExec {
             ),
             Buf::D(a) => put(&self.rt, a, value.to_f64()),
             Buf::I(a) => put(&self.rt, a, value.to_i32()),
-            Buf::U(a) => put(
+            Buf::U(a) | Buf::W(a) => put(
                 &self.rt,
                 a,
                 value.to_i32().iter().map(|&x| x as u32).collect(),
@@ -748,6 +904,7 @@ impl GpuExec {
                 Buf::D(a) => b.read_write(a),
                 Buf::I(a) => b.read_write(a),
                 Buf::U(a) => b.reads(a),
+                Buf::W(a) => b.read_write(a),
             };
         }
         let bufs = self.bufs.clone();
@@ -762,6 +919,10 @@ impl GpuExec {
                     K::Accum => &self.kernels.accum,
                     K::Lif => &self.kernels.lif,
                     K::Dense => &self.kernels.dense,
+                    K::Event(i) => match &self.kernels.event {
+                        Some(ev) => &ev[i],
+                        None => &self.kernels.dense,
+                    },
                 };
                 let words: Vec<[u32; 8]> = (0..chunk)
                     .map(|s| {
