@@ -1390,6 +1390,8 @@ fn parallel_run_equals_one_worker_run() {
         let a = large_recurrent(&one.handle(), 20_000, 30, 40, fixed);
         two.start_trace();
         let b = large_recurrent(&two.handle(), 20_000, 30, 40, fixed);
+        // Parts the run thread took back leave empty tasks behind: let them finish.
+        two.wait_idle();
         let trace = two.take_trace();
         let spikes: f64 = a.0.iter().sum();
         assert!(

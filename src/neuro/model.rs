@@ -231,6 +231,72 @@ impl<'a> Cx<'a> {
         &self.wiring.port_labels[self.me][p.0]
     }
 
+    /// The message on InPort `p` without a copy: the sender's buffer, when the port has
+    /// exactly one connection, from another process, of `n` elements (else None: use
+    /// [`Cx::recv_f64`] or [`Cx::recv_i32`], which also sum several connections).
+    pub fn recv_borrow(&self, p: PortIx, n: usize) -> Option<&'a Data> {
+        let srcs: &'a [Option<&'a Vec<Data>>] = self.srcs;
+        match self.wiring.in_srcs[self.me][p.0].as_slice() {
+            &[(l, o)] if l != self.me => {
+                let d = &srcs.get(l).copied().flatten()?[o];
+                (d.len() == n).then_some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// The own Vars and the f64 buffer of OutPort `p` (length `n`) at once, so that a model
+    /// can compute its message straight into the buffer from its state.
+    pub fn vars_and_out_f64(&mut self, p: PortIx, n: usize) -> (&mut [Data], &mut [f64]) {
+        let slot = &mut self.outs[p.0];
+        if !matches!(slot, Data::F64(v) if v.len() == n) {
+            *slot = Data::zeros(VarType::F64, n);
+        }
+        let out = match slot {
+            Data::F64(v) => v.as_mut_slice(),
+            Data::I32(_) => unreachable!("slot was just made f64"),
+        };
+        let vars = match &mut self.vars {
+            VarsView::Own(v) => v.as_mut_slice(),
+            VarsView::All(v) => v[self.me].as_mut_slice(),
+        };
+        (vars, out)
+    }
+
+    /// The own Vars and the i32 buffer of OutPort `p` (length `n`) at once.
+    pub fn vars_and_out_i32(&mut self, p: PortIx, n: usize) -> (&mut [Data], &mut [i32]) {
+        let slot = &mut self.outs[p.0];
+        if !matches!(slot, Data::I32(v) if v.len() == n) {
+            *slot = Data::zeros(VarType::I32, n);
+        }
+        let out = match slot {
+            Data::I32(v) => v.as_mut_slice(),
+            Data::F64(_) => unreachable!("slot was just made i32"),
+        };
+        let vars = match &mut self.vars {
+            VarsView::Own(v) => v.as_mut_slice(),
+            VarsView::All(v) => v[self.me].as_mut_slice(),
+        };
+        (vars, out)
+    }
+
+    /// Sends the own Var `v` on OutPort `p` by exchanging their buffers (no copy): the Var
+    /// then holds the OutPort's previous buffer, so use it only when the model overwrites
+    /// the Var before anyone reads it (Dense: `a_buff` is recomputed in the same step's
+    /// `run_spk`). Falls back to a copy when the types or lengths differ.
+    pub fn send_var_swap(&mut self, p: PortIx, v: VarIx) {
+        let var = match &mut self.vars {
+            VarsView::Own(own) => &mut own[v.0],
+            VarsView::All(all) => &mut all[self.me][v.0],
+        };
+        let slot = &mut self.outs[p.0];
+        if var.dtype() == slot.dtype() && var.len() == slot.len() {
+            std::mem::swap(var, slot);
+        } else {
+            *slot = var.clone();
+        }
+    }
+
     /// Receives on InPort `p` into `buf` as f64: the element-wise sum of every connection,
     /// zeros when none.
     pub fn recv_f64(&self, p: PortIx, buf: &mut [f64]) -> Result<(), NeuroError> {

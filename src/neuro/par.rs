@@ -53,12 +53,13 @@ impl Par {
         let mut spawned = Vec::with_capacity(jobs.len());
         for job in jobs {
             // SAFETY: only the lifetime changes (same layout). The job borrows data that
-            // outlives this call, and it is run or dropped before this call returns: the
-            // task takes it out of `slot` and consumes it before the task is complete; we
-            // wait for every task below (also when the inline job panics), and a task that
-            // never ran (the runtime shut down) leaves it in `slot`, where we drop it
-            // ourselves after the wait. A completed task never starts again, so nothing
-            // touches the borrow after we return.
+            // outlives this call, and it is run or dropped before this call returns: it
+            // sits in `slot` until either the task or this thread takes it out (under the
+            // lock, so exactly one does). If this thread takes it, it runs it here (below,
+            // also after the inline job panicked) and the task only ever sees `None`. If
+            // the task takes it, the task consumes it before it is complete, and this
+            // thread waits for that task before returning. So no borrow is used after we
+            // return.
             let job: Job<'static> = unsafe { std::mem::transmute::<Job<'_>, Job<'static>>(job) };
             let slot = Arc::new(Mutex::new(Some(job)));
             let taken = slot.clone();
@@ -76,12 +77,20 @@ impl Par {
         let here = std::panic::catch_unwind(AssertUnwindSafe(last));
         let mut first: Option<NeuroError> = None;
         for (h, slot) in spawned {
-            let r = h.wait();
-            drop(slot.lock().take());
-            let e = match r {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(e) => Some(NeuroError::Task(e)),
+            // A job no worker has started yet runs here instead (the workers may be busy or
+            // asleep): then its task finds the slot empty and holds no borrow, so there is
+            // nothing to wait for.
+            let mine = slot.lock().take();
+            let e = match mine {
+                Some(job) => match std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                    Ok(r) => r.err(),
+                    Err(_) => Some(NeuroError::Panicked("a parallel part panicked".into())),
+                },
+                None => match h.wait() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(NeuroError::Task(e)),
+                },
             };
             if first.is_none() {
                 first = e;

@@ -558,7 +558,7 @@ impl ProcessModel for DenseFloat {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.send_var(A_OUT, A_BUFF);
+        cx.send_var_swap(A_OUT, A_BUFF);
         Ok(())
     }
 
@@ -574,8 +574,13 @@ impl ProcessModel for DenseFloat {
             self.cols = Blocks::split(c, self.n_out, pool.parts(self.n_out));
             self.built = true;
         }
-        cx.recv_f64(S_IN, &mut self.s)?;
-        compact(&self.s, &mut self.active);
+        match cx.recv_borrow(S_IN, self.s.len()) {
+            Some(Data::F64(s)) => compact(s, &mut self.active),
+            _ => {
+                cx.recv_f64(S_IN, &mut self.s)?;
+                compact(&self.s, &mut self.active);
+            }
+        }
         let a = cx.var_mut(A_BUFF).as_f64_mut("a_buff")?;
         accumulate(pool, &self.cols, &self.active, a, self.graded, &|_| {})
     }
@@ -639,7 +644,7 @@ impl ProcessModel for DenseFixed {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.send_var(A_OUT, A_BUFF);
+        cx.send_var_swap(A_OUT, A_BUFF);
         Ok(())
     }
 
@@ -661,8 +666,13 @@ impl ProcessModel for DenseFixed {
             self.cols = Blocks::split(c, self.n_out, pool.parts(self.n_out));
             self.built = true;
         }
-        cx.recv_i32(S_IN, &mut self.s)?;
-        compact(&self.s, &mut self.active);
+        match cx.recv_borrow(S_IN, self.s.len()) {
+            Some(Data::I32(s)) => compact(s, &mut self.active),
+            _ => {
+                cx.recv_i32(S_IN, &mut self.s)?;
+                compact(&self.s, &mut self.active);
+            }
+        }
         let e = self.weight_exp;
         let a = cx.var_mut(A_BUFF).as_i32_mut("a_buff")?;
         accumulate(pool, &self.cols, &self.active, a, self.graded, &|a| {

@@ -2,7 +2,7 @@
 //! point (`PyLifModelBitAcc`), exactly as MODELS.md §2 and §3 write them.
 
 use crate::neuro::model::{Cx, ModelBuild, ModelSpec, Part, PortIx, ProcessModel, VarIx};
-use crate::neuro::{InPort, Network, NeuroError, OutPort, Process, Var, VarType};
+use crate::neuro::{Data, InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// Parameters of a LIF population (values as given to Lava's `LIF(...)`; the fixed-point
 /// model converts them to integers).
@@ -190,10 +190,18 @@ impl ProcessModel for LifFloat {
     }
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_f64(A_IN, &mut self.a_in)?;
         let n = self.a_in.len();
         let pool = cx.pool();
-        let vars = cx.vars_mut();
+        // One connection: read the sender's buffer in place; else sum into a_in.
+        let msg = match cx.recv_borrow(A_IN, n) {
+            Some(Data::F64(m)) => Some(m.as_slice()),
+            _ => None,
+        };
+        if msg.is_none() {
+            cx.recv_f64(A_IN, &mut self.a_in)?;
+        }
+        let input: &[f64] = msg.unwrap_or(&self.a_in);
+        let (vars, out) = cx.vars_and_out_f64(S_OUT, n);
         let du = vars[DU.0].as_f64("du")?[0];
         let dv = vars[DV.0].as_f64("dv")?[0];
         let vth = vars[VTH.0].as_f64("vth")?[0];
@@ -202,39 +210,35 @@ impl ProcessModel for LifFloat {
         let u = u[0].as_f64_mut("u")?;
         let v = v[0].as_f64_mut("v")?;
         let bias = rest[0].as_f64("bias_mant")?;
-        let mut spikes = std::mem::take(&mut self.a_in);
         let (cu, cv) = (1.0 - du, 1.0 - dv);
         let chunk = n.div_ceil(pool.parts(n)).max(1);
         let parts: Vec<Part<'_>> = u
             .chunks_mut(chunk)
             .zip(v.chunks_mut(chunk))
-            .zip(bias.chunks(chunk))
-            .zip(spikes.chunks_mut(chunk))
-            .map(|(((u, v), bias), s)| {
+            .zip(bias.chunks(chunk).zip(input.chunks(chunk)))
+            .zip(out.chunks_mut(chunk))
+            .map(|(((u, v), (bias, a)), s)| {
                 Box::new(move || {
-                    lif_float(u, v, bias, s, (cu, cv, vth));
+                    lif_float(u, v, bias, a, s, (cu, cv, vth));
                     Ok(())
                 }) as Part<'_>
             })
             .collect();
-        pool.run(parts)?;
-        cx.out_f64(S_OUT, n).copy_from_slice(&spikes);
-        self.a_in = spikes;
-        Ok(())
+        pool.run(parts)
     }
 }
 
-/// One part of the floating-point update (MODELS.md §2): `s` holds the input on entry and
-/// the spikes on return.
+/// One part of the floating-point update (MODELS.md §2): input `a`, spikes into `s`.
 fn lif_float(
     u: &mut [f64],
     v: &mut [f64],
     bias: &[f64],
+    a: &[f64],
     s: &mut [f64],
     (cu, cv, vth): (f64, f64, f64),
 ) {
     for i in 0..u.len() {
-        let ui = u[i] * cu + s[i];
+        let ui = u[i] * cu + a[i];
         u[i] = ui;
         let vi = v[i] * cv + ui + bias[i];
         let spike = vi > vth;
@@ -281,10 +285,17 @@ impl ProcessModel for LifFixed {
     }
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_i32(A_IN, &mut self.a_in)?;
         let n = self.a_in.len();
         let pool = cx.pool();
-        let vars = cx.vars_mut();
+        let msg = match cx.recv_borrow(A_IN, n) {
+            Some(Data::I32(m)) => Some(m.as_slice()),
+            _ => None,
+        };
+        if msg.is_none() {
+            cx.recv_i32(A_IN, &mut self.a_in)?;
+        }
+        let input: &[i32] = msg.unwrap_or(&self.a_in);
+        let (vars, out) = cx.vars_and_out_i32(S_OUT, n);
         let du = vars[DU.0].as_i32("du")?[0];
         let dv = vars[DV.0].as_i32("dv")?[0];
         let vth_eff = match self.vth_eff {
@@ -303,34 +314,29 @@ impl ProcessModel for LifFixed {
         let bias_exp = rest[1].as_i32("bias_exp")?;
         let fu = 4096 - (du as i64 + 1);
         let fv = 4096 - dv as i64;
-        let mut spikes = std::mem::take(&mut self.a_in);
         let chunk = n.div_ceil(pool.parts(n)).max(1);
         let parts: Vec<Part<'_>> = u
             .chunks_mut(chunk)
             .zip(v.chunks_mut(chunk))
             .zip(bias_mant.chunks(chunk).zip(bias_exp.chunks(chunk)))
-            .zip(spikes.chunks_mut(chunk))
-            .map(|(((u, v), bias), s)| {
+            .zip(input.chunks(chunk).zip(out.chunks_mut(chunk)))
+            .map(|(((u, v), bias), io)| {
                 Box::new(move || {
-                    lif_fixed(u, v, bias, s, (fu, fv, vth_eff));
+                    lif_fixed(u, v, bias, io, (fu, fv, vth_eff));
                     Ok(())
                 }) as Part<'_>
             })
             .collect();
-        pool.run(parts)?;
-        cx.out_i32(S_OUT, n).copy_from_slice(&spikes);
-        self.a_in = spikes;
-        Ok(())
+        pool.run(parts)
     }
 }
 
-/// One part of the bit-accurate update (MODELS.md §3): `s` holds the input on entry and
-/// the spikes on return.
+/// One part of the bit-accurate update (MODELS.md §3): input `a`, spikes into `s`.
 fn lif_fixed(
     u: &mut [i32],
     v: &mut [i32],
     (bias_mant, bias_exp): (&[i32], &[i32]),
-    s: &mut [i32],
+    (a, s): (&[i32], &mut [i32]),
     (fu, fv, vth_eff): (i64, i64, i32),
 ) {
     for i in 0..u.len() {
@@ -340,7 +346,7 @@ fn lif_fixed(
         } else {
             bias_mant[i] >> (-be).min(31)
         };
-        let mut ui = decay(u[i], fu).wrapping_add(s[i].wrapping_shl(6));
+        let mut ui = decay(u[i], fu).wrapping_add(a[i].wrapping_shl(6));
         if ui > H {
             ui -= 2 * H;
         } else if ui <= -H {
