@@ -401,3 +401,87 @@ fn the_runtime_places_the_whole_network() {
     lif.process().run(RunSteps(3), &cfg).unwrap();
     assert_eq!(lif.process().time_step(), 3);
 }
+
+/// A CPU LIF `a` feeding a Dense `ab` into a CPU LIF `b` and back through `ba`, fixed
+/// point; `cfg` says where each process runs. Returns (u and v of both, spike counts of
+/// both) after `warm + steps` steps, and the host<->GPU moves of the last `steps` steps.
+fn cpu_gpu_chain(cfg: RunCfg, warm: u64, steps: u64) -> (Vec<Vec<f64>>, (u64, u64)) {
+    let (na, nb) = (40usize, 30usize);
+    let mut r = Rng(4242);
+    let net = Network::new();
+    let lif = |name: &str, n: usize, r: &mut Rng| {
+        Lif::new(
+            &net,
+            name,
+            LifParams::new(n)
+                .du(900.0)
+                .dv(300.0)
+                .vth(200.0)
+                .bias_mant((0..n).map(|_| r.int(0, 90) as f64).collect())
+                .bias_exp(vec![6.0; n]),
+        )
+        .unwrap()
+    };
+    let a = lif("a", na, &mut r);
+    let b = lif("b", nb, &mut r);
+    let dense = |name: &str, n_out: usize, n_in: usize, r: &mut Rng| {
+        let w = (0..n_out * n_in)
+            .map(|_| if r.int(0, 3) == 0 { r.int(-120, 200) as f64 } else { 0.0 })
+            .collect();
+        Dense::new(&net, name, DenseParams::new(n_out, n_in, w)).unwrap()
+    };
+    let ab = dense("ab", nb, na, &mut r);
+    let ba = dense("ba", na, nb, &mut r);
+    a.s_out().connect(&ab.s_in()).unwrap();
+    ab.a_out().connect(&b.a_in()).unwrap();
+    b.s_out().connect(&ba.s_in()).unwrap();
+    ba.a_out().connect(&a.a_in()).unwrap();
+    let ca = SpikeCounter::new(&net, "ca", na).unwrap();
+    let cb = SpikeCounter::new(&net, "cb", nb).unwrap();
+    a.s_out().connect(&ca.s_in()).unwrap();
+    b.s_out().connect(&cb.s_in()).unwrap();
+    let p = a.process().clone();
+    p.run(RunSteps(warm), &cfg).unwrap();
+    let link = |from, to| rt().stats().link(from, to).moves;
+    use hetflow::MemorySpace::{Gpu, Host};
+    let (up0, down0) = (link(Host, Gpu(0)), link(Gpu(0), Host));
+    p.run(RunSteps(steps), &cfg).unwrap();
+    let moves = (link(Host, Gpu(0)) - up0, link(Gpu(0), Host) - down0);
+    let out = vec![
+        a.u().get().unwrap().to_f64(),
+        a.v().get().unwrap().to_f64(),
+        b.u().get().unwrap().to_f64(),
+        b.v().get().unwrap().to_f64(),
+        ca.count().get().unwrap().to_f64(),
+        cb.count().get().unwrap().to_f64(),
+        ab.a_buff().get().unwrap().to_f64(),
+    ];
+    p.stop().unwrap();
+    (out, moves)
+}
+
+#[test]
+fn mixed_cpu_lif_gpu_dense_equals_all_cpu_in_fixed_point() {
+    if gpu().is_none() {
+        return;
+    }
+    let (cpu, _) = cpu_gpu_chain(RunCfg::fixed_pt().with_runtime(rt()), 10, 200);
+    let gpu_dense = RunCfg::fixed_pt()
+        .with_runtime(rt())
+        .pin("ab", hetflow::DeviceId::Gpu(0))
+        .pin("ba", hetflow::DeviceId::Gpu(0));
+    let (mixed, moves) = cpu_gpu_chain(gpu_dense, 10, 200);
+    let spikes: f64 = cpu[4].iter().chain(&cpu[5]).sum();
+    assert!(spikes > 500.0, "the network should be active ({spikes} spikes)");
+    assert_eq!(cpu, mixed, "a CPU LIF -> GPU Dense -> CPU LIF network equals all-CPU");
+    // Each CPU<->GPU connection costs one move per step: the two LIFs' spikes go up, the
+    // two Denses' activations come down.
+    assert_eq!(moves, (2 * 200, 2 * 200), "(host->gpu, gpu->host) moves in 200 steps");
+    // And the other way round: GPU LIFs around CPU Denses.
+    let gpu_lifs = RunCfg::fixed_pt()
+        .with_runtime(rt())
+        .pin("a", hetflow::DeviceId::Gpu(0))
+        .pin("b", hetflow::DeviceId::Gpu(0));
+    let (mixed2, _) = cpu_gpu_chain(gpu_lifs, 10, 200);
+    assert_eq!(cpu, mixed2, "GPU LIFs with CPU Denses equal all-CPU");
+}

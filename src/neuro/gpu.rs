@@ -218,8 +218,16 @@ pub(crate) struct GpuExec {
     /// Per LIF op (floating point): the buffer holding (du, dv, vth).
     scal: Vec<Option<usize>>,
     elem: Elem,
-    /// Leaves with CPU models only (RefPort users), run on the host.
+    /// Leaves run on the host: CPU models only (RefPort users), or placed on the CPU.
     pub(crate) host_leaves: Vec<usize>,
+    /// Per leaf, per port: the device buffer of each OutPort (every leaf has them, so a
+    /// host leaf's message can be uploaded for its GPU receivers).
+    out_buf: Vec<Vec<Option<usize>>>,
+    /// Ops of the early half (`0..early`), then per leaf its receives and update
+    /// (`leaf_ops`), then the Monitors' Var probes (`post..`).
+    early: usize,
+    leaf_ops: Vec<std::ops::Range<usize>>,
+    post: usize,
 }
 
 fn to_buf(rt: &RuntimeHandle, d: &Data, e: Elem) -> Buf {
@@ -316,6 +324,7 @@ impl GpuExec {
         model_names: &[String],
         fixed: bool,
         rt: &RuntimeHandle,
+        on_cpu: &[bool],
     ) -> Result<GpuExec, NeuroError> {
         if rt.gpu_count() == 0 {
             return Err(NeuroError::NoGpu);
@@ -383,7 +392,13 @@ impl GpuExec {
         let mut max_steps = u64::MAX;
         let mut host_leaves = Vec::new();
         let mut event_synapses = 0usize;
+        let mut leaf_ops = vec![0..0; n_leaves];
         for &l in &c.order {
+            if on_cpu[l] {
+                host_leaves.push(l);
+                continue;
+            }
+            let first_op = ops.len();
             let model = model_names[l].as_str();
             let name = &c.names[l];
             let missing =
@@ -693,6 +708,7 @@ impl GpuExec {
                     });
                 }
             }
+            leaf_ops[l] = first_op..ops.len();
         }
         // Monitor Var probes read after the step (POST_MGMT); the Vars must be on the device.
         let mut post_ops = Vec::new();
@@ -725,6 +741,11 @@ impl GpuExec {
                 .to_string()
         };
         let shift = early.len();
+        let post = shift + ops.len();
+        let leaf_ops = leaf_ops
+            .into_iter()
+            .map(|r| r.start + shift..r.end + shift)
+            .collect();
         let mut all = early;
         all.extend(ops);
         all.extend(post_ops);
@@ -746,7 +767,43 @@ impl GpuExec {
             scal,
             elem,
             host_leaves,
+            out_buf,
+            early: shift,
+            leaf_ops,
+            post,
         })
+    }
+
+    /// The ops of the early half.
+    pub(crate) fn early_ops(&self) -> std::ops::Range<usize> {
+        0..self.early
+    }
+
+    /// The ops of leaf `l` (its receives and update).
+    pub(crate) fn leaf_ops(&self, l: usize) -> std::ops::Range<usize> {
+        self.leaf_ops[l].clone()
+    }
+
+    /// The Monitors' Var probes (after the step's management phases).
+    pub(crate) fn post_ops(&self) -> std::ops::Range<usize> {
+        self.post..self.ops.len()
+    }
+
+    /// Writes the host message of OutPort `(l, o)` into its device buffer (a host write:
+    /// the coherence tracker moves it to the GPU before the next GPU step reads it).
+    pub(crate) fn upload_out(&self, l: usize, o: usize, msg: &Data) -> Result<(), NeuroError> {
+        match self.out_buf[l][o] {
+            Some(b) => self.write(b, msg),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the device message of OutPort `(l, o)` (`len` elements; a move to the host).
+    pub(crate) fn download_out(&self, l: usize, o: usize, len: usize) -> Result<Data, NeuroError> {
+        let Some(b) = self.out_buf[l][o] else {
+            return Ok(Data::F64(vec![0.0; len]));
+        };
+        self.read(b, len)
     }
 
     /// Reads a device Var (converted to the host element type of its model).
@@ -754,8 +811,12 @@ impl GpuExec {
         let Some(b) = self.var_buf[l][v] else {
             return Ok(None);
         };
+        self.read(b, len).map(Some)
+    }
+
+    fn read(&self, b: usize, len: usize) -> Result<Data, NeuroError> {
         let e = NeuroError::Task;
-        Ok(Some(match &self.bufs[b] {
+        Ok(match &self.bufs[b] {
             Buf::F(a) => Data::F64(
                 a.to_vec()
                     .map_err(e)?
@@ -774,7 +835,7 @@ impl GpuExec {
                     .map(|x| x as i32)
                     .collect(),
             ),
-        }))
+        })
     }
 
     /// Writes a device Var from the host (a CPU task: the coherence tracker invalidates the
@@ -897,6 +958,28 @@ impl GpuExec {
     }
 
     fn submit(&self, t0: u64, chunk: u64) -> Result<(), NeuroError> {
+        self.submit_ops(t0, chunk, &[0..self.ops.len()])
+    }
+
+    /// Runs the ops in `ranges` of step `t` as one GPU task (a mixed network's part of a
+    /// step); nothing when the ranges are empty.
+    pub(crate) fn step_ops(
+        &self,
+        t: u64,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<(), NeuroError> {
+        if ranges.iter().all(|r| r.is_empty()) {
+            return Ok(());
+        }
+        self.submit_ops(t - 1, 1, ranges)
+    }
+
+    fn submit_ops(
+        &self,
+        t0: u64,
+        chunk: u64,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<(), NeuroError> {
         let mut b = self.rt.task("neuro steps").on(Placement::Gpu(0));
         for buf in &self.bufs {
             b = match buf {
@@ -909,9 +992,9 @@ impl GpuExec {
         }
         let bufs = self.bufs.clone();
         type Dispatch = (Kernel, Vec<[u32; 8]>, Vec<usize>, [u32; 3]);
-        let plan: Vec<Dispatch> = self
-            .ops
+        let plan: Vec<Dispatch> = ranges
             .iter()
+            .flat_map(|r| self.ops[r.clone()].iter())
             .map(|op| {
                 let k = match op.kernel {
                     K::Gather => &self.kernels.gather,

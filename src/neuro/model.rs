@@ -601,12 +601,18 @@ pub struct RunCfg {
     /// network makes a CPU-only runtime of its own (the GPU and Auto back ends need one
     /// given here, so that every network of a program shares one device).
     pub runtime: Option<crate::RuntimeHandle>,
+    /// Leaf processes placed by the user, by name, overriding the back end: a network
+    /// with processes on both the CPU and the GPU runs mixed (see `PROTOCOL.md`).
+    pub pins: Vec<(String, crate::DeviceId)>,
 }
 
 impl PartialEq for RunCfg {
-    /// Equal when the tag and the back end are (the runtime is where, not what, it runs).
+    /// Equal when the tag, the back end and the pins are (the runtime is where, not what,
+    /// it runs).
     fn eq(&self, other: &RunCfg) -> bool {
-        self.select_tag == other.select_tag && self.backend == other.backend
+        self.select_tag == other.select_tag
+            && self.backend == other.backend
+            && self.pins == other.pins
     }
 }
 
@@ -617,6 +623,7 @@ impl RunCfg {
             select_tag: Some(tag.to_string()),
             backend: NeuroBackend::Cpu,
             runtime: None,
+            pins: Vec::new(),
         }
     }
 
@@ -626,6 +633,7 @@ impl RunCfg {
             select_tag: None,
             backend: NeuroBackend::Cpu,
             runtime: None,
+            pins: Vec::new(),
         }
     }
 
@@ -645,6 +653,16 @@ impl RunCfg {
     /// ```
     pub fn with_runtime(mut self, rt: crate::RuntimeHandle) -> RunCfg {
         self.runtime = Some(rt);
+        self
+    }
+
+    /// Places leaf process `process` (its name) on `device` whatever the back end: e.g.
+    /// a CPU network with one Dense on the GPU (`DeviceId::Gpu(0)`; only the first GPU is
+    /// used). Its messages to and from CPU processes move between host and device through
+    /// the coherence tracker, one move per connection and step.
+    pub fn pin(mut self, process: &str, device: crate::DeviceId) -> RunCfg {
+        self.pins.retain(|(p, _)| p != process);
+        self.pins.push((process.to_string(), device));
         self
     }
 

@@ -11,6 +11,7 @@ use super::compiler::{compile, Compiled};
 use super::gpu::GpuExec;
 use super::model::{Cx, Phase, ProcessModel, VarIx, VarsView, Wiring};
 use super::par::{Job, Par};
+use super::process::PortKind;
 use super::process::Process;
 use super::{Data, NeuroError, RunCfg};
 use crate::RuntimeHandle;
@@ -66,6 +67,8 @@ pub(crate) struct Exec {
     cost_ns: Vec<f64>,
     /// The CPU workers (None: one worker; everything runs on the run's thread).
     par: Option<Par>,
+    /// Per leaf, in a mixed network: whether it runs on the GPU (its CPU model is skipped).
+    on_gpu: Vec<bool>,
 }
 
 /// A wave runs its processes as tasks only when the ones that would leave the run's
@@ -162,9 +165,13 @@ impl Exec {
             time_step,
             par,
             names,
+            on_gpu,
             ..
         } = self;
         for (l, ((m, v), o)) in models.iter_mut().zip(vars).zip(outs).enumerate() {
+            if on_gpu[l] {
+                continue;
+            }
             let mut cx = Cx {
                 time_step: *time_step,
                 phase: Phase::Spk,
@@ -199,9 +206,11 @@ impl Exec {
             waves,
             early,
             cost_ns,
+            on_gpu,
             ..
         } = self;
-        let wave = &waves[w];
+        let wave: Vec<usize> = waves[w].iter().copied().filter(|&l| !on_gpu[l]).collect();
+        let wave = &wave;
         // Parallel when the processes other than the heaviest are worth their tasks.
         let (sum, max) = wave.iter().fold((0.0f64, 0.0f64), |(s, m), &l| {
             (s + cost_ns[l], m.max(cost_ns[l]))
@@ -301,8 +310,15 @@ impl Exec {
         for w in 0..self.waves.len() {
             self.spk_wave(w)?;
         }
+        let all: Vec<usize> = (0..n).collect();
+        self.mgmt(&all, t)
+    }
+
+    /// The management and learning phases of step `t` for `leaves`, as their guards ask.
+    fn mgmt(&mut self, leaves: &[usize], t: u64) -> Result<(), NeuroError> {
         let (mut pre, mut lrn, mut post) = (false, false, false);
-        for m in &self.models {
+        for &l in leaves {
+            let m = &self.models[l];
             let req = if m.lrn_guard(t) && m.pre_guard(t) {
                 Request::Pre
             } else if m.lrn_guard(t) {
@@ -320,7 +336,7 @@ impl Exec {
             }
         }
         if pre {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].pre_guard(t) {
                     self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
                 }
@@ -328,7 +344,7 @@ impl Exec {
             }
         }
         if lrn {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].lrn_guard(t) {
                     self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
                 }
@@ -336,13 +352,75 @@ impl Exec {
             }
         }
         if post {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].post_guard(t) {
                     self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// One time step of a mixed network (processes on the CPU and on the GPU): the same
+    /// phase order, with the GPU processes' part of each phase as a GPU task, and each
+    /// message that crosses between host and device moved once, just before its first
+    /// reader of the step runs.
+    fn mixed_step(&mut self, g: &GpuExec) -> Result<(), NeuroError> {
+        for (l, v) in std::mem::take(&mut self.changed) {
+            self.models[l].var_set(VarIx(v));
+        }
+        self.time_step += 1;
+        let t = self.time_step;
+        let n = self.models.len();
+        self.spk_early()?;
+        g.step_ops(t, &[g.early_ops()])?;
+        let mut moved = vec![Vec::<usize>::new(); n];
+        for w in 0..self.waves.len() {
+            let wave = self.waves[w].clone();
+            // Host readers of device messages: download them.
+            for &b in wave.iter().filter(|&&b| !self.on_gpu[b]) {
+                for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
+                    if self.on_gpu[a] && !moved[a].contains(&o) {
+                        let len = self.outs[a][o].len();
+                        self.outs[a][o] = g.download_out(a, o, len)?;
+                        moved[a].push(o);
+                    }
+                }
+            }
+            self.spk_wave(w)?;
+            // Device readers of host messages: upload them, then the wave's GPU part.
+            let on_device: Vec<usize> = wave.iter().copied().filter(|&b| self.on_gpu[b]).collect();
+            for &b in &on_device {
+                for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
+                    if !self.on_gpu[a] && !moved[a].contains(&o) {
+                        g.upload_out(a, o, &self.outs[a][o])?;
+                        moved[a].push(o);
+                    }
+                }
+            }
+            let ranges: Vec<_> = on_device.iter().map(|&b| g.leaf_ops(b)).collect();
+            g.step_ops(t, &ranges)?;
+        }
+        let host: Vec<usize> = (0..n).filter(|&l| !self.on_gpu[l]).collect();
+        if self.host_wants(&host, t) {
+            // RefPorts of host processes into device Vars: fetch, run, write back.
+            let targets: Vec<(usize, usize)> = host
+                .iter()
+                .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
+                .filter(|&(tl, _)| self.on_gpu[tl])
+                .collect();
+            for &(tl, tv) in &targets {
+                let len = self.vars[tl][tv].len();
+                if let Some(d) = g.get(tl, tv, len)? {
+                    self.vars[tl][tv] = d;
+                }
+            }
+            self.mgmt(&host, t)?;
+            for &(tl, tv) in &targets {
+                g.set(tl, tv, &self.vars[tl][tv])?;
+            }
+        }
+        g.step_ops(t, &[g.post_ops()])
     }
 }
 
@@ -459,6 +537,8 @@ pub(crate) struct ExecShared {
     backend: super::NeuroBackend,
     description: String,
     gpu: Option<Mutex<GpuExec>>,
+    /// Whether processes run on both the CPU and the GPU (each step: [`Exec::mixed_step`]).
+    mixed: bool,
     /// The runtime the network made for itself when the configuration gave none (kept
     /// alive as long as the network; dropped after `state`, which only holds a handle).
     _own_runtime: Option<crate::Runtime>,
@@ -468,7 +548,9 @@ impl ExecShared {
     fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
         let (rt, own_runtime) = match &cfg.runtime {
             Some(rt) => (rt.clone(), None),
-            None if cfg.backend == super::NeuroBackend::Cpu => {
+            None if cfg.backend == super::NeuroBackend::Cpu
+                && cfg.pins.iter().all(|p| p.1 == crate::DeviceId::Cpu) =>
+            {
                 let own = crate::Runtime::builder()
                     .no_gpu()
                     .build()
@@ -486,9 +568,38 @@ impl ExecShared {
             }
             b => b,
         };
-        let gpu = match resolved {
-            super::NeuroBackend::Cpu | super::NeuroBackend::Auto => None,
-            super::NeuroBackend::Gpu => {
+        // Per leaf: on the CPU? The back end's choice, then the user's pins.
+        let mut on_cpu = vec![resolved != super::NeuroBackend::Gpu; c.names.len()];
+        for (name, device) in &cfg.pins {
+            let l = c
+                .names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| NeuroError::NotFound {
+                    kind: "process",
+                    name: name.clone(),
+                    owner: "the compiled network (RunCfg::pin)".into(),
+                })?;
+            on_cpu[l] = *device == crate::DeviceId::Cpu;
+        }
+        let messages = |l: usize| {
+            c.ports[l]
+                .iter()
+                .any(|(_, k)| matches!(k, PortKind::In | PortKind::Out))
+        };
+        let mixed = on_cpu.contains(&false) && (0..c.names.len()).any(|l| on_cpu[l] && messages(l));
+        if !cfg.pins.is_empty() {
+            let placed: Vec<String> = c
+                .names
+                .iter()
+                .zip(&on_cpu)
+                .map(|(n, &cpu)| format!("{n} {}", if cpu { "CPU" } else { "GPU 0" }))
+                .collect();
+            c.description += &format!("placement: {}\n", placed.join(", "));
+        }
+        let gpu = match on_cpu.contains(&false) {
+            false => None,
+            true => {
                 let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
                 let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
                 if fixed && names.iter().any(|n| n.ends_with("Float")) {
@@ -496,12 +607,25 @@ impl ExecShared {
                         "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
                     ));
                 }
-                let g = GpuExec::new(&mut c, &names, fixed, &rt)?;
+                // Without pins a GPU network keeps its RefPort-only CPU processes on the host.
+                let host = if mixed {
+                    on_cpu.clone()
+                } else {
+                    vec![false; on_cpu.len()]
+                };
+                let g = GpuExec::new(&mut c, &names, fixed, &rt, &host)?;
                 c.description += &format!("GPU element type: {:?}\n", g.elem());
                 Some(Mutex::new(g))
             }
         };
-        c.description += &format!("back end: {resolved:?}\n");
+        c.description += &format!(
+            "back end: {resolved:?}{}\n",
+            if mixed {
+                " (mixed: processes on the CPU and the GPU)"
+            } else {
+                ""
+            }
+        );
         let early: Vec<bool> = c.models.iter().map(|m| m.sends_early()).collect();
         let waves = waves(&c.order, &c.wiring, &early);
         let n_leaves = c.models.len();
@@ -519,6 +643,7 @@ impl ExecShared {
         );
         Ok(ExecShared {
             gpu,
+            mixed,
             _own_runtime: own_runtime,
             backend: cfg.backend,
             state: Mutex::new(Exec {
@@ -530,6 +655,11 @@ impl ExecShared {
                 waves,
                 early,
                 cost_ns: vec![0.0; n_leaves],
+                on_gpu: if mixed {
+                    on_cpu.iter().map(|c| !c).collect()
+                } else {
+                    vec![false; n_leaves]
+                },
                 par,
                 time_step: 0,
                 changed: Vec::new(),
@@ -609,6 +739,20 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    if let (Some(gpu), true) = (&shared.gpu, shared.mixed) {
+        let mut g = gpu.lock();
+        {
+            let s = shared.state.lock();
+            g.prepare(s.time_step, steps, &s.vars)?;
+        }
+        for _ in 0..steps {
+            if shared.pause_requested.load(Ordering::Acquire) {
+                break;
+            }
+            shared.state.lock().mixed_step(&g)?;
+        }
+        return Ok(());
+    }
     if let Some(gpu) = &shared.gpu {
         // The state lock is taken only around host work, so `time_step()` answers while the
         // device runs.
