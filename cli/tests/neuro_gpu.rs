@@ -426,7 +426,13 @@ fn cpu_gpu_chain(cfg: RunCfg, warm: u64, steps: u64) -> (Vec<Vec<f64>>, (u64, u6
     let b = lif("b", nb, &mut r);
     let dense = |name: &str, n_out: usize, n_in: usize, r: &mut Rng| {
         let w = (0..n_out * n_in)
-            .map(|_| if r.int(0, 3) == 0 { r.int(-120, 200) as f64 } else { 0.0 })
+            .map(|_| {
+                if r.int(0, 3) == 0 {
+                    r.int(-120, 200) as f64
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Dense::new(&net, name, DenseParams::new(n_out, n_in, w)).unwrap()
     };
@@ -472,11 +478,21 @@ fn mixed_cpu_lif_gpu_dense_equals_all_cpu_in_fixed_point() {
         .pin("ba", hetflow::DeviceId::Gpu(0));
     let (mixed, moves) = cpu_gpu_chain(gpu_dense, 10, 200);
     let spikes: f64 = cpu[4].iter().chain(&cpu[5]).sum();
-    assert!(spikes > 500.0, "the network should be active ({spikes} spikes)");
-    assert_eq!(cpu, mixed, "a CPU LIF -> GPU Dense -> CPU LIF network equals all-CPU");
+    assert!(
+        spikes > 500.0,
+        "the network should be active ({spikes} spikes)"
+    );
+    assert_eq!(
+        cpu, mixed,
+        "a CPU LIF -> GPU Dense -> CPU LIF network equals all-CPU"
+    );
     // Each CPU<->GPU connection costs one move per step: the two LIFs' spikes go up, the
     // two Denses' activations come down.
-    assert_eq!(moves, (2 * 200, 2 * 200), "(host->gpu, gpu->host) moves in 200 steps");
+    assert_eq!(
+        moves,
+        (2 * 200, 2 * 200),
+        "(host->gpu, gpu->host) moves in 200 steps"
+    );
     // And the other way round: GPU LIFs around CPU Denses.
     let gpu_lifs = RunCfg::fixed_pt()
         .with_runtime(rt())

@@ -958,7 +958,8 @@ impl GpuExec {
     }
 
     fn submit(&self, t0: u64, chunk: u64) -> Result<(), NeuroError> {
-        self.submit_ops(t0, chunk, &[0..self.ops.len()])
+        let all = 0..self.ops.len();
+        self.submit_ops(t0, chunk, std::slice::from_ref(&all))
     }
 
     /// Runs the ops in `ranges` of step `t` as one GPU task (a mixed network's part of a

@@ -373,7 +373,7 @@ impl Exec {
         let t = self.time_step;
         let n = self.models.len();
         self.spk_early()?;
-        g.step_ops(t, &[g.early_ops()])?;
+        g.step_ops(t, std::slice::from_ref(&g.early_ops()))?;
         let mut moved = vec![Vec::<usize>::new(); n];
         for w in 0..self.waves.len() {
             let wave = self.waves[w].clone();
@@ -420,7 +420,7 @@ impl Exec {
                 g.set(tl, tv, &self.vars[tl][tv])?;
             }
         }
-        g.step_ops(t, &[g.post_ops()])
+        g.step_ops(t, std::slice::from_ref(&g.post_ops()))
     }
 }
 
