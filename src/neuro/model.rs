@@ -154,6 +154,24 @@ impl Pool<'_> {
     }
 }
 
+/// The OutPort buffers of other leaves a model may read.
+#[derive(Clone, Copy)]
+pub(crate) enum Srcs<'a> {
+    /// Every leaf's (the own slot is empty: the own buffers are in `Cx::outs`).
+    All(&'a [Vec<Data>]),
+    /// Per leaf, the readable ones (`None`: being written now, or the own).
+    Some(&'a [Option<&'a Vec<Data>>]),
+}
+
+impl<'a> Srcs<'a> {
+    fn get(self, l: usize) -> Option<&'a Vec<Data>> {
+        match self {
+            Srcs::All(v) => v.get(l),
+            Srcs::Some(v) => v.get(l).copied().flatten(),
+        }
+    }
+}
+
 /// What a model sees while it runs a phase: its Vars, its ports, and the time step.
 pub struct Cx<'a> {
     pub(crate) time_step: u64,
@@ -164,7 +182,7 @@ pub struct Cx<'a> {
     pub(crate) outs: &'a mut Vec<Data>,
     /// Per leaf, the OutPort buffers this model may read (its senders'); `None` for the own
     /// leaf (read through `outs`) and for leaves that may be writing now.
-    pub(crate) srcs: &'a [Option<&'a Vec<Data>>],
+    pub(crate) srcs: Srcs<'a>,
     pub(crate) wiring: &'a Wiring,
     /// The worker pool for data-parallel parts, when the run has one.
     pub(crate) par: Option<&'a super::par::Par>,
@@ -213,18 +231,16 @@ impl<'a> Cx<'a> {
     }
 
     fn src(&self, l: usize, o: usize) -> Result<&Data, NeuroError> {
-        if l == self.me {
-            return Ok(&self.outs[o]);
-        }
-        self.srcs
-            .get(l)
-            .copied()
-            .flatten()
-            .map(|outs| &outs[o])
-            .ok_or_else(|| NeuroError::Invalid {
+        // The own leaf's buffers are in `srcs` when this run writes into a scratch copy
+        // (an early sender), else (taken out, or `None`) in `outs`.
+        match self.srcs.get(l).and_then(|outs| outs.get(o)) {
+            Some(d) => Ok(d),
+            None if l == self.me => Ok(&self.outs[o]),
+            None => Err(NeuroError::Invalid {
                 what: format!("message from leaf {l}"),
                 reason: "its sender may still be writing it (phase order violated)".into(),
-            })
+            }),
+        }
     }
 
     fn label(&self, p: PortIx) -> &str {
@@ -235,10 +251,10 @@ impl<'a> Cx<'a> {
     /// exactly one connection, from another process, of `n` elements (else None: use
     /// [`Cx::recv_f64`] or [`Cx::recv_i32`], which also sum several connections).
     pub fn recv_borrow(&self, p: PortIx, n: usize) -> Option<&'a Data> {
-        let srcs: &'a [Option<&'a Vec<Data>>] = self.srcs;
+        let srcs: Srcs<'a> = self.srcs;
         match self.wiring.in_srcs[self.me][p.0].as_slice() {
             &[(l, o)] if l != self.me => {
-                let d = &srcs.get(l).copied().flatten()?[o];
+                let d = &srcs.get(l)?[o];
                 (d.len() == n).then_some(d)
             }
             _ => None,

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::compiler::{compile, Compiled};
 use super::gpu::GpuExec;
-use super::model::{Cx, Phase, ProcessModel, VarIx, VarsView, Wiring};
+use super::model::{Cx, Phase, ProcessModel, Srcs, VarIx, VarsView, Wiring};
 use super::par::{Job, Par};
 use super::process::PortKind;
 use super::process::Process;
@@ -69,6 +69,9 @@ pub(crate) struct Exec {
     par: Option<Par>,
     /// Per leaf, in a mixed network: whether it runs on the GPU (its CPU model is skipped).
     on_gpu: Vec<bool>,
+    /// Per early sender: the scratch OutPorts its `run_spk` writes into (kept between
+    /// steps so a step allocates nothing).
+    scratch: Vec<Vec<Data>>,
 }
 
 /// A wave runs its processes as tasks only when the ones that would leave the run's
@@ -137,14 +140,13 @@ impl Exec {
         } = self;
         let mut own = std::mem::take(&mut outs[l]);
         let r = {
-            let srcs: Vec<Option<&Vec<Data>>> = outs.iter().map(Some).collect();
             let mut cx = Cx {
                 time_step: *time_step,
                 phase,
                 me: l,
                 vars: VarsView::All(vars),
                 outs: &mut own,
-                srcs: &srcs,
+                srcs: Srcs::All(outs),
                 wiring,
                 par: par.as_ref(),
             };
@@ -178,7 +180,7 @@ impl Exec {
                 me: l,
                 vars: VarsView::Own(v),
                 outs: o,
-                srcs: &[],
+                srcs: Srcs::Some(&[]),
                 wiring,
                 par: par.as_ref(),
             };
@@ -188,6 +190,67 @@ impl Exec {
         Ok(())
     }
 
+    /// The main half of SPK for leaf `l` alone (no allocation): its own OutPorts are taken
+    /// out for it (an early sender gets its scratch set instead, see [`Exec::spk_wave`]),
+    /// every other leaf's are readable.
+    fn spk_one(&mut self, l: usize) -> Result<(), NeuroError> {
+        let Exec {
+            models,
+            vars,
+            outs,
+            wiring,
+            time_step,
+            par,
+            names,
+            early,
+            cost_ns,
+            scratch,
+            ..
+        } = self;
+        let early = early[l];
+        let mut own = if early {
+            let s = &mut scratch[l];
+            if s.len() != outs[l].len() {
+                *s = vec![Data::F64(Vec::new()); outs[l].len()];
+            }
+            std::mem::take(s)
+        } else {
+            std::mem::take(&mut outs[l])
+        };
+        let t0 = std::time::Instant::now();
+        let r = {
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase: Phase::Spk,
+                me: l,
+                vars: VarsView::Own(&mut vars[l]),
+                outs: &mut own,
+                srcs: Srcs::All(outs),
+                wiring,
+                par: par.as_ref(),
+            };
+            models[l].run_spk(&mut cx)
+        };
+        if early {
+            for (slot, d) in outs[l].iter_mut().zip(own.iter_mut()) {
+                if !d.is_empty() {
+                    *slot = std::mem::replace(d, Data::F64(Vec::new()));
+                }
+            }
+            scratch[l] = own;
+        } else {
+            outs[l] = own;
+        }
+        let dt = t0.elapsed().as_nanos() as f64;
+        let c = &mut cost_ns[l];
+        *c = if *c == 0.0 {
+            dt
+        } else {
+            *c + COST_EMA * (dt - *c)
+        };
+        r.map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))
+    }
+
     /// The main half of SPK for wave `w`: its processes run at once (tasks on the CPU
     /// workers) when the wave is large enough, else one after the other in spike order.
     /// A process of the wave writes its own Vars and OutPorts and reads the OutPorts of
@@ -195,6 +258,24 @@ impl Exec {
     /// early belong to earlier waves, and an early sender's `run_spk` writes into a scratch
     /// copy of its OutPorts that replaces them only after the wave.
     fn spk_wave(&mut self, w: usize) -> Result<(), NeuroError> {
+        // Parallel when the processes other than the heaviest are worth their tasks.
+        let (mut count, mut sum, mut max) = (0usize, 0.0f64, 0.0f64);
+        for &l in self.waves[w].iter().filter(|&&l| !self.on_gpu[l]) {
+            count += 1;
+            sum += self.cost_ns[l];
+            max = max.max(self.cost_ns[l]);
+        }
+        let parallel = self.par.is_some() && count > 1 && sum - max >= PARALLEL_WAVE_MIN_NS;
+        if !parallel {
+            // In spike order, one after the other, as the sequential protocol.
+            for k in 0..self.waves[w].len() {
+                let l = self.waves[w][k];
+                if !self.on_gpu[l] {
+                    self.spk_one(l)?;
+                }
+            }
+            return Ok(());
+        }
         let Exec {
             models,
             vars,
@@ -211,11 +292,6 @@ impl Exec {
         } = self;
         let wave: Vec<usize> = waves[w].iter().copied().filter(|&l| !on_gpu[l]).collect();
         let wave = &wave;
-        // Parallel when the processes other than the heaviest are worth their tasks.
-        let (sum, max) = wave.iter().fold((0.0f64, 0.0f64), |(s, m), &l| {
-            (s + cost_ns[l], m.max(cost_ns[l]))
-        });
-        let parallel = par.is_some() && wave.len() > 1 && sum - max >= PARALLEL_WAVE_MIN_NS;
         let mut by_cost: Vec<usize> = wave.clone();
         by_cost.sort_by(|&a, &b| cost_ns[a].total_cmp(&cost_ns[b]));
         let n = models.len();
@@ -243,7 +319,7 @@ impl Exec {
             }
             let t = *time_step;
             let par = par.as_ref();
-            let srcs = &srcs;
+            let srcs = Srcs::Some(&srcs);
             let wiring = &*wiring;
             let mut jobs: Vec<Option<Job<'_>>> = (0..n).map(|_| None).collect();
             for (l, (((m, v), o), cost)) in models
@@ -278,12 +354,9 @@ impl Exec {
                 }));
             }
             match par {
-                Some(p) if parallel => {
-                    // The heaviest runs on this thread (last), the others as tasks.
-                    p.run(by_cost.iter().filter_map(|&l| jobs[l].take()).collect())
-                }
-                // In spike order, as the sequential protocol.
-                _ => wave
+                // The heaviest runs on this thread (last), the others as tasks.
+                Some(p) => p.run(by_cost.iter().filter_map(|&l| jobs[l].take()).collect()),
+                None => wave
                     .iter()
                     .try_for_each(|&l| jobs[l].take().map_or(Ok(()), |j| j())),
             }
@@ -661,6 +734,7 @@ impl ExecShared {
                     vec![false; n_leaves]
                 },
                 par,
+                scratch: vec![Vec::new(); n_leaves],
                 time_step: 0,
                 changed: Vec::new(),
             }),
