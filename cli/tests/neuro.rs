@@ -1400,13 +1400,14 @@ fn parallel_run_equals_one_worker_run() {
         );
         // Bit for bit, floating point too: each row adds its weights in the same order.
         assert_eq!(a, b, "fixed = {fixed}");
-        // The two-worker run split LIF and the synapses into parts on the pool.
+        // The two-worker run split LIF and the synapses into parts on the pool (at least in
+        // the steps that measure the workers: 8 of every 256).
         let parts = trace
             .tasks
             .iter()
             .filter(|t| t.name == "neuro part")
             .count();
-        assert!(parts >= 2 * 40, "fixed = {fixed}: {parts} parallel parts");
+        assert!(parts >= 2 * 8, "fixed = {fixed}: {parts} parallel parts");
     }
 }
 

@@ -75,27 +75,33 @@ impl Par {
             spawned.push((h, slot));
         }
         let here = std::panic::catch_unwind(AssertUnwindSafe(last));
-        let mut first: Option<NeuroError> = None;
-        for (h, slot) in spawned {
-            // A job no worker has started yet runs here instead (the workers may be busy or
-            // asleep): then its task finds the slot empty and holds no borrow, so there is
-            // nothing to wait for.
+        // Jobs no worker has started yet run here instead (the workers may be busy or
+        // preempted): then their task finds the slot empty and holds no borrow, so there
+        // is nothing to wait for. The last spawned are the least likely to have started.
+        let mut errors: Vec<Option<NeuroError>> = (0..spawned.len()).map(|_| None).collect();
+        let mut pending = vec![false; spawned.len()];
+        for (k, (_, slot)) in spawned.iter().enumerate().rev() {
             let mine = slot.lock().take();
-            let e = match mine {
-                Some(job) => match std::panic::catch_unwind(AssertUnwindSafe(job)) {
-                    Ok(r) => r.err(),
-                    Err(_) => Some(NeuroError::Panicked("a parallel part panicked".into())),
-                },
-                None => match h.wait() {
+            match mine {
+                Some(job) => {
+                    errors[k] = match std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                        Ok(r) => r.err(),
+                        Err(_) => Some(NeuroError::Panicked("a parallel part panicked".into())),
+                    }
+                }
+                None => pending[k] = true,
+            }
+        }
+        for (k, (h, _)) in spawned.into_iter().enumerate() {
+            if pending[k] {
+                errors[k] = match h.wait() {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
                     Err(e) => Some(NeuroError::Task(e)),
-                },
-            };
-            if first.is_none() {
-                first = e;
+                };
             }
         }
+        let first = errors.into_iter().flatten().next();
         match here {
             Err(p) => std::panic::resume_unwind(p),
             Ok(r) => match first {

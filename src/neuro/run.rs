@@ -72,6 +72,66 @@ pub(crate) struct Exec {
     /// Per early sender: the scratch OutPorts its `run_spk` writes into (kept between
     /// steps so a step allocates nothing).
     scratch: Vec<Vec<Data>>,
+    /// Whether this step uses the workers, from measured step times.
+    adapt: Adapt,
+}
+
+/// Chooses between the workers and the run's thread alone by measuring both: in every
+/// cycle of [`Adapt::CYCLE`] steps, [`Adapt::PROBE`] steps run alone, as many use the
+/// workers, and the rest go the faster way. A busy machine (the OS preempting a worker that
+/// holds a part stalls the whole step) then costs at most the probe steps, and a quiet one
+/// keeps the speed-up. The numbers do not depend on the choice.
+#[derive(Default)]
+struct Adapt {
+    step: u64,
+    alone_ns: f64,
+    workers_ns: f64,
+    use_workers: bool,
+    started: Option<std::time::Instant>,
+}
+
+impl Adapt {
+    const CYCLE: u64 = 256;
+    const PROBE: u64 = 8;
+
+    fn parallel(&self) -> bool {
+        match self.step % Self::CYCLE {
+            k if k < Self::PROBE => false,
+            k if k < 2 * Self::PROBE => true,
+            _ => self.use_workers,
+        }
+    }
+
+    fn begin(&mut self) {
+        self.started = Some(std::time::Instant::now());
+    }
+
+    fn end(&mut self) {
+        let Some(t0) = self.started.take() else {
+            return;
+        };
+        let dt = t0.elapsed().as_nanos() as f64;
+        let k = self.step % Self::CYCLE;
+        if k < Self::PROBE {
+            self.alone_ns = if k == 0 { dt } else { self.alone_ns + dt };
+        } else if k < 2 * Self::PROBE {
+            self.workers_ns = if k == Self::PROBE {
+                dt
+            } else {
+                self.workers_ns + dt
+            };
+            if k == 2 * Self::PROBE - 1 {
+                self.use_workers = self.workers_ns < self.alone_ns;
+                tracing::debug!(
+                    alone_ns = self.alone_ns,
+                    workers_ns = self.workers_ns,
+                    use_workers = self.use_workers,
+                    "neuro: measured the workers against the run's thread"
+                );
+            }
+        }
+        self.step += 1;
+    }
 }
 
 /// A wave runs its processes as tasks only when the ones that would leave the run's
@@ -135,6 +195,7 @@ impl Exec {
             wiring,
             time_step,
             par,
+            adapt,
             names,
             ..
         } = self;
@@ -148,7 +209,7 @@ impl Exec {
                 outs: &mut own,
                 srcs: Srcs::All(outs),
                 wiring,
-                par: par.as_ref(),
+                par: par.as_ref().filter(|_| adapt.parallel()),
             };
             f(models[l].as_mut(), &mut cx)
         };
@@ -166,6 +227,7 @@ impl Exec {
             wiring,
             time_step,
             par,
+            adapt,
             names,
             on_gpu,
             ..
@@ -182,7 +244,7 @@ impl Exec {
                 outs: o,
                 srcs: Srcs::Some(&[]),
                 wiring,
-                par: par.as_ref(),
+                par: par.as_ref().filter(|_| adapt.parallel()),
             };
             m.run_spk_early(&mut cx)
                 .map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))?;
@@ -201,6 +263,7 @@ impl Exec {
             wiring,
             time_step,
             par,
+            adapt,
             names,
             early,
             cost_ns,
@@ -227,7 +290,7 @@ impl Exec {
                 outs: &mut own,
                 srcs: Srcs::All(outs),
                 wiring,
-                par: par.as_ref(),
+                par: par.as_ref().filter(|_| adapt.parallel()),
             };
             models[l].run_spk(&mut cx)
         };
@@ -265,7 +328,10 @@ impl Exec {
             sum += self.cost_ns[l];
             max = max.max(self.cost_ns[l]);
         }
-        let parallel = self.par.is_some() && count > 1 && sum - max >= PARALLEL_WAVE_MIN_NS;
+        let parallel = self.par.is_some()
+            && self.adapt.parallel()
+            && count > 1
+            && sum - max >= PARALLEL_WAVE_MIN_NS;
         if !parallel {
             // In spike order, one after the other, as the sequential protocol.
             for k in 0..self.waves[w].len() {
@@ -283,6 +349,7 @@ impl Exec {
             wiring,
             time_step,
             par,
+            adapt,
             names,
             waves,
             early,
@@ -318,7 +385,7 @@ impl Exec {
                 own[*l] = Some(s);
             }
             let t = *time_step;
-            let par = par.as_ref();
+            let par = par.as_ref().filter(|_| adapt.parallel());
             let srcs = Srcs::Some(&srcs);
             let wiring = &*wiring;
             let mut jobs: Vec<Option<Job<'_>>> = (0..n).map(|_| None).collect();
@@ -379,10 +446,12 @@ impl Exec {
         self.time_step += 1;
         let t = self.time_step;
         let n = self.models.len();
+        self.adapt.begin();
         self.spk_early()?;
         for w in 0..self.waves.len() {
             self.spk_wave(w)?;
         }
+        self.adapt.end();
         let all: Vec<usize> = (0..n).collect();
         self.mgmt(&all, t)
     }
@@ -445,6 +514,7 @@ impl Exec {
         self.time_step += 1;
         let t = self.time_step;
         let n = self.models.len();
+        self.adapt.begin();
         self.spk_early()?;
         g.step_ops(t, std::slice::from_ref(&g.early_ops()))?;
         let mut moved = vec![Vec::<usize>::new(); n];
@@ -474,6 +544,7 @@ impl Exec {
             let ranges: Vec<_> = on_device.iter().map(|&b| g.leaf_ops(b)).collect();
             g.step_ops(t, &ranges)?;
         }
+        self.adapt.end();
         let host: Vec<usize> = (0..n).filter(|&l| !self.on_gpu[l]).collect();
         if self.host_wants(&host, t) {
             // RefPorts of host processes into device Vars: fetch, run, write back.
@@ -735,6 +806,7 @@ impl ExecShared {
                 },
                 par,
                 scratch: vec![Vec::new(); n_leaves],
+                adapt: Adapt::default(),
                 time_step: 0,
                 changed: Vec::new(),
             }),
