@@ -6,8 +6,8 @@
 //!
 //! Run: `cargo run --release --example neuro_mixed`. Expected output (with a GPU):
 //! ```text
-//! spikes of `post`: 132 (all-CPU run: 132)
-//! moves in 100 steps: 100 host->GPU, 100 GPU->host
+//! spikes of `post`: 1568 (all-CPU run: 1568)
+//! moves in 99 steps: 99 host->GPU, 99 GPU->host
 //! ```
 
 use hetflow::neuro::{
@@ -16,7 +16,7 @@ use hetflow::neuro::{
 use hetflow::{DeviceId, MemorySpace, Runtime, RuntimeHandle};
 
 /// Runs the network for 100 steps on `rt`, with the Dense on `dense_on`: the spikes `post`
-/// made, and the (host->GPU, GPU->host) moves of the run.
+/// made, and the (host->GPU, GPU->host) moves of the last 99 steps.
 pub fn run(rt: &RuntimeHandle, dense_on: DeviceId) -> Result<(u64, (u64, u64)), NeuroError> {
     let net = Network::new();
     let n = 16;
