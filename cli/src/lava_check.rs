@@ -177,18 +177,37 @@ pub fn check_file(
     path: &std::path::Path,
     backend: NeuroBackend,
 ) -> Result<CheckReport, NeuroError> {
+    check_file_on(path, backend, None)
+}
+
+/// [`check_file`] on the runtime `rt` (needed by the GPU and Auto back ends; without one
+/// the network makes a CPU runtime of its own).
+pub fn check_file_on(
+    path: &std::path::Path,
+    backend: NeuroBackend,
+    rt: Option<&hetflow::RuntimeHandle>,
+) -> Result<CheckReport, NeuroError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| bad(format!("{} is not JSON: {e}", path.display())))?;
-    check(&json, backend)
+    check_on(&json, backend, rt)
 }
 
 /// Rebuilds, runs and compares the network described by `json` (a network file, or the
 /// remote-memory-access tutorial's `lava_rma.json`).
 pub fn check(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroError> {
+    check_on(json, backend, None)
+}
+
+/// [`check`] on the runtime `rt` (see [`check_file_on`]).
+pub fn check_on(
+    json: &Value,
+    backend: NeuroBackend,
+    rt: Option<&hetflow::RuntimeHandle>,
+) -> Result<CheckReport, NeuroError> {
     if json["implicit_connect_var"].is_object() {
-        return check_rma(json, backend);
+        return check_rma(json, backend, rt);
     }
     let run_cfg = json["run_cfg"]
         .as_str()
@@ -303,10 +322,8 @@ pub fn check(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroEr
         denses.push((name.to_string(), dense));
     }
 
-    let cfg = RunCfg {
-        select_tag: Some(tag.clone()),
-        backend,
-    };
+    let mut cfg = RunCfg::sim(&tag).on(backend);
+    cfg.runtime = rt.cloned();
     let start = lifs
         .first()
         .map(|(_, l)| l.process().clone())
@@ -481,7 +498,11 @@ impl hetflow::neuro::ProcessModel for RmaHolder {
 
 /// Runs the tutorial (implicit and explicit VarPort; step by step with host reads, and one
 /// run of five steps) and compares with the file.
-fn check_rma(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroError> {
+fn check_rma(
+    json: &Value,
+    backend: NeuroBackend,
+    rt: Option<&hetflow::RuntimeHandle>,
+) -> Result<CheckReport, NeuroError> {
     use hetflow::neuro::{Data, ModelSpec};
     use std::sync::Arc;
     let mut compared = 0;
@@ -519,7 +540,8 @@ fn check_rma(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroEr
             } else {
                 p1.port("ref")?.connect_var(&p2.var("var")?)?;
             }
-            let cfg = RunCfg::default_sim().on(backend);
+            let mut cfg = RunCfg::default_sim().on(backend);
+            cfg.runtime = rt.cloned();
             graph = p1.compile(&cfg)?;
             let mut host = Vec::new();
             if single {

@@ -79,6 +79,22 @@ enum Command {
         /// Time steps for `bench neuro`.
         #[arg(long, default_value_t = 1000)]
         neuro_steps: u64,
+        /// Rounds of `bench neuro` (each configuration once per round, alternating); the
+        /// table shows the median time of each configuration.
+        #[arg(long, default_value_t = 1)]
+        neuro_rounds: usize,
+        /// `bench neuro` also runs the CPU rows on a one-worker runtime (the parallel
+        /// speed-up column), alternating with the main runtime.
+        #[arg(long)]
+        neuro_one_worker: bool,
+        /// Only floating point (`float`) or fixed point (`fixed`) rows in `bench neuro`.
+        #[arg(long)]
+        neuro_model: Option<String>,
+        /// A peer's results file for `bench neuro` (written by `benches/brian2_peer.py`):
+        /// prints the peer's time on the same network and the ratio, after checking that
+        /// the spike counts are equal.
+        #[arg(long)]
+        peer: Option<std::path::PathBuf>,
     },
     /// Rebuild the network of a Lava reference JSON file, run it and compare with Lava's
     /// recorded spikes, u and v; prints `match` (exit 0) or the first difference (exit 1).
@@ -200,14 +216,24 @@ fn main() -> std::process::ExitCode {
             neuro_cpu_only,
             neuro_gpu_only,
             neuro_svg,
+            neuro_rounds,
+            neuro_one_worker,
+            neuro_model,
+            peer,
+            workers,
             ..
-        } => bench_neuro(
-            &neuro_sizes,
-            neuro_steps,
-            neuro_sparse_p,
-            (!neuro_gpu_only, !neuro_cpu_only),
-            &neuro_svg,
-        ),
+        } => bench_neuro(NeuroArgs {
+            sizes: neuro_sizes,
+            steps: neuro_steps,
+            sparse_p: neuro_sparse_p,
+            rows: (!neuro_gpu_only, !neuro_cpu_only),
+            svg: neuro_svg,
+            rounds: neuro_rounds.max(1),
+            one_worker: neuro_one_worker,
+            model: neuro_model,
+            peer,
+            workers,
+        }),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
         Command::LavaCheck {
             file,
@@ -305,22 +331,65 @@ fn bench_remote(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std:
     Ok(())
 }
 
-fn bench_neuro(
-    sizes: &[usize],
+/// What `bench neuro` measures.
+struct NeuroArgs {
+    sizes: Vec<usize>,
     steps: u64,
     sparse_p: f64,
-    (cpu_rows, gpu_rows): (bool, bool),
-    svg: &std::path::Path,
-) -> Result<(), Box<dyn std::error::Error>> {
+    rows: (bool, bool),
+    svg: std::path::PathBuf,
+    rounds: usize,
+    one_worker: bool,
+    model: Option<String>,
+    peer: Option<std::path::PathBuf>,
+    workers: Option<usize>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn bench_neuro(a: NeuroArgs) -> Result<(), Box<dyn std::error::Error>> {
     use hetflow::neuro::NeuroBackend;
     use hetflow_cli::bench::neuro as bench;
+    let (cpu_rows, gpu_rows) = a.rows;
+    let peer = match &a.peer {
+        Some(p) => Some(bench::Peer::read(p)?),
+        None => None,
+    };
+    let mut b = hetflow::Runtime::builder();
+    if let Some(w) = a.workers {
+        b = b.cpu_workers(w);
+    }
+    if !gpu_rows {
+        b = b.no_gpu();
+    }
+    let rt = b.build()?;
+    let one = if a.one_worker && cpu_rows {
+        Some(
+            hetflow::Runtime::builder()
+                .cpu_workers(1)
+                .no_gpu()
+                .build()?,
+        )
+    } else {
+        None
+    };
     let mut backends = Vec::new();
     if cpu_rows {
         backends.push(NeuroBackend::Cpu);
     }
     if gpu_rows {
-        match hetflow::neuro::gpu::runtime() {
-            Ok(rt) => {
+        match rt.gpu_count() {
+            0 if cpu_rows => eprintln!("  no GPU rows: no GPU adapter"),
+            0 => return Err("--neuro-gpu-only, but no GPU adapter".into()),
+            _ => {
                 backends.push(NeuroBackend::Gpu);
                 println!(
                     "GPU: {}",
@@ -332,30 +401,78 @@ fn bench_neuro(
                         .trim()
                 );
             }
-            Err(e) if cpu_rows => eprintln!("  no GPU rows: {e}"),
-            Err(e) => return Err(format!("--neuro-gpu-only, but no GPU: {e}").into()),
         }
     }
-    println!("hetflow bench neuro: recurrent LIF + Dense, {steps} steps");
-    let total = sizes.len() * backends.len() * 2;
-    let progress = Progress::new("bench neuro", Some(total as u64));
-    let mut rows = Vec::new();
-    for &n in sizes {
-        let p = if n > 10_000 { sparse_p } else { 0.1 };
+    let fixeds: Vec<bool> = match a.model.as_deref() {
+        Some("float") => vec![false],
+        Some("fixed") => vec![true],
+        Some(m) => return Err(format!("--neuro-model {m}: `float` or `fixed` expected").into()),
+        None => vec![false, true],
+    };
+    println!(
+        "hetflow bench neuro: recurrent LIF + Dense, {} steps, {} CPU workers, median of {} round(s)",
+        a.steps,
+        rt.topology().cpu.workers,
+        a.rounds
+    );
+    let mut configs = Vec::new();
+    for &n in &a.sizes {
+        let p = if n > 10_000 { a.sparse_p } else { 0.1 };
         for &backend in &backends {
-            for fixed in [false, true] {
-                progress.step(&format!(
-                    "N = {n}, p = {p}, {}, {backend:?}",
-                    if fixed { "fixed_pt" } else { "floating_pt" }
-                ));
-                rows.push(bench::run(n, p, steps, fixed, 42, backend)?);
+            for &fixed in &fixeds {
+                configs.push((n, p, backend, fixed));
+            }
+        }
+    }
+    let per_round = configs.len() * if one.is_some() { 2 } else { 1 };
+    let progress = Progress::new("bench neuro", Some((per_round * a.rounds) as u64));
+    let mut runs: Vec<Vec<bench::NeuroBenchRow>> = vec![Vec::new(); configs.len()];
+    let mut one_s: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    for round in 0..a.rounds {
+        for (k, &(n, p, backend, fixed)) in configs.iter().enumerate() {
+            let model = if fixed { "fixed_pt" } else { "floating_pt" };
+            progress.step(&format!(
+                "round {round}: N = {n}, p = {p}, {model}, {backend:?}"
+            ));
+            // Alternate which runtime goes first, so drift hits both alike.
+            let mut order: Vec<Option<&hetflow::Runtime>> = vec![None];
+            if let (Some(o), NeuroBackend::Cpu) = (&one, backend) {
+                order.push(Some(o));
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+            }
+            for r in order {
+                match r {
+                    None => runs[k].push(bench::run(&rt, n, p, a.steps, fixed, 42, backend)?),
+                    Some(o) => {
+                        let row = bench::run(o, n, p, a.steps, fixed, 42, backend)?;
+                        one_s[k].push(row.seconds);
+                    }
+                }
             }
         }
     }
     progress.finish();
+    let rows: Vec<bench::NeuroBenchRow> = runs
+        .into_iter()
+        .zip(one_s)
+        .map(|(rs, ones)| {
+            let mut row = rs[0].clone();
+            row.seconds = median(rs.iter().map(|r| r.seconds).collect());
+            row.plain_loop_seconds = rs[0]
+                .plain_loop_seconds
+                .map(|_| median(rs.iter().filter_map(|r| r.plain_loop_seconds).collect()));
+            row.one_worker_seconds = (!ones.is_empty()).then(|| median(ones));
+            row
+        })
+        .collect();
     print!("{}", bench::table(&rows));
-    bench::svg(&rows, svg)?;
-    println!("plot written to {}", svg.display());
+    if let Some(peer) = &peer {
+        print!("{}", bench::peer_table(&rows, peer));
+    }
+    bench::svg(&rows, &a.svg)?;
+    println!("plot written to {}", a.svg.display());
     Ok(())
 }
 
@@ -369,7 +486,18 @@ fn lava_check(
         CheckBackend::Gpu => hetflow::neuro::NeuroBackend::Gpu,
         CheckBackend::Auto => hetflow::neuro::NeuroBackend::Auto,
     };
-    match hetflow_cli::lava_check::check_file(file, backend) {
+    let rt = match backend {
+        hetflow::neuro::NeuroBackend::Cpu => None,
+        _ => match hetflow::Runtime::builder().build() {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
+    let handle = rt.as_ref().map(|r| r.handle());
+    match hetflow_cli::lava_check::check_file_on(file, backend, handle.as_ref()) {
         Ok(report) => {
             if graph {
                 print!("{}", report.process_graph);

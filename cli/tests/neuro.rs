@@ -1130,7 +1130,7 @@ fn random_fixed_point_networks_match_the_transcription() {
 
 #[test]
 fn sparse_process_equals_dense() {
-    neuro_common::dense_vs_sparse(NeuroBackend::Cpu);
+    neuro_common::dense_vs_sparse(NeuroBackend::Cpu, None);
 }
 
 #[test]
@@ -1174,7 +1174,8 @@ fn lava_check_cli_prints_match_or_the_first_difference() {
 
 #[test]
 fn benchmark_network_runs_and_matches_its_plain_loop() {
-    let r = hetflow_cli::bench::neuro::run(300, 0.1, 200, false, 7, NeuroBackend::Cpu).unwrap();
+    let r = hetflow_cli::bench::neuro::run(&cpu_rt(), 300, 0.1, 200, false, 7, NeuroBackend::Cpu)
+        .unwrap();
     assert!(r.spikes > 0 && r.syn_events > 0);
     assert!(
         r.plain_loop_seconds.is_some(),
@@ -1185,7 +1186,8 @@ fn benchmark_network_runs_and_matches_its_plain_loop() {
         table.contains("plain loop") && !table.contains("Brian2"),
         "{table}"
     );
-    let f = hetflow_cli::bench::neuro::run(300, 0.1, 200, true, 7, NeuroBackend::Cpu).unwrap();
+    let f = hetflow_cli::bench::neuro::run(&cpu_rt(), 300, 0.1, 200, true, 7, NeuroBackend::Cpu)
+        .unwrap();
     assert!(f.plain_loop_seconds.is_none());
 }
 
@@ -1298,4 +1300,185 @@ fn recordings_too_large_for_memory_are_errors() {
         .run(RunSteps(3), &RunCfg::floating_pt())
         .unwrap();
     assert_eq!(mon.data(&lif.v().label()).unwrap().len(), 3);
+}
+
+/// A CPU runtime shared by the tests that need one.
+fn cpu_rt() -> hetflow::RuntimeHandle {
+    static RT: std::sync::OnceLock<hetflow::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| hetflow::Runtime::builder().no_gpu().build().unwrap())
+        .handle()
+}
+
+/// A LIF population of `n` neurons with a recurrent Sparse connection (`k` random synapses
+/// per row) run on `rt` for `steps` steps: (spike counts, u, v) at the end.
+fn large_recurrent(
+    rt: &hetflow::RuntimeHandle,
+    n: usize,
+    k: usize,
+    steps: u64,
+    fixed: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let net = Network::new();
+    let params = if fixed {
+        LifParams::new(n)
+            .du(1000.0)
+            .dv(200.0)
+            .vth(500.0)
+            .bias_mant((0..n).map(|_| (next() % 60) as f64).collect())
+            .bias_exp(vec![6.0; n])
+    } else {
+        LifParams::new(n)
+            .du(0.25)
+            .dv(0.05)
+            .vth(1.0)
+            .bias_mant((0..n).map(|_| (next() % 1000) as f64 * 1.2e-4).collect())
+    };
+    let lif = Lif::new(&net, "lif", params).unwrap();
+    let (mut ptr, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut row: Vec<i32> = (0..k).map(|_| (next() % n as u64) as i32).collect();
+        row.sort_unstable();
+        row.dedup();
+        for c in row {
+            cols.push(c);
+            let w = (next() % 200) as f64 - 130.0;
+            vals.push(if fixed { w } else { w * 1e-3 });
+        }
+        ptr.push(cols.len() as i32);
+    }
+    let syn = Dense::new(&net, "syn", DenseParams::sparse(n, n, ptr, cols, vals)).unwrap();
+    let counter = SpikeCounter::new(&net, "counter", n).unwrap();
+    lif.s_out().connect(&syn.s_in()).unwrap();
+    syn.a_out().connect(&lif.a_in()).unwrap();
+    lif.s_out().connect(&counter.s_in()).unwrap();
+    let cfg = if fixed {
+        RunCfg::fixed_pt()
+    } else {
+        RunCfg::floating_pt()
+    }
+    .with_runtime(rt.clone());
+    lif.process().run(RunSteps(steps), &cfg).unwrap();
+    let out = (
+        counter.count().get().unwrap().to_f64(),
+        lif.u().get().unwrap().to_f64(),
+        lif.v().get().unwrap().to_f64(),
+    );
+    lif.process().stop().unwrap();
+    out
+}
+
+#[test]
+fn parallel_run_equals_one_worker_run() {
+    let one = hetflow::Runtime::builder()
+        .no_gpu()
+        .cpu_workers(1)
+        .build()
+        .unwrap();
+    let two = hetflow::Runtime::builder()
+        .no_gpu()
+        .cpu_workers(2)
+        .build()
+        .unwrap();
+    for fixed in [false, true] {
+        let a = large_recurrent(&one.handle(), 20_000, 30, 40, fixed);
+        two.start_trace();
+        let b = large_recurrent(&two.handle(), 20_000, 30, 40, fixed);
+        // Parts the run thread took back leave empty tasks behind: let them finish.
+        two.wait_idle();
+        let trace = two.take_trace();
+        let spikes: f64 = a.0.iter().sum();
+        assert!(
+            spikes > 1000.0,
+            "fixed = {fixed}: too quiet ({spikes} spikes)"
+        );
+        // Bit for bit, floating point too: each row adds its weights in the same order.
+        assert_eq!(a, b, "fixed = {fixed}");
+        // The two-worker run split LIF and the synapses into parts on the pool (at least in
+        // the steps that measure the workers: 8 of every 256).
+        let parts = trace
+            .tasks
+            .iter()
+            .filter(|t| t.name == "neuro part")
+            .count();
+        assert!(parts >= 2 * 8, "fixed = {fixed}: {parts} parallel parts");
+    }
+}
+
+#[test]
+fn event_driven_synapses_equal_the_dense_product() {
+    // The synapses touch only the columns of neurons that spiked; the result equals the
+    // full product W s (every stored weight), for binary and graded spikes.
+    let (n_in, n_out) = (37usize, 23usize);
+    let mut seed = 99u64;
+    let mut rnd = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let w: Vec<f64> = (0..n_in * n_out)
+        .map(|_| {
+            if rnd(3) == 0 {
+                rnd(200) as f64 - 100.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let raster: Vec<Vec<f64>> = (0..n_in)
+        .map(|_| {
+            (0..9)
+                .map(|_| (rnd(4) == 0) as u64 as f64 * (1 + rnd(3)) as f64)
+                .collect()
+        })
+        .collect();
+    for graded in [0, 4] {
+        for cfg in [RunCfg::floating_pt(), RunCfg::fixed_pt()] {
+            let net = Network::new();
+            let src = SpikeSource::new(&net, "src", &raster).unwrap();
+            let d = Dense::new(
+                &net,
+                "w",
+                DenseParams::new(n_out, n_in, w.clone()).num_message_bits(graded),
+            )
+            .unwrap();
+            src.s_out().connect(&d.s_in()).unwrap();
+            let mon = Monitor::new(&net, "mon").unwrap();
+            mon.probe(&d.a_buff(), 9).unwrap();
+            src.process().run(RunSteps(9), &cfg).unwrap();
+            let got = mon.data("w.a_buff").unwrap();
+            let wq = d.weights().get().unwrap().to_f64();
+            src.process().stop().unwrap();
+            for t in 0..9 {
+                let s: Vec<f64> = raster
+                    .iter()
+                    .map(|r| {
+                        let x = r[t];
+                        if graded > 0 {
+                            x
+                        } else {
+                            (x != 0.0) as u64 as f64
+                        }
+                    })
+                    .collect();
+                let want: Vec<f64> = (0..n_out)
+                    .map(|i| (0..n_in).map(|j| wq[i * n_in + j] * s[j]).sum())
+                    .collect();
+                assert_eq!(
+                    got[t],
+                    want,
+                    "graded {graded}, {:?}, step {}",
+                    cfg.select_tag,
+                    t + 1
+                );
+            }
+        }
+    }
 }

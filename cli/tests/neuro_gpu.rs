@@ -9,12 +9,31 @@ use parking_lot::Mutex;
 mod neuro_common;
 
 use hetflow::neuro::*;
-use hetflow_cli::lava_check::check_file;
+use hetflow_cli::lava_check::check_file_on;
+
+/// The runtime every test of this file shares (one Vulkan device per test process).
+fn shared() -> &'static Result<hetflow::Runtime, String> {
+    static RT: std::sync::OnceLock<Result<hetflow::Runtime, String>> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = hetflow::Runtime::builder()
+            .build()
+            .map_err(|e| e.to_string())?;
+        if rt.gpu_count() == 0 {
+            return Err("no GPU adapter".into());
+        }
+        Ok(rt)
+    })
+}
+
+/// The shared runtime's handle (call after `gpu()` returned Some).
+fn rt() -> hetflow::RuntimeHandle {
+    shared().as_ref().expect("checked by gpu()").handle()
+}
 
 /// The GPU back end's runtime, or `None` (loudly) without a GPU; fails under
 /// HETFLOW_REQUIRE_GPU=1.
 fn gpu() -> Option<&'static hetflow::Runtime> {
-    match hetflow::neuro::gpu::runtime() {
+    match shared() {
         Ok(rt) => Some(rt),
         Err(e) => {
             if std::env::var("HETFLOW_REQUIRE_GPU").is_ok_and(|v| v == "1") {
@@ -39,13 +58,21 @@ fn gpu_reproduces_every_golden_file() {
         if !name.ends_with(".json") {
             continue;
         }
-        let r = check_file(&path, NeuroBackend::Gpu).unwrap();
+        let r = check_file_on(&path, NeuroBackend::Gpu, Some(&rt())).unwrap();
         assert!(r.is_match(), "{name} on the GPU: {:?}", r.mismatch);
         assert!(
             r.process_graph.contains("back end: Gpu"),
             "{}",
             r.process_graph
         );
+        if name.contains("fixed") {
+            // Integer atomics: the event-driven synapses, bit-exact.
+            assert!(
+                r.process_graph.contains("GPU synapses: event-driven"),
+                "{}",
+                r.process_graph
+            );
+        }
         n += 1;
     }
     assert_eq!(n, 7);
@@ -116,7 +143,7 @@ fn random_network(seed: u64, backend: NeuroBackend, steps: usize) -> Trace {
     mon.probe(&b.v(), steps).unwrap();
     mon.probe_out(&a.s_out(), steps).unwrap();
     mon.probe_out(&b.s_out(), steps).unwrap();
-    let cfg = RunCfg::fixed_pt().on(backend);
+    let cfg = RunCfg::fixed_pt().on(backend).with_runtime(rt());
     // Two runs: time continues across them on both back ends.
     a.process().run(RunSteps(300), &cfg).unwrap();
     a.process().run(RunSteps(steps as u64 - 300), &cfg).unwrap();
@@ -205,7 +232,7 @@ fn mixed(backend: NeuroBackend) -> (Vec<(u64, f64)>, Vec<Vec<f64>>) {
     p1.port("ref").unwrap().connect_var(&lif.v()).unwrap();
     let mon = Monitor::new(&net, "mon").unwrap();
     mon.probe(&lif.v(), 60).unwrap();
-    let cfg = RunCfg::floating_pt().on(backend);
+    let cfg = RunCfg::floating_pt().on(backend).with_runtime(rt());
     p1.run(RunSteps(60), &cfg).unwrap();
     let graph = p1.process_graph().unwrap();
     assert!(graph.contains(&format!("back end: {backend:?}")), "{graph}");
@@ -269,7 +296,12 @@ fn non_gpu_process_with_message_ports_is_refused_by_name() {
     let lif = lif_into_a_process_without_gpu_model();
     let e = lif
         .process()
-        .run(RunSteps(1), &RunCfg::floating_pt().on(NeuroBackend::Gpu))
+        .run(
+            RunSteps(1),
+            &RunCfg::floating_pt()
+                .on(NeuroBackend::Gpu)
+                .with_runtime(rt()),
+        )
         .unwrap_err();
     assert!(
         matches!(&e, NeuroError::NoProcessModel { process, .. } if process == "custom"),
@@ -282,7 +314,7 @@ fn sparse_process_equals_dense_on_the_gpu() {
     if gpu().is_none() {
         return;
     }
-    neuro_common::dense_vs_sparse(NeuroBackend::Gpu);
+    neuro_common::dense_vs_sparse(NeuroBackend::Gpu, Some(&rt()));
 }
 
 #[test]
@@ -291,8 +323,10 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
         return;
     }
     for fixed in [false, true] {
-        let c = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, NeuroBackend::Cpu).unwrap();
-        let g = hetflow_cli::bench::neuro::run(500, 0.1, 300, fixed, 3, NeuroBackend::Gpu).unwrap();
+        let c = hetflow_cli::bench::neuro::run(&rt(), 500, 0.1, 300, fixed, 3, NeuroBackend::Cpu)
+            .unwrap();
+        let g = hetflow_cli::bench::neuro::run(&rt(), 500, 0.1, 300, fixed, 3, NeuroBackend::Gpu)
+            .unwrap();
         assert_eq!(
             (c.spikes, c.syn_events),
             (g.spikes, g.syn_events),
@@ -309,7 +343,9 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
             .vth(5.0),
     )
     .unwrap();
-    let cfg = RunCfg::floating_pt().on(NeuroBackend::Gpu);
+    let cfg = RunCfg::floating_pt()
+        .on(NeuroBackend::Gpu)
+        .with_runtime(rt());
     let p = lif.process().clone();
     p.run(RunSteps(1_000_000).non_blocking(), &cfg).unwrap();
     assert!(matches!(lif.v().get(), Err(NeuroError::Running { .. })));
@@ -334,15 +370,15 @@ fn gpu_benchmark_network_spikes_like_the_cpu_and_pauses() {
 
 #[test]
 fn the_runtime_places_the_whole_network() {
-    let Some(rt) = gpu() else {
+    let Some(shared_rt) = gpu() else {
         return;
     };
-    let hardware = rt.topology().gpus[0].device_type != "Cpu";
+    let hardware = shared_rt.topology().gpus[0].device_type != "Cpu";
     // Every golden network has GPU models: on a hardware GPU it goes there, on a software
     // rasterizer (lavapipe) to the CPU; the results match Lava either way.
     let dir = neuro_common::lava_data_dir();
     let path = dir.join("lava_ff_20_10_fixed.json");
-    let r = check_file(&path, NeuroBackend::Auto).unwrap();
+    let r = check_file_on(&path, NeuroBackend::Auto, Some(&rt())).unwrap();
     assert!(r.is_match(), "{:?}", r.mismatch);
     let expected = if hardware {
         "placed by the runtime: Gpu"
@@ -354,7 +390,9 @@ fn the_runtime_places_the_whole_network() {
     // A process without a GPU model that exchanges messages keeps the network on the CPU,
     // where NeuroBackend::Gpu refuses it.
     let lif = lif_into_a_process_without_gpu_model();
-    let cfg = RunCfg::floating_pt().on(NeuroBackend::Auto);
+    let cfg = RunCfg::floating_pt()
+        .on(NeuroBackend::Auto)
+        .with_runtime(rt());
     let graph = lif.process().compile(&cfg).unwrap();
     assert!(
         graph.contains("placed by the runtime: Cpu (a process of the network has no GPU model)"),
@@ -362,4 +400,104 @@ fn the_runtime_places_the_whole_network() {
     );
     lif.process().run(RunSteps(3), &cfg).unwrap();
     assert_eq!(lif.process().time_step(), 3);
+}
+
+/// A CPU LIF `a` feeding a Dense `ab` into a CPU LIF `b` and back through `ba`, fixed
+/// point; `cfg` says where each process runs. Returns (u and v of both, spike counts of
+/// both) after `warm + steps` steps, and the host<->GPU moves of the last `steps` steps.
+fn cpu_gpu_chain(cfg: RunCfg, warm: u64, steps: u64) -> (Vec<Vec<f64>>, (u64, u64)) {
+    let (na, nb) = (40usize, 30usize);
+    let mut r = Rng(4242);
+    let net = Network::new();
+    let lif = |name: &str, n: usize, r: &mut Rng| {
+        Lif::new(
+            &net,
+            name,
+            LifParams::new(n)
+                .du(900.0)
+                .dv(300.0)
+                .vth(200.0)
+                .bias_mant((0..n).map(|_| r.int(0, 90) as f64).collect())
+                .bias_exp(vec![6.0; n]),
+        )
+        .unwrap()
+    };
+    let a = lif("a", na, &mut r);
+    let b = lif("b", nb, &mut r);
+    let dense = |name: &str, n_out: usize, n_in: usize, r: &mut Rng| {
+        let w = (0..n_out * n_in)
+            .map(|_| {
+                if r.int(0, 3) == 0 {
+                    r.int(-120, 200) as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Dense::new(&net, name, DenseParams::new(n_out, n_in, w)).unwrap()
+    };
+    let ab = dense("ab", nb, na, &mut r);
+    let ba = dense("ba", na, nb, &mut r);
+    a.s_out().connect(&ab.s_in()).unwrap();
+    ab.a_out().connect(&b.a_in()).unwrap();
+    b.s_out().connect(&ba.s_in()).unwrap();
+    ba.a_out().connect(&a.a_in()).unwrap();
+    let ca = SpikeCounter::new(&net, "ca", na).unwrap();
+    let cb = SpikeCounter::new(&net, "cb", nb).unwrap();
+    a.s_out().connect(&ca.s_in()).unwrap();
+    b.s_out().connect(&cb.s_in()).unwrap();
+    let p = a.process().clone();
+    p.run(RunSteps(warm), &cfg).unwrap();
+    let link = |from, to| rt().stats().link(from, to).moves;
+    use hetflow::MemorySpace::{Gpu, Host};
+    let (up0, down0) = (link(Host, Gpu(0)), link(Gpu(0), Host));
+    p.run(RunSteps(steps), &cfg).unwrap();
+    let moves = (link(Host, Gpu(0)) - up0, link(Gpu(0), Host) - down0);
+    let out = vec![
+        a.u().get().unwrap().to_f64(),
+        a.v().get().unwrap().to_f64(),
+        b.u().get().unwrap().to_f64(),
+        b.v().get().unwrap().to_f64(),
+        ca.count().get().unwrap().to_f64(),
+        cb.count().get().unwrap().to_f64(),
+        ab.a_buff().get().unwrap().to_f64(),
+    ];
+    p.stop().unwrap();
+    (out, moves)
+}
+
+#[test]
+fn mixed_cpu_lif_gpu_dense_equals_all_cpu_in_fixed_point() {
+    if gpu().is_none() {
+        return;
+    }
+    let (cpu, _) = cpu_gpu_chain(RunCfg::fixed_pt().with_runtime(rt()), 10, 200);
+    let gpu_dense = RunCfg::fixed_pt()
+        .with_runtime(rt())
+        .pin("ab", hetflow::DeviceId::Gpu(0))
+        .pin("ba", hetflow::DeviceId::Gpu(0));
+    let (mixed, moves) = cpu_gpu_chain(gpu_dense, 10, 200);
+    let spikes: f64 = cpu[4].iter().chain(&cpu[5]).sum();
+    assert!(
+        spikes > 500.0,
+        "the network should be active ({spikes} spikes)"
+    );
+    assert_eq!(
+        cpu, mixed,
+        "a CPU LIF -> GPU Dense -> CPU LIF network equals all-CPU"
+    );
+    // Each CPU<->GPU connection costs one move per step: the two LIFs' spikes go up, the
+    // two Denses' activations come down.
+    assert_eq!(
+        moves,
+        (2 * 200, 2 * 200),
+        "(host->gpu, gpu->host) moves in 200 steps"
+    );
+    // And the other way round: GPU LIFs around CPU Denses.
+    let gpu_lifs = RunCfg::fixed_pt()
+        .with_runtime(rt())
+        .pin("a", hetflow::DeviceId::Gpu(0))
+        .pin("b", hetflow::DeviceId::Gpu(0));
+    let (mixed2, _) = cpu_gpu_chain(gpu_lifs, 10, 200);
+    assert_eq!(cpu, mixed2, "GPU LIFs with CPU Denses equal all-CPU");
 }

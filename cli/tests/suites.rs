@@ -106,6 +106,7 @@ fn neuro_plot_has_both_panels_a_legend_and_no_brian2() {
         spikes: n as u64,
         syn_events: 100 * n as u64,
         plain_loop_seconds: plain,
+        one_worker_seconds: None,
     };
     let rows = [1000usize, 10_000, 100_000]
         .into_iter()

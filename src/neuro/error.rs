@@ -160,8 +160,15 @@ pub enum NeuroError {
     /// The GPU back end was asked for, and there is no GPU.
     #[error("GPU back end: no GPU adapter found")]
     NoGpu,
-    /// The GPU back end's runtime could not be built.
-    #[error("GPU back end: cannot start the runtime: {0}")]
+    /// The GPU or Auto back end was asked for without a runtime in the run configuration
+    /// (`RunCfg::with_runtime`): a GPU belongs to the program's runtime, not to a network.
+    #[error(
+        "the {0} back end needs the program's runtime: give it with RunCfg::with_runtime",
+        "GPU/Auto"
+    )]
+    NoRuntime,
+    /// The network's own CPU runtime could not be built.
+    #[error("cannot start the network's runtime: {0}")]
     Runtime(#[source] std::sync::Arc<crate::BuildError>),
     /// A WGSL kernel of the GPU back end was refused.
     #[error("GPU back end: kernel `{entry}`: {source}")]

@@ -11,10 +11,8 @@
 //! fixed point is bit-exact (the 64-bit products of MODELS.md §3 are split into 32-bit
 //! parts in `neuro_lif_fixed.wgsl`).
 
+use crate::{Array, Kernel, Placement, RuntimeHandle, Uniform};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-
-use crate::{Array, Kernel, Placement, Runtime, Uniform};
 
 use super::compiler::Compiled;
 use super::process::PortKind;
@@ -24,25 +22,14 @@ use super::{Data, NeuroError};
 /// Time steps encoded into one submission.
 pub const STEPS_PER_SUBMIT: u64 = 128;
 
-/// The runtime the GPU back end uses (one per process, with every GPU).
-pub fn runtime() -> Result<&'static Runtime, NeuroError> {
-    static RT: OnceLock<Result<Runtime, std::sync::Arc<crate::BuildError>>> = OnceLock::new();
-    let rt = RT
-        .get_or_init(|| Runtime::builder().build().map_err(std::sync::Arc::new))
-        .as_ref()
-        .map_err(|e| NeuroError::Runtime(e.clone()))?;
-    if rt.gpu_count() == 0 {
-        return Err(NeuroError::NoGpu);
-    }
-    Ok(rt)
-}
-
 #[derive(Clone)]
 enum Buf {
     F(Array<f32>),
     D(Array<f64>),
     I(Array<i32>),
     U(Array<u32>),
+    /// Device scratch written by the kernels (spike lists, counters, accumulators).
+    W(Array<u32>),
 }
 
 impl Buf {
@@ -52,6 +39,7 @@ impl Buf {
             Buf::D(a) => a,
             Buf::I(a) => a,
             Buf::U(a) => a,
+            Buf::W(a) => a,
         }
     }
 }
@@ -83,16 +71,63 @@ struct Kernels {
     accum: Kernel,
     lif: Kernel,
     dense: Kernel,
+    /// The event-driven synapses (`neuro_event.wgsl`): clear, compact, scatter, finish.
+    /// None for f64, which has no atomics: Dense then gathers every stored weight.
+    event: Option<[Kernel; 4]>,
 }
 
-fn kernels(rt: &Runtime, e: Elem) -> Result<Kernels, NeuroError> {
+/// The shift by weight_exp of the fixed-point Dense (`p.a.z`).
+const SHIFT_FN: &str = "\nfn shift(x: i32) -> i32 {\n    let e = bitcast<i32>(p.a.z);\n    if e > 0 { return x << u32(e); }\n    return x >> u32(-e);\n}\n";
+
+/// The four modules of `neuro_event.wgsl` for element type `e` (i32 or f32).
+fn event_sources(e: Elem) -> Vec<(String, &'static str)> {
+    let src = include_str!("../../shaders/neuro_event.wgsl");
+    let (head, rest) = src.split_once("//--- ").unwrap_or((src, ""));
+    let (acc, add, finish) = match e {
+        Elem::I32 => (
+            "i32",
+            "atomicAdd(&acc[rows[e]], w);",
+            "shift(acc[i])",
+        ),
+        _ => (
+            "u32",
+            "let r = rows[e];\n        var old = atomicLoad(&acc[r]);\n        loop {\n            let x = atomicCompareExchangeWeak(&acc[r], old, bitcast<u32>(bitcast<f32>(old) + w));\n            if x.exchanged { break; }\n            old = x.old_value;\n        }",
+            "bitcast<f32>(acc[i])",
+        ),
+    };
+    ["clear", "compact", "scatter", "finish"]
+        .iter()
+        .zip(("//--- ".to_string() + rest).split("//--- ").skip(1))
+        .map(|(name, body)| {
+            let body = body.split_once('\n').map_or("", |b| b.1);
+            let mut m = format!("{head}{body}")
+                .replace("ELEM", e.wgsl())
+                .replace("ACC", acc)
+                .replace("ADD", add)
+                .replace("FINISH", finish);
+            if *name == "finish" && e == Elem::I32 {
+                m += SHIFT_FN;
+            }
+            (
+                m,
+                match *name {
+                    "clear" => "event_clear",
+                    "compact" => "event_compact",
+                    "scatter" => "event_scatter",
+                    _ => "event_finish",
+                },
+            )
+        })
+        .collect()
+}
+
+fn kernels(rt: &RuntimeHandle, e: Elem) -> Result<Kernels, NeuroError> {
     let fixed = e == Elem::I32;
     let elem = e.wgsl();
     let io = include_str!("../../shaders/neuro_io.wgsl").replace("ELEM", elem);
     let dense = include_str!("../../shaders/neuro_dense.wgsl").replace("ELEM", elem);
     let dense = if fixed {
-        dense.replace("SHIFT", "shift(acc)")
-            + "\nfn shift(x: i32) -> i32 {\n    let e = bitcast<i32>(p.a.z);\n    if e > 0 { return x << u32(e); }\n    return x >> u32(-e);\n}\n"
+        dense.replace("SHIFT", "shift(acc)") + SHIFT_FN
     } else {
         dense.replace("SHIFT", "acc")
     };
@@ -118,6 +153,18 @@ fn kernels(rt: &Runtime, e: Elem) -> Result<Kernels, NeuroError> {
             )?
         },
         dense: k(&dense, "dense")?,
+        event: match e {
+            Elem::F64 => None,
+            _ => {
+                let m = event_sources(e);
+                Some([
+                    k(&m[0].0, m[0].1)?,
+                    k(&m[1].0, m[1].1)?,
+                    k(&m[2].0, m[2].1)?,
+                    k(&m[3].0, m[3].1)?,
+                ])
+            }
+        },
     })
 }
 
@@ -139,6 +186,8 @@ enum K {
     Accum,
     Lif,
     Dense,
+    /// `neuro_event.wgsl`'s kernel 0..4.
+    Event(usize),
 }
 
 struct Op {
@@ -154,7 +203,7 @@ fn consts(w: [u32; 8]) -> [Word; 8] {
 
 /// The device-side state of a compiled network.
 pub(crate) struct GpuExec {
-    rt: &'static Runtime,
+    rt: RuntimeHandle,
     kernels: Kernels,
     bufs: Vec<Buf>,
     /// Per leaf, per Var: the buffer holding it on the device, if any.
@@ -169,11 +218,19 @@ pub(crate) struct GpuExec {
     /// Per LIF op (floating point): the buffer holding (du, dv, vth).
     scal: Vec<Option<usize>>,
     elem: Elem,
-    /// Leaves with CPU models only (RefPort users), run on the host.
+    /// Leaves run on the host: CPU models only (RefPort users), or placed on the CPU.
     pub(crate) host_leaves: Vec<usize>,
+    /// Per leaf, per port: the device buffer of each OutPort (every leaf has them, so a
+    /// host leaf's message can be uploaded for its GPU receivers).
+    out_buf: Vec<Vec<Option<usize>>>,
+    /// Ops of the early half (`0..early`), then per leaf its receives and update
+    /// (`leaf_ops`), then the Monitors' Var probes (`post..`).
+    early: usize,
+    leaf_ops: Vec<std::ops::Range<usize>>,
+    post: usize,
 }
 
-fn to_buf(rt: &Runtime, d: &Data, e: Elem) -> Buf {
+fn to_buf(rt: &RuntimeHandle, d: &Data, e: Elem) -> Buf {
     let n = d.len().max(1);
     match e {
         Elem::I32 => {
@@ -192,6 +249,42 @@ fn to_buf(rt: &Runtime, d: &Data, e: Elem) -> Buf {
             Buf::D(rt.array_from(v))
         }
     }
+}
+
+/// A buffer needs at least one element.
+fn nonempty(mut v: Vec<u32>) -> Vec<u32> {
+    if v.is_empty() {
+        v.push(0);
+    }
+    v
+}
+
+/// Compressed rows to compressed columns (rows ascending within a column).
+fn csr_to_csc(
+    row_ptr: &[u32],
+    cols: &[u32],
+    vals: &[f64],
+    n_in: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+    let mut col_ptr = vec![0u32; n_in + 1];
+    for &c in cols.iter().take(vals.len()) {
+        col_ptr[c as usize + 1] += 1;
+    }
+    for j in 0..n_in {
+        col_ptr[j + 1] += col_ptr[j];
+    }
+    let mut fill: Vec<u32> = col_ptr.clone();
+    let mut rows = vec![0u32; vals.len()];
+    let mut out = vec![0.0; vals.len()];
+    for i in 0..row_ptr.len().saturating_sub(1) {
+        for k in row_ptr[i] as usize..row_ptr[i + 1] as usize {
+            let j = cols[k] as usize;
+            rows[fill[j] as usize] = i as u32;
+            out[fill[j] as usize] = vals[k];
+            fill[j] += 1;
+        }
+    }
+    (col_ptr, rows, out)
 }
 
 /// Process models with a WGSL counterpart.
@@ -230,8 +323,12 @@ impl GpuExec {
         c: &mut Compiled,
         model_names: &[String],
         fixed: bool,
+        rt: &RuntimeHandle,
+        on_cpu: &[bool],
     ) -> Result<GpuExec, NeuroError> {
-        let rt = runtime()?;
+        if rt.gpu_count() == 0 {
+            return Err(NeuroError::NoGpu);
+        }
         let (elem, kernels) = if fixed {
             (Elem::I32, kernels(rt, Elem::I32)?)
         } else {
@@ -294,7 +391,14 @@ impl GpuExec {
         let mut lif_params = Vec::new();
         let mut max_steps = u64::MAX;
         let mut host_leaves = Vec::new();
+        let mut event_synapses = 0usize;
+        let mut leaf_ops = vec![0..0; n_leaves];
         for &l in &c.order {
+            if on_cpu[l] {
+                host_leaves.push(l);
+                continue;
+            }
+            let first_op = ops.len();
             let model = model_names[l].as_str();
             let name = &c.names[l];
             let missing =
@@ -393,10 +497,6 @@ impl GpuExec {
                                 (row_ptr, cols, vals, n_in)
                             }
                         };
-                    cols.resize(cols.len().max(1), 0);
-                    let pb = add(&mut bufs, Buf::U(rt.array_from(row_ptr)));
-                    let cb = add(&mut bufs, Buf::U(rt.array_from(cols)));
-                    let vb = add(&mut bufs, to_buf(rt, &Data::F64(vals), fixed_elem));
                     let ab = add(&mut bufs, to_buf(rt, &c.vars[l][a_i], fixed_elem));
                     var_buf[l][a_i] = Some(ab);
                     let a_out = port_ix(l, "a_out").ok_or_else(|| missing("a_out"))?;
@@ -415,21 +515,74 @@ impl GpuExec {
                     } else {
                         recv(&mut bufs, &mut ops, l, s_in)
                     };
-                    ops.push(Op {
-                        kernel: K::Dense,
-                        words: consts([
-                            n_out as u32,
-                            graded as u32,
-                            we as u32,
-                            fixed as u32,
-                            0,
-                            0,
-                            0,
-                            0,
-                        ]),
-                        bufs: vec![pb, cb, vb, s, ab],
-                        n: n_out,
-                    });
+                    let words = consts([
+                        n_out as u32,
+                        graded as u32,
+                        we as u32,
+                        fixed as u32,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ]);
+                    if kernels.event.is_some() {
+                        // Event-driven: columns (CSC), a list of the neurons that spiked,
+                        // atomic adds into an accumulator, then a_buff.
+                        let (col_ptr, rows, cvals) = csr_to_csc(&row_ptr, &cols, &vals, n_in);
+                        let cp = add(&mut bufs, Buf::U(rt.array_from(col_ptr)));
+                        let rb = add(&mut bufs, Buf::U(rt.array_from(nonempty(rows))));
+                        let vb = add(&mut bufs, to_buf(rt, &Data::F64(cvals), fixed_elem));
+                        let active = add(&mut bufs, Buf::W(rt.array(n_in.max(1))));
+                        let count = add(&mut bufs, Buf::W(rt.array(1)));
+                        let acc = add(
+                            &mut bufs,
+                            match fixed_elem {
+                                Elem::I32 => Buf::I(rt.array(n_out.max(1))),
+                                _ => Buf::W(rt.array(n_out.max(1))),
+                            },
+                        );
+                        let with_n = |n: usize| {
+                            let mut w = words;
+                            w[0] = Word::Const(n as u32);
+                            w
+                        };
+                        ops.push(Op {
+                            kernel: K::Event(0),
+                            words: with_n(n_out),
+                            bufs: vec![acc, count],
+                            n: n_out,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(1),
+                            words: with_n(n_in),
+                            bufs: vec![s, active, count],
+                            n: n_in,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(2),
+                            words: with_n(n_in),
+                            bufs: vec![cp, rb, vb, s, active, count, acc],
+                            n: n_in,
+                        });
+                        ops.push(Op {
+                            kernel: K::Event(3),
+                            words: with_n(n_out),
+                            bufs: vec![acc, ab],
+                            n: n_out,
+                        });
+                        event_synapses += 1;
+                    } else {
+                        cols.resize(cols.len().max(1), 0);
+                        let pb = add(&mut bufs, Buf::U(rt.array_from(row_ptr)));
+                        let cb = add(&mut bufs, Buf::U(rt.array_from(cols)));
+                        let vb = add(&mut bufs, to_buf(rt, &Data::F64(vals), fixed_elem));
+                        ops.push(Op {
+                            kernel: K::Dense,
+                            words,
+                            bufs: vec![pb, cb, vb, s, ab],
+                            n: n_out,
+                        });
+                    }
                 }
                 "PySourceModel" => {
                     let d = var_ix(l, "data").ok_or_else(|| missing("data"))?;
@@ -555,6 +708,7 @@ impl GpuExec {
                     });
                 }
             }
+            leaf_ops[l] = first_op..ops.len();
         }
         // Monitor Var probes read after the step (POST_MGMT); the Vars must be on the device.
         let mut post_ops = Vec::new();
@@ -580,7 +734,18 @@ impl GpuExec {
                 n: len,
             });
         }
+        c.description += &if kernels.event.is_some() {
+            format!("GPU synapses: event-driven ({event_synapses} Dense/Sparse: compacted spikes, atomic scatter)\n")
+        } else {
+            "GPU synapses: row gather over every stored weight (no atomics for this element type)\n"
+                .to_string()
+        };
         let shift = early.len();
+        let post = shift + ops.len();
+        let leaf_ops = leaf_ops
+            .into_iter()
+            .map(|r| r.start + shift..r.end + shift)
+            .collect();
         let mut all = early;
         all.extend(ops);
         all.extend(post_ops);
@@ -590,7 +755,7 @@ impl GpuExec {
             .map(|(l, i, _)| (l, i + shift))
             .collect();
         Ok(GpuExec {
-            rt,
+            rt: rt.clone(),
             kernels,
             bufs,
             var_buf,
@@ -602,7 +767,43 @@ impl GpuExec {
             scal,
             elem,
             host_leaves,
+            out_buf,
+            early: shift,
+            leaf_ops,
+            post,
         })
+    }
+
+    /// The ops of the early half.
+    pub(crate) fn early_ops(&self) -> std::ops::Range<usize> {
+        0..self.early
+    }
+
+    /// The ops of leaf `l` (its receives and update).
+    pub(crate) fn leaf_ops(&self, l: usize) -> std::ops::Range<usize> {
+        self.leaf_ops[l].clone()
+    }
+
+    /// The Monitors' Var probes (after the step's management phases).
+    pub(crate) fn post_ops(&self) -> std::ops::Range<usize> {
+        self.post..self.ops.len()
+    }
+
+    /// Writes the host message of OutPort `(l, o)` into its device buffer (a host write:
+    /// the coherence tracker moves it to the GPU before the next GPU step reads it).
+    pub(crate) fn upload_out(&self, l: usize, o: usize, msg: &Data) -> Result<(), NeuroError> {
+        match self.out_buf[l][o] {
+            Some(b) => self.write(b, msg),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the device message of OutPort `(l, o)` (`len` elements; a move to the host).
+    pub(crate) fn download_out(&self, l: usize, o: usize, len: usize) -> Result<Data, NeuroError> {
+        let Some(b) = self.out_buf[l][o] else {
+            return Ok(Data::F64(vec![0.0; len]));
+        };
+        self.read(b, len)
     }
 
     /// Reads a device Var (converted to the host element type of its model).
@@ -610,8 +811,12 @@ impl GpuExec {
         let Some(b) = self.var_buf[l][v] else {
             return Ok(None);
         };
+        self.read(b, len).map(Some)
+    }
+
+    fn read(&self, b: usize, len: usize) -> Result<Data, NeuroError> {
         let e = NeuroError::Task;
-        Ok(Some(match &self.bufs[b] {
+        Ok(match &self.bufs[b] {
             Buf::F(a) => Data::F64(
                 a.to_vec()
                     .map_err(e)?
@@ -622,7 +827,7 @@ impl GpuExec {
             ),
             Buf::D(a) => Data::F64(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
             Buf::I(a) => Data::I32(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
-            Buf::U(a) => Data::I32(
+            Buf::U(a) | Buf::W(a) => Data::I32(
                 a.to_vec()
                     .map_err(e)?
                     .into_iter()
@@ -630,7 +835,7 @@ impl GpuExec {
                     .map(|x| x as i32)
                     .collect(),
             ),
-        }))
+        })
     }
 
     /// Writes a device Var from the host (a CPU task: the coherence tracker invalidates the
@@ -644,7 +849,7 @@ impl GpuExec {
 
     fn write(&self, b: usize, value: &Data) -> Result<(), NeuroError> {
         fn put<T: bytemuck::Pod + Send + Sync>(
-            rt: &Runtime,
+            rt: &RuntimeHandle,
             a: Array<T>,
             vals: Vec<T>,
         ) -> crate::TaskHandle<()> {
@@ -661,14 +866,14 @@ impl GpuExec {
         }
         let h = match self.bufs[b].clone() {
             Buf::F(a) => put(
-                self.rt,
+                &self.rt,
                 a,
                 value.to_f64().iter().map(|&x| x as f32).collect(),
             ),
-            Buf::D(a) => put(self.rt, a, value.to_f64()),
-            Buf::I(a) => put(self.rt, a, value.to_i32()),
-            Buf::U(a) => put(
-                self.rt,
+            Buf::D(a) => put(&self.rt, a, value.to_f64()),
+            Buf::I(a) => put(&self.rt, a, value.to_i32()),
+            Buf::U(a) | Buf::W(a) => put(
+                &self.rt,
                 a,
                 value.to_i32().iter().map(|&x| x as u32).collect(),
             ),
@@ -753,6 +958,29 @@ impl GpuExec {
     }
 
     fn submit(&self, t0: u64, chunk: u64) -> Result<(), NeuroError> {
+        let all = 0..self.ops.len();
+        self.submit_ops(t0, chunk, std::slice::from_ref(&all))
+    }
+
+    /// Runs the ops in `ranges` of step `t` as one GPU task (a mixed network's part of a
+    /// step); nothing when the ranges are empty.
+    pub(crate) fn step_ops(
+        &self,
+        t: u64,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<(), NeuroError> {
+        if ranges.iter().all(|r| r.is_empty()) {
+            return Ok(());
+        }
+        self.submit_ops(t - 1, 1, ranges)
+    }
+
+    fn submit_ops(
+        &self,
+        t0: u64,
+        chunk: u64,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<(), NeuroError> {
         let mut b = self.rt.task("neuro steps").on(Placement::Gpu(0));
         for buf in &self.bufs {
             b = match buf {
@@ -760,13 +988,14 @@ impl GpuExec {
                 Buf::D(a) => b.read_write(a),
                 Buf::I(a) => b.read_write(a),
                 Buf::U(a) => b.reads(a),
+                Buf::W(a) => b.read_write(a),
             };
         }
         let bufs = self.bufs.clone();
         type Dispatch = (Kernel, Vec<[u32; 8]>, Vec<usize>, [u32; 3]);
-        let plan: Vec<Dispatch> = self
-            .ops
+        let plan: Vec<Dispatch> = ranges
             .iter()
+            .flat_map(|r| self.ops[r.clone()].iter())
             .map(|op| {
                 let k = match op.kernel {
                     K::Gather => &self.kernels.gather,
@@ -774,6 +1003,10 @@ impl GpuExec {
                     K::Accum => &self.kernels.accum,
                     K::Lif => &self.kernels.lif,
                     K::Dense => &self.kernels.dense,
+                    K::Event(i) => match &self.kernels.event {
+                        Some(ev) => &ev[i],
+                        None => &self.kernels.dense,
+                    },
                 };
                 let words: Vec<[u32; 8]> = (0..chunk)
                     .map(|s| {

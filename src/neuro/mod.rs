@@ -12,10 +12,17 @@
 //! - `compiler`: discovery from one process, hierarchical expansion, model
 //!   selection, port resolution, spike-phase order and process groups (printable);
 //! - `run`: the phase loop and run control ([`RunSteps`], non-blocking runs, pause, wait,
-//!   stop), host `get`/`set`;
+//!   stop), host `get`/`set`; the spike order cut into waves whose processes run at once;
+//! - `par`: work of a step on the runtime's CPU workers (a wave's processes, a model's
+//!   data-parallel parts through [`Cx::pool`]), scoped like `std::thread::scope`;
 //! - [`procs`]: LIF, Dense, spike source/sink, Monitor;
-//! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse, source, sink, counter and
-//!   Monitor buffers, many steps per submission, CPU processes joining through RefPorts.
+//! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse (event-driven where the
+//!   element type has atomics), source, sink, counter and Monitor buffers, many steps per
+//!   submission, CPU processes joining through RefPorts, and mixed networks (processes
+//!   pinned to the CPU or the GPU with [`RunCfg::pin`], messages moved as managed arrays).
+//!
+//! Everything runs on the user's runtime ([`RunCfg::with_runtime`]): there is no global
+//! runtime. A CPU network given none makes a CPU runtime of its own.
 //!
 //! The Lava golden checker (`hetflow lava-check`) and the LIF + Dense throughput benchmark
 //! (`hetflow bench neuro`) live in the command-line tool (`cli/`), on this module's public API.
@@ -27,7 +34,10 @@
 //!   step has sent it (a process that sends before receiving, like Dense, breaks the wait),
 //!   so a message sent at step t by a LIF reaches the next LIF through Dense at t + 1;
 //! - Vars are read and written by the host only between runs; RefPorts only in PRE_MGMT and
-//!   POST_MGMT; a network is compiled once, for one configuration.
+//!   POST_MGMT; a network is compiled once, for one configuration;
+//! - processes that run at once (one wave) write only their own Vars and OutPorts and read
+//!   only messages that are final for the step, so any number of workers gives the same
+//!   numbers as one, bit for bit (`PROTOCOL.md`, "Parallel processes").
 //!
 //! ```
 //! use hetflow::neuro::{Dense, DenseParams, Lif, LifParams, Monitor, Network, RunCfg, RunSteps};
@@ -50,6 +60,7 @@ mod data;
 mod error;
 pub mod gpu;
 pub mod model;
+mod par;
 pub mod process;
 pub mod procs;
 mod run;
@@ -57,7 +68,7 @@ mod run;
 pub use data::{Data, VarType};
 pub use error::NeuroError;
 pub use model::{
-    Cx, ModelBuild, ModelSpec, NeuroBackend, Phase, PortIx, ProcessModel, RunCfg, VarIx,
+    Cx, ModelBuild, ModelSpec, NeuroBackend, Part, Phase, Pool, PortIx, ProcessModel, RunCfg, VarIx,
 };
 pub use process::{
     ConnectFromIn, ConnectTo, InPort, Network, OutPort, Port, PortKind, Process, ProcessBuilder,

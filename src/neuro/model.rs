@@ -105,17 +105,90 @@ pub(crate) struct Wiring {
     pub port_labels: Vec<Vec<String>>,
 }
 
+/// The Vars a model reaches in a phase: its own (SPK, LRN: the phases that may run in
+/// parallel with other processes) or every leaf's (PRE_MGMT, POST_MGMT, which run one
+/// process at a time, so RefPorts may reach other processes' Vars).
+pub(crate) enum VarsView<'a> {
+    Own(&'a mut Vec<Data>),
+    All(&'a mut [Vec<Data>]),
+}
+
+/// One data-parallel part of a model's step; it borrows a disjoint piece of the model's
+/// state for the length of [`Pool::run`].
+pub type Part<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>;
+
+/// The CPU workers of a run as a model sees them ([`Cx::pool`]).
+///
+/// ```
+/// # use hetflow::neuro::{NeuroError, Part, Pool};
+/// fn double(pool: Pool<'_>, x: &mut [f64]) -> Result<(), NeuroError> {
+///     let chunk = x.len().div_ceil(pool.parts(x.len())).max(1);
+///     let parts: Vec<Part<'_>> = x
+///         .chunks_mut(chunk)
+///         .map(|c| Box::new(move || { c.iter_mut().for_each(|v| *v *= 2.0); Ok(()) }) as Part<'_>)
+///         .collect();
+///     pool.run(parts)
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct Pool<'a> {
+    par: Option<&'a super::par::Par>,
+}
+
+impl Pool<'_> {
+    /// In how many parts a population of `n` elements should be split: one per worker,
+    /// each of at least a few thousand elements (1 without workers or for a small
+    /// population).
+    pub fn parts(&self, n: usize) -> usize {
+        self.par.map_or(1, |p| p.parts(n))
+    }
+
+    /// Runs `parts` on the workers (one here, the others as runtime tasks) and returns when
+    /// all have finished: the first error, or Ok. Without workers they run one after the
+    /// other on this thread.
+    pub fn run(&self, parts: Vec<Part<'_>>) -> Result<(), NeuroError> {
+        match self.par {
+            Some(p) if parts.len() > 1 => p.run(parts),
+            _ => parts.into_iter().try_for_each(|j| j()),
+        }
+    }
+}
+
+/// The OutPort buffers of other leaves a model may read.
+#[derive(Clone, Copy)]
+pub(crate) enum Srcs<'a> {
+    /// Every leaf's (the own slot is empty: the own buffers are in `Cx::outs`).
+    All(&'a [Vec<Data>]),
+    /// Per leaf, the readable ones (`None`: being written now, or the own).
+    Some(&'a [Option<&'a Vec<Data>>]),
+}
+
+impl<'a> Srcs<'a> {
+    fn get(self, l: usize) -> Option<&'a Vec<Data>> {
+        match self {
+            Srcs::All(v) => v.get(l),
+            Srcs::Some(v) => v.get(l).copied().flatten(),
+        }
+    }
+}
+
 /// What a model sees while it runs a phase: its Vars, its ports, and the time step.
 pub struct Cx<'a> {
     pub(crate) time_step: u64,
     pub(crate) phase: Phase,
     pub(crate) me: usize,
-    pub(crate) vars: &'a mut [Vec<Data>],
-    pub(crate) outs: &'a mut [Vec<Data>],
+    pub(crate) vars: VarsView<'a>,
+    /// The own OutPort buffers.
+    pub(crate) outs: &'a mut Vec<Data>,
+    /// Per leaf, the OutPort buffers this model may read (its senders'); `None` for the own
+    /// leaf (read through `outs`) and for leaves that may be writing now.
+    pub(crate) srcs: Srcs<'a>,
     pub(crate) wiring: &'a Wiring,
+    /// The worker pool for data-parallel parts, when the run has one.
+    pub(crate) par: Option<&'a super::par::Par>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     /// The current time step (1 in the first step; continues across runs).
     pub fn time_step(&self) -> u64 {
         self.time_step
@@ -126,23 +199,118 @@ impl Cx<'_> {
         self.phase
     }
 
+    fn own(&self) -> &Vec<Data> {
+        match &self.vars {
+            VarsView::Own(v) => v,
+            VarsView::All(v) => &v[self.me],
+        }
+    }
+
     /// All Vars of the own process, in declaration order.
     pub fn vars_mut(&mut self) -> &mut [Data] {
-        &mut self.vars[self.me]
+        match &mut self.vars {
+            VarsView::Own(v) => v,
+            VarsView::All(v) => &mut v[self.me],
+        }
     }
 
     /// One Var of the own process.
     pub fn var(&self, v: VarIx) -> &Data {
-        &self.vars[self.me][v.0]
+        &self.own()[v.0]
     }
 
     /// One Var of the own process, mutable.
     pub fn var_mut(&mut self, v: VarIx) -> &mut Data {
-        &mut self.vars[self.me][v.0]
+        &mut self.vars_mut()[v.0]
+    }
+
+    /// The run's CPU workers, for splitting this step into data-parallel parts (the handle
+    /// does not borrow the context, so the parts may borrow its Vars).
+    pub fn pool(&self) -> Pool<'a> {
+        Pool { par: self.par }
+    }
+
+    fn src(&self, l: usize, o: usize) -> Result<&Data, NeuroError> {
+        // The own leaf's buffers are in `srcs` when this run writes into a scratch copy
+        // (an early sender), else (taken out, or `None`) in `outs`.
+        match self.srcs.get(l).and_then(|outs| outs.get(o)) {
+            Some(d) => Ok(d),
+            None if l == self.me => Ok(&self.outs[o]),
+            None => Err(NeuroError::Invalid {
+                what: format!("message from leaf {l}"),
+                reason: "its sender may still be writing it (phase order violated)".into(),
+            }),
+        }
     }
 
     fn label(&self, p: PortIx) -> &str {
         &self.wiring.port_labels[self.me][p.0]
+    }
+
+    /// The message on InPort `p` without a copy: the sender's buffer, when the port has
+    /// exactly one connection, from another process, of `n` elements (else None: use
+    /// [`Cx::recv_f64`] or [`Cx::recv_i32`], which also sum several connections).
+    pub fn recv_borrow(&self, p: PortIx, n: usize) -> Option<&'a Data> {
+        let srcs: Srcs<'a> = self.srcs;
+        match self.wiring.in_srcs[self.me][p.0].as_slice() {
+            &[(l, o)] if l != self.me => {
+                let d = &srcs.get(l)?[o];
+                (d.len() == n).then_some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// The own Vars and the f64 buffer of OutPort `p` (length `n`) at once, so that a model
+    /// can compute its message straight into the buffer from its state.
+    pub fn vars_and_out_f64(&mut self, p: PortIx, n: usize) -> (&mut [Data], &mut [f64]) {
+        let slot = &mut self.outs[p.0];
+        if !matches!(slot, Data::F64(v) if v.len() == n) {
+            *slot = Data::zeros(VarType::F64, n);
+        }
+        let out = match slot {
+            Data::F64(v) => v.as_mut_slice(),
+            Data::I32(_) => unreachable!("slot was just made f64"),
+        };
+        let vars = match &mut self.vars {
+            VarsView::Own(v) => v.as_mut_slice(),
+            VarsView::All(v) => v[self.me].as_mut_slice(),
+        };
+        (vars, out)
+    }
+
+    /// The own Vars and the i32 buffer of OutPort `p` (length `n`) at once.
+    pub fn vars_and_out_i32(&mut self, p: PortIx, n: usize) -> (&mut [Data], &mut [i32]) {
+        let slot = &mut self.outs[p.0];
+        if !matches!(slot, Data::I32(v) if v.len() == n) {
+            *slot = Data::zeros(VarType::I32, n);
+        }
+        let out = match slot {
+            Data::I32(v) => v.as_mut_slice(),
+            Data::F64(_) => unreachable!("slot was just made i32"),
+        };
+        let vars = match &mut self.vars {
+            VarsView::Own(v) => v.as_mut_slice(),
+            VarsView::All(v) => v[self.me].as_mut_slice(),
+        };
+        (vars, out)
+    }
+
+    /// Sends the own Var `v` on OutPort `p` by exchanging their buffers (no copy): the Var
+    /// then holds the OutPort's previous buffer, so use it only when the model overwrites
+    /// the Var before anyone reads it (Dense: `a_buff` is recomputed in the same step's
+    /// `run_spk`). Falls back to a copy when the types or lengths differ.
+    pub fn send_var_swap(&mut self, p: PortIx, v: VarIx) {
+        let var = match &mut self.vars {
+            VarsView::Own(own) => &mut own[v.0],
+            VarsView::All(all) => &mut all[self.me][v.0],
+        };
+        let slot = &mut self.outs[p.0];
+        if var.dtype() == slot.dtype() && var.len() == slot.len() {
+            std::mem::swap(var, slot);
+        } else {
+            *slot = var.clone();
+        }
     }
 
     /// Receives on InPort `p` into `buf` as f64: the element-wise sum of every connection,
@@ -150,7 +318,7 @@ impl Cx<'_> {
     pub fn recv_f64(&self, p: PortIx, buf: &mut [f64]) -> Result<(), NeuroError> {
         buf.fill(0.0);
         for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
-            let msg = &self.outs[l][o];
+            let msg = self.src(l, o)?;
             check_len(self.label(p), msg.len(), buf.len())?;
             match msg {
                 Data::F64(m) => buf.iter_mut().zip(m).for_each(|(b, &m)| *b += m),
@@ -164,7 +332,7 @@ impl Cx<'_> {
     pub fn recv_i32(&self, p: PortIx, buf: &mut [i32]) -> Result<(), NeuroError> {
         buf.fill(0);
         for &(l, o) in &self.wiring.in_srcs[self.me][p.0] {
-            let msg = &self.outs[l][o];
+            let msg = self.src(l, o)?;
             check_len(self.label(p), msg.len(), buf.len())?;
             match msg {
                 Data::I32(m) => buf
@@ -183,7 +351,7 @@ impl Cx<'_> {
     /// The message buffer of OutPort `p`, as f64 of length `n`; what is in it at the end of
     /// the call is what is sent.
     pub fn out_f64(&mut self, p: PortIx, n: usize) -> &mut [f64] {
-        let slot = &mut self.outs[self.me][p.0];
+        let slot = &mut self.outs[p.0];
         if !matches!(slot, Data::F64(v) if v.len() == n) {
             *slot = Data::zeros(VarType::F64, n);
         }
@@ -195,7 +363,7 @@ impl Cx<'_> {
 
     /// The message buffer of OutPort `p`, as i32 of length `n`.
     pub fn out_i32(&mut self, p: PortIx, n: usize) -> &mut [i32] {
-        let slot = &mut self.outs[self.me][p.0];
+        let slot = &mut self.outs[p.0];
         if !matches!(slot, Data::I32(v) if v.len() == n) {
             *slot = Data::zeros(VarType::I32, n);
         }
@@ -207,8 +375,11 @@ impl Cx<'_> {
 
     /// Sends the own Var `v` on OutPort `p` (no intermediate copy).
     pub fn send_var(&mut self, p: PortIx, v: VarIx) {
-        let src = &self.vars[self.me][v.0];
-        let slot = &mut self.outs[self.me][p.0];
+        let src = match &self.vars {
+            VarsView::Own(own) => &own[v.0],
+            VarsView::All(all) => &all[self.me][v.0],
+        };
+        let slot = &mut self.outs[p.0];
         match (src, &mut *slot) {
             (Data::F64(s), Data::F64(d)) if s.len() == d.len() => d.copy_from_slice(s),
             (Data::I32(s), Data::I32(d)) if s.len() == d.len() => d.copy_from_slice(s),
@@ -236,17 +407,32 @@ impl Cx<'_> {
         })
     }
 
+    fn all_vars(&mut self, p: PortIx) -> Result<&mut [Vec<Data>], NeuroError> {
+        let phase = self.phase.name();
+        let port = self.label(p).to_string();
+        match &mut self.vars {
+            VarsView::All(v) => Ok(v),
+            VarsView::Own(_) => Err(NeuroError::WrongPhase { port, phase }),
+        }
+    }
+
     /// Reads the Var RefPort `p` is connected to (PRE_MGMT and POST_MGMT only).
     pub fn ref_read(&self, p: PortIx) -> Result<Data, NeuroError> {
         let (l, v) = self.ref_target(p)?;
-        Ok(self.vars[l][v].clone())
+        match &self.vars {
+            VarsView::All(vars) => Ok(vars[l][v].clone()),
+            VarsView::Own(_) => Err(NeuroError::WrongPhase {
+                port: self.label(p).to_string(),
+                phase: self.phase.name(),
+            }),
+        }
     }
 
     /// Writes the Var RefPort `p` is connected to (converted to its element type).
     pub fn ref_write(&mut self, p: PortIx, value: &Data) -> Result<(), NeuroError> {
         let (l, v) = self.ref_target(p)?;
         let label = self.label(p).to_string();
-        self.vars[l][v].assign(value, &label)
+        self.all_vars(p)?[l][v].assign(value, &label)
     }
 }
 
@@ -418,14 +604,32 @@ pub enum NeuroBackend {
     Auto,
 }
 
-/// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A run configuration: which model each process gets (Lava's `Loihi2SimCfg(select_tag=..)`),
+/// the back end, and the runtime the network's processes run on.
+#[derive(Debug, Clone)]
 pub struct RunCfg {
     /// The tag models are selected by (`floating_pt`, `fixed_pt`, `bit_accurate_loihi`);
     /// `None` takes each process's first model.
     pub select_tag: Option<String>,
     /// The back end.
     pub backend: NeuroBackend,
+    /// The runtime whose CPU workers and GPUs run the processes. `None`: the compiled
+    /// network makes a CPU-only runtime of its own (the GPU and Auto back ends need one
+    /// given here, so that every network of a program shares one device).
+    pub runtime: Option<crate::RuntimeHandle>,
+    /// Leaf processes placed by the user, by name, overriding the back end: a network
+    /// with processes on both the CPU and the GPU runs mixed (see `PROTOCOL.md`).
+    pub pins: Vec<(String, crate::DeviceId)>,
+}
+
+impl PartialEq for RunCfg {
+    /// Equal when the tag, the back end and the pins are (the runtime is where, not what,
+    /// it runs).
+    fn eq(&self, other: &RunCfg) -> bool {
+        self.select_tag == other.select_tag
+            && self.backend == other.backend
+            && self.pins == other.pins
+    }
 }
 
 impl RunCfg {
@@ -434,6 +638,8 @@ impl RunCfg {
         RunCfg {
             select_tag: Some(tag.to_string()),
             backend: NeuroBackend::Cpu,
+            runtime: None,
+            pins: Vec::new(),
         }
     }
 
@@ -442,12 +648,37 @@ impl RunCfg {
         RunCfg {
             select_tag: None,
             backend: NeuroBackend::Cpu,
+            runtime: None,
+            pins: Vec::new(),
         }
     }
 
     /// The same configuration on another back end.
     pub fn on(mut self, backend: NeuroBackend) -> RunCfg {
         self.backend = backend;
+        self
+    }
+
+    /// The same configuration running on `rt` (its CPU workers and GPUs).
+    ///
+    /// ```
+    /// use hetflow::neuro::RunCfg;
+    /// let rt = hetflow::Runtime::builder().no_gpu().cpu_workers(2).build().unwrap();
+    /// let cfg = RunCfg::floating_pt().with_runtime(rt.handle());
+    /// assert!(cfg.runtime.is_some());
+    /// ```
+    pub fn with_runtime(mut self, rt: crate::RuntimeHandle) -> RunCfg {
+        self.runtime = Some(rt);
+        self
+    }
+
+    /// Places leaf process `process` (its name) on `device` whatever the back end: e.g.
+    /// a CPU network with one Dense on the GPU (`DeviceId::Gpu(0)`; only the first GPU is
+    /// used). Its messages to and from CPU processes move between host and device through
+    /// the coherence tracker, one move per connection and step.
+    pub fn pin(mut self, process: &str, device: crate::DeviceId) -> RunCfg {
+        self.pins.retain(|(p, _)| p != process);
+        self.pins.push((process.to_string(), device));
         self
     }
 

@@ -9,9 +9,12 @@ use parking_lot::Mutex;
 
 use super::compiler::{compile, Compiled};
 use super::gpu::GpuExec;
-use super::model::{Cx, Phase, ProcessModel, VarIx, Wiring};
+use super::model::{Cx, Phase, ProcessModel, Srcs, VarIx, VarsView, Wiring};
+use super::par::{Job, Par};
+use super::process::PortKind;
 use super::process::Process;
 use super::{Data, NeuroError, RunCfg};
+use crate::RuntimeHandle;
 
 /// Run for a number of time steps (Lava's `RunSteps`); blocking unless
 /// [`non_blocking`](RunSteps::non_blocking) is used.
@@ -52,9 +55,112 @@ pub(crate) struct Exec {
     vars: Vec<Vec<Data>>,
     outs: Vec<Vec<Data>>,
     wiring: Wiring,
-    order: Vec<usize>,
     time_step: u64,
     changed: Vec<(usize, usize)>,
+    /// The spike order cut into waves: a process of wave k receives only from processes
+    /// of earlier waves or from early senders, so the processes of one wave may run at once.
+    waves: Vec<Vec<usize>>,
+    /// Per leaf: whether its model sends every OutPort in the early half.
+    early: Vec<bool>,
+    /// Per leaf: its `run_spk` time, nanoseconds (a moving average of the steps so far):
+    /// the run's estimate of its work.
+    cost_ns: Vec<f64>,
+    /// The CPU workers (None: one worker; everything runs on the run's thread).
+    par: Option<Par>,
+    /// Per leaf, in a mixed network: whether it runs on the GPU (its CPU model is skipped).
+    on_gpu: Vec<bool>,
+    /// Per early sender: the scratch OutPorts its `run_spk` writes into (kept between
+    /// steps so a step allocates nothing).
+    scratch: Vec<Vec<Data>>,
+    /// Whether this step uses the workers, from measured step times.
+    adapt: Adapt,
+}
+
+/// Chooses between the workers and the run's thread alone by measuring both: in every
+/// cycle of [`Adapt::CYCLE`] steps, [`Adapt::PROBE`] steps run alone, as many use the
+/// workers, and the rest go the faster way. A busy machine (the OS preempting a worker that
+/// holds a part stalls the whole step) then costs at most the probe steps, and a quiet one
+/// keeps the speed-up. The numbers do not depend on the choice.
+#[derive(Default)]
+struct Adapt {
+    step: u64,
+    alone_ns: f64,
+    workers_ns: f64,
+    use_workers: bool,
+    started: Option<std::time::Instant>,
+}
+
+impl Adapt {
+    const CYCLE: u64 = 256;
+    const PROBE: u64 = 8;
+
+    fn parallel(&self) -> bool {
+        match self.step % Self::CYCLE {
+            k if k < Self::PROBE => false,
+            k if k < 2 * Self::PROBE => true,
+            _ => self.use_workers,
+        }
+    }
+
+    fn begin(&mut self) {
+        self.started = Some(std::time::Instant::now());
+    }
+
+    fn end(&mut self) {
+        let Some(t0) = self.started.take() else {
+            return;
+        };
+        let dt = t0.elapsed().as_nanos() as f64;
+        let k = self.step % Self::CYCLE;
+        if k < Self::PROBE {
+            self.alone_ns = if k == 0 { dt } else { self.alone_ns + dt };
+        } else if k < 2 * Self::PROBE {
+            self.workers_ns = if k == Self::PROBE {
+                dt
+            } else {
+                self.workers_ns + dt
+            };
+            if k == 2 * Self::PROBE - 1 {
+                self.use_workers = self.workers_ns < self.alone_ns;
+                tracing::debug!(
+                    alone_ns = self.alone_ns,
+                    workers_ns = self.workers_ns,
+                    use_workers = self.use_workers,
+                    "neuro: measured the workers against the run's thread"
+                );
+            }
+        }
+        self.step += 1;
+    }
+}
+
+/// A wave runs its processes as tasks only when the ones that would leave the run's
+/// thread took at least this long (ns) in the recent steps: a task costs a few µs to
+/// start and join, more than a small process's whole step.
+const PARALLEL_WAVE_MIN_NS: f64 = 20_000.0;
+
+/// Weight of the newest step in the moving average of [`Exec::cost_ns`].
+const COST_EMA: f64 = 0.2;
+
+/// The waves of `order` (see [`Exec::waves`]).
+fn waves(order: &[usize], wiring: &Wiring, early: &[bool]) -> Vec<Vec<usize>> {
+    let mut level = vec![0usize; order.len()];
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for &b in order {
+        let lv = wiring.in_srcs[b]
+            .iter()
+            .flatten()
+            .filter(|&&(a, _)| !early[a] && a != b)
+            .map(|&(a, _)| level[a] + 1)
+            .max()
+            .unwrap_or(0);
+        level[b] = lv;
+        if waves.len() <= lv {
+            waves.resize_with(lv + 1, Vec::new);
+        }
+        waves[lv].push(b);
+    }
+    waves
 }
 
 enum Request {
@@ -64,16 +170,18 @@ enum Request {
     Done,
 }
 
-impl Exec {
-    fn fail(&self, l: usize, phase: Phase, e: NeuroError) -> NeuroError {
-        NeuroError::ModelFailed {
-            process: self.names[l].clone(),
-            time_step: self.time_step,
-            phase: phase.name(),
-            reason: e.to_string(),
-        }
+fn fail(name: &str, time_step: u64, phase: Phase, e: NeuroError) -> NeuroError {
+    NeuroError::ModelFailed {
+        process: name.to_string(),
+        time_step,
+        phase: phase.name(),
+        reason: e.to_string(),
     }
+}
 
+impl Exec {
+    /// Runs one phase of leaf `l` alone, seeing every leaf's Vars (management phases,
+    /// learning, and the host processes of a GPU network).
     fn call(
         &mut self,
         l: usize,
@@ -86,17 +194,248 @@ impl Exec {
             outs,
             wiring,
             time_step,
+            par,
+            adapt,
+            names,
             ..
         } = self;
-        let mut cx = Cx {
-            time_step: *time_step,
-            phase,
-            me: l,
+        let mut own = std::mem::take(&mut outs[l]);
+        let r = {
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase,
+                me: l,
+                vars: VarsView::All(vars),
+                outs: &mut own,
+                srcs: Srcs::All(outs),
+                wiring,
+                par: par.as_ref().filter(|_| adapt.parallel()),
+            };
+            f(models[l].as_mut(), &mut cx)
+        };
+        outs[l] = own;
+        r.map_err(|e| fail(&names[l], *time_step, phase, e))
+    }
+
+    /// The early half of SPK: every model's `run_spk_early`, seeing only its own Vars and
+    /// OutPorts (sends of what it computed before).
+    fn spk_early(&mut self) -> Result<(), NeuroError> {
+        let Exec {
+            models,
             vars,
             outs,
             wiring,
+            time_step,
+            par,
+            adapt,
+            names,
+            on_gpu,
+            ..
+        } = self;
+        for (l, ((m, v), o)) in models.iter_mut().zip(vars).zip(outs).enumerate() {
+            if on_gpu[l] {
+                continue;
+            }
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase: Phase::Spk,
+                me: l,
+                vars: VarsView::Own(v),
+                outs: o,
+                srcs: Srcs::Some(&[]),
+                wiring,
+                par: par.as_ref().filter(|_| adapt.parallel()),
+            };
+            m.run_spk_early(&mut cx)
+                .map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))?;
+        }
+        Ok(())
+    }
+
+    /// The main half of SPK for leaf `l` alone (no allocation): its own OutPorts are taken
+    /// out for it (an early sender gets its scratch set instead, see [`Exec::spk_wave`]),
+    /// every other leaf's are readable.
+    fn spk_one(&mut self, l: usize) -> Result<(), NeuroError> {
+        let Exec {
+            models,
+            vars,
+            outs,
+            wiring,
+            time_step,
+            par,
+            adapt,
+            names,
+            early,
+            cost_ns,
+            scratch,
+            ..
+        } = self;
+        let early = early[l];
+        let mut own = if early {
+            let s = &mut scratch[l];
+            if s.len() != outs[l].len() {
+                *s = vec![Data::F64(Vec::new()); outs[l].len()];
+            }
+            std::mem::take(s)
+        } else {
+            std::mem::take(&mut outs[l])
         };
-        f(models[l].as_mut(), &mut cx).map_err(|e| self.fail(l, phase, e))
+        let t0 = std::time::Instant::now();
+        let r = {
+            let mut cx = Cx {
+                time_step: *time_step,
+                phase: Phase::Spk,
+                me: l,
+                vars: VarsView::Own(&mut vars[l]),
+                outs: &mut own,
+                srcs: Srcs::All(outs),
+                wiring,
+                par: par.as_ref().filter(|_| adapt.parallel()),
+            };
+            models[l].run_spk(&mut cx)
+        };
+        if early {
+            for (slot, d) in outs[l].iter_mut().zip(own.iter_mut()) {
+                if !d.is_empty() {
+                    *slot = std::mem::replace(d, Data::F64(Vec::new()));
+                }
+            }
+            scratch[l] = own;
+        } else {
+            outs[l] = own;
+        }
+        let dt = t0.elapsed().as_nanos() as f64;
+        let c = &mut cost_ns[l];
+        *c = if *c == 0.0 {
+            dt
+        } else {
+            *c + COST_EMA * (dt - *c)
+        };
+        r.map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))
+    }
+
+    /// The main half of SPK for wave `w`: its processes run at once (tasks on the CPU
+    /// workers) when the wave is large enough, else one after the other in spike order.
+    /// A process of the wave writes its own Vars and OutPorts and reads the OutPorts of
+    /// other processes, none of which is written during the wave: senders that are not
+    /// early belong to earlier waves, and an early sender's `run_spk` writes into a scratch
+    /// copy of its OutPorts that replaces them only after the wave.
+    fn spk_wave(&mut self, w: usize) -> Result<(), NeuroError> {
+        // Parallel when the processes other than the heaviest are worth their tasks.
+        let (mut count, mut sum, mut max) = (0usize, 0.0f64, 0.0f64);
+        for &l in self.waves[w].iter().filter(|&&l| !self.on_gpu[l]) {
+            count += 1;
+            sum += self.cost_ns[l];
+            max = max.max(self.cost_ns[l]);
+        }
+        let parallel = self.par.is_some()
+            && self.adapt.parallel()
+            && count > 1
+            && sum - max >= PARALLEL_WAVE_MIN_NS;
+        if !parallel {
+            // In spike order, one after the other, as the sequential protocol.
+            for k in 0..self.waves[w].len() {
+                let l = self.waves[w][k];
+                if !self.on_gpu[l] {
+                    self.spk_one(l)?;
+                }
+            }
+            return Ok(());
+        }
+        let Exec {
+            models,
+            vars,
+            outs,
+            wiring,
+            time_step,
+            par,
+            adapt,
+            names,
+            waves,
+            early,
+            cost_ns,
+            on_gpu,
+            ..
+        } = self;
+        let wave: Vec<usize> = waves[w].iter().copied().filter(|&l| !on_gpu[l]).collect();
+        let wave = &wave;
+        let mut by_cost: Vec<usize> = wave.clone();
+        by_cost.sort_by(|&a, &b| cost_ns[a].total_cmp(&cost_ns[b]));
+        let n = models.len();
+        let mut member = vec![false; n];
+        for &l in wave {
+            member[l] = true;
+        }
+        let mut scratch: Vec<(usize, Vec<Data>)> = wave
+            .iter()
+            .filter(|&&l| early[l])
+            .map(|&l| (l, vec![Data::F64(Vec::new()); outs[l].len()]))
+            .collect();
+        let r = {
+            let mut srcs: Vec<Option<&Vec<Data>>> = vec![None; n];
+            let mut own: Vec<Option<&mut Vec<Data>>> = (0..n).map(|_| None).collect();
+            for (l, o) in outs.iter_mut().enumerate() {
+                if member[l] && !early[l] {
+                    own[l] = Some(o);
+                } else {
+                    srcs[l] = Some(o);
+                }
+            }
+            for (l, s) in scratch.iter_mut() {
+                own[*l] = Some(s);
+            }
+            let t = *time_step;
+            let par = par.as_ref().filter(|_| adapt.parallel());
+            let srcs = Srcs::Some(&srcs);
+            let wiring = &*wiring;
+            let mut jobs: Vec<Option<Job<'_>>> = (0..n).map(|_| None).collect();
+            for (l, (((m, v), o), cost)) in models
+                .iter_mut()
+                .zip(vars.iter_mut())
+                .zip(own)
+                .zip(cost_ns.iter_mut())
+                .enumerate()
+            {
+                let Some(o) = o else { continue };
+                let name = &names[l];
+                jobs[l] = Some(Box::new(move || {
+                    let t0 = std::time::Instant::now();
+                    let mut cx = Cx {
+                        time_step: t,
+                        phase: Phase::Spk,
+                        me: l,
+                        vars: VarsView::Own(v),
+                        outs: o,
+                        srcs,
+                        wiring,
+                        par,
+                    };
+                    let r = m.run_spk(&mut cx).map_err(|e| fail(name, t, Phase::Spk, e));
+                    let dt = t0.elapsed().as_nanos() as f64;
+                    *cost = if *cost == 0.0 {
+                        dt
+                    } else {
+                        *cost + COST_EMA * (dt - *cost)
+                    };
+                    r
+                }));
+            }
+            match par {
+                // The heaviest runs on this thread (last), the others as tasks.
+                Some(p) => p.run(by_cost.iter().filter_map(|&l| jobs[l].take()).collect()),
+                None => wave
+                    .iter()
+                    .try_for_each(|&l| jobs[l].take().map_or(Ok(()), |j| j())),
+            }
+        };
+        for (l, s) in scratch {
+            for (slot, d) in outs[l].iter_mut().zip(s) {
+                if !d.is_empty() {
+                    *slot = d;
+                }
+            }
+        }
+        r
     }
 
     /// One time step: SPK, then the management and learning phases the guards ask for.
@@ -107,15 +446,21 @@ impl Exec {
         self.time_step += 1;
         let t = self.time_step;
         let n = self.models.len();
-        for l in 0..n {
-            self.call(l, Phase::Spk, |m, cx| m.run_spk_early(cx))?;
+        self.adapt.begin();
+        self.spk_early()?;
+        for w in 0..self.waves.len() {
+            self.spk_wave(w)?;
         }
-        for k in 0..n {
-            let l = self.order[k];
-            self.call(l, Phase::Spk, |m, cx| m.run_spk(cx))?;
-        }
+        self.adapt.end();
+        let all: Vec<usize> = (0..n).collect();
+        self.mgmt(&all, t)
+    }
+
+    /// The management and learning phases of step `t` for `leaves`, as their guards ask.
+    fn mgmt(&mut self, leaves: &[usize], t: u64) -> Result<(), NeuroError> {
         let (mut pre, mut lrn, mut post) = (false, false, false);
-        for m in &self.models {
+        for &l in leaves {
+            let m = &self.models[l];
             let req = if m.lrn_guard(t) && m.pre_guard(t) {
                 Request::Pre
             } else if m.lrn_guard(t) {
@@ -133,7 +478,7 @@ impl Exec {
             }
         }
         if pre {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].pre_guard(t) {
                     self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
                 }
@@ -141,7 +486,7 @@ impl Exec {
             }
         }
         if lrn {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].lrn_guard(t) {
                     self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
                 }
@@ -149,13 +494,77 @@ impl Exec {
             }
         }
         if post {
-            for l in 0..n {
+            for &l in leaves {
                 if self.models[l].post_guard(t) {
                     self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// One time step of a mixed network (processes on the CPU and on the GPU): the same
+    /// phase order, with the GPU processes' part of each phase as a GPU task, and each
+    /// message that crosses between host and device moved once, just before its first
+    /// reader of the step runs.
+    fn mixed_step(&mut self, g: &GpuExec) -> Result<(), NeuroError> {
+        for (l, v) in std::mem::take(&mut self.changed) {
+            self.models[l].var_set(VarIx(v));
+        }
+        self.time_step += 1;
+        let t = self.time_step;
+        let n = self.models.len();
+        self.adapt.begin();
+        self.spk_early()?;
+        g.step_ops(t, std::slice::from_ref(&g.early_ops()))?;
+        let mut moved = vec![Vec::<usize>::new(); n];
+        for w in 0..self.waves.len() {
+            let wave = self.waves[w].clone();
+            // Host readers of device messages: download them.
+            for &b in wave.iter().filter(|&&b| !self.on_gpu[b]) {
+                for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
+                    if self.on_gpu[a] && !moved[a].contains(&o) {
+                        let len = self.outs[a][o].len();
+                        self.outs[a][o] = g.download_out(a, o, len)?;
+                        moved[a].push(o);
+                    }
+                }
+            }
+            self.spk_wave(w)?;
+            // Device readers of host messages: upload them, then the wave's GPU part.
+            let on_device: Vec<usize> = wave.iter().copied().filter(|&b| self.on_gpu[b]).collect();
+            for &b in &on_device {
+                for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
+                    if !self.on_gpu[a] && !moved[a].contains(&o) {
+                        g.upload_out(a, o, &self.outs[a][o])?;
+                        moved[a].push(o);
+                    }
+                }
+            }
+            let ranges: Vec<_> = on_device.iter().map(|&b| g.leaf_ops(b)).collect();
+            g.step_ops(t, &ranges)?;
+        }
+        self.adapt.end();
+        let host: Vec<usize> = (0..n).filter(|&l| !self.on_gpu[l]).collect();
+        if self.host_wants(&host, t) {
+            // RefPorts of host processes into device Vars: fetch, run, write back.
+            let targets: Vec<(usize, usize)> = host
+                .iter()
+                .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
+                .filter(|&(tl, _)| self.on_gpu[tl])
+                .collect();
+            for &(tl, tv) in &targets {
+                let len = self.vars[tl][tv].len();
+                if let Some(d) = g.get(tl, tv, len)? {
+                    self.vars[tl][tv] = d;
+                }
+            }
+            self.mgmt(&host, t)?;
+            for &(tl, tv) in &targets {
+                g.set(tl, tv, &self.vars[tl][tv])?;
+            }
+        }
+        g.step_ops(t, std::slice::from_ref(&g.post_ops()))
     }
 }
 
@@ -235,19 +644,18 @@ impl Exec {
 }
 
 /// Where [`super::NeuroBackend::Auto`] runs a compiled network, and why.
-fn auto_backend(c: &Compiled) -> (super::NeuroBackend, &'static str) {
+fn auto_backend(c: &Compiled, rt: &RuntimeHandle) -> (super::NeuroBackend, &'static str) {
     if !GpuExec::supports(c) {
         return (
             super::NeuroBackend::Cpu,
             "a process of the network has no GPU model",
         );
     }
-    let hardware = super::gpu::runtime().is_ok_and(|rt| {
-        rt.topology()
-            .gpus
-            .first()
-            .is_some_and(|g| g.device_type != "Cpu")
-    });
+    let hardware = rt
+        .topology()
+        .gpus
+        .first()
+        .is_some_and(|g| g.device_type != "Cpu");
     if !hardware {
         return (
             super::NeuroBackend::Cpu,
@@ -273,22 +681,69 @@ pub(crate) struct ExecShared {
     backend: super::NeuroBackend,
     description: String,
     gpu: Option<Mutex<GpuExec>>,
+    /// Whether processes run on both the CPU and the GPU (each step: [`Exec::mixed_step`]).
+    mixed: bool,
+    /// The runtime the network made for itself when the configuration gave none (kept
+    /// alive as long as the network; dropped after `state`, which only holds a handle).
+    _own_runtime: Option<crate::Runtime>,
 }
 
 impl ExecShared {
     fn new(mut c: Compiled, cfg: &RunCfg) -> Result<ExecShared, NeuroError> {
+        let (rt, own_runtime) = match &cfg.runtime {
+            Some(rt) => (rt.clone(), None),
+            None if cfg.backend == super::NeuroBackend::Cpu
+                && cfg.pins.iter().all(|p| p.1 == crate::DeviceId::Cpu) =>
+            {
+                let own = crate::Runtime::builder()
+                    .no_gpu()
+                    .build()
+                    .map_err(|e| NeuroError::Runtime(Arc::new(e)))?;
+                (own.handle(), Some(own))
+            }
+            None => return Err(NeuroError::NoRuntime),
+        };
         let resolved = match cfg.backend {
             super::NeuroBackend::Auto => {
-                let (backend, why) = auto_backend(&c);
+                let (backend, why) = auto_backend(&c, &rt);
                 tracing::info!(?backend, why, "neuro: the runtime placed the network");
                 c.description += &format!("placed by the runtime: {backend:?} ({why})\n");
                 backend
             }
             b => b,
         };
-        let gpu = match resolved {
-            super::NeuroBackend::Cpu | super::NeuroBackend::Auto => None,
-            super::NeuroBackend::Gpu => {
+        // Per leaf: on the CPU? The back end's choice, then the user's pins.
+        let mut on_cpu = vec![resolved != super::NeuroBackend::Gpu; c.names.len()];
+        for (name, device) in &cfg.pins {
+            let l = c
+                .names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| NeuroError::NotFound {
+                    kind: "process",
+                    name: name.clone(),
+                    owner: "the compiled network (RunCfg::pin)".into(),
+                })?;
+            on_cpu[l] = *device == crate::DeviceId::Cpu;
+        }
+        let messages = |l: usize| {
+            c.ports[l]
+                .iter()
+                .any(|(_, k)| matches!(k, PortKind::In | PortKind::Out))
+        };
+        let mixed = on_cpu.contains(&false) && (0..c.names.len()).any(|l| on_cpu[l] && messages(l));
+        if !cfg.pins.is_empty() {
+            let placed: Vec<String> = c
+                .names
+                .iter()
+                .zip(&on_cpu)
+                .map(|(n, &cpu)| format!("{n} {}", if cpu { "CPU" } else { "GPU 0" }))
+                .collect();
+            c.description += &format!("placement: {}\n", placed.join(", "));
+        }
+        let gpu = match on_cpu.contains(&false) {
+            false => None,
+            true => {
                 let names: Vec<String> = c.models.iter().map(|m| m.name().to_string()).collect();
                 let fixed = names.iter().any(|n| n.ends_with("BitAcc"));
                 if fixed && names.iter().any(|n| n.ends_with("Float")) {
@@ -296,14 +751,44 @@ impl ExecShared {
                         "a network mixing floating-point and fixed-point models cannot run on the GPU".into(),
                     ));
                 }
-                let g = GpuExec::new(&mut c, &names, fixed)?;
+                // Without pins a GPU network keeps its RefPort-only CPU processes on the host.
+                let host = if mixed {
+                    on_cpu.clone()
+                } else {
+                    vec![false; on_cpu.len()]
+                };
+                let g = GpuExec::new(&mut c, &names, fixed, &rt, &host)?;
                 c.description += &format!("GPU element type: {:?}\n", g.elem());
                 Some(Mutex::new(g))
             }
         };
-        c.description += &format!("back end: {resolved:?}\n");
+        c.description += &format!(
+            "back end: {resolved:?}{}\n",
+            if mixed {
+                " (mixed: processes on the CPU and the GPU)"
+            } else {
+                ""
+            }
+        );
+        let early: Vec<bool> = c.models.iter().map(|m| m.sends_early()).collect();
+        let waves = waves(&c.order, &c.wiring, &early);
+        let n_leaves = c.models.len();
+        let par = Par::new(&rt);
+        c.description += &format!(
+            "spike waves: {}\n",
+            waves
+                .iter()
+                .map(|w| {
+                    let names: Vec<&str> = w.iter().map(|&l| c.names[l].as_str()).collect();
+                    format!("[{}]", names.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        );
         Ok(ExecShared {
             gpu,
+            mixed,
+            _own_runtime: own_runtime,
             backend: cfg.backend,
             state: Mutex::new(Exec {
                 names: c.names,
@@ -311,7 +796,17 @@ impl ExecShared {
                 vars: c.vars,
                 outs: c.outs,
                 wiring: c.wiring,
-                order: c.order,
+                waves,
+                early,
+                cost_ns: vec![0.0; n_leaves],
+                on_gpu: if mixed {
+                    on_cpu.iter().map(|c| !c).collect()
+                } else {
+                    vec![false; n_leaves]
+                },
+                par,
+                scratch: vec![Vec::new(); n_leaves],
+                adapt: Adapt::default(),
                 time_step: 0,
                 changed: Vec::new(),
             }),
@@ -390,6 +885,20 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    if let (Some(gpu), true) = (&shared.gpu, shared.mixed) {
+        let mut g = gpu.lock();
+        {
+            let s = shared.state.lock();
+            g.prepare(s.time_step, steps, &s.vars)?;
+        }
+        for _ in 0..steps {
+            if shared.pause_requested.load(Ordering::Acquire) {
+                break;
+            }
+            shared.state.lock().mixed_step(&g)?;
+        }
+        return Ok(());
+    }
     if let Some(gpu) = &shared.gpu {
         // The state lock is taken only around host work, so `time_step()` answers while the
         // device runs.

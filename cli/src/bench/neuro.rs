@@ -5,7 +5,9 @@
 //! both signs). It runs for a number of steps; the figures are neuron updates per second
 //! (N x steps / time) and synaptic events per second (for every spike, the number of
 //! non-zero weights in its column, / time). The baseline is the same network as a plain
-//! Rust loop, measured in the same run ([`plain_loop`]).
+//! Rust loop, measured in the same run ([`plain_loop`]), and, when given its results file,
+//! the same network in a peer simulator (`benches/brian2_peer.py`: Brian2 `cpp_standalone`,
+//! built draw for draw from the same generator, with equal spike counts checked; [`Peer`]).
 
 use std::time::Instant;
 
@@ -13,14 +15,6 @@ use hetflow::neuro::{
     Dense, DenseParams, Lif, LifParams, Network, NeuroBackend, NeuroError, RunCfg, RunSteps,
     SpikeCounter,
 };
-
-/// Brian2 C++ standalone on the development machine, N = 10k, p = 0.1: neuron updates per
-/// second. Not printed nor plotted: it was measured on a different network (and machine),
-/// so a ratio to it would mislead; a peer benchmark of this same network is to replace it.
-pub const BRIAN2_NEURON_UPDATES_PER_S: f64 = 2.2e7;
-/// Brian2 C++ standalone on the development machine, N = 10k, p = 0.1: synaptic events per
-/// second. Not printed nor plotted, like [`BRIAN2_NEURON_UPDATES_PER_S`].
-pub const BRIAN2_SYN_EVENTS_PER_S: f64 = 3.5e8;
 
 /// One measured configuration.
 #[derive(Debug, Clone)]
@@ -46,6 +40,9 @@ pub struct NeuroBenchRow {
     /// The same network as a plain Rust loop (CPU floating point only), seconds: the
     /// framework's overhead is `seconds / plain_loop_seconds`.
     pub plain_loop_seconds: Option<f64>,
+    /// The same run on a one-worker runtime (CPU rows, when measured): the parallel
+    /// speed-up is `one_worker_seconds / seconds`.
+    pub one_worker_seconds: Option<f64>,
 }
 
 /// The floating-point benchmark network written as one plain loop (no processes, no
@@ -138,6 +135,7 @@ impl Rng {
 /// neurons the synapses are a `Sparse` process (Dense's dynamics, compressed storage: a
 /// dense N x N Var would not fit).
 pub fn run(
+    rt: &hetflow::RuntimeHandle,
     n: usize,
     p: f64,
     steps: u64,
@@ -217,7 +215,8 @@ pub fn run(
     } else {
         RunCfg::floating_pt()
     }
-    .on(backend);
+    .on(backend)
+    .with_runtime(rt.clone());
     let t0 = Instant::now();
     lif.process().compile(&cfg)?;
     // The first step builds the compressed weights: time it with compilation.
@@ -267,6 +266,7 @@ pub fn run(
     };
     Ok(NeuroBenchRow {
         plain_loop_seconds: plain,
+        one_worker_seconds: None,
         n,
         p,
         steps,
@@ -279,16 +279,146 @@ pub fn run(
     })
 }
 
+/// One configuration measured by a peer simulator on the same network (a row of the
+/// results file `benches/brian2_peer.py` writes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRow {
+    /// Neurons.
+    pub n: usize,
+    /// Connection probability.
+    pub p: f64,
+    /// `floating_pt` or `fixed_pt`.
+    pub model: String,
+    /// Threads the peer used.
+    pub threads: usize,
+    /// Median seconds of the timed steps.
+    pub seconds: f64,
+    /// Spikes in the timed steps (must equal hetflow's).
+    pub spikes: u64,
+}
+
+/// A peer's results file: which simulator, the run it timed, and its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// The simulator and its version, e.g. `brian2 2.9.0 cpp_standalone`.
+    pub name: String,
+    /// Timed steps (after one warm-up step, as hetflow's run).
+    pub steps: u64,
+    /// Seed of the network draw.
+    pub seed: u64,
+    /// The measured configurations.
+    pub rows: Vec<PeerRow>,
+}
+
+impl Peer {
+    /// Reads a results file (JSON: `{"peer", "steps", "seed", "rows": [{"n", "p", "model",
+    /// "threads", "median_s", "spikes"}]}`).
+    pub fn read(path: &std::path::Path) -> Result<Peer, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        let field = |o: &serde_json::Value, k: &str| -> Result<serde_json::Value, String> {
+            o.get(k)
+                .cloned()
+                .ok_or_else(|| format!("{}: missing `{k}`", path.display()))
+        };
+        let num = |o: &serde_json::Value, k: &str| -> Result<f64, String> {
+            field(o, k)?
+                .as_f64()
+                .ok_or_else(|| format!("{}: `{k}` is not a number", path.display()))
+        };
+        let text_of = |o: &serde_json::Value, k: &str| -> Result<String, String> {
+            Ok(field(o, k)?.as_str().unwrap_or_default().to_string())
+        };
+        let mut rows = Vec::new();
+        for r in field(&v, "rows")?
+            .as_array()
+            .ok_or_else(|| format!("{}: `rows` is not a list", path.display()))?
+        {
+            rows.push(PeerRow {
+                n: num(r, "n")? as usize,
+                p: num(r, "p")?,
+                model: text_of(r, "model")?,
+                threads: num(r, "threads")? as usize,
+                seconds: num(r, "median_s")?,
+                spikes: num(r, "spikes")? as u64,
+            });
+        }
+        Ok(Peer {
+            name: text_of(&v, "peer")?,
+            steps: num(&v, "steps")? as u64,
+            seed: num(&v, "seed")? as u64,
+            rows,
+        })
+    }
+
+    /// The peer's rows for the configuration of `r` (every thread count), when the peer
+    /// timed the same number of steps.
+    pub fn matching(&self, r: &NeuroBenchRow) -> Vec<&PeerRow> {
+        if self.steps != r.steps {
+            return Vec::new();
+        }
+        self.rows
+            .iter()
+            .filter(|p| p.n == r.n && (p.p - r.p).abs() < 1e-12 && p.model == r.tag)
+            .collect()
+    }
+}
+
+/// The CPU rows against the peer: its time at each thread count, whether the spike counts
+/// are equal (a ratio is printed only then), and the peer's best time over hetflow's.
+pub fn peer_table(rows: &[NeuroBenchRow], peer: &Peer) -> String {
+    let mut s = format!(
+        "same network in {} ({} steps, seed {}):\n| N | p | model | hetflow s | peer s (threads) | spikes | peer best / hetflow |\n|---|---|---|---|---|---|---|\n",
+        peer.name, peer.steps, peer.seed
+    );
+    for r in rows.iter().filter(|r| r.backend == NeuroBackend::Cpu) {
+        let m = peer.matching(r);
+        if m.is_empty() {
+            continue;
+        }
+        let times: Vec<String> = m
+            .iter()
+            .map(|p| format!("{:.4} ({})", p.seconds, p.threads))
+            .collect();
+        let equal = m.iter().all(|p| p.spikes == r.spikes);
+        let best = m.iter().map(|p| p.seconds).fold(f64::INFINITY, f64::min);
+        s += &format!(
+            "| {} | {} | {} | {:.4} | {} | {} | {} |\n",
+            r.n,
+            r.p,
+            r.tag,
+            r.seconds,
+            times.join(", "),
+            if equal {
+                format!("equal ({})", r.spikes)
+            } else {
+                format!(
+                    "DIFFERENT: hetflow {}, peer {:?}",
+                    r.spikes,
+                    m.iter().map(|p| p.spikes).collect::<Vec<_>>()
+                )
+            },
+            if equal {
+                format!("{:.2}x", best / r.seconds)
+            } else {
+                "- (not the same run)".into()
+            },
+        );
+    }
+    s
+}
+
 /// The rows as a table, with the same network as a plain loop as the baseline where there is
-/// one (the CPU floating-point rows). Brian2's figures ([`BRIAN2_NEURON_UPDATES_PER_S`],
-/// [`BRIAN2_SYN_EVENTS_PER_S`]) are not compared: they come from a different network.
+/// one (the CPU floating-point rows), and the one-worker time where it was measured.
 pub fn table(rows: &[NeuroBenchRow]) -> String {
     let mut s = String::from(
-        "| N | p | steps | model | back end | run s | plain loop s (ratio) | spikes/neuron/step | neuron updates/s | synaptic events/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | p | steps | model | back end | run s | plain loop s (ratio) | 1 worker s (speed-up) | spikes/neuron/step | neuron updates/s | synaptic events/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {} | {:?} | {:.3} | {} | {:.4} | {:.3e} | {:.3e} |\n",
+            "| {} | {} | {} | {} | {:?} | {:.4} | {} | {} | {:.4} | {:.3e} | {:.3e} |\n",
             r.n,
             r.p,
             r.steps,
@@ -296,7 +426,10 @@ pub fn table(rows: &[NeuroBenchRow]) -> String {
             r.backend,
             r.seconds,
             r.plain_loop_seconds
-                .map(|b| format!("{b:.3} ({:.2}x)", r.seconds / b))
+                .map(|b| format!("{b:.4} ({:.2}x)", r.seconds / b))
+                .unwrap_or_else(|| "-".into()),
+            r.one_worker_seconds
+                .map(|b| format!("{b:.4} ({:.2}x)", b / r.seconds))
                 .unwrap_or_else(|| "-".into()),
             r.rate(),
             r.neuron_updates_per_s(),

@@ -13,7 +13,7 @@ pub fn lava_data_dir() -> std::path::PathBuf {
 }
 
 /// The same random matrix as a Dense and as a Sparse process gives the same dynamics.
-pub fn dense_vs_sparse(backend: NeuroBackend) {
+pub fn dense_vs_sparse(backend: NeuroBackend, rt: Option<&hetflow::RuntimeHandle>) {
     let (n_in, n_out) = (30, 20);
     let mut state = 99u64;
     let mut rnd = move |m: u64| {
@@ -44,7 +44,8 @@ pub fn dense_vs_sparse(backend: NeuroBackend) {
     let raster: Vec<Vec<f64>> = (0..n_in)
         .map(|_| (0..11).map(|_| rnd(2) as f64).collect())
         .collect();
-    for cfg in [RunCfg::floating_pt(), RunCfg::fixed_pt()] {
+    for mut cfg in [RunCfg::floating_pt(), RunCfg::fixed_pt()] {
+        cfg.runtime = rt.cloned();
         let mut traces = Vec::new();
         for sparse in [false, true] {
             let net = Network::new();

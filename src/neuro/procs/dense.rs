@@ -6,7 +6,7 @@
 //! `(row, weight)` per presynaptic neuron), so a step costs one pass over the input plus one
 //! add per synaptic event. Adding a zero changes no sum, so the result is the same.
 
-use crate::neuro::model::{Cx, ModelSpec, PortIx, ProcessModel, VarIx};
+use crate::neuro::model::{Cx, ModelSpec, Part, Pool, PortIx, ProcessModel, VarIx};
 use crate::neuro::{Data, InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// How the fixed-point model treats weight signs (Lava's `SignMode`).
@@ -223,9 +223,10 @@ impl Dense {
                 b.set_dtype(A_BUFF, VarType::F64);
                 Ok(Box::new(DenseFloat {
                     layout: fp.layout(),
-                    cols: Columns::default(),
+                    cols: Blocks::default(),
                     built: false,
                     s: vec![0.0; fp.n_in],
+                    active: Vec::new(),
                     n_out: fp.n_out,
                     graded: fp.num_message_bits > 0,
                 }))
@@ -238,11 +239,11 @@ impl Dense {
                     b.set_dtype(A_BUFF, VarType::I32);
                     Ok(Box::new(DenseFixed {
                         layout: xp_layout,
-                        cols: Columns::default(),
+                        cols: Blocks::default(),
                         built: false,
                         processed: false,
                         s: vec![0; xp.n_in],
-                        acc: vec![0; xp.n_out],
+                        active: Vec::new(),
                         n_out: xp.n_out,
                         weight_exp: xp.weight_exp,
                         num_weight_bits: xp.num_weight_bits,
@@ -383,6 +384,129 @@ impl<W: Copy + Default + PartialEq> Columns<W> {
     }
 }
 
+/// The compressed columns cut into row blocks, one per data-parallel part: block `b` holds
+/// rows `b * chunk ..` (numbered from the block's first row), so the parts write disjoint
+/// pieces of `a_buff`. Within a row the weights are added in the order of their columns,
+/// as without blocks, so the sums are the same to the bit.
+struct Blocks<W> {
+    chunk: usize,
+    blocks: Vec<Columns<W>>,
+}
+
+impl<W> Default for Blocks<W> {
+    fn default() -> Self {
+        Blocks {
+            chunk: 1,
+            blocks: Vec::new(),
+        }
+    }
+}
+
+impl<W: Copy + Default + PartialEq> Blocks<W> {
+    fn split(c: Columns<W>, n_out: usize, parts: usize) -> Blocks<W> {
+        let chunk = n_out.div_ceil(parts.max(1)).max(1);
+        let nb = n_out.div_ceil(chunk).max(1);
+        if nb == 1 {
+            return Blocks {
+                chunk,
+                blocks: vec![c],
+            };
+        }
+        let n_in = c.ptr.len().saturating_sub(1);
+        let mut blocks: Vec<Columns<W>> = (0..nb)
+            .map(|_| Columns {
+                ptr: vec![0; n_in + 1],
+                rows: Vec::new(),
+                vals: Vec::new(),
+            })
+            .collect();
+        for j in 0..n_in {
+            let (rows, vals) = c.column(j);
+            for (&r, &w) in rows.iter().zip(vals) {
+                let b = r as usize / chunk;
+                blocks[b].rows.push(r - (b * chunk) as u32);
+                blocks[b].vals.push(w);
+            }
+            for blk in &mut blocks {
+                blk.ptr[j + 1] = blk.rows.len();
+            }
+        }
+        Blocks { chunk, blocks }
+    }
+}
+
+/// The element arithmetic of a synapse model: floats add, integers wrap (as numpy int32).
+trait Syn: Copy + Default + PartialEq + Send + Sync {
+    fn add(a: Self, w: Self, s: Self, graded: bool) -> Self;
+}
+
+impl Syn for f64 {
+    #[inline(always)]
+    fn add(a: f64, w: f64, s: f64, graded: bool) -> f64 {
+        if graded {
+            a + w * s
+        } else {
+            a + w
+        }
+    }
+}
+
+impl Syn for i32 {
+    #[inline(always)]
+    fn add(a: i32, w: i32, s: i32, graded: bool) -> i32 {
+        if graded {
+            a.wrapping_add(w.wrapping_mul(s))
+        } else {
+            a.wrapping_add(w)
+        }
+    }
+}
+
+/// The event-driven accumulation: `active` lists the presynaptic neurons that spiked (with
+/// their message), so only their columns are touched; one part per row block, each
+/// writing its piece of `a` and then applying `finish` to it.
+fn accumulate<W: Syn>(
+    pool: Pool<'_>,
+    blocks: &Blocks<W>,
+    active: &[(u32, W)],
+    a: &mut [W],
+    graded: bool,
+    finish: &(dyn Fn(&mut [W]) + Sync),
+) -> Result<(), NeuroError> {
+    let parts: Vec<Part<'_>> = blocks
+        .blocks
+        .iter()
+        .zip(a.chunks_mut(blocks.chunk))
+        .map(|(blk, a)| {
+            Box::new(move || {
+                a.fill(W::default());
+                for &(j, sj) in active {
+                    let (rows, vals) = blk.column(j as usize);
+                    for (&r, &w) in rows.iter().zip(vals) {
+                        let r = r as usize;
+                        a[r] = W::add(a[r], w, sj, graded);
+                    }
+                }
+                finish(a);
+                Ok(())
+            }) as Part<'_>
+        })
+        .collect();
+    pool.run(parts)
+}
+
+/// The presynaptic neurons whose message is not zero, in index order.
+fn compact<W: Syn>(s: &[W], active: &mut Vec<(u32, W)>) {
+    active.clear();
+    let zero = W::default();
+    active.extend(
+        s.iter()
+            .enumerate()
+            .filter(|(_, &x)| x != zero)
+            .map(|(j, &x)| (j as u32, x)),
+    );
+}
+
 /// How a model's `weights` Var is laid out.
 #[derive(Clone, Copy)]
 enum Layout {
@@ -413,9 +537,10 @@ fn columns<W: Copy + Default + PartialEq>(
 
 struct DenseFloat {
     layout: Layout,
-    cols: Columns<f64>,
+    cols: Blocks<f64>,
     built: bool,
     s: Vec<f64>,
+    active: Vec<(u32, f64)>,
     n_out: usize,
     graded: bool,
 }
@@ -433,39 +558,31 @@ impl ProcessModel for DenseFloat {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.send_var(A_OUT, A_BUFF);
+        cx.send_var_swap(A_OUT, A_BUFF);
         Ok(())
     }
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
+        let pool = cx.pool();
         if !self.built {
-            self.cols = columns(
+            let c = columns(
                 self.layout,
                 cx,
                 cx.var(WEIGHTS).as_f64("weights")?,
                 self.n_out,
             )?;
+            self.cols = Blocks::split(c, self.n_out, pool.parts(self.n_out));
             self.built = true;
         }
-        cx.recv_f64(S_IN, &mut self.s)?;
-        let a = cx.var_mut(A_BUFF).as_f64_mut("a_buff")?;
-        a.fill(0.0);
-        for (j, &sj) in self.s.iter().enumerate() {
-            if sj == 0.0 {
-                continue;
-            }
-            let (rows, vals) = self.cols.column(j);
-            if self.graded {
-                for (&r, &w) in rows.iter().zip(vals) {
-                    a[r as usize] += w * sj;
-                }
-            } else {
-                for (&r, &w) in rows.iter().zip(vals) {
-                    a[r as usize] += w;
-                }
+        match cx.recv_borrow(S_IN, self.s.len()) {
+            Some(Data::F64(s)) => compact(s, &mut self.active),
+            _ => {
+                cx.recv_f64(S_IN, &mut self.s)?;
+                compact(&self.s, &mut self.active);
             }
         }
-        Ok(())
+        let a = cx.var_mut(A_BUFF).as_f64_mut("a_buff")?;
+        accumulate(pool, &self.cols, &self.active, a, self.graded, &|_| {})
     }
 
     fn var_set(&mut self, var: VarIx) {
@@ -477,11 +594,11 @@ impl ProcessModel for DenseFloat {
 
 struct DenseFixed {
     layout: Layout,
-    cols: Columns<i32>,
+    cols: Blocks<i32>,
     built: bool,
     processed: bool,
     s: Vec<i32>,
-    acc: Vec<i32>,
+    active: Vec<(u32, i32)>,
     n_out: usize,
     weight_exp: i32,
     num_weight_bits: i32,
@@ -527,7 +644,7 @@ impl ProcessModel for DenseFixed {
     }
 
     fn run_spk_early(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.send_var(A_OUT, A_BUFF);
+        cx.send_var_swap(A_OUT, A_BUFF);
         Ok(())
     }
 
@@ -538,43 +655,35 @@ impl ProcessModel for DenseFixed {
             self.processed = true;
             self.built = false;
         }
+        let pool = cx.pool();
         if !self.built {
-            self.cols = columns(
+            let c = columns(
                 self.layout,
                 cx,
                 cx.var(WEIGHTS).as_i32("weights")?,
                 self.n_out,
             )?;
+            self.cols = Blocks::split(c, self.n_out, pool.parts(self.n_out));
             self.built = true;
         }
-        cx.recv_i32(S_IN, &mut self.s)?;
-        let acc = &mut self.acc;
-        acc.fill(0);
-        for (j, &sj) in self.s.iter().enumerate() {
-            if sj == 0 {
-                continue;
-            }
-            let (rows, vals) = self.cols.column(j);
-            if self.graded {
-                for (&r, &w) in rows.iter().zip(vals) {
-                    acc[r as usize] = acc[r as usize].wrapping_add(w.wrapping_mul(sj));
-                }
-            } else {
-                for (&r, &w) in rows.iter().zip(vals) {
-                    acc[r as usize] = acc[r as usize].wrapping_add(w);
-                }
+        match cx.recv_borrow(S_IN, self.s.len()) {
+            Some(Data::I32(s)) => compact(s, &mut self.active),
+            _ => {
+                cx.recv_i32(S_IN, &mut self.s)?;
+                compact(&self.s, &mut self.active);
             }
         }
         let e = self.weight_exp;
         let a = cx.var_mut(A_BUFF).as_i32_mut("a_buff")?;
-        for (a, &x) in a.iter_mut().zip(acc.iter()) {
-            *a = if e > 0 {
-                x.wrapping_shl(e as u32)
-            } else {
-                x >> (-e)
-            };
-        }
-        Ok(())
+        accumulate(pool, &self.cols, &self.active, a, self.graded, &|a| {
+            for x in a.iter_mut() {
+                *x = if e > 0 {
+                    x.wrapping_shl(e as u32)
+                } else {
+                    *x >> (-e)
+                };
+            }
+        })
     }
 
     fn var_set(&mut self, var: VarIx) {

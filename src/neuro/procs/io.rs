@@ -203,10 +203,16 @@ impl ProcessModel for CounterModel {
         "PySpikeCounter"
     }
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_f64(PortIx(0), &mut self.buf)?;
+        let n = self.buf.len();
+        let msg = cx.recv_borrow(PortIx(0), n);
+        if msg.is_none() {
+            cx.recv_f64(PortIx(0), &mut self.buf)?;
+        }
         let c = cx.var_mut(VarIx(0)).as_f64_mut("count")?;
-        for (c, &s) in c.iter_mut().zip(&self.buf) {
-            *c += s;
+        match msg {
+            Some(Data::F64(m)) => c.iter_mut().zip(m).for_each(|(c, &s)| *c += s),
+            Some(Data::I32(m)) => c.iter_mut().zip(m).for_each(|(c, &s)| *c += s as f64),
+            None => c.iter_mut().zip(&self.buf).for_each(|(c, &s)| *c += s),
         }
         Ok(())
     }

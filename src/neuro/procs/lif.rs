@@ -1,8 +1,8 @@
 //! LIF neurons (Lava's `LIF`): floating point (`PyLifModelFloat`) and bit-accurate fixed
 //! point (`PyLifModelBitAcc`), exactly as MODELS.md §2 and §3 write them.
 
-use crate::neuro::model::{Cx, ModelBuild, ModelSpec, PortIx, ProcessModel, VarIx};
-use crate::neuro::{InPort, Network, NeuroError, OutPort, Process, Var, VarType};
+use crate::neuro::model::{Cx, ModelBuild, ModelSpec, Part, PortIx, ProcessModel, VarIx};
+use crate::neuro::{Data, InPort, Network, NeuroError, OutPort, Process, Var, VarType};
 
 /// Parameters of a LIF population (values as given to Lava's `LIF(...)`; the fixed-point
 /// model converts them to integers).
@@ -190,9 +190,18 @@ impl ProcessModel for LifFloat {
     }
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_f64(A_IN, &mut self.a_in)?;
         let n = self.a_in.len();
-        let vars = cx.vars_mut();
+        let pool = cx.pool();
+        // One connection: read the sender's buffer in place; else sum into a_in.
+        let msg = match cx.recv_borrow(A_IN, n) {
+            Some(Data::F64(m)) => Some(m.as_slice()),
+            _ => None,
+        };
+        if msg.is_none() {
+            cx.recv_f64(A_IN, &mut self.a_in)?;
+        }
+        let input: &[f64] = msg.unwrap_or(&self.a_in);
+        let (vars, out) = cx.vars_and_out_f64(S_OUT, n);
         let du = vars[DU.0].as_f64("du")?[0];
         let dv = vars[DV.0].as_f64("dv")?[0];
         let vth = vars[VTH.0].as_f64("vth")?[0];
@@ -201,19 +210,40 @@ impl ProcessModel for LifFloat {
         let u = u[0].as_f64_mut("u")?;
         let v = v[0].as_f64_mut("v")?;
         let bias = rest[0].as_f64("bias_mant")?;
-        let mut spikes = std::mem::take(&mut self.a_in);
         let (cu, cv) = (1.0 - du, 1.0 - dv);
-        for i in 0..n {
-            let ui = u[i] * cu + spikes[i];
-            u[i] = ui;
-            let vi = v[i] * cv + ui + bias[i];
-            let s = vi > vth;
-            v[i] = if s { 0.0 } else { vi };
-            spikes[i] = if s { 1.0 } else { 0.0 };
-        }
-        cx.out_f64(S_OUT, n).copy_from_slice(&spikes);
-        self.a_in = spikes;
-        Ok(())
+        let chunk = n.div_ceil(pool.parts(n)).max(1);
+        let parts: Vec<Part<'_>> = u
+            .chunks_mut(chunk)
+            .zip(v.chunks_mut(chunk))
+            .zip(bias.chunks(chunk).zip(input.chunks(chunk)))
+            .zip(out.chunks_mut(chunk))
+            .map(|(((u, v), (bias, a)), s)| {
+                Box::new(move || {
+                    lif_float(u, v, bias, a, s, (cu, cv, vth));
+                    Ok(())
+                }) as Part<'_>
+            })
+            .collect();
+        pool.run(parts)
+    }
+}
+
+/// One part of the floating-point update (MODELS.md §2): input `a`, spikes into `s`.
+fn lif_float(
+    u: &mut [f64],
+    v: &mut [f64],
+    bias: &[f64],
+    a: &[f64],
+    s: &mut [f64],
+    (cu, cv, vth): (f64, f64, f64),
+) {
+    for i in 0..u.len() {
+        let ui = u[i] * cu + a[i];
+        u[i] = ui;
+        let vi = v[i] * cv + ui + bias[i];
+        let spike = vi > vth;
+        v[i] = if spike { 0.0 } else { vi };
+        s[i] = if spike { 1.0 } else { 0.0 };
     }
 }
 
@@ -255,9 +285,17 @@ impl ProcessModel for LifFixed {
     }
 
     fn run_spk(&mut self, cx: &mut Cx<'_>) -> Result<(), NeuroError> {
-        cx.recv_i32(A_IN, &mut self.a_in)?;
         let n = self.a_in.len();
-        let vars = cx.vars_mut();
+        let pool = cx.pool();
+        let msg = match cx.recv_borrow(A_IN, n) {
+            Some(Data::I32(m)) => Some(m.as_slice()),
+            _ => None,
+        };
+        if msg.is_none() {
+            cx.recv_i32(A_IN, &mut self.a_in)?;
+        }
+        let input: &[i32] = msg.unwrap_or(&self.a_in);
+        let (vars, out) = cx.vars_and_out_i32(S_OUT, n);
         let du = vars[DU.0].as_i32("du")?[0];
         let dv = vars[DV.0].as_i32("dv")?[0];
         let vth_eff = match self.vth_eff {
@@ -276,29 +314,49 @@ impl ProcessModel for LifFixed {
         let bias_exp = rest[1].as_i32("bias_exp")?;
         let fu = 4096 - (du as i64 + 1);
         let fv = 4096 - dv as i64;
-        let mut spikes = std::mem::take(&mut self.a_in);
-        for i in 0..n {
-            let be = bias_exp[i];
-            let b = if be >= 0 {
-                bias_mant[i].wrapping_shl(be as u32)
-            } else {
-                bias_mant[i] >> (-be).min(31)
-            };
-            let mut ui = decay(u[i], fu).wrapping_add(spikes[i].wrapping_shl(6));
-            if ui > H {
-                ui -= 2 * H;
-            } else if ui <= -H {
-                ui += 2 * H;
-            }
-            u[i] = ui;
-            let vi = (decay(v[i], fv) as i64 + ui as i64 + b as i64)
-                .clamp(-(H as i64 - 1), H as i64 - 1) as i32;
-            let s = vi > vth_eff;
-            v[i] = if s { 0 } else { vi };
-            spikes[i] = s as i32;
+        let chunk = n.div_ceil(pool.parts(n)).max(1);
+        let parts: Vec<Part<'_>> = u
+            .chunks_mut(chunk)
+            .zip(v.chunks_mut(chunk))
+            .zip(bias_mant.chunks(chunk).zip(bias_exp.chunks(chunk)))
+            .zip(input.chunks(chunk).zip(out.chunks_mut(chunk)))
+            .map(|(((u, v), bias), io)| {
+                Box::new(move || {
+                    lif_fixed(u, v, bias, io, (fu, fv, vth_eff));
+                    Ok(())
+                }) as Part<'_>
+            })
+            .collect();
+        pool.run(parts)
+    }
+}
+
+/// One part of the bit-accurate update (MODELS.md §3): input `a`, spikes into `s`.
+fn lif_fixed(
+    u: &mut [i32],
+    v: &mut [i32],
+    (bias_mant, bias_exp): (&[i32], &[i32]),
+    (a, s): (&[i32], &mut [i32]),
+    (fu, fv, vth_eff): (i64, i64, i32),
+) {
+    for i in 0..u.len() {
+        let be = bias_exp[i];
+        let b = if be >= 0 {
+            bias_mant[i].wrapping_shl(be as u32)
+        } else {
+            bias_mant[i] >> (-be).min(31)
+        };
+        let mut ui = decay(u[i], fu).wrapping_add(a[i].wrapping_shl(6));
+        if ui > H {
+            ui -= 2 * H;
+        } else if ui <= -H {
+            ui += 2 * H;
         }
-        cx.out_i32(S_OUT, n).copy_from_slice(&spikes);
-        self.a_in = spikes;
-        Ok(())
+        u[i] = ui;
+        let vi = (decay(v[i], fv) as i64 + ui as i64 + b as i64)
+            .clamp(-(H as i64 - 1), H as i64 - 1) as i32;
+        let spike = vi > vth_eff;
+        v[i] = if spike { 0 } else { vi };
+        s[i] = spike as i32;
     }
 }
