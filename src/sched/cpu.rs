@@ -187,9 +187,11 @@ impl CpuPool {
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
             }
+            // From a peer, take half its queue at once (its oldest jobs): one steal then serves
+            // many pops here, instead of a contended steal per job.
             let n = self.stealers.len();
             for k in 1..n {
-                match self.stealers[(w.index + k) % n].steal() {
+                match self.stealers[(w.index + k) % n].steal_batch_and_pop(&w.deque) {
                     Steal::Success(j) => return Some(j),
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
