@@ -1416,22 +1416,8 @@ fn event_driven_synapses_equal_the_dense_product() {
     // The synapses touch only the columns of neurons that spiked; the result equals the
     // full product W s (every stored weight), for binary and graded spikes.
     let (n_in, n_out) = (37usize, 23usize);
-    let mut seed = 99u64;
-    let mut rnd = move |m: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % m
-    };
-    let w: Vec<f64> = (0..n_in * n_out)
-        .map(|_| {
-            if rnd(3) == 0 {
-                rnd(200) as f64 - 100.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut rnd = neuro_common::lcg(99);
+    let w = neuro_common::sparse_weights(n_in * n_out, 3, 200, &mut rnd);
     let raster: Vec<Vec<f64>> = (0..n_in)
         .map(|_| {
             (0..9)

@@ -228,14 +228,21 @@ impl<T: Send + 'static> TaskBuilder<T> {
             has_gpu: gpu.is_some(),
             accesses: &accesses,
         });
-        // Placement needs the declaration only when there is a choice to make.
-        let decl_now = (only.is_none() && accesses.is_empty()).then(|| {
+        // Placement needs the declaration only when there is a choice to make; arrays always
+        // do. One without arrays goes into the node now; one with arrays once they are
+        // tracked (below), while nothing can schedule the node yet.
+        let decl = (only.is_none() || !accesses.is_empty()).then(|| {
             Box::new(Decl {
-                placement: placement.clone(),
-                accesses: OneOrMany::Empty,
+                placement,
+                accesses,
                 booking: Booking::default(),
             })
         });
+        let (decl_now, decl_tracked) = match decl {
+            Some(d) if !d.accesses.is_empty() => (None, Some(d)),
+            d => (d, None),
+        };
+        let accesses = decl_tracked.as_ref().map_or(&[][..], |d| &d.accesses[..]);
         // The builder's reference to the core moves into the node (no count traffic on the
         // core, which every spawning thread shares); the node lends it back below.
         let spawned = |name| Spawned {
@@ -337,12 +344,8 @@ impl<T: Send + 'static> TaskBuilder<T> {
                 }));
             }
         }
-        if !accesses.is_empty() {
-            node.set_decl(Box::new(Decl {
-                placement,
-                accesses,
-                booking: Booking::default(),
-            }));
+        if let Some(d) = decl_tracked {
+            node.set_decl(d);
         }
         // Nothing can schedule the node before the guard is dropped.
         node.clone().release_one();

@@ -131,6 +131,7 @@ impl<T> Extend<T> for OneOrMany<T> {
 }
 
 /// A task's declaration beyond its bodies, out of line (see "Layout" above).
+#[derive(Default)]
 pub(crate) struct Decl {
     /// Where the user allows it to run.
     pub placement: Placement,
@@ -138,6 +139,30 @@ pub(crate) struct Decl {
     pub accesses: AccessList,
     /// The scheduler's bookkeeping, set when the task is placed.
     pub booking: Booking,
+}
+
+impl Decl {
+    /// The task as the scheduler sees it, and its booking, which the scheduler may update
+    /// while it reads the rest (a split borrow). `bodies` is (CPU body, GPU body).
+    fn shape<'a>(
+        &'a mut self,
+        name: &'a str,
+        (has_cpu, has_gpu): (bool, bool),
+    ) -> (TaskShape<'a>, &'a mut Booking) {
+        let Decl {
+            placement,
+            accesses,
+            booking,
+        } = self;
+        let shape = TaskShape {
+            name,
+            placement,
+            has_cpu,
+            has_gpu,
+            accesses,
+        };
+        (shape, booking)
+    }
 }
 
 /// The bodies of a task not yet run, or the outcome of one that finished.
@@ -675,19 +700,11 @@ impl Node {
         } else if let Some(t) = only {
             Ok(Some((t, false)))
         } else {
-            let any = Placement::Any;
-            let mut spare = Booking::default();
-            let (placement, accesses, booking) = match st.decl.as_deref_mut() {
-                Some(d) => (&d.placement, &d.accesses[..], &mut d.booking),
-                None => (&any, &[][..], &mut spare),
-            };
-            let shape = TaskShape {
-                name,
-                placement,
-                has_cpu,
-                has_gpu,
-                accesses,
-            };
+            // A task with a choice always has a declaration (made at spawn); without one it
+            // reads as `Placement::Any` with no arrays.
+            let mut spare = Decl::default();
+            let decl = st.decl.as_deref_mut().unwrap_or(&mut spare);
+            let (shape, booking) = decl.shape(name, (has_cpu, has_gpu));
             place(&shape, booking).map(Some)
         };
         (decision, fences)
@@ -1141,23 +1158,12 @@ impl Node {
                 return false;
             }
         }
-        let (has_cpu, has_gpu) = st.slot.bodies();
+        let bodies = st.slot.bodies();
         match st.decl.as_deref_mut() {
             Some(d) => {
-                let shape = TaskShape {
-                    name,
-                    placement: &d.placement,
-                    has_cpu,
-                    has_gpu,
-                    accesses: &d.accesses,
-                };
-                core.sched.steal_pays(
-                    &shape,
-                    &mut d.booking,
-                    core.data_view(),
-                    (from, to),
-                    ahead_ns,
-                )
+                let (shape, booking) = d.shape(name, bodies);
+                core.sched
+                    .steal_pays(&shape, booking, core.data_view(), (from, to), ahead_ns)
             }
             None => false,
         }

@@ -12,25 +12,40 @@ pub fn lava_data_dir() -> std::path::PathBuf {
     }
 }
 
-/// The same random matrix as a Dense and as a Sparse process gives the same dynamics.
-pub fn dense_vs_sparse(backend: NeuroBackend, rt: Option<&hetflow::RuntimeHandle>) {
-    let (n_in, n_out) = (30, 20);
-    let mut state = 99u64;
-    let mut rnd = move |m: u64| {
+/// A small deterministic generator: `rnd(m)` is uniform-ish in `0..m`.
+pub fn lcg(mut state: u64) -> impl FnMut(u64) -> u64 {
+    move |m: u64| {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (state >> 33) % m
-    };
-    let w: Vec<f64> = (0..n_out * n_in)
+    }
+}
+
+/// `len` weights, each non-zero with probability 1 / `one_in`, then an integer in
+/// `-span/2 .. span/2`.
+pub fn sparse_weights(
+    len: usize,
+    one_in: u64,
+    span: u64,
+    rnd: &mut impl FnMut(u64) -> u64,
+) -> Vec<f64> {
+    (0..len)
         .map(|_| {
-            if rnd(4) == 0 {
-                rnd(500) as f64 - 250.0
+            if rnd(one_in) == 0 {
+                rnd(span) as f64 - (span / 2) as f64
             } else {
                 0.0
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The same random matrix as a Dense and as a Sparse process gives the same dynamics.
+pub fn dense_vs_sparse(backend: NeuroBackend, rt: Option<&hetflow::RuntimeHandle>) {
+    let (n_in, n_out) = (30, 20);
+    let mut rnd = lcg(99);
+    let w = sparse_weights(n_out * n_in, 4, 500, &mut rnd);
     let (mut ptr, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
     for i in 0..n_out {
         for j in 0..n_in {
