@@ -545,24 +545,25 @@ impl<'a> GpuContext<'a> {
                 }
             }
         }
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = sources
-            .iter()
-            .map(|(binding, src)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: match src {
-                    Src::Uniform(i) => {
-                        let (buffer, offset, size) = &uniforms[*i];
-                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer,
-                            offset: *offset,
-                            size: std::num::NonZeroU64::new(*size),
-                        })
-                    }
-                    Src::Buffer(buf) => buf.as_entire_binding(),
-                },
-            })
-            .collect();
+        // Built only when the batch has no such group yet.
         let make = |layout: &wgpu::BindGroupLayout| {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = sources
+                .iter()
+                .map(|(binding, src)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: match src {
+                        Src::Uniform(i) => {
+                            let (buffer, offset, size) = &uniforms[*i];
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer,
+                                offset: *offset,
+                                size: std::num::NonZeroU64::new(*size),
+                            })
+                        }
+                        Src::Buffer(buf) => buf.as_entire_binding(),
+                    },
+                })
+                .collect();
             self.gpu
                 .device
                 .create_bind_group(&wgpu::BindGroupDescriptor {
