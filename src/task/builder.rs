@@ -307,6 +307,11 @@ impl<T: Send + 'static> TaskBuilder<T> {
         for (space, k) in &key_deps {
             add(&space.node(k), false);
         }
+        // Inputs already final, for a task fixed on a GPU to prefetch (`prefetch.rs`).
+        let prefetch_to = match only {
+            Some(DeviceId::Gpu(g)) => Some(g),
+            _ => None,
+        };
         let mut ready_inputs = Vec::new();
         if !accesses.is_empty() {
             let mut trackers = core.trackers.0.lock();
@@ -327,7 +332,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
                         add(d, *access == Access::Write);
                     },
                 );
-                if reads && all_final {
+                if reads && all_final && prefetch_to.is_some() {
                     ready_inputs.push(raw.clone());
                 }
             }
@@ -336,7 +341,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         drop(graph);
         // Placed now (its GPU is fixed) but waiting on something: prefetch the inputs that
         // are already final (`prefetch.rs`).
-        if let Some(DeviceId::Gpu(g)) = only.filter(|_| node.waits()) {
+        if let Some(g) = prefetch_to.filter(|_| node.waits()) {
             for array in ready_inputs {
                 core.sched.drivers[g].push(Arc::new(Prefetch {
                     array,
