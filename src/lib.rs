@@ -43,6 +43,7 @@
 pub mod comm;
 pub mod data;
 pub mod device;
+pub mod dist;
 #[cfg(feature = "linalg")]
 pub mod linalg;
 pub mod neuro;

@@ -175,6 +175,19 @@ pub enum TaskError {
         /// The array's label.
         array: String,
     },
+    /// A task of another process (an MPI rank of a [`crate::dist::Cluster`]) failed, and its
+    /// failure reached this process instead of the data it would have produced. Tasks here
+    /// that depend on that data fail with [`TaskError::DependencyFailed`] whose root is
+    /// `task`.
+    #[error("task `{task}` failed on rank {rank}: {message}")]
+    Remote {
+        /// The root task's name, as spawned on every rank.
+        task: String,
+        /// The rank it ran (and failed) on.
+        rank: usize,
+        /// Its error, as text (errors do not cross processes as values).
+        message: String,
+    },
     /// The handle's value was already taken (a future polled after completion).
     #[error("the value of task `{task}` was already taken")]
     ValueTaken {
@@ -200,6 +213,7 @@ impl TaskError {
             | TaskError::SelfDependency { task }
             | TaskError::ForeignArray { task, .. }
             | TaskError::KeyCycle { task, .. }
+            | TaskError::Remote { task, .. }
             | TaskError::ShutDown { task } => Some(task),
             _ => None,
         }

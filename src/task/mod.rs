@@ -41,6 +41,7 @@ mod args;
 mod builder;
 mod context;
 mod error;
+mod event;
 mod handle;
 pub(crate) mod node;
 mod prefetch;
@@ -55,6 +56,7 @@ pub use args::{
 pub use builder::TaskBuilder;
 pub use context::{CpuContext, GpuContext, KernelArg, Uniform};
 pub use error::{BuildError, TaskError};
+pub use event::{Event, EventTrigger};
 pub use handle::{Dependency, TaskHandle, TaskRef};
 pub use space::{TaskKey, TaskSpace};
 pub use trace::{TaskEvent, Trace};

@@ -487,6 +487,12 @@ impl Node {
         )
     }
 
+    /// A node completed from outside the graph ([`super::Event`]): no body, no runtime; it
+    /// finishes when its trigger fires (or is dropped).
+    pub(crate) fn event(name: String) -> Arc<Node> {
+        Node::make(Cow::Owned(name), None, None, NodeState::default(), 0)
+    }
+
     /// A node that is already finished with `result` (spawn errors).
     pub(crate) fn finished(name: TaskName, result: Result<(), TaskError>) -> Arc<Node> {
         let (slot, flags) = match result {
@@ -789,6 +795,9 @@ impl Node {
     fn dependency_failed(&self, dep_err: &TaskError, dep_name: &str) -> TaskError {
         let (root, cause) = match dep_err {
             TaskError::DependencyFailed { root, cause, .. } => (root.clone(), cause.clone()),
+            // A task of another process: the root is that task, not the local event that
+            // brought its failure here.
+            remote @ TaskError::Remote { task, .. } => (task.clone(), Arc::new(remote.clone())),
             other => (dep_name.to_string(), Arc::new(other.clone())),
         };
         TaskError::DependencyFailed {

@@ -1,0 +1,248 @@
+//! The distributed runtime with its ranks as threads of this process (`LocalCluster`): the
+//! random-DAG differential test, caching, failures across ranks, flow mismatches, bad input.
+//! The same program runs under mpirun in `tests/dist_mpi.rs` (in `.ci/run`).
+
+mod dist_common;
+
+use std::time::Duration;
+
+use hetflow::dist::{Cluster, ClusterBuilder, DistError, LocalCluster};
+use hetflow::TaskError;
+
+#[test]
+fn random_dags_on_2_and_4_ranks_equal_sequential_execution() {
+    for ranks in [2, 4] {
+        for seed in 0..4 {
+            let ran = LocalCluster::new(ranks)
+                .run(|c| dist_common::random_dag(c, seed, 2000))
+                .unwrap();
+            // Every task ran exactly once, somewhere.
+            assert_eq!(
+                ran.iter().sum::<usize>(),
+                2000,
+                "ranks {ranks}, seed {seed}"
+            );
+            assert!(ran.iter().all(|r| *r > 0), "every rank ran tasks: {ran:?}");
+        }
+    }
+}
+
+#[test]
+fn a_received_copy_is_cached_until_the_owner_writes() {
+    let stats = LocalCluster::new(2)
+        .run(|c| {
+            let x = c.array_from(0, vec![1u32; 8]).unwrap();
+            let ys: Vec<_> = (0..3).map(|_| c.array::<u32>(1, 8).unwrap()).collect();
+            // Three tasks on rank 1 read x: one message, two cache hits.
+            for y in &ys {
+                c.task::<()>("copy")
+                    .args((x.read(), y.write()))
+                    .cpu(|(x, y)| y.copy_from_slice(x))
+                    .spawn()
+                    .unwrap();
+            }
+            // The owner writes x: the next read on rank 1 needs a new message.
+            c.task::<()>("inc")
+                .args(x.read_write())
+                .cpu(|x| x.iter_mut().for_each(|v| *v += 1))
+                .spawn()
+                .unwrap();
+            c.task::<()>("copy")
+                .args((x.read(), ys[0].write()))
+                .cpu(|(x, y)| y.copy_from_slice(x))
+                .spawn()
+                .unwrap();
+            c.wait_all().unwrap();
+            assert_eq!(ys[0].to_vec().unwrap(), vec![2; 8]);
+            assert_eq!(ys[1].to_vec().unwrap(), vec![1; 8]);
+            c.all_stats().unwrap()
+        })
+        .unwrap();
+    let s = &stats[0];
+    // Rank 0 sent x twice (v0, then v1 after its write); the gathers had rank 1 send ys[0]
+    // and ys[1] to rank 0.
+    assert_eq!((s[0].messages_sent, s[0].bytes_sent), (2, 2 * 32), "{s:?}");
+    assert_eq!(
+        (s[1].messages_sent, s[1].messages_received),
+        (2, 2),
+        "{s:?}"
+    );
+    assert_eq!(s[1].cache_hits, 2, "{s:?}");
+    assert_eq!(stats[0], stats[1], "every rank sees the same statistics");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure")]
+struct Injected;
+
+#[test]
+fn a_failure_on_one_rank_fails_its_dependents_on_every_rank_naming_root_and_rank() {
+    let out = LocalCluster::new(3)
+        .run(|c| {
+            let a = c.array_from(1, vec![1.0f32; 4]).unwrap();
+            let b = c.array::<f32>(2, 4).unwrap();
+            let d = c.array::<f32>(0, 4).unwrap();
+            c.task::<()>("breaks")
+                .args(a.read_write())
+                .cpu_try(|_| Err::<(), _>(Injected))
+                .spawn()
+                .unwrap();
+            let hb = c
+                .task::<()>("uses a on rank 2")
+                .args((a.read(), b.write()))
+                .cpu(|(a, b)| b.copy_from_slice(a))
+                .spawn()
+                .unwrap();
+            // Two hops: rank 2 forwards the failure it received to rank 0.
+            let hd = c
+                .task::<()>("uses b on rank 0")
+                .args((b.read(), d.write()))
+                .cpu(|(b, d)| d.copy_from_slice(b))
+                .spawn()
+                .unwrap();
+            let (rb, rd) = (hb.rank(), hd.rank());
+            let eb = hb.wait();
+            let ed = hd.wait();
+            let all = c.wait_all();
+            (c.rank(), rb, eb.err(), rd, ed.err(), all)
+        })
+        .unwrap();
+    for (rank, rb, eb, rd, ed, all) in out {
+        if rank == rb {
+            let e = eb.expect("the dependent on rank 2 fails");
+            let DistError::Task(TaskError::DependencyFailed { root, cause, .. }) = &e else {
+                panic!("{e}")
+            };
+            assert_eq!(root, "breaks");
+            assert!(matches!(&**cause, TaskError::Remote { rank: 1, .. }), "{e}");
+        }
+        if rank == rd {
+            let e = ed.expect("the dependent two hops away fails");
+            assert!(e.to_string().contains("`breaks` failed on rank 1"), "{e}");
+        }
+        match all {
+            Err(DistError::RemoteTask { task, rank: 1, .. }) => assert_eq!(task, "breaks"),
+            other => panic!("rank {rank}: wait_all gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn different_flows_on_different_ranks_are_an_error_not_a_hang() {
+    let out = LocalCluster::new(2)
+        .options(ClusterBuilder::default().timeout(Duration::from_secs(5)))
+        .run(|c| {
+            let a = c.array_from(0, vec![0u32; 4]).unwrap();
+            let b = c.array::<u32>(1, 4).unwrap();
+            // Rank 1 spawns one task more than rank 0.
+            let n = if c.rank() == 1 { 2 } else { 1 };
+            for _ in 0..n {
+                c.task::<()>("copy")
+                    .args((a.read(), b.write()))
+                    .cpu(|(a, b)| b.copy_from_slice(a))
+                    .spawn()
+                    .unwrap();
+            }
+            c.wait_all()
+        })
+        .unwrap();
+    for r in out {
+        assert!(matches!(r, Err(DistError::FlowMismatch { .. })), "{r:?}");
+    }
+}
+
+#[test]
+fn a_message_planned_by_another_flow_is_refused() {
+    let out = LocalCluster::new(2)
+        .options(ClusterBuilder::default().timeout(Duration::from_secs(5)))
+        .run(|c| {
+            let a = c.array_from(0, vec![0u32; 4]).unwrap();
+            let b = c.array::<u32>(1, 4).unwrap();
+            // The same transfer, planned after differently named tasks.
+            let name = if c.rank() == 0 { "zero" } else { "one" };
+            c.task::<()>(name)
+                .args(a.read_write())
+                .cpu(|_| ())
+                .spawn()
+                .unwrap();
+            let h = c
+                .task::<()>("copy")
+                .args((a.read(), b.write()))
+                .cpu(|(a, b)| b.copy_from_slice(a))
+                .spawn()
+                .unwrap();
+            (c.rank(), h.wait(), c.wait_all())
+        })
+        .unwrap();
+    let (_, copy, all) = &out[1];
+    assert!(copy.is_err(), "the receiving task fails: {copy:?}");
+    assert!(
+        matches!(all, Err(DistError::FlowMismatch { .. })),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn bad_ranks_and_foreign_arrays_are_typed_errors() {
+    LocalCluster::new(2)
+        .run(|c: &Cluster| {
+            assert!(matches!(
+                c.array::<u32>(2, 4),
+                Err(DistError::NoSuchRank {
+                    rank: 2,
+                    size: 2,
+                    ..
+                })
+            ));
+            let a = c.array::<u32>(0, 4).unwrap();
+            let e = c
+                .task::<()>("t")
+                .args(a.read_write())
+                .on_rank(7)
+                .cpu(|_| ())
+                .spawn()
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("on_rank is rank 7"), "{e}");
+            // The refused task left the flow as it was: the ranks still agree.
+            c.wait_all().unwrap();
+        })
+        .unwrap();
+    // An array of one cluster in a task of another.
+    let out = LocalCluster::new(1)
+        .run(|c| {
+            let other = LocalCluster::new(1)
+                .run(|d| {
+                    let x = d.array::<u32>(0, 1).unwrap();
+                    c.task::<()>("t").args(x.read()).cpu(|_| ()).spawn().err()
+                })
+                .unwrap();
+            other
+        })
+        .unwrap();
+    assert!(matches!(&out[0][0], Some(DistError::ForeignArray { .. })));
+}
+
+#[test]
+fn a_gathered_array_is_the_latest_version_on_every_rank() {
+    let out = LocalCluster::new(3)
+        .run(|c| {
+            let a = c.array_from(2, vec![5i64; 3]).unwrap();
+            c.task::<()>("neg")
+                .args(a.read_write())
+                .cpu(|a| a.iter_mut().for_each(|x| *x = -*x))
+                .spawn()
+                .unwrap();
+            let first = a.to_vec().unwrap();
+            // Gathered copies are cached: a second gather sends nothing.
+            let before = c.stats().messages_received;
+            let second = a.to_vec().unwrap();
+            (first, second, c.stats().messages_received - before)
+        })
+        .unwrap();
+    for (first, second, again) in out {
+        assert_eq!(first, vec![-5; 3]);
+        assert_eq!(second, first);
+        assert_eq!(again, 0);
+    }
+}
