@@ -28,6 +28,8 @@ mod cluster;
 mod comm;
 mod error;
 mod flow;
+#[cfg(feature = "linalg")]
+mod matrix;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod trace;
@@ -39,3 +41,5 @@ pub use cluster::{
 };
 pub use error::DistError;
 pub use flow::Mode;
+#[cfg(feature = "linalg")]
+pub use matrix::{cholesky, cholesky_messages, gemm, gemm_messages, BlockCyclic, DistMatrix};

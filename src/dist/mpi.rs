@@ -93,7 +93,8 @@ impl Transport for MpiTransport {
 
     fn isend(&mut self, token: Token, dst: usize, tag: i32, buf: Vec<u8>) -> Result<(), DistError> {
         let count = Self::count(buf.len())?;
-        let mut req = ffi::RSMPI_REQUEST_NULL;
+        // SAFETY: a constant MPI handle exported by rsmpi's C shim.
+        let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
         // SAFETY: `buf`'s heap block stays alive and unmoved in `self.ops` until the request
         // completes; `comm` is live.
         check("MPI_Isend", unsafe {
@@ -119,7 +120,8 @@ impl Transport for MpiTransport {
     fn irecv(&mut self, token: Token, src: usize, tag: i32, max: usize) -> Result<(), DistError> {
         let count = Self::count(max)?;
         let mut buf = vec![0u8; max];
-        let mut req = ffi::RSMPI_REQUEST_NULL;
+        // SAFETY: a constant MPI handle exported by rsmpi's C shim.
+        let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
         // SAFETY: as for isend; MPI writes at most `max` bytes into `buf`.
         check("MPI_Irecv", unsafe {
             ffi::MPI_Irecv(

@@ -8,6 +8,6 @@
 //!
 //! Invariants: only the lower triangle of tiles is stored and touched; a tile is row-major.
 
-mod tiled;
+pub(crate) mod tiled;
 
 pub use tiled::{cholesky, gemm, spd_matrix, LinalgError, TiledMatrix};

@@ -150,7 +150,7 @@ impl TiledMatrix {
     }
 }
 
-fn potrf(tile: &mut [f32], t: usize, k: usize) -> Result<(), LinalgError> {
+pub(crate) fn potrf(tile: &mut [f32], t: usize, k: usize) -> Result<(), LinalgError> {
     let m = MatRef::from_row_major_slice(&*tile, t, t).to_owned();
     let l = m
         .llt(Side::Lower)
@@ -165,18 +165,60 @@ fn potrf(tile: &mut [f32], t: usize, k: usize) -> Result<(), LinalgError> {
 }
 
 /// `b = b * L^-T` with `L` lower triangular: solve `L X^T = B^T` in place.
-fn trsm(l: &[f32], b: &mut [f32], t: usize) {
+pub(crate) fn trsm(l: &[f32], b: &mut [f32], t: usize) {
     let l = MatRef::from_row_major_slice(l, t, t);
     let bt = MatMut::from_row_major_slice_mut(b, t, t).transpose_mut();
     solve_lower_triangular_in_place(l, bt, Par::Seq);
 }
 
 /// `c -= a * b^T`.
-fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], t: usize) {
+pub(crate) fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], t: usize) {
     let a = MatRef::from_row_major_slice(a, t, t);
     let b = MatRef::from_row_major_slice(b, t, t);
     let c = MatMut::from_row_major_slice_mut(c, t, t);
     matmul(c, Accum::Add, a, b.transpose(), -1.0f32, Par::Seq);
+}
+
+/// `c += a * b`.
+pub(crate) fn gemm_nn(a: &[f32], b: &[f32], c: &mut [f32], t: usize) {
+    matmul(
+        MatMut::from_row_major_slice_mut(c, t, t),
+        Accum::Add,
+        MatRef::from_row_major_slice(a, t, t),
+        MatRef::from_row_major_slice(b, t, t),
+        1.0f32,
+        Par::Seq,
+    );
+}
+
+/// The tile kernels' WGSL (`nt_sub`: `c -= a bᵀ`; `nn_add`: `c += a b`).
+pub(crate) const TILE_GEMM_WGSL: &str = include_str!("../../shaders/tile_gemm.wgsl");
+
+/// One tile task of tiled Cholesky.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TileOp {
+    /// Factor the diagonal tile `(k, k)`.
+    Potrf(usize),
+    /// `(i, k) = (i, k) L(k, k)^-T`.
+    Trsm(usize, usize),
+    /// `(i, i) -= (i, k) (i, k)ᵀ`.
+    Syrk(usize, usize),
+    /// `(i, j) -= (i, k) (j, k)ᵀ`.
+    Gemm(usize, usize, usize),
+}
+
+/// Tiled Cholesky's tasks in the order they are spawned (right-looking).
+pub(crate) fn cholesky_ops(nt: usize) -> Vec<TileOp> {
+    let mut ops = Vec::new();
+    for k in 0..nt {
+        ops.push(TileOp::Potrf(k));
+        ops.extend((k + 1..nt).map(|i| TileOp::Trsm(i, k)));
+        for i in k + 1..nt {
+            ops.push(TileOp::Syrk(i, k));
+            ops.extend((k + 1..i).map(|j| TileOp::Gemm(i, j, k)));
+        }
+    }
+    ops
 }
 
 /// Spawns tiled Cholesky (`A = L Lᵀ`, lower) on `m` in place and returns the handles of its
@@ -190,7 +232,7 @@ pub fn cholesky(
     let t = m.tile;
     let nt = m.tiles_per_side();
     let kernel: Option<Kernel> = if gpu_updates && rt.gpu_count() > 0 {
-        Some(rt.kernel(include_str!("../../shaders/tile_gemm.wgsl"), "nt_sub")?)
+        Some(rt.kernel(TILE_GEMM_WGSL, "nt_sub")?)
     } else {
         None
     };
@@ -213,36 +255,31 @@ pub fn cholesky(
             None => task.on(Placement::Cpu).spawn(),
         }
     };
-    for k in 0..nt {
-        let akk = m.tile(k, k);
-        handles.push(
-            rt.task(format!("potrf({k})"))
-                .args(akk.read_write())
+    for op in cholesky_ops(nt) {
+        handles.push(match op {
+            TileOp::Potrf(k) => rt
+                .task(format!("potrf({k})"))
+                .args(m.tile(k, k).read_write())
                 .on(Placement::Cpu)
                 .cpu_try(move |a| potrf(a, t, k))
                 .spawn(),
-        );
-        for i in k + 1..nt {
-            handles.push(
-                rt.task(format!("trsm({i},{k})"))
-                    .args((akk.read(), m.tile(i, k).read_write()))
-                    .on(Placement::Cpu)
-                    .cpu(move |(l, b)| trsm(l, b, t))
-                    .spawn(),
-            );
-        }
-        for i in k + 1..nt {
-            let aik = m.tile(i, k);
-            handles.push(update(format!("syrk({i},{k})"), aik, aik, m.tile(i, i)));
-            for j in k + 1..i {
-                handles.push(update(
-                    format!("gemm({i},{j},{k})"),
-                    aik,
-                    m.tile(j, k),
-                    m.tile(i, j),
-                ));
+            TileOp::Trsm(i, k) => rt
+                .task(format!("trsm({i},{k})"))
+                .args((m.tile(k, k).read(), m.tile(i, k).read_write()))
+                .on(Placement::Cpu)
+                .cpu(move |(l, b)| trsm(l, b, t))
+                .spawn(),
+            TileOp::Syrk(i, k) => {
+                let aik = m.tile(i, k);
+                update(format!("syrk({i},{k})"), aik, aik, m.tile(i, i))
             }
-        }
+            TileOp::Gemm(i, j, k) => update(
+                format!("gemm({i},{j},{k})"),
+                m.tile(i, k),
+                m.tile(j, k),
+                m.tile(i, j),
+            ),
+        });
     }
     Ok(handles)
 }
@@ -269,7 +306,7 @@ pub fn gemm(
     }
     let (t, nt) = (a.tile, a.tiles_per_side());
     let kernel = if gpu && rt.gpu_count() > 0 {
-        Some(rt.kernel(include_str!("../../shaders/tile_gemm.wgsl"), "nn_add")?)
+        Some(rt.kernel(TILE_GEMM_WGSL, "nn_add")?)
     } else {
         None
     };
@@ -285,16 +322,7 @@ pub fn gemm(
                         b.tile(k, j).read(),
                         c.tile(i, j).read_write(),
                     ))
-                    .cpu(move |(a, b, c)| {
-                        matmul(
-                            MatMut::from_row_major_slice_mut(c, t, t),
-                            Accum::Add,
-                            MatRef::from_row_major_slice(a, t, t),
-                            MatRef::from_row_major_slice(b, t, t),
-                            1.0f32,
-                            Par::Seq,
-                        );
-                    });
+                    .cpu(move |(a, b, c)| gemm_nn(a, b, c, t));
                 handles.push(match &kernel {
                     Some(kern) => {
                         let kern = kern.clone();
