@@ -4,43 +4,89 @@
 //!
 //! ```text
 //! cargo build --release --features mpi --example dist_cholesky
-//! mpirun --allow-run-as-root --oversubscribe -n 4 target/release/examples/dist_cholesky [n] [tile]
+//! mpirun --allow-run-as-root --oversubscribe -n 4 target/release/examples/dist_cholesky [n] [tile] [options]
+//!   --workers N    CPU workers per rank (default: the runtime's default)
+//!   --cpu          no GPU (tile updates on the CPU)
+//!   --local        the single-process run of the same tiles and kernels (no mpirun needed)
+//!   FILE.json      rank 0 writes one Chrome trace of every rank (open it in Perfetto)
 //! ```
-//! Prints GFLOP/s, tile messages and bytes sent per rank, and the residual ‖A − L Lᵀ‖ / ‖A‖.
+//! Prints GFLOP/s, tile messages and bytes sent per rank against what the layout implies,
+//! and the residual ‖A − L Lᵀ‖ / ‖A‖.
 
 use std::time::Instant;
 
 use hetflow::dist::{cholesky, cholesky_messages, BlockCyclic, Cluster, DistMatrix};
 use hetflow::Runtime;
 
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("dist_cholesky: {what}: {e}");
+    std::process::exit(1)
+}
+
+/// ‖A − L Lᵀ‖_F / ‖A‖_F over the lower triangle.
+fn residual(a: &[f32], l: &[f32], n: usize) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        for j in 0..=i {
+            let s: f64 = (0..=j)
+                .map(|k| l[i * n + k] as f64 * l[j * n + k] as f64)
+                .sum();
+            num += (a[i * n + j] as f64 - s).powi(2);
+            den += (a[i * n + j] as f64).powi(2);
+        }
+    }
+    (num / den).sqrt()
+}
+
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| argv.iter().any(|a| a == f);
+    let workers = argv
+        .iter()
+        .position(|a| a == "--workers")
+        .and_then(|i| argv.get(i + 1))
+        .map(|w| w.parse::<usize>().unwrap_or_else(|e| fail("--workers", e)));
+    let nums: Vec<usize> = argv
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || argv[i - 1] != "--workers")
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
-    let n = args.first().copied().unwrap_or(1024);
-    let tile = args.get(1).copied().unwrap_or(128);
-    let rt = Runtime::builder().build().unwrap_or_else(|e| {
-        eprintln!("runtime: {e}");
-        std::process::exit(1)
-    });
-    let c = match Cluster::mpi(&rt.handle()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("dist_cholesky: {e}");
-            std::process::exit(1);
-        }
-    };
-    let layout = BlockCyclic::square(c.size());
-    let a = hetflow::linalg::spd_matrix(n, 42);
-    let m = match DistMatrix::lower(&c, &a, n, tile, layout) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("dist_cholesky: {e}");
-            std::process::exit(1);
-        }
-    };
+    let trace = argv.iter().find(|a| a.ends_with(".json"));
+    let n = nums.first().copied().unwrap_or(1024);
+    let tile = nums.get(1).copied().unwrap_or(128);
+    let mut b = Runtime::builder();
+    if let Some(w) = workers {
+        b = b.cpu_workers(w);
+    }
+    if flag("--cpu") {
+        b = b.no_gpu();
+    }
+    let rt = b.build().unwrap_or_else(|e| fail("runtime", e));
     let gpu = rt.gpu_count() > 0;
+    let a = hetflow::linalg::spd_matrix(n, 42);
+    let flops = (n as f64).powi(3) / 3.0;
+    if flag("--local") {
+        let h = rt.handle();
+        let m = hetflow::linalg::TiledMatrix::from_dense(&h, &a, n, tile)
+            .unwrap_or_else(|e| fail("matrix", e));
+        let t0 = Instant::now();
+        hetflow::linalg::cholesky(&h, &m, gpu).unwrap_or_else(|e| fail("cholesky", e));
+        rt.wait_idle_checked()
+            .unwrap_or_else(|e| fail("cholesky", e));
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "single process, {} workers, n = {n}, tile = {tile}",
+            workers.map_or("default".to_string(), |w| w.to_string())
+        );
+        println!("time {secs:.3} s, {:.2} GFLOP/s", flops / secs / 1e9);
+        let l = m.to_dense_lower().unwrap_or_else(|e| fail("factor", e));
+        println!("residual {:.2e}", residual(&a, &l, n));
+        return;
+    }
+    let c = Cluster::mpi(&rt.handle()).unwrap_or_else(|e| fail("cluster", e));
+    let layout = BlockCyclic::square(c.size());
+    let m = DistMatrix::lower(&c, &a, n, tile, layout).unwrap_or_else(|e| fail("matrix", e));
     if c.rank() == 0 {
         println!(
             "{} ranks ({}x{} grid), n = {n}, tile = {tile}, updates on {}",
@@ -50,27 +96,35 @@ fn main() {
             if gpu {
                 "CPU or GPU (policy)"
             } else {
-                "the CPU (no GPU found)"
+                "the CPU"
             }
         );
     }
-    c.wait_all().unwrap();
-    let t0 = Instant::now();
-    cholesky(&c, &m, gpu).unwrap();
-    if let Err(e) = c.wait_all() {
-        eprintln!("rank {}: {e}", c.rank());
-        std::process::exit(1);
+    c.wait_all().unwrap_or_else(|e| fail("wait_all", e));
+    if trace.is_some() {
+        c.start_trace();
     }
+    let t0 = Instant::now();
+    cholesky(&c, &m, gpu).unwrap_or_else(|e| fail("cholesky", e));
+    c.wait_all().unwrap_or_else(|e| fail("cholesky", e));
     let secs = t0.elapsed().as_secs_f64();
-    let all = c.all_stats().unwrap();
-    let l = m.to_dense().unwrap();
+    if let Some(path) = trace {
+        if c.write_trace(path).unwrap_or_else(|e| fail("trace", e)) {
+            println!("trace of every rank written to {path}");
+        }
+    }
+    let all = c.all_stats().unwrap_or_else(|e| fail("stats", e));
+    let l = m.to_dense().unwrap_or_else(|e| fail("factor", e));
     if c.rank() == 0 {
-        let flops = (n as f64).powi(3) / 3.0;
-        println!("time {:.3} s, {:.2} GFLOP/s", secs, flops / secs / 1e9);
+        println!("time {secs:.3} s, {:.2} GFLOP/s", flops / secs / 1e9);
         let sent: u64 = all.iter().map(|x| x.messages_sent).sum();
+        let bytes: u64 = all.iter().map(|x| x.bytes_sent).sum();
+        let predicted = cholesky_messages(n / tile, layout);
+        println!("tile messages: {sent} sent, {predicted} predicted by the layout");
         println!(
-            "tile messages: {sent} sent, {} predicted by the layout",
-            cholesky_messages(n / tile, layout)
+            "bytes sent: {bytes}, lower bound from the layout {} ({} per tile)",
+            predicted * (tile * tile * 4) as u64,
+            tile * tile * 4
         );
         for r in &all {
             println!(
@@ -78,19 +132,6 @@ fn main() {
                 r.rank, r.messages_sent, r.bytes_sent, r.messages_received, r.cache_hits
             );
         }
-        // Residual ‖A − L Lᵀ‖_F / ‖A‖_F.
-        let (mut num, mut den) = (0.0f64, 0.0f64);
-        for i in 0..n {
-            for j in 0..=i {
-                let mut s = 0.0f64;
-                for k in 0..=j {
-                    s += l[i * n + k] as f64 * l[j * n + k] as f64;
-                }
-                let d = a[i * n + j] as f64 - s;
-                num += d * d;
-                den += (a[i * n + j] as f64).powi(2);
-            }
-        }
-        println!("residual {:.2e}", (num / den).sqrt());
+        println!("residual {:.2e}", residual(&a, &l, n));
     }
 }

@@ -211,13 +211,12 @@ fn bad_ranks_and_foreign_arrays_are_typed_errors() {
     // An array of one cluster in a task of another.
     let out = LocalCluster::new(1)
         .run(|c| {
-            let other = LocalCluster::new(1)
+            LocalCluster::new(1)
                 .run(|d| {
                     let x = d.array::<u32>(0, 1).unwrap();
                     c.task::<()>("t").args(x.read()).cpu(|_| ()).spawn().err()
                 })
-                .unwrap();
-            other
+                .unwrap()
         })
         .unwrap();
     assert!(matches!(&out[0][0], Some(DistError::ForeignArray { .. })));
@@ -245,4 +244,77 @@ fn a_gathered_array_is_the_latest_version_on_every_rank() {
         assert_eq!(second, first);
         assert_eq!(again, 0);
     }
+}
+
+#[test]
+fn the_merged_trace_has_one_process_per_rank_with_its_messages() {
+    let dir = std::env::temp_dir().join(format!("hetflow-dist-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace.json");
+    let p = path.clone();
+    let wrote = LocalCluster::new(2)
+        .run(move |c| {
+            c.start_trace();
+            let x = c.array_from(0, vec![1u32; 64]).unwrap();
+            let y = c.array::<u32>(1, 64).unwrap();
+            c.task::<()>("copy")
+                .args((x.read(), y.write()))
+                .cpu(|(x, y)| y.copy_from_slice(x))
+                .spawn()
+                .unwrap();
+            c.wait_all().unwrap();
+            c.write_trace(&p).unwrap()
+        })
+        .unwrap();
+    assert_eq!(wrote, vec![true, false], "rank 0 writes the file");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let ev = doc["traceEvents"].as_array().unwrap();
+    let names: Vec<(u64, &str)> = ev
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+        .map(|e| {
+            (
+                e["pid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names, vec![(0, "rank 0"), (1, "rank 1")]);
+    let has = |pid: u64, cat: &str, name: &str| {
+        ev.iter().any(|e| {
+            e["pid"] == pid && e["cat"] == cat && e["name"].as_str().unwrap().contains(name)
+        })
+    };
+    assert!(has(0, "message", "d0 v0 -> 1"), "rank 0's send");
+    assert!(has(1, "message", "d0 v0 <- 0"), "rank 1's receive");
+    assert!(has(1, "task", "copy"), "rank 1 ran the task");
+    assert!(
+        has(0, "task", "send d0 v0 -> 1"),
+        "rank 0 ran the send task"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn layouts_that_do_not_fit_are_typed_errors() {
+    use hetflow::dist::{BlockCyclic, DistMatrix};
+    LocalCluster::new(2)
+        .run(|c| {
+            let a = vec![0.0f32; 100];
+            // 10 is not a multiple of 4.
+            let e = DistMatrix::lower(c, &a, 10, 4, BlockCyclic::square(2))
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("multiple of tile"), "{e}");
+            // A 2 x 2 grid needs 4 ranks.
+            let e = DistMatrix::lower(c, &a, 10, 5, BlockCyclic { p: 2, q: 2 })
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("needs 4 ranks"), "{e}");
+            assert!(BlockCyclic::new(3, 1, 2).is_err());
+            // Nothing was added to the flow: the ranks still agree.
+            c.wait_all().unwrap();
+        })
+        .unwrap();
 }

@@ -610,7 +610,7 @@ impl Cluster {
             .map(|f| format!("{}\0{}\0{}", f.task, f.rank, f.message).into_bytes())
             .unwrap_or_default();
         let parts = self.allgather(blob, "the other ranks to finish their tasks")?;
-        for p in parts.iter().filter(|p| !p.is_empty()) {
+        if let Some(p) = parts.iter().find(|p| !p.is_empty()) {
             let text = String::from_utf8_lossy(p);
             let mut it = text.splitn(3, '\0');
             let (task, rank, message) = (

@@ -9,8 +9,10 @@
 //! 2. `progress` the transport; complete what finished (a receive fills its consumer's
 //!    payload and fires its event);
 //! 3. sleep: on the channel alone when no transport operation is in flight (a finishing
-//!    send task and a new command both arrive on it), else for a backoff from 20 µs
-//!    doubling to 1 ms while nothing completes (MPI progresses only inside its calls).
+//!    send task and a new command both arrive on it); else poll: for 50 µs after the last
+//!    completion without sleeping (yielding the core), then sleeping 10 µs doubling to
+//!    200 µs while nothing completes (MPI progresses only inside its calls; a blocking MPI
+//!    wait would spin a core and could not hear the channel).
 //!
 //! See `PROTOCOL.md` for why this cannot deadlock or deliver a stale version.
 
@@ -153,6 +155,9 @@ impl Root {
 /// Where a received payload goes: the consumer task takes it.
 pub(crate) type Payload = Arc<Mutex<Option<Vec<u8>>>>;
 
+/// Where a collective's result goes.
+pub(crate) type Reply = mpsc::Sender<Result<Vec<Vec<u8>>, DistError>>;
+
 /// A request to the communication thread.
 pub(crate) enum Cmd {
     /// Send what `data` produces (a data message) to `dst`; a failure of `data` is sent as
@@ -173,10 +178,7 @@ pub(crate) enum Cmd {
         trigger: EventTrigger,
     },
     /// All-gather `blob`: every rank's blob, in rank order.
-    Allgather {
-        blob: Vec<u8>,
-        reply: mpsc::Sender<Result<Vec<Vec<u8>>, DistError>>,
-    },
+    Allgather { blob: Vec<u8>, reply: Reply },
     /// The send with this id may be ready (its task's waker fired).
     Ready(u64),
     /// Finish the sends, drop what is still expected, stop.
@@ -296,7 +298,7 @@ struct Coll {
     /// Transport operations of this collective still in flight.
     open: usize,
     stage2: bool,
-    reply: mpsc::Sender<Result<Vec<Vec<u8>>, DistError>>,
+    reply: Reply,
 }
 
 /// The loop's state.
@@ -310,14 +312,26 @@ pub(crate) struct CommThread {
     busy: HashSet<(usize, i32)>,
     deferred: HashMap<(usize, i32), VecDeque<RecvReq>>,
     coll: Option<Coll>,
-    colls: VecDeque<(Vec<u8>, mpsc::Sender<Result<Vec<Vec<u8>>, DistError>>)>,
+    colls: VecDeque<(Vec<u8>, Reply)>,
     coll_seq: u64,
     done: Vec<(Token, Option<Vec<u8>>)>,
     dead: bool,
 }
 
-const BACKOFF_MIN: Duration = Duration::from_micros(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(1);
+/// Polling after the last completion: spin (yielding) this long, then sleep from
+/// `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
+const SPIN: Duration = Duration::from_micros(50);
+const BACKOFF_MIN: Duration = Duration::from_micros(10);
+const BACKOFF_MAX: Duration = Duration::from_micros(200);
+
+/// Sleeps of a few µs need a timer slack below Linux's default 50 µs.
+fn fine_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and affects this thread only.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
 
 impl CommThread {
     pub(crate) fn new(
@@ -354,17 +368,34 @@ impl CommThread {
     /// Runs until a shutdown command has been served (or every sender is gone).
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Cmd>) {
         let mut backoff = BACKOFF_MIN;
+        let mut last_progress = Instant::now();
         let mut shutdown: Option<Instant> = None;
+        fine_timer_slack();
         loop {
             let first = if self.ops.is_empty() && shutdown.is_none() {
                 match rx.recv() {
                     Ok(c) => Some(c),
                     Err(_) => break,
                 }
+            } else if last_progress.elapsed() < SPIN {
+                // Just after a completion more usually follow (a reply, the next tile):
+                // poll without sleeping, yielding the core to anyone runnable.
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(mpsc::TryRecvError::Empty) => {
+                        std::thread::yield_now();
+                        None
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) if shutdown.is_some() => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
             } else {
                 match rx.recv_timeout(backoff) {
                     Ok(c) => Some(c),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        None
+                    }
                     Err(mpsc::RecvTimeoutError::Disconnected) if shutdown.is_some() => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
@@ -382,11 +413,10 @@ impl CommThread {
                 }
             }
             progressed |= self.progress();
-            backoff = if progressed {
-                BACKOFF_MIN
-            } else {
-                (backoff * 2).min(BACKOFF_MAX)
-            };
+            if progressed {
+                last_progress = Instant::now();
+                backoff = BACKOFF_MIN;
+            }
             if let Some(deadline) = shutdown {
                 let sending = !self.waiting.is_empty()
                     || self

@@ -30,13 +30,15 @@ impl BlockCyclic {
         Ok(BlockCyclic { p, q })
     }
 
-    /// The squarest grid for `size` ranks (`p ≥ q`, `p · q = size`).
+    /// The squarest grid for `size` ranks (`p ≤ q`, `p · q = size`). More grid columns
+    /// than rows balances the lower triangle better: with `1 × 2` the two ranks get equal
+    /// Cholesky work on 8 × 8 tiles, with `2 × 1` the odd rows get 46% more.
     pub fn square(size: usize) -> BlockCyclic {
-        let q = (1..=size)
-            .filter(|q| size.is_multiple_of(*q) && q * q <= size)
+        let p = (1..=size)
+            .filter(|p| size.is_multiple_of(*p) && p * p <= size)
             .max()
             .unwrap_or(1);
-        BlockCyclic { p: size / q, q }
+        BlockCyclic { p, q: size / p }
     }
 
     /// The rank owning tile `(i, j)`.
@@ -329,8 +331,8 @@ mod tests {
     #[test]
     fn layouts_check_the_grid() {
         assert_eq!(BlockCyclic::square(4), BlockCyclic { p: 2, q: 2 });
-        assert_eq!(BlockCyclic::square(2), BlockCyclic { p: 2, q: 1 });
-        assert_eq!(BlockCyclic::square(6), BlockCyclic { p: 3, q: 2 });
+        assert_eq!(BlockCyclic::square(2), BlockCyclic { p: 1, q: 2 });
+        assert_eq!(BlockCyclic::square(6), BlockCyclic { p: 2, q: 3 });
         assert!(BlockCyclic::new(2, 3, 4).is_err());
         let l = BlockCyclic::new(2, 2, 4).unwrap();
         assert_eq!(

@@ -169,7 +169,7 @@ impl Transport for MpiTransport {
             .map(|k| (self.indices[k] as usize, k))
             .collect();
         // Remove from the back so the indices still to remove stay valid.
-        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         for (i, k) in finished {
             self.reqs.swap_remove(i);
             let op = self.ops.swap_remove(i);

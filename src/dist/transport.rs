@@ -39,10 +39,13 @@ pub(crate) trait Transport: Send {
     }
 }
 
+/// Messages in flight by `(src, dst, tag)`, in send order.
+type Boxes = HashMap<(usize, usize, i32), VecDeque<Vec<u8>>>;
+
 /// Mailboxes shared by the ranks of one process: `(src, dst, tag)` → messages in order.
 #[derive(Default)]
 pub(crate) struct Mailboxes {
-    boxes: Mutex<HashMap<(usize, usize, i32), VecDeque<Vec<u8>>>>,
+    boxes: Mutex<Boxes>,
     gone: Mutex<Vec<bool>>,
 }
 
