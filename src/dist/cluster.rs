@@ -14,7 +14,7 @@ use super::comm::{
 };
 use super::error::DistError;
 use super::flow::{ArrayId, Flow, Mode, Transfer};
-use super::transport::{ThreadTransport, Transport};
+use super::transport::{BufferPool, ThreadTransport, Transport};
 use crate::data::{ReduceOp, Reducible};
 use crate::task::{
     ArgsTask, CpuContext, Event, GpuContext, ReadArg, ReadWriteArg, ReduceArg, TaskArg, TaskArgs,
@@ -32,9 +32,16 @@ trait LocalCopy: Send + Sync {
         name: String,
         info: MsgInfo,
         rank: usize,
+        pool: Arc<BufferPool>,
     ) -> TaskHandle<Vec<u8>>;
-    fn spawn_recv(&self, rt: &RuntimeHandle, name: String, after: &Event, slot: Payload)
-        -> TaskRef;
+    fn spawn_recv(
+        &self,
+        rt: &RuntimeHandle,
+        name: String,
+        after: &Event,
+        slot: Payload,
+        pool: Arc<BufferPool>,
+    ) -> TaskRef;
 }
 
 impl<T: Pod> LocalCopy for Array<T> {
@@ -52,11 +59,12 @@ impl<T: Pod> LocalCopy for Array<T> {
         name: String,
         info: MsgInfo,
         rank: usize,
+        pool: Arc<BufferPool>,
     ) -> TaskHandle<Vec<u8>> {
         rt.task(name)
             .args(self.read())
             .on(Placement::Cpu)
-            .cpu(move |a| data_message(&info, rank, bytemuck::cast_slice(a)))
+            .cpu(move |a| data_message(&pool, &info, rank, bytemuck::cast_slice(a)))
             .spawn()
     }
 
@@ -66,6 +74,7 @@ impl<T: Pod> LocalCopy for Array<T> {
         name: String,
         after: &Event,
         slot: Payload,
+        pool: Arc<BufferPool>,
     ) -> TaskRef {
         rt.task(name)
             .args(self.write())
@@ -84,10 +93,41 @@ impl<T: Pod> LocalCopy for Array<T> {
                     });
                 }
                 dst.copy_from_slice(&msg[comm::HEADER..]);
+                pool.give(msg);
                 Ok(())
             })
             .spawn()
             .task_ref()
+    }
+}
+
+/// The local tasks `wait_all` still has to check, and the first failure among those it no
+/// longer holds. Finished tasks are dropped whenever the list doubles, so a long flow between
+/// two waits keeps only its unfinished tasks alive.
+#[derive(Default)]
+struct Pending {
+    tasks: Vec<TaskRef>,
+    failure: Option<Root>,
+    prune_at: usize,
+}
+
+impl Pending {
+    fn push(&mut self, tasks: Vec<TaskRef>, rank: usize) {
+        self.tasks.extend(tasks);
+        if self.tasks.len() < self.prune_at.max(1024) {
+            return;
+        }
+        let failure = &mut self.failure;
+        self.tasks.retain(|t| {
+            if !t.is_done() {
+                return true;
+            }
+            if let (None, Err(e)) = (&*failure, t.wait()) {
+                *failure = Some(Root::of(&e, rank));
+            }
+            false
+        });
+        self.prune_at = 2 * self.tasks.len();
     }
 }
 
@@ -101,8 +141,9 @@ struct Inner {
     locals: Mutex<Vec<Arc<dyn LocalCopy>>>,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
     shared: Arc<Shared>,
-    /// Local tasks since the last `wait_all` (the collective wait checks them).
-    pending: Mutex<Vec<TaskRef>>,
+    /// Local tasks since the last `wait_all` not known to be done (the collective wait
+    /// checks them), pruned as they finish.
+    pending: Mutex<Pending>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes collectives issued from several threads of one rank.
     collective: Mutex<()>,
@@ -112,6 +153,11 @@ struct Inner {
 /// same [`DistArray`]s and spawns the same tasks in the same order (StarPU-MPI's sequential
 /// task flow). A task runs on the rank owning the array it writes (or [`DistTask::on_rank`]);
 /// the ranks move its inputs there and cache received copies until the next write.
+///
+/// The flow is one sequence: create arrays and spawn tasks from one thread per rank (several
+/// threads spawning at once would give the ranks different orders, reported as
+/// [`DistError::FlowMismatch`]). Task bodies may spawn plain engine tasks on
+/// [`Cluster::runtime`], not flow tasks.
 ///
 /// ```
 /// use hetflow::dist::LocalCluster;
@@ -165,23 +211,23 @@ impl ClusterBuilder {
                 program: std::env::args().next().unwrap_or_default(),
             });
         }
-        self.start(rt, || {
-            super::mpi::MpiTransport::init().map(|t| Box::new(t) as Box<dyn Transport>)
+        self.start(rt, |pool| {
+            super::mpi::MpiTransport::init(pool).map(|t| Box::new(t) as Box<dyn Transport>)
         })
     }
 
     fn start(
         self,
         rt: &RuntimeHandle,
-        make: impl FnOnce() -> Result<Box<dyn Transport>, DistError> + Send + 'static,
+        make: impl FnOnce(Arc<BufferPool>) -> Result<Box<dyn Transport>, DistError> + Send + 'static,
     ) -> Result<Cluster, DistError> {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let shared = Arc::new(Shared::new());
-        let (sh, tx2) = (shared.clone(), tx.clone());
+        let (sh, tx2, pool) = (shared.clone(), tx.clone(), shared.pool.clone());
         let thread = std::thread::Builder::new()
             .name("hetflow-dist".into())
-            .spawn(move || match make() {
+            .spawn(move || match make(pool) {
                 Ok(t) => {
                     let _ = ready_tx.send(Ok((t.rank(), t.size())));
                     CommThread::new(t, tx2, sh).run(rx);
@@ -205,7 +251,7 @@ impl ClusterBuilder {
                 locals: Mutex::new(Vec::new()),
                 tx: Mutex::new(Some(tx)),
                 shared,
-                pending: Mutex::new(Vec::new()),
+                pending: Mutex::new(Pending::default()),
                 thread: Mutex::new(Some(thread)),
                 collective: Mutex::new(()),
             }),
@@ -267,7 +313,7 @@ impl LocalCluster {
                     let b = self.builder.clone();
                     s.spawn(move || {
                         let c =
-                            b.start(&rt.handle(), move || Ok(Box::new(t) as Box<dyn Transport>))?;
+                            b.start(&rt.handle(), move |_| Ok(Box::new(t) as Box<dyn Transport>))?;
                         let out = program(&c);
                         c.shutdown();
                         Ok(out)
@@ -287,11 +333,12 @@ impl LocalCluster {
 pub struct DistStats {
     /// The rank.
     pub rank: usize,
-    /// Data messages sent (array versions; collectives not counted).
+    /// Data messages sent (array versions; collectives not counted), counted when the flow
+    /// plans them.
     pub messages_sent: u64,
     /// Payload bytes of those messages.
     pub bytes_sent: u64,
-    /// Data messages received.
+    /// Data messages received so far.
     pub messages_received: u64,
     /// Payload bytes received.
     pub bytes_received: u64,
@@ -454,8 +501,13 @@ impl Cluster {
         };
         let tag = data_tag(t.seq);
         if t.src == rank {
+            let c = &self.inner.shared.counters;
+            c.messages_sent.fetch_add(1, Ordering::Relaxed);
+            c.bytes_sent
+                .fetch_add(local.bytes() as u64, Ordering::Relaxed);
             let name = format!("send {} -> {}", info.label, t.dst);
-            let data = local.spawn_send(rt, name, info.clone(), rank);
+            let pool = self.inner.shared.pool.clone();
+            let data = local.spawn_send(rt, name, info.clone(), rank, pool);
             self.send(Cmd::Send {
                 dst: t.dst,
                 tag,
@@ -468,7 +520,8 @@ impl Cluster {
         let (ev, trigger) = Event::new(name.clone());
         let slot: Payload = Arc::default();
         let bytes = local.bytes();
-        let done = local.spawn_recv(rt, name, &ev, slot.clone());
+        let pool = self.inner.shared.pool.clone();
+        let done = local.spawn_recv(rt, name, &ev, slot.clone(), pool);
         self.send(Cmd::Recv {
             src: t.src,
             tag,
@@ -598,8 +651,11 @@ impl Cluster {
                 });
             }
         }
-        let pending = std::mem::take(&mut *self.inner.pending.lock());
-        let mut failure: Option<Root> = None;
+        let Pending {
+            tasks: pending,
+            mut failure,
+            ..
+        } = std::mem::take(&mut *self.inner.pending.lock());
         for t in &pending {
             self.wait_bounded(t, "this rank's tasks")?;
             if let (None, Err(e)) = (&failure, t.wait()) {
@@ -1033,7 +1089,7 @@ impl<T: Send + 'static, A: DistArgs> DistTask<T, A> {
             None
         };
         drop(flow);
-        c.inner.pending.lock().extend(local);
+        c.inner.pending.lock().push(local, c.rank());
         Ok(DistHandle {
             name: self.name,
             rank: plan.exec,

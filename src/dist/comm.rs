@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::error::DistError;
-use super::transport::{Token, Transport};
+use super::transport::{BufferPool, Token, Transport};
 use crate::task::{EventTrigger, TaskError, TaskHandle};
 
 /// Tags below this number carry data (the `seq`-th message of a pair, modulo); those above
@@ -78,9 +78,15 @@ fn header(kind: u64, info: &MsgInfo, rank: usize, len: usize) -> [u8; HEADER] {
     h
 }
 
-/// A data message: header then `bytes` (built by the sending task's body: one copy).
-pub(crate) fn data_message(info: &MsgInfo, rank: usize, bytes: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(HEADER + bytes.len());
+/// A data message: header then `bytes` (built by the sending task's body: one copy, into a
+/// recycled buffer).
+pub(crate) fn data_message(
+    pool: &BufferPool,
+    info: &MsgInfo,
+    rank: usize,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let mut m = pool.take(HEADER + bytes.len());
     m.extend_from_slice(&header(DATA, info, rank, bytes.len()));
     m.extend_from_slice(bytes);
     m
@@ -185,7 +191,9 @@ pub(crate) enum Cmd {
     Shutdown(Duration),
 }
 
-/// Per-rank message counters (data messages; collectives are counted apart).
+/// Per-rank message counters (data messages; collectives are counted apart). Sends are
+/// counted when the flow plans them (so every rank's count is final once it has spawned the
+/// flow); receives when they arrive.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) bytes_sent: AtomicU64,
@@ -218,6 +226,8 @@ pub(crate) struct Shared {
     /// reports it.
     pub(crate) fatal: Mutex<Option<DistError>>,
     pub(crate) events: Mutex<Vec<CommEvent>>,
+    /// Message buffers, recycled.
+    pub(crate) pool: Arc<BufferPool>,
 }
 
 impl Shared {
@@ -227,6 +237,7 @@ impl Shared {
             epoch: Instant::now(),
             fatal: Mutex::new(None),
             events: Mutex::new(Vec::new()),
+            pool: Arc::default(),
         }
     }
 
@@ -522,24 +533,18 @@ impl CommThread {
             Poll::Ready(r) => r,
         };
         let w = self.waiting.remove(&id).expect("present");
-        let (msg, data) = match msg {
-            Ok(m) => (m, true),
+        let msg = match msg {
+            Ok(m) => m,
             Err(e) => {
                 let root = Root::of(&e, self.rank());
                 tracing::debug!(array = %w.info.label, root = %root.task, "sending a failure instead of data");
-                (failure_message(&w.info, &root), false)
+                failure_message(&w.info, &root)
             }
         };
         let bytes = msg.len();
         let token = self.token();
         match self.transport.isend(token, w.dst, w.tag, msg) {
             Ok(()) => {
-                if data {
-                    let c = &self.shared.counters;
-                    c.messages_sent.fetch_add(1, Ordering::Relaxed);
-                    c.bytes_sent
-                        .fetch_add((bytes - HEADER) as u64, Ordering::Relaxed);
-                }
                 self.ops.insert(
                     token,
                     Op::Data {
@@ -905,7 +910,7 @@ mod tests {
             flow: 0xdead_beef,
             label: "a v9".into(),
         };
-        let m = data_message(&info, 2, &[1, 2, 3]);
+        let m = data_message(&BufferPool::default(), &info, 2, &[1, 2, 3]);
         assert_eq!(m.len(), HEADER + 3);
         assert_eq!(
             (

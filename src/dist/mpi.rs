@@ -18,7 +18,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::Communicator;
 
 use super::error::DistError;
-use super::transport::{Token, Transport};
+use super::transport::{BufferPool, Token, Transport};
 
 fn check(call: &'static str, code: c_int) -> Result<(), DistError> {
     crate::comm::mpi::check(call, code).map_err(|e| DistError::Mpi(std::sync::Arc::new(e)))
@@ -41,6 +41,8 @@ pub(crate) struct MpiTransport {
     ops: Vec<InFlight>,
     indices: Vec<c_int>,
     statuses: Vec<ffi::MPI_Status>,
+    /// Where receive buffers come from and sent buffers go.
+    pool: std::sync::Arc<BufferPool>,
     /// Dropped last: finalizes MPI.
     _universe: mpi::environment::Universe,
 }
@@ -53,7 +55,7 @@ unsafe impl Send for MpiTransport {}
 
 impl MpiTransport {
     /// Initialises MPI (FUNNELED) on the calling thread.
-    pub(crate) fn init() -> Result<MpiTransport, DistError> {
+    pub(crate) fn init(pool: std::sync::Arc<BufferPool>) -> Result<MpiTransport, DistError> {
         let (universe, _level) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or(DistError::AlreadyInitialised)?;
         let world = universe.world();
@@ -74,6 +76,7 @@ impl MpiTransport {
             ops: Vec::new(),
             indices: Vec::new(),
             statuses: Vec::new(),
+            pool,
             _universe: universe,
         })
     }
@@ -119,10 +122,13 @@ impl Transport for MpiTransport {
 
     fn irecv(&mut self, token: Token, src: usize, tag: i32, max: usize) -> Result<(), DistError> {
         let count = Self::count(max)?;
-        let mut buf = vec![0u8; max];
+        // Room for `max` bytes, left uninitialised: MPI writes the message there and the
+        // length is set to what it wrote when the receive completes.
+        let mut buf = self.pool.take(max);
         // SAFETY: a constant MPI handle exported by rsmpi's C shim.
         let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-        // SAFETY: as for isend; MPI writes at most `max` bytes into `buf`.
+        // SAFETY: as for isend; `buf` has capacity for `max` bytes and MPI writes at most
+        // `max` bytes into it.
         check("MPI_Irecv", unsafe {
             ffi::MPI_Irecv(
                 buf.as_mut_ptr() as *mut c_void,
@@ -174,6 +180,7 @@ impl Transport for MpiTransport {
             self.reqs.swap_remove(i);
             let op = self.ops.swap_remove(i);
             if !op.recv {
+                self.pool.give(op.buf);
                 done.push((op.token, None));
                 continue;
             }
@@ -183,7 +190,10 @@ impl Transport for MpiTransport {
                 ffi::MPI_Get_count(&self.statuses[k], ffi::RSMPI_UINT8_T, &mut len)
             })?;
             let mut buf = op.buf;
-            buf.truncate(len.max(0) as usize);
+            let len = (len.max(0) as usize).min(buf.capacity());
+            // SAFETY: the receive completed: MPI wrote `len` bytes (MPI_Get_count) at the
+            // start of the buffer's capacity.
+            unsafe { buf.set_len(len) };
             done.push((op.token, Some(buf)));
         }
         Ok(())

@@ -18,6 +18,49 @@ use parking_lot::Mutex;
 
 use super::error::DistError;
 
+/// Recycled message buffers: a fresh buffer of a MiB costs 256 page faults on first touch
+/// (about as much as moving it), so the send tasks' messages, MPI's receive buffers and the
+/// payloads the receive tasks have copied out come back here. At most `POOL_BYTES` are kept.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<(Vec<Vec<u8>>, usize)>,
+}
+
+const POOL_BYTES: usize = 64 << 20;
+const POOL_MIN: usize = 4096;
+
+impl BufferPool {
+    /// An empty buffer with room for `cap` bytes: a recycled one of at most twice that if
+    /// there is one.
+    pub(crate) fn take(&self, cap: usize) -> Vec<u8> {
+        if cap >= POOL_MIN {
+            let mut f = self.free.lock();
+            if let Some(i) =
+                f.0.iter()
+                    .position(|b| b.capacity() >= cap && b.capacity() <= 2 * cap)
+            {
+                let mut b = f.0.swap_remove(i);
+                f.1 -= b.capacity();
+                b.clear();
+                return b;
+            }
+        }
+        Vec::with_capacity(cap)
+    }
+
+    /// Keeps `b` for a later `take` (small buffers and any over the bound are freed).
+    pub(crate) fn give(&self, b: Vec<u8>) {
+        if b.capacity() < POOL_MIN {
+            return;
+        }
+        let mut f = self.free.lock();
+        if f.1 + b.capacity() <= POOL_BYTES {
+            f.1 += b.capacity();
+            f.0.push(b);
+        }
+    }
+}
+
 /// An operation in flight, as the communication thread numbers it.
 pub(crate) type Token = u64;
 
@@ -104,6 +147,7 @@ impl Transport for ThreadTransport {
         Ok(())
     }
     fn progress(&mut self, done: &mut Vec<(Token, Option<Vec<u8>>)>) -> Result<(), DistError> {
+        // A sent buffer became the receiver's message (it is recycled there).
         done.extend(self.sent.drain(..).map(|t| (t, None)));
         if self.posted.is_empty() {
             return Ok(());
