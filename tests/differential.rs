@@ -18,13 +18,6 @@ struct P { v: u32 }
 @compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x < arrayLength(&a) { a[id.x] = p.v + id.x; }
 }";
-const ADD: &str = "
-struct P { v: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> a: array<u32>;
-@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + p.v; }
-}";
 const COPY: &str = "
 @group(0) @binding(0) var<storage, read> s: array<u32>;
 @group(0) @binding(1) var<storage, read_write> d: array<u32>;
@@ -32,27 +25,13 @@ const COPY: &str = "
     if id.x < arrayLength(&d) { d[id.x] = s[id.x]; }
 }";
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn run_seed(rt: &Runtime, seed: u64) {
     let (fill, add, copy) = (
         rt.kernel(FILL, "main").unwrap(),
-        rt.kernel(ADD, "main").unwrap(),
+        rt.kernel(common::ADD_UNIFORM, "main").unwrap(),
         rt.kernel(COPY, "main").unwrap(),
     );
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = common::Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let arrays: Vec<Array<u32>> = (0..ARRAYS)
         .map(|i| rt.array_from(vec![i as u32; N]))
         .collect();
@@ -60,7 +39,7 @@ fn run_seed(rt: &Runtime, seed: u64) {
     let mut checks = Vec::new();
     let gpu = rt.gpu_count() > 0;
     for t in 0..TASKS {
-        let i = rng.below(ARRAYS as u64) as usize;
+        let i = rng.below(ARRAYS);
         let a = arrays[i].clone();
         let v = rng.below(1000) as u32;
         let place = match rng.below(3) {

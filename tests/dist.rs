@@ -2,6 +2,7 @@
 //! random-DAG differential test, caching, failures across ranks, flow mismatches, bad input.
 //! The same program runs under mpirun in `tests/dist_mpi.rs` (in `.ci/run`).
 
+mod common;
 mod dist_common;
 
 use std::time::Duration;

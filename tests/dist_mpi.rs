@@ -8,6 +8,7 @@
 //! ```
 //! Seeds: `HETFLOW_DIST_SEEDS` (default 20), 2000 tasks each.
 
+mod common;
 mod dist_common;
 
 use std::time::Duration;

@@ -81,6 +81,12 @@ impl MpiTransport {
         })
     }
 
+    /// Keeps an active request beside its operation until `MPI_Testsome` reports it.
+    fn track(&mut self, req: ffi::MPI_Request, op: InFlight) {
+        self.reqs.push(req);
+        self.ops.push(op);
+    }
+
     fn count(len: usize) -> Result<c_int, DistError> {
         c_int::try_from(len).map_err(|_| DistError::TooLarge { bytes: len })
     }
@@ -111,12 +117,14 @@ impl Transport for MpiTransport {
                 &mut req,
             )
         })?;
-        self.reqs.push(req);
-        self.ops.push(InFlight {
-            token,
-            buf,
-            recv: false,
-        });
+        self.track(
+            req,
+            InFlight {
+                token,
+                buf,
+                recv: false,
+            },
+        );
         Ok(())
     }
 
@@ -140,12 +148,14 @@ impl Transport for MpiTransport {
                 &mut req,
             )
         })?;
-        self.reqs.push(req);
-        self.ops.push(InFlight {
-            token,
-            buf,
-            recv: true,
-        });
+        self.track(
+            req,
+            InFlight {
+                token,
+                buf,
+                recv: true,
+            },
+        );
         Ok(())
     }
 

@@ -31,6 +31,15 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if id.x < arrayLength(&a) { a[id.x] = a[id.x] + 1u; }
 }";
 
+/// `a[i] += v` with `v` in a uniform (binding 0), the array at binding 1.
+pub const ADD_UNIFORM: &str = "
+struct P { v: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> a: array<u32>;
+@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + p.v; }
+}";
+
 /// A small deterministic generator (splitmix64), so a failing seed replays exactly.
 pub struct Rng(pub u64);
 

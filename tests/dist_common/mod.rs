@@ -1,7 +1,8 @@
 //! The distributed random-DAG program shared by the in-process test (`tests/dist.rs`) and
 //! the MPI test (`tests/dist_mpi.rs`, under mpirun): random reads, writes, read-writes,
 //! reductions and two-array updates over arrays with random owners, random `on_rank` and
-//! random CPU/GPU placement, checked on every rank against sequential execution.
+//! random CPU/GPU placement, checked on every rank against sequential execution. Its users
+//! declare `mod common;` beside `mod dist_common;`.
 
 #![allow(dead_code)]
 
@@ -12,13 +13,6 @@ use hetflow::{Kernel, Placement, Uniform};
 pub const ARRAYS: usize = 8;
 pub const N: usize = 16;
 
-const ADD: &str = "
-struct P { v: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> a: array<u32>;
-@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + p.v; }
-}";
 const AXPY: &str = "
 @group(0) @binding(0) var<storage, read> b: array<u32>;
 @group(0) @binding(1) var<storage, read_write> a: array<u32>;
@@ -26,35 +20,23 @@ const AXPY: &str = "
     if id.x < arrayLength(&a) { a[id.x] = a[id.x] * 3u + b[id.x]; }
 }";
 
-/// xorshift64*: the same stream on every rank.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Runs one random flow of `tasks` tasks; returns the number of tasks this rank ran.
 /// Panics (with the seed) if any array or read differs from sequential execution.
 pub fn random_dag(c: &Cluster, seed: u64, tasks: usize) -> usize {
-    let size = c.size() as u64;
+    let size = c.size();
     let gpu = c.runtime().gpu_count() > 0;
     let kernels: Option<(Kernel, Kernel)> = gpu.then(|| {
         (
-            c.runtime().kernel(ADD, "main").unwrap(),
+            c.runtime()
+                .kernel(crate::common::ADD_UNIFORM, "main")
+                .unwrap(),
             c.runtime().kernel(AXPY, "main").unwrap(),
         )
     });
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = crate::common::Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let arrays: Vec<DistArray<u32>> = (0..ARRAYS)
         .map(|i| {
-            let owner = rng.below(size) as usize;
+            let owner = rng.below(size);
             c.array_named(format!("a{i}"), owner, N, || vec![i as u32; N])
                 .unwrap()
         })
@@ -63,10 +45,10 @@ pub fn random_dag(c: &Cluster, seed: u64, tasks: usize) -> usize {
     let mut checks = Vec::new();
     let mut ran = 0;
     for t in 0..tasks {
-        let i = rng.below(ARRAYS as u64) as usize;
+        let i = rng.below(ARRAYS);
         let a = &arrays[i];
         let v = rng.below(1000) as u32;
-        let on_rank = (rng.below(4) == 0).then(|| rng.below(size) as usize);
+        let on_rank = (rng.below(4) == 0).then(|| rng.below(size));
         let place = match rng.below(3) {
             0 if gpu => Placement::Gpu(0),
             1 => Placement::Cpu,
@@ -76,7 +58,7 @@ pub fn random_dag(c: &Cluster, seed: u64, tasks: usize) -> usize {
         match rng.below(5) {
             0 => {
                 // Read: copy into a fresh array owned by a random rank.
-                let owner = rng.below(size) as usize;
+                let owner = rng.below(size);
                 let check = c.array::<u32>(owner, N).unwrap();
                 let mut task = c
                     .task::<()>("copy")
@@ -140,7 +122,7 @@ pub fn random_dag(c: &Cluster, seed: u64, tasks: usize) -> usize {
             }
             _ => {
                 // a = 3a + b over two arrays: a dependency across arrays (and ranks).
-                let j = (i + 1 + rng.below(ARRAYS as u64 - 1) as usize) % ARRAYS;
+                let j = (i + 1 + rng.below(ARRAYS - 1)) % ARRAYS;
                 let b = &arrays[j];
                 let mut task = c
                     .task::<()>("axpy")
