@@ -387,12 +387,7 @@ impl Cluster {
     /// A distributed array of `len` zeros owned by `owner` (other ranks hold an unfilled
     /// placeholder until they need a version).
     pub fn array<T: Pod>(&self, owner: usize, len: usize) -> Result<DistArray<T>, DistError> {
-        self.make(
-            owner,
-            len,
-            |rt, label| rt.array_named(label, vec![T::zeroed(); len]),
-            None,
-        )
+        self.create(None, owner, len, || vec![T::zeroed(); len])
     }
 
     /// A distributed array whose initial contents are `data` on `owner` (ignored elsewhere:
@@ -403,7 +398,7 @@ impl Cluster {
         data: Vec<T>,
     ) -> Result<DistArray<T>, DistError> {
         let len = data.len();
-        self.array_with(owner, len, move || data)
+        self.create(None, owner, len, move || data)
     }
 
     /// A distributed array of `len` elements; `init` runs on `owner` only and gives its
@@ -414,44 +409,7 @@ impl Cluster {
         len: usize,
         init: impl FnOnce() -> Vec<T>,
     ) -> Result<DistArray<T>, DistError> {
-        let data = (owner == self.rank()).then(init);
-        if let Some(d) = &data {
-            if d.len() != len {
-                return Err(DistError::Layout(format!(
-                    "array_with: init gave {} elements, expected {len}",
-                    d.len()
-                )));
-            }
-        }
-        self.make(
-            owner,
-            len,
-            move |rt, label| match data {
-                Some(d) => rt.array_named(label, d),
-                None => rt.array_named(label, vec![T::zeroed(); len]),
-            },
-            None,
-        )
-    }
-
-    fn make<T: Pod>(
-        &self,
-        owner: usize,
-        len: usize,
-        build: impl FnOnce(&RuntimeHandle, String) -> Array<T>,
-        label: Option<String>,
-    ) -> Result<DistArray<T>, DistError> {
-        let mut flow = self.inner.flow.lock();
-        let id = flow.add_array(owner, len * std::mem::size_of::<T>())?;
-        let label = label.unwrap_or_else(|| format!("d{id}"));
-        let local = build(&self.inner.rt, label);
-        self.inner.locals.lock().push(Arc::new(local.clone()));
-        Ok(DistArray {
-            id,
-            owner,
-            local,
-            cluster: self.clone(),
-        })
+        self.create(None, owner, len, init)
     }
 
     /// Like [`Cluster::array_with`], labelled `label` (in errors, overviews and the trace).
@@ -462,18 +420,37 @@ impl Cluster {
         len: usize,
         init: impl FnOnce() -> Vec<T>,
     ) -> Result<DistArray<T>, DistError> {
+        self.create(Some(label.into()), owner, len, init)
+    }
+
+    /// Adds an array to the flow and makes this rank's copy: `init`'s contents on the owner,
+    /// zeros elsewhere; labelled `label`, else `d<id>`.
+    fn create<T: Pod>(
+        &self,
+        label: Option<String>,
+        owner: usize,
+        len: usize,
+        init: impl FnOnce() -> Vec<T>,
+    ) -> Result<DistArray<T>, DistError> {
         let data = (owner == self.rank()).then(init);
-        if data.as_ref().is_some_and(|d| d.len() != len) {
+        if let Some(d) = data.as_ref().filter(|d| d.len() != len) {
             return Err(DistError::Layout(format!(
-                "array_named: init gave a different length than {len}"
+                "the initial contents have {} elements, expected {len}",
+                d.len()
             )));
         }
-        self.make(
+        let mut flow = self.inner.flow.lock();
+        let id = flow.add_array(owner, len * std::mem::size_of::<T>())?;
+        let label = label.unwrap_or_else(|| format!("d{id}"));
+        let data = data.unwrap_or_else(|| vec![T::zeroed(); len]);
+        let local = self.inner.rt.array_named(label, data);
+        self.inner.locals.lock().push(Arc::new(local.clone()));
+        Ok(DistArray {
+            id,
             owner,
-            len,
-            move |rt, label| rt.array_named(label, data.unwrap_or_else(|| vec![T::zeroed(); len])),
-            Some(label.into()),
-        )
+            local,
+            cluster: self.clone(),
+        })
     }
 
     /// Starts a task of the flow (every rank calls this, in the same order).
@@ -721,11 +698,18 @@ impl Cluster {
     }
 
     fn shutdown(&self) {
-        let tx = self.inner.tx.lock().take();
+        self.inner.stop();
+    }
+}
+
+impl Inner {
+    /// Tells the communication thread to finish its sends and stop, and joins it (once).
+    fn stop(&self) {
+        let tx = self.tx.lock().take();
         if let Some(tx) = tx {
-            let _ = tx.send(Cmd::Shutdown(self.inner.timeout));
+            let _ = tx.send(Cmd::Shutdown(self.timeout));
         }
-        if let Some(j) = self.inner.thread.lock().take() {
+        if let Some(j) = self.thread.lock().take() {
             let _ = j.join();
         }
     }
@@ -733,12 +717,7 @@ impl Cluster {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.get_mut().take() {
-            let _ = tx.send(Cmd::Shutdown(self.timeout));
-        }
-        if let Some(j) = self.thread.get_mut().take() {
-            let _ = j.join();
-        }
+        self.stop();
     }
 }
 
