@@ -39,18 +39,37 @@
 // The auto-trait checks of the neuro run thread (its state reaches wgpu-core types through
 // the task graph) nest deeper than the default limit of 128.
 #![recursion_limit = "256"]
+// In the browser the blocking paths (waits, thread parking, the synchronous mover's staging
+// reads) are compiled out, which leaves some of their helpers unused there.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
+// Memory slots, MPI and the distributed runtime need processes and threads: native only.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod comm;
 pub mod data;
 pub mod device;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod dist;
-#[cfg(feature = "linalg")]
+#[cfg(all(feature = "linalg", not(target_arch = "wasm32")))]
 pub mod linalg;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod neuro;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod remote;
 mod runtime;
 pub mod sched;
 pub mod task;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+/// The clock: std's on native targets; on wasm32 (where std's `Instant::now` panics) the
+/// browser's `performance.now()`, through `web-time`.
+pub(crate) mod time {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) use std::time::Instant;
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) use web_time::Instant;
+}
 
 pub use data::{Access, Array, Coherence, DataError, MemorySpace};
 pub use device::{DeviceError, DeviceId, Kernel, Topology};

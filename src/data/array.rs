@@ -368,6 +368,35 @@ impl RawArray {
         Ok(())
     }
 
+    /// In the browser: the GPU buffers a task's preparation would copy to the host for
+    /// `access` (with `on_host`, [`RawArray::prepare_host`]: the copy it reads and the
+    /// partials it folds; else a GPU task's fold), so they can be fetched with an awaited
+    /// mapping before the task runs.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn host_sources(&self, access: Access, on_host: bool) -> Vec<(usize, wgpu::Buffer)> {
+        let st = self.state.lock();
+        let mut out = Vec::new();
+        let same_group = |r: &Reduction| access.reduction().is_some_and(|a| a.op == r.op);
+        let folds = !st.partials.is_empty() && !st.partials.iter().all(|(r, _)| same_group(r));
+        if folds {
+            for (_, p) in &st.partials {
+                if let Partial::Gpu(p) = p {
+                    out.push((p.gpu, p.buffer.clone()));
+                }
+            }
+        }
+        if folds || (on_host && access.reads() && access.reduction().is_none()) {
+            for m in st.copies.plan_read(MemorySpace::Host) {
+                if let (MemorySpace::Gpu(g), MemorySpace::Host) = (m.from, m.to) {
+                    if let Some(Some(b)) = st.gpu_buffers.get(g) {
+                        out.push((g, b.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Records a finished CPU reducer's partial, combined into the pending host partial of the
     /// same reduction if there is one (so pending host partials stay one per reduction).
     pub(crate) fn deposit_host_partial(&self, r: Reduction, bytes: Vec<u8>) {

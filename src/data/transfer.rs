@@ -39,9 +39,9 @@ pub struct MoveEvent {
     /// The array's label.
     pub array: String,
     /// When the copy started.
-    pub start: std::time::Instant,
+    pub start: crate::time::Instant,
     /// When it finished.
-    pub end: std::time::Instant,
+    pub end: crate::time::Instant,
 }
 
 /// Transfer counters per (from, to) link, and, while a trace is recording, every copy.
@@ -58,10 +58,10 @@ impl TransferCounters {
         from: MemorySpace,
         to: MemorySpace,
         bytes: u64,
-        start: std::time::Instant,
+        start: crate::time::Instant,
         array: &str,
     ) {
-        let end = std::time::Instant::now();
+        let end = crate::time::Instant::now();
         {
             let mut links = self.links.lock();
             let e = links.entry((from, to)).or_default();
@@ -323,7 +323,7 @@ pub(crate) fn download_counted(
     counters: &TransferCounters,
     array: &str,
 ) -> Result<(), DataError> {
-    let start = std::time::Instant::now();
+    let start = crate::time::Instant::now();
     download(&gpus[gpu], src, dst, array)?;
     counters.record(
         MemorySpace::Gpu(gpu),
@@ -346,7 +346,7 @@ pub(crate) fn upload_counted(
     counters: &TransferCounters,
     array: &str,
 ) -> Result<(), DataError> {
-    let start = std::time::Instant::now();
+    let start = crate::time::Instant::now();
     upload(&gpus[gpu], dst, src, up, array)?;
     counters.record(
         MemorySpace::Host,
@@ -387,50 +387,182 @@ pub(crate) fn download_range(
         link: format!("gpu{}->host", gpu.info.index),
         message,
     };
-    let mut slot = gpu.read_staging.lock();
-    if slot.as_ref().is_none_or(|b| b.size() < size) {
-        *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("hetflow read staging"),
-            size: size.next_power_of_two(),
+    let skip = (offset - start) as usize;
+    let mut cut = |view: &[u8]| dst.copy_from_slice(&view[skip..skip + dst.len()]);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = gpu;
+        web::take_fetched(src, start, size, &mut cut).ok_or_else(|| {
+            fail(
+                "in the browser a GPU-to-host copy happens only before a CPU task runs \
+                 (fetched by the CPU pump, awaiting the mapping); this one (a sliced family's \
+                 sync, an eviction's write-back or a spilled partial) was not fetched"
+                    .into(),
+            )
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let mut slot = gpu.read_staging.lock();
+        if slot.as_ref().is_none_or(|b| b.size() < size) {
+            *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("hetflow read staging"),
+                size: size.next_power_of_two(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let Some(staging) = slot.as_ref() else {
+            return Err(fail("no staging buffer".into()));
+        };
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("hetflow download"),
+            });
+        enc.copy_buffer_to_buffer(src, start, staging, 0, size);
+        let index = gpu.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(_) => return Err(fail("map callback dropped".into())),
+        }
+        {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| fail(e.to_string()))?;
+            cut(&view);
+        }
+        staging.unmap();
+        Ok(())
+    }
+}
+
+/// The browser's GPU-to-host path. WebGPU maps a buffer only through the page's event loop,
+/// so a synchronous download cannot wait for it: the CPU pump fetches, with an awaited
+/// mapping, every GPU buffer a CPU task's preparation will read (`fetch_for_host`), right
+/// before the task runs, and the synchronous mover above takes the fetched bytes. The store
+/// is cleared after each task, so fetched bytes are never reused once a later task may have
+/// written the buffer.
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod web {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use crate::data::{Access, DataError};
+    use crate::data::array::RawArray;
+    use crate::device::GpuDevice;
+
+    /// Whole GPU buffers copied to the host for one task, before it runs.
+    #[derive(Default)]
+    pub(crate) struct Fetched(Vec<(wgpu::Buffer, Vec<u8>)>);
+
+    /// The fetched buffers of the task running now (set only while it runs, synchronously).
+    static CURRENT: Mutex<Option<Fetched>> = Mutex::new(None);
+
+    /// Runs `f` (a task's synchronous preparation and body) with `fetched` available to the
+    /// mover, then drops it: fetched bytes never outlive the task they were fetched for.
+    pub(crate) fn with_fetched<R>(fetched: Fetched, f: impl FnOnce() -> R) -> R {
+        let before = CURRENT.lock().replace(fetched);
+        let r = f();
+        *CURRENT.lock() = before;
+        r
+    }
+
+    /// Calls `f` with bytes `start..start + size` of `src` if they were fetched.
+    pub(crate) fn take_fetched(
+        src: &wgpu::Buffer,
+        start: u64,
+        size: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Option<()> {
+        let current = CURRENT.lock();
+        let (_, bytes) = current.as_ref()?.0.iter().find(|(b, _)| b == src)?;
+        let range = start as usize..(start + size) as usize;
+        f(bytes.get(range)?);
+        Some(())
+    }
+
+    /// Copies the whole of `src` to the host, awaiting the mapping.
+    pub(crate) async fn fetch(
+        gpu: &GpuDevice,
+        src: &wgpu::Buffer,
+        what: &str,
+    ) -> Result<Vec<u8>, DataError> {
+        let size = src.size();
+        let fail = |message: String| DataError::Transfer {
+            array: what.to_string(),
+            link: format!("gpu{}->host", gpu.info.index),
+            message,
+        };
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hetflow fetch staging"),
+            size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }));
-    }
-    let Some(staging) = slot.as_ref() else {
-        return Err(fail("no staging buffer".into()));
-    };
-    let mut enc = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("hetflow download"),
         });
-    enc.copy_buffer_to_buffer(src, start, staging, 0, size);
-    let index = gpu.queue.submit([enc.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(index),
-            timeout: None,
-        })
-        .map_err(|e| fail(e.to_string()))?;
-    match rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => return Err(fail("map callback dropped".into())),
-    }
-    {
-        let view = staging
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("hetflow fetch"),
+            });
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        gpu.queue.submit([enc.finish()]);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(_) => return Err(fail("the mapping's callback was dropped".into())),
+        }
+        let bytes = staging
             .get_mapped_range(0..size)
-            .map_err(|e| fail(e.to_string()))?;
-        let skip = (offset - start) as usize;
-        dst.copy_from_slice(&view[skip..skip + dst.len()]);
+            .map_err(|e| fail(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
     }
-    staging.unmap();
-    Ok(())
+
+    /// Fetches every GPU buffer the preparation of `arrays` will read on the host (`on_host`:
+    /// a CPU task's; else a GPU task's folds). A failed fetch is
+    /// logged and left out: the task's preparation then fails with a typed transfer error.
+    pub(crate) async fn fetch_for_host(
+        arrays: &[(Arc<RawArray>, Access)],
+        gpus: &[Arc<GpuDevice>],
+        on_host: bool,
+    ) -> Fetched {
+        let mut out = Fetched::default();
+        for (raw, access) in arrays {
+            for (g, buffer) in raw.host_sources(*access, on_host) {
+                let Some(gpu) = gpus.get(g) else { continue };
+                if out.0.iter().any(|(b, _)| *b == buffer) {
+                    continue;
+                }
+                match fetch(gpu, &buffer, &raw.label).await {
+                    Ok(bytes) => out.0.push((buffer, bytes)),
+                    Err(e) => tracing::warn!(array = %raw.label, error = %e, "fetch failed"),
+                }
+            }
+        }
+        out
+    }
 }
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) use web::{fetch_for_host, with_fetched, Fetched};
 
 /// Host → GPU for a byte range: writes `src` into `dst` at `offset`, any alignment. An
 /// unaligned range is widened to its aligned cover by reading the bordering bytes first, so
@@ -503,7 +635,7 @@ mod tests {
     fn counters_add_up_per_link_and_trace_only_while_recording() {
         let c = TransferCounters::default();
         let (h, g0) = (MemorySpace::Host, MemorySpace::Gpu(0));
-        let t = std::time::Instant::now();
+        let t = crate::time::Instant::now();
         c.record(h, g0, 100, t, "a");
         c.start_trace();
         c.record(h, g0, 28, t, "b");

@@ -93,8 +93,28 @@ static GPUS: OnceLock<Vec<Arc<GpuDevice>>> = OnceLock::new();
 ///     println!("{} via {}", gpu.info().name, gpu.info().backend);
 /// }
 /// ```
+///
+/// In the browser (wasm32) discovery is asynchronous: await [`crate::web::init`] first;
+/// until then this returns no GPU.
 pub fn gpus() -> &'static [Arc<GpuDevice>] {
-    GPUS.get_or_init(discover)
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        GPUS.get_or_init(|| pollster::block_on(discover()))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        GPUS.get().map_or(&[][..], |v| &v[..])
+    }
+}
+
+/// Discovers the GPUs once (the browser's asynchronous path); later calls return the same.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn discover_once() -> &'static [Arc<GpuDevice>] {
+    if GPUS.get().is_none() {
+        let found = discover().await;
+        let _ = GPUS.set(found);
+    }
+    gpus()
 }
 
 fn backend_rank(b: wgpu::Backend) -> u8 {
@@ -128,12 +148,11 @@ fn normalize(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Enumerates adapters, keeps one per physical device (best backend first) and opens them.
-pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
-    if std::env::var("HETFLOW_GPUS").is_ok_and(|v| v.eq_ignore_ascii_case("none")) {
-        tracing::info!("HETFLOW_GPUS=none: GPUs disabled");
-        return Vec::new();
-    }
+/// Every adapter wgpu finds: on native targets all of them, primary backends first and GL
+/// only when those find nothing (it would list the same devices again, and initialising EGL
+/// is slow and noisy on headless machines).
+#[cfg(not(target_arch = "wasm32"))]
+async fn adapters() -> Vec<wgpu::Adapter> {
     let explicit = std::env::var("WGPU_BACKEND").is_ok();
     let enumerate = |backends: Option<wgpu::Backends>| {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
@@ -141,18 +160,44 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
             desc.backends = b;
         }
         let instance = wgpu::Instance::new(desc);
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        async move { instance.enumerate_adapters(wgpu::Backends::all()).await }
     };
-    // Primary backends first; GL only when they find nothing (it would list the same devices
-    // again, and initialising EGL is slow and noisy on headless machines).
     let mut adapters = if explicit {
-        enumerate(None)
+        enumerate(None).await
     } else {
-        enumerate(Some(wgpu::Backends::PRIMARY))
+        enumerate(Some(wgpu::Backends::PRIMARY)).await
     };
     if adapters.is_empty() && !explicit {
-        adapters = enumerate(Some(wgpu::Backends::GL));
+        adapters = enumerate(Some(wgpu::Backends::GL)).await;
     }
+    adapters
+}
+
+/// The browser's one WebGPU adapter, if the page may use WebGPU.
+#[cfg(target_arch = "wasm32")]
+async fn adapters() -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+    let instance = wgpu::Instance::new(desc);
+    match instance
+        .request_adapter(&wgpu::RequestAdapterOptions::default())
+        .await
+    {
+        Ok(a) => vec![a],
+        Err(e) => {
+            tracing::warn!(error = %e, "no WebGPU adapter: tasks run on the CPU");
+            Vec::new()
+        }
+    }
+}
+
+/// Enumerates adapters, keeps one per physical device (best backend first) and opens them.
+pub(crate) async fn discover() -> Vec<Arc<GpuDevice>> {
+    if std::env::var("HETFLOW_GPUS").is_ok_and(|v| v.eq_ignore_ascii_case("none")) {
+        tracing::info!("HETFLOW_GPUS=none: GPUs disabled");
+        return Vec::new();
+    }
+    let mut adapters = adapters().await;
     adapters.sort_by_key(|a| backend_rank(a.get_info().backend));
     let mut kept: Vec<wgpu::Adapter> = Vec::new();
     for adapter in adapters {
@@ -168,7 +213,7 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
     }
     let mut out = Vec::new();
     for adapter in kept {
-        match open(&adapter, out.len()) {
+        match open(&adapter, out.len()).await {
             Ok(dev) => out.push(Arc::new(dev)),
             Err(e) => {
                 tracing::warn!(adapter = %adapter.get_info().name, error = %e, "could not open adapter")
@@ -179,21 +224,26 @@ pub(crate) fn discover() -> Vec<Arc<GpuDevice>> {
     out
 }
 
-fn open(adapter: &wgpu::Adapter, index: usize) -> Result<GpuDevice, wgpu::RequestDeviceError> {
+async fn open(
+    adapter: &wgpu::Adapter,
+    index: usize,
+) -> Result<GpuDevice, wgpu::RequestDeviceError> {
     let ainfo = adapter.get_info();
     let limits = adapter.limits();
     // SHADER_F64 where the adapter has it: the neural floating-point models then compute in
     // f64 on the device, as Lava does on the CPU.
     let wanted = wgpu::Features::MAPPABLE_PRIMARY_BUFFERS | wgpu::Features::SHADER_F64;
     let features = adapter.features() & wanted;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("hetflow"),
-        required_features: features,
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    }))?;
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("hetflow"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await?;
     let name = ainfo.name.clone();
     device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
         tracing::error!(device = %name, error = %e, "uncaptured wgpu error");

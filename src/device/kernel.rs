@@ -2,6 +2,11 @@
 
 use std::sync::Arc;
 
+// In the browser wgpu has no naga of its own to re-export (WebGPU compiles WGSL itself), so
+// kernels are validated with naga as a direct dependency, the same version.
+#[cfg(target_arch = "wasm32")]
+use naga;
+#[cfg(not(target_arch = "wasm32"))]
 use wgpu::naga;
 
 use super::error::DeviceError;
@@ -356,12 +361,26 @@ impl Kernel {
                 cache: None,
             });
             let layout = (!bindings.is_empty()).then(|| pipeline.get_bind_group_layout(0));
+            #[cfg(not(target_arch = "wasm32"))]
             if let Some(err) = pollster::block_on(scope.pop()) {
                 return Err(DeviceError::Pipeline {
                     label,
                     gpu: gpu.info.index,
                     device: gpu.info.name.clone(),
                     message: err.to_string(),
+                });
+            }
+            // WebGPU resolves the scope through the page's event loop, after this returns.
+            // naga has validated the module above, so an error here is the browser's own
+            // limit: it is logged, and each task dispatching the pipeline fails in its scope.
+            #[cfg(target_arch = "wasm32")]
+            {
+                let pop = scope.pop();
+                let what = label.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Some(e) = pop.await {
+                        tracing::error!(kernel = %what, error = %e, "WebGPU rejected the pipeline");
+                    }
                 });
             }
             pipelines.push((pipeline, layout));

@@ -87,7 +87,7 @@ struct Adapt {
     alone_ns: f64,
     workers_ns: f64,
     use_workers: bool,
-    started: Option<std::time::Instant>,
+    started: Option<crate::time::Instant>,
 }
 
 impl Adapt {
@@ -103,7 +103,7 @@ impl Adapt {
     }
 
     fn begin(&mut self) {
-        self.started = Some(std::time::Instant::now());
+        self.started = Some(crate::time::Instant::now());
     }
 
     fn end(&mut self) {
@@ -280,7 +280,7 @@ impl Exec {
         } else {
             std::mem::take(&mut outs[l])
         };
-        let t0 = std::time::Instant::now();
+        let t0 = crate::time::Instant::now();
         let r = {
             let mut cx = Cx {
                 time_step: *time_step,
@@ -399,7 +399,7 @@ impl Exec {
                 let Some(o) = o else { continue };
                 let name = &names[l];
                 jobs[l] = Some(Box::new(move || {
-                    let t0 = std::time::Instant::now();
+                    let t0 = crate::time::Instant::now();
                     let mut cx = Cx {
                         time_step: t,
                         phase: Phase::Spk,

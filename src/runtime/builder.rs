@@ -89,8 +89,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// [`RuntimeBuilder::build`] with device discovery awaited: the form to use in the
+    /// browser, where finding the WebGPU adapter is asynchronous (on native targets discovery
+    /// blocks briefly, once per process, as in `build`).
+    ///
+    /// ```
+    /// let rt = pollster::block_on(hetflow::Runtime::builder().no_gpu().build_async()).unwrap();
+    /// assert_eq!(rt.gpu_count(), 0);
+    /// ```
+    pub async fn build_async(self) -> Result<Runtime, BuildError> {
+        #[cfg(target_arch = "wasm32")]
+        if !matches!(self.gpus, GpuSelection::None) {
+            crate::web::init().await;
+        }
+        self.build()
+    }
+
     /// Discovers devices (once per process), starts the CPU workers and one driver thread per
-    /// GPU.
+    /// GPU. In the browser, use [`RuntimeBuilder::build_async`] (or await
+    /// [`crate::web::init`] first): there this finds only GPUs already discovered.
     pub fn build(self) -> Result<Runtime, BuildError> {
         let workers = self
             .cpu_workers

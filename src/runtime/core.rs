@@ -46,12 +46,14 @@ pub(crate) struct Core {
     /// Whether a trace is recording (checked without the lock on every task).
     tracing: AtomicBool,
     /// Task events while a trace records (None when not recording).
-    trace: Mutex<Option<(std::time::Instant, Vec<crate::task::trace::TaskEvent>)>>,
+    trace: Mutex<Option<(crate::time::Instant, Vec<crate::task::trace::TaskEvent>)>>,
     pub(crate) upload: crate::data::UploadPath,
     /// Tasks ready (queued or waiting on a fence) or running.
     live: AtomicUsize,
     quiet: Mutex<()>,
     quiet_cv: Condvar,
+    /// Futures awaiting quiet ([`Core::quiet`]).
+    quiet_wakers: Mutex<Vec<std::task::Waker>>,
     /// The arrays' access trackers. Their one lock serialises the access-tracking part of
     /// spawns, so that every array sees tasks in one global order (no cycle can come from two
     /// threads spawning at once).
@@ -102,6 +104,7 @@ impl Core {
             live: AtomicUsize::new(0),
             quiet: Mutex::new(()),
             quiet_cv: Condvar::new(),
+            quiet_wakers: Mutex::new(Vec::new()),
             trackers: SharedTrackers::default(),
             id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
             kernels: Mutex::new(HashMap::new()),
@@ -158,7 +161,7 @@ impl Core {
 
     /// Starts recording tasks and moves (clearing an earlier recording).
     pub(crate) fn start_trace(&self) {
-        *self.trace.lock() = Some((std::time::Instant::now(), Vec::new()));
+        *self.trace.lock() = Some((crate::time::Instant::now(), Vec::new()));
         self.counters.start_trace();
         self.tracing.store(true, Ordering::Release);
     }
@@ -170,7 +173,7 @@ impl Core {
             .trace
             .lock()
             .take()
-            .unwrap_or_else(|| (std::time::Instant::now(), Vec::new()));
+            .unwrap_or_else(|| (crate::time::Instant::now(), Vec::new()));
         crate::task::trace::Trace {
             origin,
             tasks,
@@ -212,6 +215,7 @@ impl Core {
         waits.values().cloned().collect()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Fails, until none is left, every key that tasks of this runtime wait for and that no
     /// task was spawned under, once the runtime is otherwise idle ([`Node::abandon`]).
     pub(crate) fn abandon_unspawned_keys(&self) {
@@ -231,9 +235,14 @@ impl Core {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = self.quiet.lock();
             self.quiet_cv.notify_all();
+            let wakers = std::mem::take(&mut *self.quiet_wakers.lock());
+            for w in wakers {
+                w.wake();
+            }
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until no task is ready or running.
     pub(crate) fn wait_quiet(&self) {
         let mut g = self.quiet.lock();
@@ -244,20 +253,23 @@ impl Core {
 }
 
 impl Core {
-    /// Runs `f` on `array`'s host copy as a CPU task that reads it, ordered after every
-    /// earlier writer, and waits for it.
+    /// Spawns a CPU task that reads `array`'s host copy, ordered after every earlier writer,
+    /// and runs `f` on it; the caller waits for the handle (blocking or awaiting).
     fn read_on_host(
         &self,
         array: &Arc<RawArray>,
         f: impl FnOnce(&[u8]) + Send + 'static,
-    ) -> Result<(), TaskError> {
+    ) -> crate::task::TaskHandle<()> {
+        let name = format!("to_vec({})", array.label);
         let Some(core) = self.this.upgrade() else {
-            return Err(TaskError::ShutDown {
-                task: format!("to_vec({})", array.label),
-            });
+            let task = name.clone();
+            return crate::task::TaskHandle {
+                node: Node::finished(name.into(), Err(TaskError::ShutDown { task })),
+                _value: std::marker::PhantomData,
+            };
         };
         let raw = array.clone();
-        crate::task::TaskBuilder::<()>::new(core, format!("to_vec({})", array.label).into())
+        crate::task::TaskBuilder::<()>::new(core, name.into())
             .access(array.clone(), Access::Read)
             .on(crate::sched::Placement::Cpu)
             .cpu(move |_cx| {
@@ -266,7 +278,24 @@ impl Core {
                 f(unsafe { raw.host_bytes() })
             })
             .spawn()
-            .wait()
+    }
+
+    /// Resolves once no task is ready or running (the async form of `wait_quiet`).
+    pub(crate) fn quiet(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.live.load(Ordering::Acquire) == 0 {
+                return std::task::Poll::Ready(());
+            }
+            let _g = self.quiet.lock();
+            let mut wakers = self.quiet_wakers.lock();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return std::task::Poll::Ready(());
+            }
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
     }
 }
 
@@ -308,8 +337,26 @@ impl<T: bytemuck::Pod> crate::data::Array<T> {
 
     /// Copies the current contents to a `Vec`, after every task spawned earlier that writes
     /// the array (the copy is itself a host read, ordered like any task). A failed earlier
-    /// writer makes this fail with [`TaskError::DependencyFailed`] naming it.
+    /// writer makes this fail with [`TaskError::DependencyFailed`] naming it. Blocks; in the
+    /// browser use [`crate::Array::to_vec_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec(&self) -> Result<Vec<T>, TaskError> {
+        let (handle, out) = self.read_task()?;
+        handle.wait()?;
+        Ok(self.collect(&out))
+    }
+
+    /// [`crate::Array::to_vec`] awaited instead of blocking: the form to use in the browser
+    /// (and from async code anywhere).
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, TaskError> {
+        let (handle, out) = self.read_task()?;
+        handle.await?;
+        Ok(self.collect(&out))
+    }
+
+    /// The task that copies the host bytes out, and where they land.
+    #[allow(clippy::type_complexity)]
+    fn read_task(&self) -> Result<(crate::task::TaskHandle<()>, Arc<Mutex<Vec<u8>>>), TaskError> {
         let core = self.raw.owner.resolve().ok_or_else(|| {
             TaskError::Data(crate::data::DataError::RuntimeGone {
                 array: self.raw.label.clone(),
@@ -317,11 +364,15 @@ impl<T: bytemuck::Pod> crate::data::Array<T> {
         })?;
         let out: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = out.clone();
-        core.read_on_host(&self.raw, move |bytes| *sink.lock() = bytes.to_vec())?;
+        let handle = core.read_on_host(&self.raw, move |bytes| *sink.lock() = bytes.to_vec());
+        Ok((handle, out))
+    }
+
+    fn collect(&self, out: &Mutex<Vec<u8>>) -> Vec<T> {
         let bytes = std::mem::take(&mut *out.lock());
         let mut v = vec![T::zeroed(); self.raw.len];
         bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
-        Ok(v)
+        v
     }
 }
 

@@ -261,6 +261,13 @@ impl RuntimeHandle {
         self.core.take_trace()
     }
 
+    /// Resolves once no task is ready or running: [`RuntimeHandle::wait_idle`] awaited
+    /// instead of blocking (the form to use in the browser).
+    pub async fn idle(&self) {
+        self.core.quiet().await
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until no task is ready or running. Tasks whose dependencies were never spawned
     /// (a TaskSpace key nobody spawns) do not count: [`RuntimeHandle::wait_idle_checked`]
     /// reports them.
@@ -268,6 +275,7 @@ impl RuntimeHandle {
         self.core.wait_quiet();
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Like [`RuntimeHandle::wait_idle`], then checks that no task waits for a TaskSpace key
     /// that no task was spawned under: such tasks would never run (dropping the runtime fails
     /// them with a [`TaskError::DependencyFailed`] whose cause is
@@ -358,6 +366,9 @@ impl Drop for Runtime {
             core.shut_down.store(true, Ordering::Release);
             return;
         }
+        // In the browser nothing may block: keys never spawned stay pending, and the queued
+        // work finishes on the event loop (the executors hold what they need).
+        #[cfg(not(target_arch = "wasm32"))]
         core.abandon_unspawned_keys();
         if let Some(path) = &self.perf_model_file {
             if let Err(e) = core.sched.model.save(path) {

@@ -217,7 +217,7 @@ impl CpuPool {
             // Another worker searches: this one sleeps (a post wakes it when nobody searches).
             return None;
         };
-        let start = std::time::Instant::now();
+        let start = crate::time::Instant::now();
         while start.elapsed() < SEARCH_TIME {
             if done() {
                 return None;

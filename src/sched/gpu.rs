@@ -46,11 +46,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::job::{BatchEncoder, BatchFailure, CpuJobRef, Encoded, GpuJobRef, GpuStealHook};
+use super::job::{
+    BatchEncoder, BatchFailure, CpuJobRef, Encoded, Encoding, GpuJobRef, GpuStealHook,
+};
 use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
@@ -83,7 +84,7 @@ struct InFlight {
     /// The staging buffers it reads, recycled once it is done.
     staging: Vec<wgpu::Buffer>,
     /// Set by the queue's completion callback.
-    done: Arc<AtomicBool>,
+    done: Arc<DoneFlag>,
     /// Set when the batch failed at submit: nothing to wait for.
     rejected: bool,
 }
@@ -91,6 +92,47 @@ struct InFlight {
 struct Inbox {
     jobs: VecDeque<GpuJobRef>,
     shutdown: bool,
+    /// The driver's task while it waits for work (in the browser, where it is a future of
+    /// the page's event loop rather than a thread on a condition variable).
+    #[cfg(target_arch = "wasm32")]
+    waiting: Option<std::task::Waker>,
+}
+
+/// A submission's completion: set by the queue's callback, which wakes the driver if it
+/// awaits it (the browser's path; native drivers poll the device instead).
+#[derive(Default)]
+struct DoneFlag {
+    done: AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl DoneFlag {
+    fn set(&self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(w) = self.waker.lock().take() {
+            w.wake();
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the flag is set.
+    #[cfg(target_arch = "wasm32")]
+    fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.is_set() {
+                return std::task::Poll::Ready(());
+            }
+            *self.waker.lock() = Some(cx.waker().clone());
+            if self.is_set() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
 }
 
 pub(crate) struct GpuDriver {
@@ -103,7 +145,8 @@ pub(crate) struct GpuDriver {
     busy: AtomicBool,
     queued: AtomicUsize,
     submits: AtomicU64,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     steal: std::sync::OnceLock<GpuStealHook>,
 }
 
@@ -124,6 +167,8 @@ impl GpuDriver {
             inbox: Mutex::new(Inbox {
                 jobs: VecDeque::new(),
                 shutdown: false,
+                #[cfg(target_arch = "wasm32")]
+                waiting: None,
             }),
             wake: Condvar::new(),
             completed_seq: AtomicU64::new(0),
@@ -131,14 +176,26 @@ impl GpuDriver {
             busy: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             submits: AtomicU64::new(0),
+            #[cfg(not(target_arch = "wasm32"))]
             thread: Mutex::new(None),
             steal: std::sync::OnceLock::new(),
         });
         let me = d.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("hetflow-gpu-{index}"))
-            .spawn(move || me.main())?;
-        *d.thread.lock() = Some(h);
+        // The driver loop is one async function on every target: on a thread of its own
+        // here, where its waits block the thread; in the browser, a future of the page's
+        // event loop, where they yield to it.
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let h = std::thread::Builder::new()
+                .name(format!("hetflow-gpu-{index}"))
+                .spawn(move || {
+                    IN_DRIVER.with(|c| c.set(true));
+                    pollster::block_on(me.main())
+                })?;
+            *d.thread.lock() = Some(h);
+        }
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_futures::spawn_local(me.main());
         Ok(d)
     }
 
@@ -146,7 +203,44 @@ impl GpuDriver {
     pub(crate) fn push(&self, job: GpuJobRef) {
         self.queued.fetch_add(1, Ordering::Relaxed);
         self.inbox.lock().jobs.push_back(job);
+        self.notify();
+    }
+
+    /// Wakes the driver if it waits for work.
+    fn notify(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
         self.wake.notify_one();
+        #[cfg(target_arch = "wasm32")]
+        {
+            let w = self.inbox.lock().waiting.take();
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+    }
+
+    /// Waits until a job arrives or the driver shuts down: a condition variable on native
+    /// targets, a waker in the browser.
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn wait_for_work(&self) {
+        let mut inbox = self.inbox.lock();
+        if inbox.jobs.is_empty() && !inbox.shutdown {
+            self.wake.wait(&mut inbox);
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    async fn wait_for_work(&self) {
+        std::future::poll_fn(|cx| {
+            let mut inbox = self.inbox.lock();
+            if inbox.jobs.is_empty() && !inbox.shutdown {
+                inbox.waiting = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await
     }
 
     /// Installs the hook an idle driver calls to take work queued elsewhere (once).
@@ -156,7 +250,7 @@ impl GpuDriver {
 
     /// Wakes an idle driver so that it looks for work to steal.
     pub(crate) fn nudge(&self) {
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Heterogeneous stealing, the CPU side: takes the job nearest the back of the queue (the
@@ -215,12 +309,18 @@ impl GpuDriver {
 
     pub(crate) fn shutdown(&self) {
         self.inbox.lock().shutdown = true;
-        self.wake.notify_all();
-        if let Some(h) = self.thread.lock().take() {
-            if h.join().is_err() {
-                tracing::error!(gpu = self.index, "GPU driver thread panicked");
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.wake.notify_all();
+            if let Some(h) = self.thread.lock().take() {
+                if h.join().is_err() {
+                    tracing::error!(gpu = self.index, "GPU driver thread panicked");
+                }
             }
         }
+        // In the browser the driver's future sees `shutdown` when it next runs, and ends.
+        #[cfg(target_arch = "wasm32")]
+        self.notify();
     }
 
     /// Fails every job of batch `seq` with `cause`.
@@ -243,14 +343,15 @@ impl GpuDriver {
 
     /// Waits for a submission: polls without blocking for up to `COMPLETION_SPIN` (a short
     /// batch finishes sooner than a blocked thread wakes up on a VM), then blocks.
-    fn wait_for(
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn wait_for(
         &self,
         index: wgpu::SubmissionIndex,
-        done: &AtomicBool,
+        done: &DoneFlag,
     ) -> Result<(), wgpu::PollError> {
         let device = &self.gpu.device;
         let spun = super::spin_until(COMPLETION_SPIN, || {
-            device.poll(wgpu::PollType::Poll).is_ok() && done.load(Ordering::Acquire)
+            device.poll(wgpu::PollType::Poll).is_ok() && done.is_set()
         });
         if spun {
             return Ok(());
@@ -261,6 +362,17 @@ impl GpuDriver {
                 timeout: None,
             })
             .map(|_| ())
+    }
+
+    /// In the browser the queue's callback arrives through the event loop: await it.
+    #[cfg(target_arch = "wasm32")]
+    async fn wait_for(
+        &self,
+        _index: wgpu::SubmissionIndex,
+        done: &DoneFlag,
+    ) -> Result<(), wgpu::PollError> {
+        done.wait().await;
+        Ok(())
     }
 
     /// The next job to encode: a job put back for retry first, then the inbox's oldest. Jobs
@@ -275,8 +387,7 @@ impl GpuDriver {
         j
     }
 
-    fn main(self: Arc<Self>) {
-        IN_DRIVER.with(|c| c.set(true));
+    async fn main(self: Arc<Self>) {
         let mut pending: VecDeque<GpuJobRef> = VecDeque::new();
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut seq = 0u64;
@@ -302,10 +413,7 @@ impl GpuDriver {
                     // usually arrives within microseconds, and a wake-up costs more.
                     let queued = || self.queued.load(Ordering::Acquire) > 0;
                     if !super::spin_until(IDLE_SPIN, queued) {
-                        let mut inbox = self.inbox.lock();
-                        if inbox.jobs.is_empty() && !inbox.shutdown {
-                            self.wake.wait(&mut inbox);
-                        }
+                        self.wait_for_work().await;
                     }
                     continue;
                 }
@@ -322,10 +430,29 @@ impl GpuDriver {
                         break;
                     };
                     let may_overcommit = jobs.is_empty() && in_flight.is_empty();
-                    match job
-                        .clone()
-                        .encode(&self, seq, may_overcommit, &mut transfers, &mut batch)
-                    {
+                    // In the browser a job that folds reduction partials first fetches them
+                    // (WebGPU maps buffers only through the event loop). Every job they come
+                    // from has finished, so nothing in this open batch writes them.
+                    #[cfg(target_arch = "wasm32")]
+                    let fetched = match job.host_fetch() {
+                        Some(f) => f.await,
+                        None => Default::default(),
+                    };
+                    let encode = || {
+                        job.clone()
+                            .encode(&self, seq, may_overcommit, &mut transfers, &mut batch)
+                    };
+                    #[cfg(target_arch = "wasm32")]
+                    let encoding = crate::data::transfer::with_fetched(fetched, encode);
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let encoding = encode();
+                    let encoded = match encoding {
+                        Encoding::Done(e) => e,
+                        // The job's error scope: resolved at once by native wgpu, through the
+                        // event loop by WebGPU.
+                        Encoding::Check(scope, rest) => rest.finish(scope.pop().await),
+                    };
+                    match encoded {
                         Encoded::Recorded => jobs.push(job),
                         Encoded::Commands(cb) => {
                             batch.push(cb);
@@ -358,16 +485,14 @@ impl GpuDriver {
                     buffers.insert(0, transfers.encoder.finish());
                 }
                 let index = self.gpu.queue.submit(buffers);
-                let rejected = pollster::block_on(scope.pop());
+                let rejected = scope.pop().await;
                 self.submits.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(gpu = self.index, seq, tasks = jobs.len(), "submitted batch");
-                let done = Arc::new(AtomicBool::new(false));
+                let done = Arc::new(DoneFlag::default());
                 let rejected = match rejected {
                     None => {
                         let flag = done.clone();
-                        self.gpu
-                            .queue
-                            .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+                        self.gpu.queue.on_submitted_work_done(move || flag.set());
                         false
                     }
                     Some(e) => {
@@ -393,7 +518,7 @@ impl GpuDriver {
                 let result = if batch.rejected {
                     Ok(())
                 } else {
-                    self.wait_for(batch.index, &batch.done)
+                    self.wait_for(batch.index, &batch.done).await
                 };
                 recycle_staging(&self.gpu, batch.staging);
                 match result {

@@ -17,7 +17,19 @@ pub(crate) trait CpuJob: Send + Sync {
     fn move_to_gpu(&self, gpu: usize) -> bool;
     /// The same job as GPU work (after [`CpuJob::move_to_gpu`] said yes).
     fn into_gpu_job(self: Arc<Self>) -> GpuJobRef;
+    /// In the browser: the GPU-to-host copies the job's preparation will need, as a future
+    /// the pump awaits before [`CpuJob::run_on_cpu`] (WebGPU maps buffers only through the
+    /// event loop).
+    #[cfg(target_arch = "wasm32")]
+    fn host_fetch(&self) -> Option<HostFetch> {
+        None
+    }
 }
+
+/// The GPU buffers a job's preparation reads on the host, being fetched (browser only).
+#[cfg(target_arch = "wasm32")]
+pub(crate) type HostFetch =
+    std::pin::Pin<Box<dyn std::future::Future<Output = crate::data::transfer::Fetched>>>;
 
 pub(crate) type CpuJobRef = Arc<dyn CpuJob>;
 
@@ -183,6 +195,22 @@ pub(crate) enum Encoded {
     Retry,
 }
 
+/// What [`GpuJob::encode`] gives: its outcome, or the error scope its commands were recorded
+/// in, to resolve before the outcome is known. A scope resolves at once on native wgpu and
+/// through the page's event loop on WebGPU, so the driver awaits it rather than blocking.
+pub(crate) enum Encoding {
+    /// Encoding is over.
+    Done(Encoded),
+    /// Pop the scope, then hand its error (if any) to the rest of the job's encoding.
+    Check(wgpu::ErrorScopeGuard, Box<dyn ScopedEncode>),
+}
+
+/// The part of a job's encoding that follows its error scope.
+pub(crate) trait ScopedEncode {
+    /// Finishes encoding given wgpu's first validation error in the job's scope, if any.
+    fn finish(self: Box<Self>, scope_error: Option<wgpu::Error>) -> Encoded;
+}
+
 /// A unit of GPU work.
 pub(crate) trait GpuJob: Send + Sync {
     /// Encodes the job for batch `seq`. With `may_overcommit`, nothing else is encoded or in
@@ -194,7 +222,7 @@ pub(crate) trait GpuJob: Send + Sync {
         may_overcommit: bool,
         transfers: &mut BatchTransfers,
         batch: &mut BatchEncoder,
-    ) -> Encoded;
+    ) -> Encoding;
     /// The batch holding this job finished on the device, or failed as a whole (rejected at
     /// submit, or the device failed while running it). Called exactly once per encoded job.
     fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>);
@@ -211,6 +239,12 @@ pub(crate) trait GpuJob: Send + Sync {
     }
     /// The same job as CPU work (after [`GpuJob::move_to_cpu`] said yes).
     fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+        None
+    }
+    /// In the browser: host copies the job's preparation needs (folding reduction partials
+    /// on the host), awaited by the driver before [`GpuJob::encode`].
+    #[cfg(target_arch = "wasm32")]
+    fn host_fetch(&self) -> Option<HostFetch> {
         None
     }
 }

@@ -23,20 +23,27 @@
 //! and the drivers do not import each other); what a task is, and its dependencies, belong
 //! to the task layer above.
 
+// In the browser the pool is the page's event loop (`cpu_web.rs`), with the same interface.
+#[cfg_attr(target_arch = "wasm32", path = "cpu_web.rs")]
 pub(crate) mod cpu;
 pub(crate) mod gpu;
 pub(crate) mod job;
 pub mod perfmodel;
 pub mod placement;
 pub(crate) mod scheduler;
+#[cfg(not(target_arch = "wasm32"))]
 mod sleep;
 
 pub use perfmodel::PerfModel;
 pub use placement::{Placement, Policy};
 
 /// Polls `cond` with `yield_now` between checks for up to `limit`; true if it became true.
+/// In the browser it only checks once: spinning there would hold the page's one thread.
 pub(crate) fn spin_until(limit: std::time::Duration, cond: impl Fn() -> bool) -> bool {
-    let start = std::time::Instant::now();
+    if cfg!(target_arch = "wasm32") {
+        return cond();
+    }
+    let start = crate::time::Instant::now();
     loop {
         if cond() {
             return true;

@@ -421,7 +421,7 @@ impl Scheduler {
     pub(crate) fn task_ran<'n>(
         &self,
         name: impl FnOnce() -> Cow<'n, str>,
-        started: Option<(std::time::Instant, bool)>,
+        started: Option<(crate::time::Instant, bool)>,
         ran_on: Option<DeviceId>,
         bytes: u64,
         predicted: Option<(usize, u64)>,
@@ -477,8 +477,8 @@ mod tests {
             _may_overcommit: bool,
             _transfers: &mut BatchTransfers,
             _batch: &mut crate::sched::job::BatchEncoder,
-        ) -> Encoded {
-            Encoded::Finished
+        ) -> crate::sched::job::Encoding {
+            crate::sched::job::Encoding::Done(Encoded::Finished)
         }
         fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
         fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
@@ -556,7 +556,7 @@ mod tests {
         // Clean timed runs teach dmda's model; a run marked unclean does not.
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
         for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
-            let start = std::time::Instant::now();
+            let start = crate::time::Instant::now();
             s.task_ran(
                 || Cow::Borrowed("t"),
                 Some((start, false)),
@@ -567,7 +567,7 @@ mod tests {
         }
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
         for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
-            let start = std::time::Instant::now();
+            let start = crate::time::Instant::now();
             s.task_ran(
                 || Cow::Borrowed("t"),
                 Some((start, true)),

@@ -52,6 +52,7 @@ impl Event {
         self.task.is_done()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the event fired; its outcome.
     pub fn wait(&self) -> Result<(), TaskError> {
         self.task.wait()

@@ -35,6 +35,7 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
 }
 
 impl<T: 'static> TaskHandle<T> {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the task finished and returns its value or its error. On a CPU worker
     /// (inside a body) the worker runs other tasks while it waits, so this cannot deadlock the
     /// pool.
@@ -109,6 +110,7 @@ impl std::fmt::Debug for TaskRef {
 }
 
 impl TaskRef {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the task finished; Ok if it succeeded.
     pub fn wait(&self) -> Result<(), TaskError> {
         self.node.wait_done()

@@ -54,7 +54,8 @@ use crate::runtime::RuntimeHandle;
 use crate::sched::cpu::{help_while_waiting, quiet_next_push};
 use crate::sched::gpu::{on_driver_thread, GpuDriver};
 use crate::sched::job::{
-    BatchEncoder, BatchFailure, CpuJob, CpuJobRef, Encoded, Fence, GpuJob, GpuJobRef,
+    BatchEncoder, BatchFailure, CpuJob, CpuJobRef, Encoded, Encoding, Fence, GpuJob, GpuJobRef,
+    ScopedEncode,
 };
 use crate::sched::scheduler::{Booking, TaskShape};
 use crate::sched::spin_until;
@@ -265,7 +266,7 @@ struct Rare {
     /// GPU copies this task uses, kept from eviction until it completes.
     pins: Vec<GpuPin>,
     /// When the task started running (body start, or GPU encoding), and on which CPU worker.
-    started: Option<(std::time::Instant, Option<usize>)>,
+    started: Option<(crate::time::Instant, Option<usize>)>,
     /// Bytes of the arrays it accesses, and dmda's prediction (for the model and backlog).
     data_bytes: u64,
     predicted: Option<(usize, u64)>,
@@ -745,7 +746,7 @@ impl Node {
                 rare.data_bytes = decl
                     .as_ref()
                     .map_or(0, |d| d.accesses.iter().map(|(r, _)| r.bytes as u64).sum());
-                rare.started = Some((std::time::Instant::now(), crate::sched::cpu::worker_index()));
+                rare.started = Some((crate::time::Instant::now(), crate::sched::cpu::worker_index()));
             }
         }
         (Work { cpu, gpu, decl }, failure)
@@ -976,7 +977,7 @@ impl Node {
                     device,
                     worker,
                     start,
-                    end: std::time::Instant::now(),
+                    end: crate::time::Instant::now(),
                     ok: failure.is_none(),
                 });
             }
@@ -1024,6 +1025,7 @@ impl Node {
         false
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the task is complete. On a CPU worker, runs other tasks meanwhile.
     pub(crate) fn wait_done(self: &Arc<Self>) -> Result<(), TaskError> {
         if let Some(r) = self.result() {
@@ -1094,6 +1096,11 @@ impl CpuJob for Node {
         self
     }
 
+    #[cfg(target_arch = "wasm32")]
+    fn host_fetch(&self) -> Option<crate::sched::job::HostFetch> {
+        self.fetch_inputs(true)
+    }
+
     fn run_on_cpu(self: Arc<Self>) {
         let (work, failure) = self.begin(DeviceId::Cpu);
         if let Some(err) = failure {
@@ -1144,6 +1151,22 @@ impl CpuJob for Node {
 }
 
 impl Node {
+    /// In the browser: fetches the GPU copies this task's preparation reads on the host.
+    #[cfg(target_arch = "wasm32")]
+    fn fetch_inputs(&self, on_host: bool) -> Option<crate::sched::job::HostFetch> {
+        let core = self.core()?.clone();
+        let arrays: Vec<(Arc<RawArray>, Access)> = {
+            let st = self.st.lock();
+            st.decl.as_ref()?.accesses.iter().cloned().collect()
+        };
+        if arrays.is_empty() || core.gpus().is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            crate::data::transfer::fetch_for_host(&arrays, core.gpus(), on_host).await
+        }))
+    }
+
     /// Heterogeneous stealing: asks the runtime whether this queued task should move from
     /// `from` to the idle device `to`, and retargets it if so. A task that will fail anyway,
     /// that has one possible device, or that carries a fence not yet passed (a same-GPU
@@ -1179,6 +1202,68 @@ impl Node {
     }
 }
 
+/// What a GPU task's encoding knows before its error scope is resolved (see
+/// [`crate::sched::job::Encoding`]).
+struct EncodeTail {
+    node: Arc<Node>,
+    body: std::thread::Result<Result<Value, BodyError>>,
+    cx_error: Option<TaskError>,
+    commands: Option<wgpu::CommandBuffer>,
+    pins: Vec<GpuPin>,
+    gpu_partials: Vec<(Arc<RawArray>, Reduction, GpuPartial)>,
+    /// The fence to release dependents early on, when they may be.
+    early: Option<Fence>,
+}
+
+impl ScopedEncode for EncodeTail {
+    fn finish(self: Box<Self>, scope_error: Option<wgpu::Error>) -> Encoded {
+        let EncodeTail {
+            node,
+            body,
+            cx_error,
+            commands,
+            pins,
+            gpu_partials,
+            early,
+        } = *self;
+        let name = node.name();
+        let outcome = node.body_result(body);
+        let failed = match (&outcome, cx_error, scope_error) {
+            (Err(_), _, _) => None,
+            (Ok(_), Some(e), _) => Some(e),
+            (Ok(_), None, Some(e)) => Some(TaskError::Wgpu {
+                task: name.to_string(),
+                source: Arc::new(e),
+            }),
+            (Ok(_), None, None) => None,
+        };
+        let value = match (outcome, failed) {
+            (Err(e), _) | (Ok(_), Some(e)) => {
+                node.complete(Err(e));
+                return Encoded::Finished;
+            }
+            (Ok(v), None) => v,
+        };
+        {
+            let mut st = node.st.lock();
+            if let Some(v) = value {
+                // Delivered once the batch finishes (`gpu_done` keeps it).
+                st.slot = Slot::Value(v);
+            }
+            let rare = st.rare();
+            rare.pins = pins;
+            rare.gpu_partials = gpu_partials;
+        }
+        if let Some(fence) = early {
+            node.release_early(fence);
+        }
+        match commands {
+            Some(c) => Encoded::Commands(c),
+            None => Encoded::Recorded,
+        }
+    }
+}
+
 impl GpuJob for Node {
     fn predicted_ns(&self) -> u64 {
         self.st
@@ -1204,19 +1289,19 @@ impl GpuJob for Node {
         may_overcommit: bool,
         transfers: &mut BatchTransfers,
         batch: &mut BatchEncoder,
-    ) -> Encoded {
+    ) -> Encoding {
         let (mut work, failure) = self.begin(DeviceId::Gpu(driver.index));
         if let Some(err) = failure {
             self.complete(Err(err));
-            return Encoded::Finished;
+            return Encoding::Done(Encoded::Finished);
         }
         let Some(core) = self.core().cloned() else {
             self.complete(Ok(()));
-            return Encoded::Finished;
+            return Encoding::Done(Encoded::Finished);
         };
         if work.gpu.is_none() {
             self.complete(Ok(()));
-            return Encoded::Finished;
+            return Encoding::Done(Encoded::Finished);
         }
         let name = self.name();
         let gpu = driver.index;
@@ -1235,7 +1320,7 @@ impl GpuJob for Node {
                 gpu,
                 budget,
             })));
-            return Encoded::Finished;
+            return Encoding::Done(Encoded::Finished);
         }
         let device = &driver.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -1263,17 +1348,17 @@ impl GpuJob for Node {
                 Err(DataError::GpuMemoryBusy { .. }) => {
                     drop(pins);
                     self.restore(work);
-                    return Encoded::Retry;
+                    return Encoding::Done(Encoded::Retry);
                 }
                 Err(error) => {
                     self.complete(Err(fail(error)));
-                    return Encoded::Finished;
+                    return Encoding::Done(Encoded::Finished);
                 }
             }
         }
         let Some(body) = work.gpu.take() else {
             self.complete(Ok(()));
-            return Encoded::Finished;
+            return Encoding::Done(Encoded::Finished);
         };
         let (r, cx_error, own) = {
             let mut cx = GpuContext::new(name, &driver.gpu, gpu, batch, &buffers);
@@ -1283,45 +1368,27 @@ impl GpuJob for Node {
         // A body's own command buffer is finished inside its scope: wgpu's errors there are
         // this task's.
         let commands = own.map(|e| e.finish());
-        let scope_error = pollster::block_on(scope.pop());
-        let outcome = self.body_result(r);
-        let failed = match (&outcome, cx_error, scope_error) {
-            (Err(_), _, _) => None,
-            (Ok(_), Some(e), _) => Some(e),
-            (Ok(_), None, Some(e)) => Some(TaskError::Wgpu {
-                task: name.to_string(),
-                source: Arc::new(e),
-            }),
-            (Ok(_), None, None) => None,
-        };
-        let value = match (outcome, failed) {
-            (Err(e), _) | (Ok(_), Some(e)) => {
-                self.complete(Err(e));
-                return Encoded::Finished;
-            }
-            (Ok(v), None) => v,
-        };
         // Dependents are released at encode time only when nothing they do can need this
         // task's results on the host: a reducer's partial is folded there, and a member of a
         // sliced family may be flushed there for an overlapping relative.
         let early = gpu_partials.is_empty() && !accesses.iter().any(|(r, _)| r.family.has_slices());
-        {
-            let mut st = self.st.lock();
-            if let Some(v) = value {
-                // Delivered once the batch finishes (`gpu_done` keeps it).
-                st.slot = Slot::Value(v);
-            }
-            let rare = st.rare();
-            rare.pins = pins;
-            rare.gpu_partials = gpu_partials;
-        }
-        if early {
-            self.release_early(Fence { gpu, seq });
-        }
-        match commands {
-            Some(c) => Encoded::Commands(c),
-            None => Encoded::Recorded,
-        }
+        Encoding::Check(
+            scope,
+            Box::new(EncodeTail {
+                node: self.clone(),
+                body: r,
+                cx_error,
+                commands,
+                pins,
+                gpu_partials,
+                early: early.then_some(Fence { gpu, seq }),
+            }),
+        )
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn host_fetch(&self) -> Option<crate::sched::job::HostFetch> {
+        self.fetch_inputs(false)
     }
 
     fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, result: Result<(), BatchFailure>) {

@@ -15,7 +15,7 @@ use crate::data::transfer::{BatchTransfers, UploadCtx};
 use crate::data::Access;
 use crate::runtime::core::Core;
 use crate::sched::gpu::GpuDriver;
-use crate::sched::job::{BatchFailure, Encoded, GpuJob};
+use crate::sched::job::{BatchFailure, Encoded, Encoding, GpuJob};
 
 pub(crate) struct Prefetch {
     pub array: Arc<RawArray>,
@@ -30,7 +30,7 @@ impl GpuJob for Prefetch {
         _may_overcommit: bool,
         transfers: &mut BatchTransfers,
         _batch: &mut crate::sched::job::BatchEncoder,
-    ) -> Encoded {
+    ) -> Encoding {
         let core = &self.core;
         let mem = Memory {
             gpus: core.gpus(),
@@ -48,7 +48,7 @@ impl GpuJob for Prefetch {
         {
             tracing::trace!(array = %self.array.label, error = %e, "prefetch skipped");
         }
-        Encoded::Finished
+        Encoding::Done(Encoded::Finished)
     }
 
     fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}

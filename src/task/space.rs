@@ -160,6 +160,7 @@ impl TaskSpace {
             .is_some_and(|n| n.is_spawned())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the task under `key` is spawned and finished.
     ///
     /// If no task is ever spawned under `key` but tasks of a runtime wait for it, dropping

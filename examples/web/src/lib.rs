@@ -1,0 +1,365 @@
+//! hetflow in the browser: the quickstart DAG and a random task graph, on WebGPU.
+//!
+//! The page (`www/index.html`, served by `serve.sh`) calls [`run_page`]; the browser tests
+//! (`tests/browser.rs`) call the same functions and check every number.
+//!
+//! ```text
+//!   init_x (cpu) ─┐
+//!                 ├─> saxpy (WebGPU if any, else cpu) ─> sum (cpu)
+//!   init_y (cpu) ─┘                                   └─> max (cpu)
+//! ```
+
+use std::fmt::Write as _;
+
+use hetflow::data::ReduceOp;
+use hetflow::{Array, DeviceId, MemorySpace, Placement, Runtime, TaskError, Uniform};
+use wasm_bindgen::prelude::*;
+
+/// `y = a * x + y`, the shader the native quickstart uses.
+pub const SAXPY: &str = include_str!("../../../shaders/saxpy.wgsl");
+
+/// What the quickstart DAG did: where each task ran, what moved, what it computed.
+#[derive(Debug, Clone)]
+pub struct Quickstart {
+    /// (task, where it ran), in spawn order.
+    pub placements: Vec<(String, String)>,
+    /// (from, to, copies, bytes) per link.
+    pub links: Vec<(String, String, u64, u64)>,
+    /// The sum and the maximum of `y`, and what a plain loop gives.
+    pub sum: f64,
+    pub want_sum: f64,
+    pub max: f32,
+    pub want_max: f32,
+    /// Elements per array.
+    pub n: usize,
+}
+
+impl Quickstart {
+    /// Whether the DAG's results equal the plain loop's.
+    pub fn verified(&self) -> bool {
+        ((self.sum - self.want_sum) / self.want_sum).abs() < 1e-9 && self.max == self.want_max
+    }
+
+    /// A report for the page.
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        for (task, place) in &self.placements {
+            let _ = writeln!(s, "{task:<7} ran on {place}");
+        }
+        for (from, to, moves, bytes) in &self.links {
+            let _ = writeln!(s, "moved {from} -> {to}: {moves} copies, {bytes} bytes");
+        }
+        let _ = writeln!(s, "sum of y = {:.1} (expected {:.1})", self.sum, self.want_sum);
+        let _ = writeln!(s, "max of y = {} (expected {})", self.max, self.want_max);
+        let _ = writeln!(
+            s,
+            "verified: {}",
+            if self.verified() { "OK" } else { "MISMATCH" }
+        );
+        s
+    }
+}
+
+fn place(rt: &Runtime, d: Option<DeviceId>) -> String {
+    match d {
+        Some(DeviceId::Gpu(i)) => format!("gpu{i} ({})", rt.topology().gpus[i].name),
+        Some(DeviceId::Cpu) => "cpu".to_string(),
+        None => "nowhere".to_string(),
+    }
+}
+
+/// Runs the quickstart DAG on `rt` with `n` elements: initialisation on the CPU, saxpy on
+/// WebGPU when the page has it, the sum and the maximum on the CPU.
+pub async fn quickstart(rt: &Runtime, n: usize) -> Result<Quickstart, Box<dyn std::error::Error>> {
+    let a = 2.5f32;
+    let x = rt.array_named::<f32>("x", vec![0.0; n]);
+    let y = rt.array_named::<f32>("y", vec![0.0; n]);
+    let init_x = rt
+        .task("init_x")
+        .args(x.write())
+        .on(Placement::Cpu)
+        .cpu(|x| {
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = (i % 1000) as f32 * 0.25;
+            }
+        })
+        .spawn();
+    let init_y = rt
+        .task("init_y")
+        .args(y.write())
+        .on(Placement::Cpu)
+        .cpu(|y| {
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = (i % 7) as f32;
+            }
+        })
+        .spawn();
+    let kernel = rt.kernel(SAXPY, "main")?;
+    let where_saxpy = if rt.gpu_count() > 0 {
+        Placement::Gpu(0)
+    } else {
+        Placement::Cpu
+    };
+    let saxpy = rt
+        .task("saxpy")
+        .args((x.read(), y.read_write()))
+        .on(where_saxpy)
+        .cpu(move |(x, y)| y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x))
+        .gpu(move |cx, (x, y)| {
+            let groups = kernel.groups_for(n);
+            cx.dispatch(&kernel, (Uniform([a, 0.0, 0.0, 0.0]), x, y), groups)
+        })
+        .spawn();
+    let sum = rt
+        .task("sum")
+        .args(y.read())
+        .on(Placement::Cpu)
+        .cpu(|y| y.iter().map(|&v| v as f64).sum::<f64>())
+        .spawn();
+    let max = rt
+        .task("max")
+        .args(y.read())
+        .on(Placement::Cpu)
+        .cpu(|y| y.iter().copied().fold(f32::MIN, f32::max))
+        .spawn();
+    let refs = [
+        init_x.task_ref(),
+        init_y.task_ref(),
+        saxpy.task_ref(),
+        sum.task_ref(),
+        max.task_ref(),
+    ];
+    let (total, largest) = (sum.await?, max.await?);
+    let mut placements = Vec::new();
+    for r in refs {
+        r.clone().await?;
+        placements.push((r.name(), place(rt, r.device())));
+    }
+    let (mut want_sum, mut want_max) = (0.0f64, f32::MIN);
+    for i in 0..n {
+        let v = (i % 7) as f32 + a * ((i % 1000) as f32 * 0.25);
+        want_sum += v as f64;
+        want_max = want_max.max(v);
+    }
+    let links = rt
+        .stats()
+        .links
+        .iter()
+        .map(|((from, to), l)| (from.to_string(), to.to_string(), l.moves, l.bytes))
+        .collect();
+    Ok(Quickstart {
+        placements,
+        links,
+        sum: total,
+        want_sum,
+        max: largest,
+        want_max,
+        n,
+    })
+}
+
+/// `a[i] = v + i`.
+const FILL: &str = "
+struct P { v: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> a: array<u32>;
+@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&a) { a[id.x] = p.v + id.x; }
+}";
+/// `a[i] += v`.
+const ADD: &str = "
+struct P { v: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> a: array<u32>;
+@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + p.v; }
+}";
+/// `d = s`.
+const COPY: &str = "
+@group(0) @binding(0) var<storage, read> s: array<u32>;
+@group(0) @binding(1) var<storage, read_write> d: array<u32>;
+@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if id.x < arrayLength(&d) { d[id.x] = s[id.x]; }
+}";
+
+/// A small deterministic generator (splitmix64), so a failing seed replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// What a random DAG run found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DagRun {
+    /// Tasks spawned.
+    pub tasks: usize,
+    /// Of those, how many ran on a GPU and how many on the CPU.
+    pub on_gpu: usize,
+    pub on_cpu: usize,
+    /// Values compared with sequential execution (snapshots and final arrays).
+    pub checked: usize,
+}
+
+/// A random task graph of `tasks` tasks over 8 shared arrays of 16 `u32`: snapshots
+/// (read), fills (write), increments (read-write) and sum-reductions, each with a CPU and a
+/// WebGPU body and a random placement. Every snapshot and every final array is compared
+/// with sequential execution of the same program; the first difference is the error.
+pub async fn random_dag(rt: &Runtime, seed: u64, tasks: usize) -> Result<DagRun, String> {
+    const ARRAYS: usize = 8;
+    const N: usize = 16;
+    let err = |e: hetflow::DeviceError| e.to_string();
+    let (fill, add, copy) = (
+        rt.kernel(FILL, "main").map_err(err)?,
+        rt.kernel(ADD, "main").map_err(err)?,
+        rt.kernel(COPY, "main").map_err(err)?,
+    );
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let arrays: Vec<Array<u32>> = (0..ARRAYS)
+        .map(|i| rt.array_from(vec![i as u32; N]))
+        .collect();
+    let mut model: Vec<Vec<u32>> = (0..ARRAYS).map(|i| vec![i as u32; N]).collect();
+    let mut checks = Vec::new();
+    let mut refs = Vec::new();
+    let gpu = rt.gpu_count() > 0;
+    for t in 0..tasks {
+        let i = rng.below(ARRAYS);
+        let a = arrays[i].clone();
+        let v = rng.below(1000) as u32;
+        let placement = match rng.below(3) {
+            0 if gpu => Placement::Gpu(0),
+            1 => Placement::Cpu,
+            _ => Placement::Any,
+        };
+        let name = if t % 2 == 0 { "even" } else { "odd" };
+        let handle = match rng.below(4) {
+            0 => {
+                let check = rt.array::<u32>(N);
+                let (a1, c1, a2, c2, k) = (
+                    a.clone(),
+                    check.clone(),
+                    a.clone(),
+                    check.clone(),
+                    copy.clone(),
+                );
+                checks.push((t, check.clone(), model[i].clone()));
+                rt.task(name)
+                    .reads(&a)
+                    .writes(&check)
+                    .on(placement)
+                    .cpu(move |cx| cx.write(&c1).copy_from_slice(cx.read(&a1)))
+                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&a2, &c2], [1, 1, 1]))
+                    .spawn()
+            }
+            1 => {
+                let (a1, a2, k) = (a.clone(), a.clone(), fill.clone());
+                model[i]
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(j, x)| *x = v + j as u32);
+                rt.task(name)
+                    .writes(&a)
+                    .on(placement)
+                    .cpu(move |cx| {
+                        cx.write(&a1)
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(j, x)| *x = v + j as u32)
+                    })
+                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
+                    .spawn()
+            }
+            k => {
+                let (a1, a2, kern) = (a.clone(), a.clone(), add.clone());
+                model[i].iter_mut().for_each(|x| *x = x.wrapping_add(v));
+                let b = rt.task(name).on(placement);
+                let b = if k == 2 {
+                    b.read_write(&a)
+                } else {
+                    b.reduces(&a, ReduceOp::Add)
+                };
+                b.cpu(move |cx| {
+                    cx.write(&a1)
+                        .iter_mut()
+                        .for_each(|x| *x = x.wrapping_add(v))
+                })
+                .gpu(move |cx| cx.dispatch_dyn(&kern, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
+                .spawn()
+            }
+        };
+        refs.push(handle.task_ref());
+    }
+    rt.idle().await;
+    let mut run = DagRun {
+        tasks,
+        ..DagRun::default()
+    };
+    for r in &refs {
+        r.clone().await.map_err(|e: TaskError| e.to_string())?;
+        match r.device() {
+            Some(DeviceId::Gpu(_)) => run.on_gpu += 1,
+            _ => run.on_cpu += 1,
+        }
+    }
+    for (t, check, want) in checks {
+        let got = check.to_vec_async().await.map_err(|e| e.to_string())?;
+        if got != want {
+            return Err(format!("seed {seed}, task {t}: snapshot {got:?}, expected {want:?}"));
+        }
+        run.checked += 1;
+    }
+    for (i, a) in arrays.iter().enumerate() {
+        let got = a.to_vec_async().await.map_err(|e| e.to_string())?;
+        if got != model[i] {
+            return Err(format!(
+                "seed {seed}, array {i}: {got:?}, expected {:?}",
+                model[i]
+            ));
+        }
+        run.checked += 1;
+    }
+    Ok(run)
+}
+
+/// Bytes moved on one link so far.
+pub fn moved(rt: &Runtime, from: MemorySpace, to: MemorySpace) -> (u64, u64) {
+    let l = rt.stats().link(from, to);
+    (l.moves, l.bytes)
+}
+
+/// The page's entry point: runs the quickstart DAG and a random graph, returns the report.
+#[wasm_bindgen]
+pub async fn run_page() -> String {
+    match page().await {
+        Ok(s) => s,
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+async fn page() -> Result<String, Box<dyn std::error::Error>> {
+    let rt = Runtime::builder().build_async().await?;
+    let mut out = format!("hetflow in the browser\n{}\n", rt.topology());
+    if rt.gpu_count() == 0 {
+        out.push_str("No WebGPU adapter: every task runs on the CPU.\n");
+    }
+    let q = quickstart(&rt, 1 << 16).await?;
+    out.push_str(&q.report());
+    let rt2 = Runtime::builder().build_async().await?;
+    let dag = random_dag(&rt2, 1, 500).await?;
+    let _ = writeln!(
+        out,
+        "\nrandom DAG (seed 1): {} tasks ({} on WebGPU, {} on the CPU), {} results equal to sequential execution",
+        dag.tasks, dag.on_gpu, dag.on_cpu, dag.checked
+    );
+    Ok(out)
+}
