@@ -460,8 +460,8 @@ pub(crate) mod web {
 
     use parking_lot::Mutex;
 
-    use crate::data::{Access, DataError};
     use crate::data::array::RawArray;
+    use crate::data::{Access, DataError};
     use crate::device::GpuDevice;
 
     /// Whole GPU buffers copied to the host for one task, before it runs.

@@ -395,14 +395,17 @@ impl GpuDriver {
         // in flight before encoding again.
         let mut drain = false;
         loop {
-            {
+            let (idle, shutdown) = {
                 let inbox = self.inbox.lock();
-                if pending.is_empty() && inbox.jobs.is_empty() && in_flight.is_empty() {
-                    if inbox.shutdown {
+                let idle = pending.is_empty() && inbox.jobs.is_empty() && in_flight.is_empty();
+                (idle, inbox.shutdown)
+            };
+            {
+                if idle {
+                    if shutdown {
                         break;
                     }
                     self.busy.store(false, Ordering::Relaxed);
-                    drop(inbox);
                     // Idle: take work queued elsewhere that finishes sooner here, if any.
                     if let Some(job) = self.steal.get().and_then(|h| h(self.index)) {
                         self.queued.fetch_add(1, Ordering::Relaxed);
@@ -445,7 +448,7 @@ impl GpuDriver {
                     #[cfg(target_arch = "wasm32")]
                     let encoding = crate::data::transfer::with_fetched(fetched, encode);
                     #[cfg(not(target_arch = "wasm32"))]
-                    let encoding = encode();
+                    let encoding = { encode }();
                     let encoded = match encoding {
                         Encoding::Done(e) => e,
                         // The job's error scope: resolved at once by native wgpu, through the

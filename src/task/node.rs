@@ -746,7 +746,10 @@ impl Node {
                 rare.data_bytes = decl
                     .as_ref()
                     .map_or(0, |d| d.accesses.iter().map(|(r, _)| r.bytes as u64).sum());
-                rare.started = Some((crate::time::Instant::now(), crate::sched::cpu::worker_index()));
+                rare.started = Some((
+                    crate::time::Instant::now(),
+                    crate::sched::cpu::worker_index(),
+                ));
             }
         }
         (Work { cpu, gpu, decl }, failure)

@@ -1,7 +1,7 @@
 //! Recording what ran where and what moved, as Chrome trace JSON (opens in Perfetto).
 
-use std::fmt::Write as _;
 use crate::time::Instant;
+use std::fmt::Write as _;
 
 use crate::data::{MemorySpace, MoveEvent};
 use crate::device::DeviceId;
