@@ -94,7 +94,7 @@ static GPUS: OnceLock<Vec<Arc<GpuDevice>>> = OnceLock::new();
 /// }
 /// ```
 ///
-/// In the browser (wasm32) discovery is asynchronous: await [`crate::web::init`] first;
+/// In the browser (wasm32) discovery is asynchronous: await `hetflow::web::init` first;
 /// until then this returns no GPU.
 pub fn gpus() -> &'static [Arc<GpuDevice>] {
     #[cfg(not(target_arch = "wasm32"))]

@@ -107,7 +107,7 @@ impl RuntimeBuilder {
 
     /// Discovers devices (once per process), starts the CPU workers and one driver thread per
     /// GPU. In the browser, use [`RuntimeBuilder::build_async`] (or await
-    /// [`crate::web::init`] first): there this finds only GPUs already discovered.
+    /// `hetflow::web::init` first): there this finds only GPUs already discovered.
     pub fn build(self) -> Result<Runtime, BuildError> {
         let workers = self
             .cpu_workers
