@@ -286,7 +286,8 @@ impl Core {
             if self.live.load(Ordering::Acquire) == 0 {
                 return std::task::Poll::Ready(());
             }
-            let _g = self.quiet.lock();
+            // `task_finished` takes the wakers after the count reaches zero, under this lock:
+            // either it sees this waker or this check sees zero.
             let mut wakers = self.quiet_wakers.lock();
             if self.live.load(Ordering::Acquire) == 0 {
                 return std::task::Poll::Ready(());
