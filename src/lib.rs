@@ -52,7 +52,6 @@ pub mod device;
 pub mod dist;
 #[cfg(all(feature = "linalg", not(target_arch = "wasm32")))]
 pub mod linalg;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod neuro;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod remote;

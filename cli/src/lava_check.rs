@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use hetflow::neuro::{
     Dense, DenseParams, Lif, LifParams, Monitor, Network, NeuroBackend, NeuroError, RunCfg,
-    RunSteps, SignMode, SpikeSink, SpikeSource,
+    SignMode, SpikeSink, SpikeSource,
 };
 
 /// Where the first difference is.
@@ -173,6 +173,7 @@ pub fn parse_tag(run_cfg: &str) -> Option<String> {
 }
 
 /// Checks the reference file at `path`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_file(
     path: &std::path::Path,
     backend: NeuroBackend,
@@ -182,6 +183,7 @@ pub fn check_file(
 
 /// [`check_file`] on the runtime `rt` (needed by the GPU and Auto back ends; without one
 /// the network makes a CPU runtime of its own).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_file_on(
     path: &std::path::Path,
     backend: NeuroBackend,
@@ -189,25 +191,41 @@ pub fn check_file_on(
 ) -> Result<CheckReport, NeuroError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    let json: Value = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("{} is not JSON: {e}", path.display())))?;
-    check_on(&json, backend, rt)
+    check_on(&parse(&text, &path.display().to_string())?, backend, rt)
+}
+
+/// The JSON of a reference file (`what` names it in the error).
+pub fn parse(text: &str, what: &str) -> Result<Value, NeuroError> {
+    serde_json::from_str(text).map_err(|e| bad(format!("{what} is not JSON: {e}")))
 }
 
 /// Rebuilds, runs and compares the network described by `json` (a network file, or the
 /// remote-memory-access tutorial's `lava_rma.json`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check(json: &Value, backend: NeuroBackend) -> Result<CheckReport, NeuroError> {
     check_on(json, backend, None)
 }
 
 /// [`check`] on the runtime `rt` (see [`check_file_on`]).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_on(
     json: &Value,
     backend: NeuroBackend,
     rt: Option<&hetflow::RuntimeHandle>,
 ) -> Result<CheckReport, NeuroError> {
+    pollster::block_on(check_async(json, backend, rt))
+}
+
+/// [`check_on`] awaited: the same check, the run and every read of a recording awaited
+/// (`Process::run_async`, `Monitor::data_async`), which is how the browser runs it
+/// (`examples/web` includes this file). Natively it blocks the polling thread.
+pub async fn check_async(
+    json: &Value,
+    backend: NeuroBackend,
+    rt: Option<&hetflow::RuntimeHandle>,
+) -> Result<CheckReport, NeuroError> {
     if json["implicit_connect_var"].is_object() {
-        return check_rma(json, backend, rt);
+        return check_rma(json, backend, rt).await;
     }
     let run_cfg = json["run_cfg"]
         .as_str()
@@ -329,7 +347,7 @@ pub fn check_on(
         .map(|(_, l)| l.process().clone())
         .ok_or_else(|| bad("no populations"))?;
     let process_graph = start.compile(&cfg)?;
-    start.run(RunSteps(num_steps as u64), &cfg)?;
+    start.run_async(num_steps as u64, &cfg).await?;
 
     // Floating point: 1e-9 on the CPU (f64, as Lava); 1e-4 relative on the GPU (f32).
     let on_gpu = process_graph.contains("back end: Gpu");
@@ -386,11 +404,11 @@ pub fn check_on(
         let exp_u = matrix(&rp["u"], "u")?;
         let exp_v = matrix(&rp["v"], "v")?;
         let got_s = match sinks.iter().find(|(n, _)| n == name) {
-            Some((_, sink)) if spikes_key != "spikes" => sink.steps()?,
-            _ => mon.data(&lif.s_out().label())?,
+            Some((_, sink)) if spikes_key != "spikes" => sink.steps_async().await?,
+            _ => mon.data_async(&lif.s_out().label()).await?,
         };
-        let got_u = mon.data(&lif.u().label())?;
-        let got_v = mon.data(&lif.v().label())?;
+        let got_u = mon.data_async(&lif.u().label()).await?;
+        let got_v = mon.data_async(&lif.v().label()).await?;
         recorded.push((name.clone(), exp_s, exp_u, exp_v, got_s, got_u, got_v));
     }
     for t in 0..num_steps {
@@ -427,7 +445,7 @@ pub fn check_on(
                     name,
                     q,
                     &f64s(&rp[q], q)?,
-                    &var.get()?.to_f64(),
+                    &var.get_async().await?.to_f64(),
                     &mut first,
                 );
             }
@@ -442,7 +460,7 @@ pub fn check_on(
                 name,
                 "effective_weights",
                 &exp,
-                &dense.weights().get()?.to_f64(),
+                &dense.weights().get_async().await?.to_f64(),
                 &mut first,
             );
         }
@@ -498,7 +516,7 @@ impl hetflow::neuro::ProcessModel for RmaHolder {
 
 /// Runs the tutorial (implicit and explicit VarPort; step by step with host reads, and one
 /// run of five steps) and compares with the file.
-fn check_rma(
+async fn check_rma(
     json: &Value,
     backend: NeuroBackend,
     rt: Option<&hetflow::RuntimeHandle>,
@@ -545,12 +563,12 @@ fn check_rma(
             graph = p1.compile(&cfg)?;
             let mut host = Vec::new();
             if single {
-                p1.run(RunSteps(5), &cfg)?;
-                host.push(p2.var("var")?.get()?.to_f64()[0]);
+                p1.run_async(5, &cfg).await?;
+                host.push(p2.var("var")?.get_async().await?.to_f64()[0]);
             } else {
                 for _ in 0..5 {
-                    p1.run(RunSteps(1), &cfg)?;
-                    host.push(p2.var("var")?.get()?.to_f64()[0]);
+                    p1.run_async(1, &cfg).await?;
+                    host.push(p2.var("var")?.get_async().await?.to_f64()[0]);
                 }
             }
             p1.stop()?;

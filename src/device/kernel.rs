@@ -274,10 +274,17 @@ impl Kernel {
             label: label.clone(),
             message: e.emit_to_string(source),
         })?;
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
+        // What every device can run: a shader using f64 where a device lacks SHADER_F64
+        // (most WebGPU adapters) is refused here, with naga's message, rather than by the
+        // driver later.
+        let mut caps = naga::valid::Capabilities::all();
+        if devices
+            .iter()
+            .any(|d| !d.device.features().contains(wgpu::Features::SHADER_F64))
+        {
+            caps.remove(naga::valid::Capabilities::FLOAT64);
+        }
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| DeviceError::Compile {
             label: label.clone(),

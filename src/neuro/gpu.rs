@@ -22,6 +22,44 @@ use super::{Data, NeuroError};
 /// Time steps encoded into one submission.
 pub const STEPS_PER_SUBMIT: u64 = 128;
 
+/// Waits for a task of the back end: blocking on native targets (the waiting thread helps
+/// the workers, as [`crate::TaskHandle::wait`]), awaited in the browser, where nothing may
+/// block. The back end's methods are `async` for the browser's sake; natively they never
+/// suspend, and the blocking entry points poll them to the end once.
+async fn finish<T: Send + 'static>(h: crate::TaskHandle<T>) -> Result<T, NeuroError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let r = h.wait();
+    #[cfg(target_arch = "wasm32")]
+    let r = h.await;
+    r.map_err(NeuroError::Task)
+}
+
+/// Reads buffer `buf`'s first `len` elements, converted to the host element type.
+async fn read(buf: Buf, len: usize) -> Result<Data, NeuroError> {
+    Ok(match &buf {
+        Buf::F(a) => Data::F64(fetch(a).await?.iter().take(len).map(|&x| x as f64).collect()),
+        Buf::D(a) => Data::F64(fetch(a).await?.into_iter().take(len).collect()),
+        Buf::I(a) => Data::I32(fetch(a).await?.into_iter().take(len).collect()),
+        Buf::U(a) | Buf::W(a) => Data::I32(
+            fetch(a)
+                .await?
+                .into_iter()
+                .take(len)
+                .map(|x| x as i32)
+                .collect(),
+        ),
+    })
+}
+
+/// The host copy of a device array, as [`finish`] waits.
+async fn fetch<T: bytemuck::Pod + Send + Sync>(a: &Array<T>) -> Result<Vec<T>, NeuroError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let r = a.to_vec();
+    #[cfg(target_arch = "wasm32")]
+    let r = a.to_vec_async().await;
+    r.map_err(NeuroError::Task)
+}
+
 #[derive(Clone)]
 enum Buf {
     F(Array<f32>),
@@ -791,63 +829,58 @@ impl GpuExec {
 
     /// Writes the host message of OutPort `(l, o)` into its device buffer (a host write:
     /// the coherence tracker moves it to the GPU before the next GPU step reads it).
-    pub(crate) fn upload_out(&self, l: usize, o: usize, msg: &Data) -> Result<(), NeuroError> {
+    pub(crate) async fn upload_out(
+        &self,
+        l: usize,
+        o: usize,
+        msg: &Data,
+    ) -> Result<(), NeuroError> {
         match self.out_buf[l][o] {
-            Some(b) => self.write(b, msg),
+            Some(b) => finish(self.write(b, msg)).await,
             None => Ok(()),
         }
     }
 
     /// Reads the device message of OutPort `(l, o)` (`len` elements; a move to the host).
-    pub(crate) fn download_out(&self, l: usize, o: usize, len: usize) -> Result<Data, NeuroError> {
+    pub(crate) async fn download_out(
+        &self,
+        l: usize,
+        o: usize,
+        len: usize,
+    ) -> Result<Data, NeuroError> {
         let Some(b) = self.out_buf[l][o] else {
             return Ok(Data::F64(vec![0.0; len]));
         };
-        self.read(b, len)
+        read(self.bufs[b].clone(), len).await
     }
 
-    /// Reads a device Var (converted to the host element type of its model).
-    pub(crate) fn get(&self, l: usize, v: usize, len: usize) -> Result<Option<Data>, NeuroError> {
-        let Some(b) = self.var_buf[l][v] else {
-            return Ok(None);
-        };
-        self.read(b, len).map(Some)
-    }
-
-    fn read(&self, b: usize, len: usize) -> Result<Data, NeuroError> {
-        let e = NeuroError::Task;
-        Ok(match &self.bufs[b] {
-            Buf::F(a) => Data::F64(
-                a.to_vec()
-                    .map_err(e)?
-                    .iter()
-                    .take(len)
-                    .map(|&x| x as f64)
-                    .collect(),
-            ),
-            Buf::D(a) => Data::F64(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
-            Buf::I(a) => Data::I32(a.to_vec().map_err(e)?.into_iter().take(len).collect()),
-            Buf::U(a) | Buf::W(a) => Data::I32(
-                a.to_vec()
-                    .map_err(e)?
-                    .into_iter()
-                    .take(len)
-                    .map(|x| x as i32)
-                    .collect(),
-            ),
-        })
+    /// The read of a device Var (converted to the host element type of its model), None
+    /// when the Var is not on the device. The future borrows nothing of `self`.
+    pub(crate) fn get(
+        &self,
+        l: usize,
+        v: usize,
+        len: usize,
+    ) -> Option<impl std::future::Future<Output = Result<Data, NeuroError>> + 'static> {
+        let b = self.var_buf[l][v]?;
+        Some(read(self.bufs[b].clone(), len))
     }
 
     /// Writes a device Var from the host (a CPU task: the coherence tracker invalidates the
-    /// device copy and uploads it before the next step).
-    pub(crate) fn set(&self, l: usize, v: usize, value: &Data) -> Result<bool, NeuroError> {
-        match self.var_buf[l][v] {
-            Some(b) => self.write(b, value).map(|()| true),
-            None => Ok(false),
-        }
+    /// device copy and uploads it before the next step); the returned future is the task's
+    /// end, None when the Var is not on the device.
+    pub(crate) fn set(
+        &self,
+        l: usize,
+        v: usize,
+        value: &Data,
+    ) -> Option<impl std::future::Future<Output = Result<(), NeuroError>> + 'static> {
+        let b = self.var_buf[l][v]?;
+        Some(finish(self.write(b, value)))
     }
 
-    fn write(&self, b: usize, value: &Data) -> Result<(), NeuroError> {
+    /// Spawns the CPU task writing `value` into buffer `b`.
+    fn write(&self, b: usize, value: &Data) -> crate::TaskHandle<()> {
         fn put<T: bytemuck::Pod + Send + Sync>(
             rt: &RuntimeHandle,
             a: Array<T>,
@@ -864,7 +897,7 @@ impl GpuExec {
                 })
                 .spawn()
         }
-        let h = match self.bufs[b].clone() {
+        match self.bufs[b].clone() {
             Buf::F(a) => put(
                 &self.rt,
                 a,
@@ -877,8 +910,7 @@ impl GpuExec {
                 a,
                 value.to_i32().iter().map(|&x| x as u32).collect(),
             ),
-        };
-        h.wait().map_err(NeuroError::Task)
+        }
     }
 
     /// The element type the network runs in on the device.
@@ -888,7 +920,7 @@ impl GpuExec {
 
     /// Checks that a run of `steps` from `time_step` fits the monitors and loads LIF's scalar
     /// parameters from `host_vars` (so a host `set` of du, dv or vth counts from this run).
-    pub(crate) fn prepare(
+    pub(crate) async fn prepare(
         &mut self,
         time_step: u64,
         steps: u64,
@@ -930,7 +962,7 @@ impl GpuExec {
             }
             if let Some(b) = self.scal[k] {
                 let vals = Data::F64(vec![du.to_f64()[0], dv.to_f64()[0], vth.to_f64()[0]]);
-                self.write(b, &vals)?;
+                finish(self.write(b, &vals)).await?;
             }
         }
         Ok(())
@@ -938,7 +970,7 @@ impl GpuExec {
 
     /// Encodes and runs steps `time_step + 1 ..= time_step + steps`; returns how many ran
     /// (fewer when `pause` was raised between submissions).
-    pub(crate) fn advance(
+    pub(crate) async fn advance(
         &self,
         time_step: u64,
         steps: u64,
@@ -951,20 +983,20 @@ impl GpuExec {
             }
             let chunk = (steps - done).min(STEPS_PER_SUBMIT);
             let t0 = time_step + done;
-            self.submit(t0, chunk)?;
+            self.submit(t0, chunk).await?;
             done += chunk;
         }
         Ok(done)
     }
 
-    fn submit(&self, t0: u64, chunk: u64) -> Result<(), NeuroError> {
+    async fn submit(&self, t0: u64, chunk: u64) -> Result<(), NeuroError> {
         let all = 0..self.ops.len();
-        self.submit_ops(t0, chunk, std::slice::from_ref(&all))
+        self.submit_ops(t0, chunk, std::slice::from_ref(&all)).await
     }
 
     /// Runs the ops in `ranges` of step `t` as one GPU task (a mixed network's part of a
     /// step); nothing when the ranges are empty.
-    pub(crate) fn step_ops(
+    pub(crate) async fn step_ops(
         &self,
         t: u64,
         ranges: &[std::ops::Range<usize>],
@@ -972,10 +1004,10 @@ impl GpuExec {
         if ranges.iter().all(|r| r.is_empty()) {
             return Ok(());
         }
-        self.submit_ops(t - 1, 1, ranges)
+        self.submit_ops(t - 1, 1, ranges).await
     }
 
-    fn submit_ops(
+    async fn submit_ops(
         &self,
         t0: u64,
         chunk: u64,
@@ -1039,6 +1071,6 @@ impl GpuExec {
                 }
             })
             .spawn();
-        h.wait().map_err(NeuroError::Task)
+        finish(h).await
     }
 }

@@ -24,6 +24,12 @@
 //! Everything runs on the user's runtime ([`RunCfg::with_runtime`]): there is no global
 //! runtime. A CPU network given none makes a CPU runtime of its own.
 //!
+//! The run loop and the GPU back end are `async` (one code path on every target): in the
+//! browser [`Process::run_async`], [`Var::get_async`] and [`Monitor::data_async`] await the
+//! GPU's completions through the page's event loop; natively the blocking `run`, `get` and
+//! `data` poll the same futures, which never suspend there (each GPU wait blocks as a task
+//! handle's `wait` does).
+//!
 //! The Lava golden checker (`hetflow lava-check`) and the LIF + Dense throughput benchmark
 //! (`hetflow bench neuro`) live in the command-line tool (`cli/`), on this module's public API.
 //!

@@ -30,7 +30,11 @@ pub(crate) struct Par {
 
 impl Par {
     /// `rt`'s CPU workers; `None` when it has one worker or fewer (nothing to split for).
+    /// In the browser the page's one thread runs every CPU task, so there is never a pool.
     pub(crate) fn new(rt: &RuntimeHandle) -> Option<Par> {
+        if cfg!(target_arch = "wasm32") {
+            return None;
+        }
         let workers = rt.topology().cpu.workers;
         (workers > 1).then(|| Par {
             rt: rt.clone(),
@@ -46,6 +50,13 @@ impl Par {
     /// Runs every job, all but the last as CPU tasks of the runtime, the last here, and
     /// returns once all have finished: the first error (in job order) or Ok. A panic in the
     /// job run here is resumed after the tasks have finished.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn run(&self, jobs: Vec<Job<'_>>) -> Result<(), NeuroError> {
+        // No worker can take a part while this thread runs (see `Par::new`): run them here.
+        jobs.into_iter().try_for_each(|job| job())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn run(&self, mut jobs: Vec<Job<'_>>) -> Result<(), NeuroError> {
         let Some(last) = jobs.pop() else {
             return Ok(());

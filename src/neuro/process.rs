@@ -478,42 +478,55 @@ impl Var {
     }
 
     /// The current value: the initial value before the first run, the live value between
-    /// runs. Refused while a run is in progress (Lava allows get/set only in HOST).
+    /// runs. Refused while a run is in progress (Lava allows get/set only in HOST). In the
+    /// browser, use [`Var::get_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn get(&self) -> Result<Data, NeuroError> {
-        let g = self.net.graph.lock();
-        let v = g.resolve_var((self.proc, self.idx));
-        match &g.exec {
-            Some(exec) => {
-                let exec = exec.clone();
-                drop(g);
-                match exec.get_var(v)? {
-                    Some(d) => Ok(d),
-                    None => Ok(self.net.graph.lock().procs[v.0].vars[v.1].init.clone()),
-                }
+        pollster::block_on(self.get_async())
+    }
+
+    /// [`Var::get`] awaited: a Var on the GPU comes back through an awaited mapping (the
+    /// form for the browser; natively it blocks the polling thread as `get` does).
+    pub async fn get_async(&self) -> Result<Data, NeuroError> {
+        let (exec, v) = {
+            let g = self.net.graph.lock();
+            let v = g.resolve_var((self.proc, self.idx));
+            match &g.exec {
+                Some(exec) => (exec.clone(), v),
+                None => return Ok(g.procs[v.0].vars[v.1].init.clone()),
             }
-            None => Ok(g.procs[v.0].vars[v.1].init.clone()),
+        };
+        match exec.get_var(v).await? {
+            Some(d) => Ok(d),
+            None => Ok(self.net.graph.lock().procs[v.0].vars[v.1].init.clone()),
         }
     }
 
-    /// Sets the value (converted to the Var's element type); it takes effect at the next step.
+    /// Sets the value (converted to the Var's element type); it takes effect at the next
+    /// step. In the browser, use [`Var::set_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn set(&self, value: impl Into<Data>) -> Result<(), NeuroError> {
+        pollster::block_on(self.set_async(value))
+    }
+
+    /// [`Var::set`] awaited (a Var on the GPU is written by a task whose end is awaited).
+    pub async fn set_async(&self, value: impl Into<Data>) -> Result<(), NeuroError> {
         let value = value.into();
-        let mut g = self.net.graph.lock();
-        let v = g.resolve_var((self.proc, self.idx));
-        let label = g.var_label(v);
-        match &g.exec {
-            Some(exec) => {
-                let exec = exec.clone();
-                drop(g);
-                if exec.set_var(v, &value, &label)? {
-                    Ok(())
-                } else {
-                    self.net.graph.lock().procs[v.0].vars[v.1]
-                        .init
-                        .assign(&value, &label)
-                }
+        let (exec, v, label) = {
+            let mut g = self.net.graph.lock();
+            let v = g.resolve_var((self.proc, self.idx));
+            let label = g.var_label(v);
+            match &g.exec {
+                Some(exec) => (exec.clone(), v, label),
+                None => return g.procs[v.0].vars[v.1].init.assign(&value, &label),
             }
-            None => g.procs[v.0].vars[v.1].init.assign(&value, &label),
+        };
+        if exec.set_var(v, &value, &label).await? {
+            Ok(())
+        } else {
+            self.net.graph.lock().procs[v.0].vars[v.1]
+                .init
+                .assign(&value, &label)
         }
     }
 }

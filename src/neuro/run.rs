@@ -1,7 +1,7 @@
 //! Running a compiled network: the phase loop, run control (blocking and non-blocking runs,
 //! pause, wait, stop) and host access to Vars between runs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -507,7 +507,7 @@ impl Exec {
     /// phase order, with the GPU processes' part of each phase as a GPU task, and each
     /// message that crosses between host and device moved once, just before its first
     /// reader of the step runs.
-    fn mixed_step(&mut self, g: &GpuExec) -> Result<(), NeuroError> {
+    async fn mixed_step(&mut self, g: &GpuExec) -> Result<(), NeuroError> {
         for (l, v) in std::mem::take(&mut self.changed) {
             self.models[l].var_set(VarIx(v));
         }
@@ -516,7 +516,7 @@ impl Exec {
         let n = self.models.len();
         self.adapt.begin();
         self.spk_early()?;
-        g.step_ops(t, std::slice::from_ref(&g.early_ops()))?;
+        g.step_ops(t, std::slice::from_ref(&g.early_ops())).await?;
         let mut moved = vec![Vec::<usize>::new(); n];
         for w in 0..self.waves.len() {
             let wave = self.waves[w].clone();
@@ -525,7 +525,7 @@ impl Exec {
                 for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
                     if self.on_gpu[a] && !moved[a].contains(&o) {
                         let len = self.outs[a][o].len();
-                        self.outs[a][o] = g.download_out(a, o, len)?;
+                        self.outs[a][o] = g.download_out(a, o, len).await?;
                         moved[a].push(o);
                     }
                 }
@@ -536,13 +536,13 @@ impl Exec {
             for &b in &on_device {
                 for &(a, o) in self.wiring.in_srcs[b].iter().flatten() {
                     if !self.on_gpu[a] && !moved[a].contains(&o) {
-                        g.upload_out(a, o, &self.outs[a][o])?;
+                        g.upload_out(a, o, &self.outs[a][o]).await?;
                         moved[a].push(o);
                     }
                 }
             }
             let ranges: Vec<_> = on_device.iter().map(|&b| g.leaf_ops(b)).collect();
-            g.step_ops(t, &ranges)?;
+            g.step_ops(t, &ranges).await?;
         }
         self.adapt.end();
         let host: Vec<usize> = (0..n).filter(|&l| !self.on_gpu[l]).collect();
@@ -555,16 +555,18 @@ impl Exec {
                 .collect();
             for &(tl, tv) in &targets {
                 let len = self.vars[tl][tv].len();
-                if let Some(d) = g.get(tl, tv, len)? {
-                    self.vars[tl][tv] = d;
+                if let Some(read) = g.get(tl, tv, len) {
+                    self.vars[tl][tv] = read.await?;
                 }
             }
             self.mgmt(&host, t)?;
             for &(tl, tv) in &targets {
-                g.set(tl, tv, &self.vars[tl][tv])?;
+                if let Some(write) = g.set(tl, tv, &self.vars[tl][tv]) {
+                    write.await?;
+                }
             }
         }
-        g.step_ops(t, std::slice::from_ref(&g.post_ops()))
+        g.step_ops(t, std::slice::from_ref(&g.post_ops())).await
     }
 }
 
@@ -580,7 +582,7 @@ impl Exec {
     /// Step `t` for the host models of a GPU network: their SPK, then (when `gpu` is given,
     /// the step's sync point) the Vars their RefPorts reach are fetched from the device,
     /// the phases the guards ask for run, and the Vars go back to the device.
-    fn host_step(
+    async fn host_step(
         &mut self,
         host: &[usize],
         t: u64,
@@ -600,8 +602,8 @@ impl Exec {
             .collect();
         for &(tl, tv) in &targets {
             let len = self.vars[tl][tv].len();
-            if let Some(d) = gpu.get(tl, tv, len)? {
-                self.vars[tl][tv] = d;
+            if let Some(read) = gpu.get(tl, tv, len) {
+                self.vars[tl][tv] = read.await?;
             }
         }
         let (mut lrn, mut post) = (false, false);
@@ -637,7 +639,9 @@ impl Exec {
             }
         }
         for &(tl, tv) in &targets {
-            gpu.set(tl, tv, &self.vars[tl][tv])?;
+            if let Some(write) = gpu.set(tl, tv, &self.vars[tl][tv]) {
+                write.await?;
+            }
         }
         Ok(())
     }
@@ -672,6 +676,8 @@ fn auto_backend(c: &Compiled, rt: &RuntimeHandle) -> (super::NeuroBackend, &'sta
 pub(crate) struct ExecShared {
     state: Mutex<Exec>,
     running: AtomicBool,
+    /// The last completed time step, readable while a run holds `state`.
+    steps_done: AtomicU64,
     pause_requested: AtomicBool,
     stopped: AtomicBool,
     thread: Mutex<Option<JoinHandle<Result<(), NeuroError>>>>,
@@ -811,6 +817,7 @@ impl ExecShared {
                 changed: Vec::new(),
             }),
             running: AtomicBool::new(false),
+            steps_done: AtomicU64::new(0),
             pause_requested: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -825,7 +832,10 @@ impl ExecShared {
         self.leaf_of.get(proc).copied().flatten()
     }
 
-    pub(crate) fn get_var(&self, (p, v): (usize, usize)) -> Result<Option<Data>, NeuroError> {
+    pub(crate) async fn get_var(
+        &self,
+        (p, v): (usize, usize),
+    ) -> Result<Option<Data>, NeuroError> {
         if self.running.load(Ordering::Acquire) {
             return Err(NeuroError::Running { op: "Var.get" });
         }
@@ -834,14 +844,16 @@ impl ExecShared {
         };
         if let Some(gpu) = &self.gpu {
             let len = self.state.lock().vars[l][v].len();
-            if let Some(d) = gpu.lock().get(l, v, len)? {
-                return Ok(Some(d));
+            // The read is awaited without the lock (two reads may be awaited at once).
+            let read = gpu.lock().get(l, v, len);
+            if let Some(read) = read {
+                return Ok(Some(read.await?));
             }
         }
         Ok(Some(self.state.lock().vars[l][v].clone()))
     }
 
-    pub(crate) fn set_var(
+    pub(crate) async fn set_var(
         &self,
         (p, v): (usize, usize),
         value: &Data,
@@ -853,11 +865,14 @@ impl ExecShared {
         let Some(l) = self.leaf(p) else {
             return Ok(false);
         };
-        let mut s = self.state.lock();
-        s.vars[l][v].assign(value, label)?;
-        s.changed.push((l, v));
-        if let Some(gpu) = &self.gpu {
-            gpu.lock().set(l, v, value)?;
+        {
+            let mut s = self.state.lock();
+            s.vars[l][v].assign(value, label)?;
+            s.changed.push((l, v));
+        }
+        let write = self.gpu.as_ref().and_then(|gpu| gpu.lock().set(l, v, value));
+        if let Some(write) = write {
+            write.await?;
         }
         Ok(true)
     }
@@ -884,28 +899,43 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+/// The steps of a run. `async` for the browser, where the GPU's completions are awaited;
+/// natively it never suspends (see `gpu::finish`) and [`Process::run`] polls it to the end.
+async fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    let r = steps_of_run(shared, steps).await;
+    // No lock is held here: the last step, whether the run ended or failed.
+    let t = shared.state.lock().time_step;
+    shared.steps_done.store(t, Ordering::Release);
+    r
+}
+
+/// [`run_steps`] without the final count. The state lock may be held across a GPU wait
+/// (awaited in the browser); `time_step()` reads `steps_done` instead, which each loop
+/// raises as steps finish, and `get`/`set` are refused while `running`, so nothing on the
+/// page's one thread ever waits for a lock a suspended run holds.
+async fn steps_of_run(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
+    let mark = |t: u64| shared.steps_done.store(t, Ordering::Release);
     if let (Some(gpu), true) = (&shared.gpu, shared.mixed) {
         let mut g = gpu.lock();
         {
             let s = shared.state.lock();
-            g.prepare(s.time_step, steps, &s.vars)?;
+            g.prepare(s.time_step, steps, &s.vars).await?;
         }
         for _ in 0..steps {
             if shared.pause_requested.load(Ordering::Acquire) {
                 break;
             }
-            shared.state.lock().mixed_step(&g)?;
+            let mut s = shared.state.lock();
+            s.mixed_step(&g).await?;
+            mark(s.time_step);
         }
         return Ok(());
     }
     if let Some(gpu) = &shared.gpu {
-        // The state lock is taken only around host work, so `time_step()` answers while the
-        // device runs.
         let mut g = gpu.lock();
         let start = {
             let s = shared.state.lock();
-            g.prepare(s.time_step, steps, &s.vars)?;
+            g.prepare(s.time_step, steps, &s.vars).await?;
             s.time_step
         };
         let host = g.host_leaves.clone();
@@ -914,9 +944,10 @@ fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
             let mut t = start;
             while t < start + steps && !pause.load(Ordering::Acquire) {
                 let k = (start + steps - t).min(super::gpu::STEPS_PER_SUBMIT);
-                let done = g.advance(t, k, pause)?;
+                let done = g.advance(t, k, pause).await?;
                 t += done;
                 shared.state.lock().time_step = t;
+                mark(t);
             }
             return Ok(());
         }
@@ -932,17 +963,18 @@ fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
                     k += 1;
                 }
             }
-            let done = g.advance(t, k, pause)?;
+            let done = g.advance(t, k, pause).await?;
             let mut s = shared.state.lock();
             for step in t + 1..t + done {
-                s.host_step(&host, step, None)?;
+                s.host_step(&host, step, None).await?;
             }
             if done < k {
                 s.time_step = t + done;
                 break;
             }
-            s.host_step(&host, t + k, Some(&g))?;
+            s.host_step(&host, t + k, Some(&g)).await?;
             t += k;
+            mark(t);
         }
         return Ok(());
     }
@@ -950,7 +982,9 @@ fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
         if shared.pause_requested.load(Ordering::Acquire) {
             break;
         }
-        shared.state.lock().step()?;
+        let mut s = shared.state.lock();
+        s.step()?;
+        mark(s.time_step);
     }
     Ok(())
 }
@@ -1008,9 +1042,56 @@ impl Process {
 
     /// Runs the network for `cond` time steps, compiling it first if needed. Time steps carry
     /// on from the previous run. A blocking run returns when done; a non-blocking one
-    /// returns at once.
+    /// returns at once. In the browser, use [`Process::run_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, cond: impl Into<RunCondition>, cfg: &RunCfg) -> Result<(), NeuroError> {
         let cond = cond.into();
+        let shared = self.start_run(cfg)?;
+        if cond.blocking {
+            let r = pollster::block_on(run_steps(&shared, cond.steps));
+            shared.running.store(false, Ordering::Release);
+            r
+        } else {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name("hetflow-neuro".into())
+                .spawn(move || pollster::block_on(run_steps(&s, cond.steps)))
+                .map_err(|e| {
+                    shared.running.store(false, Ordering::Release);
+                    NeuroError::Panicked(format!("cannot start the run thread: {e}"))
+                })?;
+            *shared.thread.lock() = Some(h);
+            Ok(())
+        }
+    }
+
+    /// Runs the network for `steps` time steps, as a blocking [`Process::run`], awaited: the
+    /// form for the browser, where the GPU's completions come back through the page's event
+    /// loop. Natively the future does its work when first polled, blocking that thread
+    /// until the run ends (it waits for the GPU as `run` does); prefer `run` there.
+    ///
+    /// ```
+    /// use hetflow::neuro::{Lif, LifParams, Monitor, Network, RunCfg};
+    ///
+    /// let net = Network::new();
+    /// let lif = Lif::new(&net, "lif", LifParams::new(1).bias_mant(vec![1.0]).vth(2.5)).unwrap();
+    /// let mon = Monitor::new(&net, "mon").unwrap();
+    /// mon.probe(&lif.v(), 4).unwrap();
+    /// pollster::block_on(async {
+    ///     lif.process().run_async(4, &RunCfg::floating_pt()).await.unwrap();
+    ///     let v = mon.data_async("lif.v").await.unwrap();
+    ///     assert_eq!(v, vec![vec![1.0], vec![2.0], vec![0.0], vec![1.0]]);
+    /// });
+    /// ```
+    pub async fn run_async(&self, steps: u64, cfg: &RunCfg) -> Result<(), NeuroError> {
+        let shared = self.start_run(cfg)?;
+        let r = run_steps(&shared, steps).await;
+        shared.running.store(false, Ordering::Release);
+        r
+    }
+
+    /// Compiles if needed and marks the network running (refused when stopped or running).
+    fn start_run(&self, cfg: &RunCfg) -> Result<Arc<ExecShared>, NeuroError> {
         self.compile(cfg)?;
         let shared = self.exec().ok_or(NeuroError::Stopped)?;
         if shared.stopped.load(Ordering::Acquire) {
@@ -1024,19 +1105,7 @@ impl Process {
             return Err(NeuroError::Running { op: "run" });
         }
         shared.pause_requested.store(false, Ordering::Release);
-        if cond.blocking {
-            let r = run_steps(&shared, cond.steps);
-            shared.running.store(false, Ordering::Release);
-            r
-        } else {
-            let s = shared.clone();
-            let h = std::thread::Builder::new()
-                .name("hetflow-neuro".into())
-                .spawn(move || run_steps(&s, cond.steps))
-                .map_err(|e| NeuroError::Panicked(format!("cannot start the run thread: {e}")))?;
-            *shared.thread.lock() = Some(h);
-            Ok(())
-        }
+        Ok(shared)
     }
 
     /// Waits for a non-blocking run to finish; returns its result.
@@ -1080,6 +1149,8 @@ impl Process {
 
     /// The last completed time step (0 before the first run).
     pub fn time_step(&self) -> u64 {
-        self.exec().map(|e| e.state.lock().time_step).unwrap_or(0)
+        self.exec()
+            .map(|e| e.steps_done.load(Ordering::Acquire))
+            .unwrap_or(0)
     }
 }

@@ -1,4 +1,5 @@
-//! hetflow in the browser: the quickstart DAG and a random task graph, on WebGPU.
+//! hetflow in the browser: the quickstart DAG, a random task graph and a Lava LIF + Dense
+//! network, on WebGPU.
 //!
 //! The page (`www/index.html`, served by `serve.sh`) calls [`run_page`]; the browser tests
 //! (`tests/browser.rs`) call the same functions and check every number.
@@ -331,13 +332,36 @@ pub async fn random_dag(rt: &Runtime, seed: u64, tasks: usize) -> Result<DagRun,
     Ok(run)
 }
 
+/// The native Lava golden checker (`hetflow lava-check`), the same file: it rebuilds the
+/// network a reference file describes, runs it (`Process::run_async`) and compares every
+/// recorded value (`Monitor::data_async`).
+#[path = "../../../cli/src/lava_check.rs"]
+pub mod lava_check;
+
+/// Lava's recording of a 20 -> 10 LIF + Dense feed-forward network, fixed point
+/// (bit-accurate Loihi), 100 steps.
+pub const LAVA_FF_FIXED: &str = include_str!("../../../tests/data/lava/lava_ff_20_10_fixed.json");
+/// The same network in floating point.
+pub const LAVA_FF_FLOAT: &str = include_str!("../../../tests/data/lava/lava_ff_20_10_float.json");
+
+/// Runs the Lava reference file `text` on `rt` with `backend` and compares with Lava.
+pub async fn lava_golden(
+    rt: &Runtime,
+    text: &str,
+    backend: hetflow::neuro::NeuroBackend,
+) -> Result<lava_check::CheckReport, hetflow::neuro::NeuroError> {
+    let json = lava_check::parse(text, "the reference file")?;
+    lava_check::check_async(&json, backend, Some(&rt.handle())).await
+}
+
 /// Bytes moved on one link so far.
 pub fn moved(rt: &Runtime, from: MemorySpace, to: MemorySpace) -> (u64, u64) {
     let l = rt.stats().link(from, to);
     (l.moves, l.bytes)
 }
 
-/// The page's entry point: runs the quickstart DAG and a random graph, returns the report.
+/// The page's entry point: runs the quickstart DAG, a random graph and the Lava network,
+/// returns the report.
 #[wasm_bindgen]
 pub async fn run_page() -> String {
     match page().await {
@@ -361,5 +385,27 @@ async fn page() -> Result<String, Box<dyn std::error::Error>> {
         "\nrandom DAG (seed 1): {} tasks ({} on WebGPU, {} on the CPU), {} results equal to sequential execution",
         dag.tasks, dag.on_gpu, dag.on_cpu, dag.checked
     );
+    let backend = if rt.gpu_count() > 0 {
+        hetflow::neuro::NeuroBackend::Gpu
+    } else {
+        hetflow::neuro::NeuroBackend::Cpu
+    };
+    for text in [LAVA_FF_FIXED, LAVA_FF_FLOAT] {
+        let rt3 = Runtime::builder().build_async().await?;
+        let r = lava_golden(&rt3, text, backend).await?;
+        let _ = writeln!(
+            out,
+            "\nLava {} ({}, {} steps) on {backend:?}: {} values compared, {}",
+            r.name,
+            r.tag,
+            r.num_steps,
+            r.compared,
+            match &r.mismatch {
+                None if r.tag == "fixed_pt" => "bit-exact".to_string(),
+                None => "equal to Lava within 1e-4".to_string(),
+                Some(m) => format!("MISMATCH: {m}"),
+            }
+        );
+    }
     Ok(out)
 }

@@ -6,7 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use hetflow::{Coherence, DeviceError, MemorySpace, Placement, Runtime, TaskError};
-use hetflow_web::{moved, quickstart, random_dag};
+use hetflow::neuro::NeuroBackend;
+use hetflow_web::{lava_golden, moved, quickstart, random_dag, LAVA_FF_FIXED, LAVA_FF_FLOAT};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -165,5 +166,63 @@ async fn a_failing_task_fails_its_dependents_naming_it() {
             assert!(cause.to_string().contains("no input"), "{cause}");
         }
         other => panic!("expected the dependency's failure, got {other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn lava_lif_dense_fixed_point_is_bit_exact_on_webgpu() {
+    let rt = gpu().await;
+    let r = lava_golden(&rt, LAVA_FF_FIXED, NeuroBackend::Gpu)
+        .await
+        .expect("the network runs");
+    assert!(r.process_graph.contains("back end: Gpu"), "{}", r.process_graph);
+    assert!(r.process_graph.contains("GPU element type: I32"), "{}", r.process_graph);
+    assert_eq!(r.tag, "fixed_pt");
+    assert_eq!(r.num_steps, 100);
+    // spikes, u and v of 20 + 10 neurons for 100 steps, the final u and v, the weights.
+    assert_eq!(r.compared, 3 * 30 * 100 + 2 * 30 + 20 * 10);
+    assert_eq!(r.mismatch, None, "{}", r.mismatch.as_ref().unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn a_wrong_lava_recording_is_named_by_step_and_neuron() {
+    let mut json: serde_json::Value = serde_json::from_str(LAVA_FF_FIXED).unwrap();
+    let v = &mut json["result"]["populations"]["post"]["v"][49][3];
+    *v = serde_json::json!(v.as_f64().unwrap() + 1.0);
+    let rt = gpu().await;
+    let r = lava_golden(&rt, &json.to_string(), NeuroBackend::Gpu)
+        .await
+        .expect("the network runs");
+    let m = r.mismatch.expect("the changed value differs");
+    assert_eq!(
+        (m.step, m.population.as_str(), m.neuron, m.quantity.as_str()),
+        (50, "post", 3, "v")
+    );
+    assert_eq!(m.expected, m.got + 1.0);
+}
+
+#[wasm_bindgen_test]
+async fn lava_floating_point_runs_in_f32_within_1e4_on_webgpu() {
+    let rt = gpu().await;
+    let r = lava_golden(&rt, LAVA_FF_FLOAT, NeuroBackend::Gpu)
+        .await
+        .expect("the network runs");
+    // WebGPU has no f64 in shaders here: the f64 kernels are refused by validation (typed)
+    // and the network runs in f32.
+    assert!(r.process_graph.contains("GPU element type: F32"), "{}", r.process_graph);
+    assert!(r.compared > 9000, "{}", r.compared);
+    assert_eq!(r.mismatch, None, "{}", r.mismatch.as_ref().unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn an_f64_shader_without_shader_f64_is_a_typed_compile_error() {
+    let rt = gpu().await;
+    match rt.kernel(
+        "@group(0) @binding(0) var<storage, read_write> a: array<f64>;
+         @compute @workgroup_size(1) fn main() { a[0] = a[0] * 2.0lf; }",
+        "main",
+    ) {
+        Err(DeviceError::Compile { message, .. }) => assert!(message.contains("64"), "{message}"),
+        other => panic!("expected a compile error naming f64, got {other:?}"),
     }
 }

@@ -126,9 +126,16 @@ impl SpikeSink {
     pub fn data(&self) -> Var {
         self.proc.var("data").expect("sink declares this Var")
     }
-    /// The recording as `[step][neuron]` (T rows).
+    /// The recording as `[step][neuron]` (T rows). In the browser, use
+    /// [`SpikeSink::steps_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn steps(&self) -> Result<Vec<Vec<f64>>, NeuroError> {
-        let d = self.data().get()?.to_f64();
+        pollster::block_on(self.steps_async())
+    }
+
+    /// [`SpikeSink::steps`] awaited.
+    pub async fn steps_async(&self) -> Result<Vec<Vec<f64>>, NeuroError> {
+        let d = self.data().get_async().await?.to_f64();
         Ok((0..self.t)
             .map(|s| (0..self.n).map(|i| d[i * self.t + s]).collect())
             .collect())

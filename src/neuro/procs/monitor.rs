@@ -116,17 +116,28 @@ impl Monitor {
     }
 
     /// The recording of `target` (a Var's or port's label, `process.name`) as `[step][i]`.
+    /// In the browser, use [`Monitor::data_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn data(&self, target: &str) -> Result<Vec<Vec<f64>>, NeuroError> {
-        let probes = self.probes.lock();
-        let p = probes
-            .iter()
-            .find(|p| p.target == target)
-            .ok_or_else(|| NeuroError::NotFound {
-                kind: "probe",
-                name: target.to_string(),
-                owner: format!("monitor `{}`", self.proc.name()),
-            })?;
-        Ok(p.data.get()?.rows_f64(p.len))
+        pollster::block_on(self.data_async(target))
+    }
+
+    /// [`Monitor::data`] awaited (a recording on the GPU comes back through an awaited
+    /// mapping).
+    pub async fn data_async(&self, target: &str) -> Result<Vec<Vec<f64>>, NeuroError> {
+        let (data, len) = {
+            let probes = self.probes.lock();
+            let p = probes
+                .iter()
+                .find(|p| p.target == target)
+                .ok_or_else(|| NeuroError::NotFound {
+                    kind: "probe",
+                    name: target.to_string(),
+                    owner: format!("monitor `{}`", self.proc.name()),
+                })?;
+            (p.data.clone(), p.len)
+        };
+        Ok(data.get_async().await?.rows_f64(len))
     }
 }
 
