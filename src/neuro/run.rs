@@ -553,18 +553,7 @@ impl Exec {
                 .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
                 .filter(|&(tl, _)| self.on_gpu[tl])
                 .collect();
-            for &(tl, tv) in &targets {
-                let len = self.vars[tl][tv].len();
-                if let Some(read) = g.get(tl, tv, len) {
-                    self.vars[tl][tv] = read.await?;
-                }
-            }
-            self.mgmt(&host, t)?;
-            for &(tl, tv) in &targets {
-                if let Some(write) = g.set(tl, tv, &self.vars[tl][tv]) {
-                    write.await?;
-                }
-            }
+            self.mgmt_on_device_vars(&host, t, g, &targets).await?;
         }
         g.step_ops(t, std::slice::from_ref(&g.post_ops())).await
     }
@@ -600,46 +589,27 @@ impl Exec {
             .iter()
             .flat_map(|&l| self.wiring.refs[l].iter().flatten().copied())
             .collect();
-        for &(tl, tv) in &targets {
+        self.mgmt_on_device_vars(host, t, gpu, &targets).await
+    }
+
+    /// The management phases of `host` at step `t` (see [`Exec::mgmt`]), the device Vars
+    /// their RefPorts reach (`targets`) fetched before and written back after.
+    async fn mgmt_on_device_vars(
+        &mut self,
+        host: &[usize],
+        t: u64,
+        g: &GpuExec,
+        targets: &[(usize, usize)],
+    ) -> Result<(), NeuroError> {
+        for &(tl, tv) in targets {
             let len = self.vars[tl][tv].len();
-            if let Some(read) = gpu.get(tl, tv, len) {
+            if let Some(read) = g.get(tl, tv, len) {
                 self.vars[tl][tv] = read.await?;
             }
         }
-        let (mut lrn, mut post) = (false, false);
-        let pre = host
-            .iter()
-            .any(|&l| self.models[l].lrn_guard(t) && self.models[l].pre_guard(t));
-        for &l in host {
-            let m = &self.models[l];
-            lrn |= m.lrn_guard(t) && !m.pre_guard(t);
-            post |= !m.lrn_guard(t) && m.post_guard(t);
-        }
-        if pre {
-            for &l in host {
-                if self.models[l].pre_guard(t) {
-                    self.call(l, Phase::PreMgmt, |m, cx| m.run_pre_mgmt(cx))?;
-                }
-                lrn |= self.models[l].lrn_guard(t);
-            }
-        }
-        if lrn {
-            for &l in host {
-                if self.models[l].lrn_guard(t) {
-                    self.call(l, Phase::Lrn, |m, cx| m.run_lrn(cx))?;
-                }
-                post |= self.models[l].post_guard(t);
-            }
-        }
-        if post {
-            for &l in host {
-                if self.models[l].post_guard(t) {
-                    self.call(l, Phase::PostMgmt, |m, cx| m.run_post_mgmt(cx))?;
-                }
-            }
-        }
-        for &(tl, tv) in &targets {
-            if let Some(write) = gpu.set(tl, tv, &self.vars[tl][tv]) {
+        self.mgmt(host, t)?;
+        for &(tl, tv) in targets {
+            if let Some(write) = g.set(tl, tv, &self.vars[tl][tv]) {
                 write.await?;
             }
         }

@@ -213,7 +213,7 @@ impl CpuPool {
     /// arrives within microseconds is taken without a futex wake (as rayon-core does). One
     /// worker at a time searches; the others park at once.
     fn search_briefly(&self, w: &WorkerLocal, done: &dyn Fn() -> bool) -> Option<CpuJobRef> {
-        let Some(_searching) = self.sleep.searching() else {
+        let Some(searching) = self.sleep.searching() else {
             // Another worker searches: this one sleeps (a post wakes it when nobody searches).
             return None;
         };
@@ -224,6 +224,14 @@ impl CpuPool {
             }
             std::thread::yield_now();
             if let Some(j) = self.find_work(w) {
+                // The posts made while this worker searched woke nobody, and they may have
+                // been for more jobs than the one it takes (the rest of a stolen batch sits
+                // in its own deque): hand them on before running this one, which may block
+                // (`SLEEP.md`, "Searching").
+                drop(searching);
+                if self.has_work() {
+                    self.sleep.notify_one();
+                }
                 return Some(j);
             }
         }
