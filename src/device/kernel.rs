@@ -285,11 +285,11 @@ impl Kernel {
             caps.remove(naga::valid::Capabilities::FLOAT64);
         }
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-        .validate(&module)
-        .map_err(|e| DeviceError::Compile {
-            label: label.clone(),
-            message: e.emit_to_string(source),
-        })?;
+            .validate(&module)
+            .map_err(|e| DeviceError::Compile {
+                label: label.clone(),
+                message: e.emit_to_string(source),
+            })?;
         let (ep_index, ep) = module
             .entry_points
             .iter()

@@ -37,7 +37,14 @@ async fn finish<T: Send + 'static>(h: crate::TaskHandle<T>) -> Result<T, NeuroEr
 /// Reads buffer `buf`'s first `len` elements, converted to the host element type.
 async fn read(buf: Buf, len: usize) -> Result<Data, NeuroError> {
     Ok(match &buf {
-        Buf::F(a) => Data::F64(fetch(a).await?.iter().take(len).map(|&x| x as f64).collect()),
+        Buf::F(a) => Data::F64(
+            fetch(a)
+                .await?
+                .iter()
+                .take(len)
+                .map(|&x| x as f64)
+                .collect(),
+        ),
         Buf::D(a) => Data::F64(fetch(a).await?.into_iter().take(len).collect()),
         Buf::I(a) => Data::I32(fetch(a).await?.into_iter().take(len).collect()),
         Buf::U(a) | Buf::W(a) => Data::I32(

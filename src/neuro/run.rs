@@ -802,10 +802,7 @@ impl ExecShared {
         self.leaf_of.get(proc).copied().flatten()
     }
 
-    pub(crate) async fn get_var(
-        &self,
-        (p, v): (usize, usize),
-    ) -> Result<Option<Data>, NeuroError> {
+    pub(crate) async fn get_var(&self, (p, v): (usize, usize)) -> Result<Option<Data>, NeuroError> {
         if self.running.load(Ordering::Acquire) {
             return Err(NeuroError::Running { op: "Var.get" });
         }
@@ -840,7 +837,10 @@ impl ExecShared {
             s.vars[l][v].assign(value, label)?;
             s.changed.push((l, v));
         }
-        let write = self.gpu.as_ref().and_then(|gpu| gpu.lock().set(l, v, value));
+        let write = self
+            .gpu
+            .as_ref()
+            .and_then(|gpu| gpu.lock().set(l, v, value));
         if let Some(write) = write {
             write.await?;
         }
@@ -879,10 +879,14 @@ async fn run_steps(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
     r
 }
 
-/// [`run_steps`] without the final count. The state lock may be held across a GPU wait
-/// (awaited in the browser); `time_step()` reads `steps_done` instead, which each loop
-/// raises as steps finish, and `get`/`set` are refused while `running`, so nothing on the
-/// page's one thread ever waits for a lock a suspended run holds.
+/// [`run_steps`] without the final count. The GPU back end's lock and the state lock are
+/// held across GPU waits (awaited in the browser): the run owns both for its length, and
+/// nothing else waits for them meanwhile — `time_step()` reads `steps_done`, which each
+/// loop raises as steps finish, `get`/`set` and a second run are refused while `running`
+/// (set before this starts, cleared after it ends), so on the page's one thread no call
+/// can block on a lock that a suspended run holds. Natively the waits block, as they did
+/// when the loop was synchronous.
+#[allow(clippy::await_holding_lock)]
 async fn steps_of_run(shared: &ExecShared, steps: u64) -> Result<(), NeuroError> {
     let mark = |t: u64| shared.steps_done.store(t, Ordering::Release);
     if let (Some(gpu), true) = (&shared.gpu, shared.mixed) {

@@ -50,7 +50,11 @@ impl Quickstart {
         for (from, to, moves, bytes) in &self.links {
             let _ = writeln!(s, "moved {from} -> {to}: {moves} copies, {bytes} bytes");
         }
-        let _ = writeln!(s, "sum of y = {:.1} (expected {:.1})", self.sum, self.want_sum);
+        let _ = writeln!(
+            s,
+            "sum of y = {:.1} (expected {:.1})",
+            self.sum, self.want_sum
+        );
         let _ = writeln!(s, "max of y = {} (expected {})", self.max, self.want_max);
         let _ = writeln!(
             s,
@@ -315,7 +319,9 @@ pub async fn random_dag(rt: &Runtime, seed: u64, tasks: usize) -> Result<DagRun,
     for (t, check, want) in checks {
         let got = check.to_vec_async().await.map_err(|e| e.to_string())?;
         if got != want {
-            return Err(format!("seed {seed}, task {t}: snapshot {got:?}, expected {want:?}"));
+            return Err(format!(
+                "seed {seed}, task {t}: snapshot {got:?}, expected {want:?}"
+            ));
         }
         run.checked += 1;
     }

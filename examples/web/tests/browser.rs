@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use hetflow::{Coherence, DeviceError, MemorySpace, Placement, Runtime, TaskError};
 use hetflow::neuro::NeuroBackend;
+use hetflow::{Coherence, DeviceError, MemorySpace, Placement, Runtime, TaskError};
 use hetflow_web::{lava_golden, moved, quickstart, random_dag, LAVA_FF_FIXED, LAVA_FF_FLOAT};
 use wasm_bindgen_test::*;
 
@@ -49,8 +49,14 @@ async fn quickstart_dag_runs_saxpy_on_webgpu_and_reductions_on_the_cpu() {
     );
     // x and y go up once each; y comes back once for both reductions.
     let bytes = (n * 4) as u64;
-    assert_eq!(moved(&rt, MemorySpace::Host, MemorySpace::Gpu(0)), (2, 2 * bytes));
-    assert_eq!(moved(&rt, MemorySpace::Gpu(0), MemorySpace::Host), (1, bytes));
+    assert_eq!(
+        moved(&rt, MemorySpace::Host, MemorySpace::Gpu(0)),
+        (2, 2 * bytes)
+    );
+    assert_eq!(
+        moved(&rt, MemorySpace::Gpu(0), MemorySpace::Host),
+        (1, bytes)
+    );
 }
 
 #[wasm_bindgen_test]
@@ -175,8 +181,16 @@ async fn lava_lif_dense_fixed_point_is_bit_exact_on_webgpu() {
     let r = lava_golden(&rt, LAVA_FF_FIXED, NeuroBackend::Gpu)
         .await
         .expect("the network runs");
-    assert!(r.process_graph.contains("back end: Gpu"), "{}", r.process_graph);
-    assert!(r.process_graph.contains("GPU element type: I32"), "{}", r.process_graph);
+    assert!(
+        r.process_graph.contains("back end: Gpu"),
+        "{}",
+        r.process_graph
+    );
+    assert!(
+        r.process_graph.contains("GPU element type: I32"),
+        "{}",
+        r.process_graph
+    );
     assert_eq!(r.tag, "fixed_pt");
     assert_eq!(r.num_steps, 100);
     // spikes, u and v of 20 + 10 neurons for 100 steps, the final u and v, the weights.
@@ -209,7 +223,11 @@ async fn lava_floating_point_runs_in_f32_within_1e4_on_webgpu() {
         .expect("the network runs");
     // WebGPU has no f64 in shaders here: the f64 kernels are refused by validation (typed)
     // and the network runs in f32.
-    assert!(r.process_graph.contains("GPU element type: F32"), "{}", r.process_graph);
+    assert!(
+        r.process_graph.contains("GPU element type: F32"),
+        "{}",
+        r.process_graph
+    );
     assert!(r.compared > 9000, "{}", r.compared);
     assert_eq!(r.mismatch, None, "{}", r.mismatch.as_ref().unwrap());
 }

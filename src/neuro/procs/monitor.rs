@@ -125,18 +125,18 @@ impl Monitor {
     /// [`Monitor::data`] awaited (a recording on the GPU comes back through an awaited
     /// mapping).
     pub async fn data_async(&self, target: &str) -> Result<Vec<Vec<f64>>, NeuroError> {
-        let (data, len) = {
-            let probes = self.probes.lock();
-            let p = probes
-                .iter()
-                .find(|p| p.target == target)
-                .ok_or_else(|| NeuroError::NotFound {
-                    kind: "probe",
-                    name: target.to_string(),
-                    owner: format!("monitor `{}`", self.proc.name()),
+        let (data, len) =
+            {
+                let probes = self.probes.lock();
+                let p = probes.iter().find(|p| p.target == target).ok_or_else(|| {
+                    NeuroError::NotFound {
+                        kind: "probe",
+                        name: target.to_string(),
+                        owner: format!("monitor `{}`", self.proc.name()),
+                    }
                 })?;
-            (p.data.clone(), p.len)
-        };
+                (p.data.clone(), p.len)
+            };
         Ok(data.get_async().await?.rows_f64(len))
     }
 }
