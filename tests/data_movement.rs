@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::gpu_runtime;
 use hetflow::{Coherence, MemorySpace, Placement};
 
@@ -16,43 +14,11 @@ fn read_then_read_write_then_read_on_gpu() {
     }
     // Own runtime so the transfer counters are this test's alone (the device is shared).
     let rt = hetflow::Runtime::builder().cpu_workers(2).build().unwrap();
-    let k = rt.kernel(ADD_ONE_F32, "main").unwrap();
-    let a = rt.array_named("A", vec![1.0f32; 5]);
-    let seen: Arc<Mutex<Vec<(Coherence, Coherence)>>> = Arc::default();
-    let record = |a: &hetflow::Array<f32>, seen: &Arc<Mutex<Vec<_>>>| {
-        let s = a.states();
-        seen.lock()
-            .unwrap()
-            .push((s.get(MemorySpace::Gpu(0)), s.get(MemorySpace::Host)));
-    };
-    let (a0, s0) = (a.clone(), seen.clone());
-    rt.task("T0")
-        .reads(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |_| record(&a0, &s0))
-        .spawn();
-    let (a1, s1, k1) = (a.clone(), seen.clone(), k.clone());
-    rt.task("T1")
-        .read_write(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |cx| {
-            record(&a1, &s1);
-            cx.dispatch_dyn(&k1, &[&a1], k1.groups_for(5))
-        })
-        .spawn();
-    let (a2, s2) = (a.clone(), seen.clone());
-    rt.task("T2")
-        .reads(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |_| record(&a2, &s2))
-        .spawn()
-        .wait()
-        .unwrap();
+    let story = common::parla::spawn(&rt).unwrap();
+    story.last.wait().unwrap();
+    assert_eq!(*story.seen.lock().unwrap(), common::parla::STATES);
+    let a = story.array;
     use Coherence::*;
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![(Shared, Shared), (Modified, Invalid), (Modified, Invalid)]
-    );
     assert_eq!(a.to_vec().unwrap(), vec![2.0; 5]);
     assert_eq!(a.states().get(MemorySpace::Host), Shared);
     let s = rt.stats();

@@ -12,8 +12,7 @@
 
 use std::fmt::Write as _;
 
-use hetflow::data::ReduceOp;
-use hetflow::{Array, DeviceId, MemorySpace, Placement, Runtime, TaskError, Uniform};
+use hetflow::{DeviceId, MemorySpace, Placement, Runtime, TaskError, Uniform};
 use wasm_bindgen::prelude::*;
 
 /// `y = a * x + y`, the shader the native quickstart uses.
@@ -163,46 +162,16 @@ pub async fn quickstart(rt: &Runtime, n: usize) -> Result<Quickstart, Box<dyn st
     })
 }
 
-/// `a[i] = v + i`.
-const FILL: &str = "
-struct P { v: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> a: array<u32>;
-@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&a) { a[id.x] = p.v + id.x; }
-}";
-/// `a[i] += v`.
-const ADD: &str = "
-struct P { v: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> a: array<u32>;
-@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&a) { a[id.x] = a[id.x] + p.v; }
-}";
-/// `d = s`.
-const COPY: &str = "
-@group(0) @binding(0) var<storage, read> s: array<u32>;
-@group(0) @binding(1) var<storage, read_write> d: array<u32>;
-@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if id.x < arrayLength(&d) { d[id.x] = s[id.x]; }
-}";
+#[path = "../../../tests/common/rng.rs"]
+mod rng;
 
-/// A small deterministic generator (splitmix64), so a failing seed replays exactly.
-struct Rng(u64);
+/// The native Parla data-movement story (the same file, included).
+#[path = "../../../tests/common/parla.rs"]
+pub mod parla;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+/// The native differential test's random-DAG program (the same file, included).
+#[path = "../../../tests/common/random_dag.rs"]
+pub mod random_dag;
 
 /// What a random DAG run found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -221,117 +190,23 @@ pub struct DagRun {
 /// WebGPU body and a random placement. Every snapshot and every final array is compared
 /// with sequential execution of the same program; the first difference is the error.
 pub async fn random_dag(rt: &Runtime, seed: u64, tasks: usize) -> Result<DagRun, String> {
-    const ARRAYS: usize = 8;
-    const N: usize = 16;
-    let err = |e: hetflow::DeviceError| e.to_string();
-    let (fill, add, copy) = (
-        rt.kernel(FILL, "main").map_err(err)?,
-        rt.kernel(ADD, "main").map_err(err)?,
-        rt.kernel(COPY, "main").map_err(err)?,
-    );
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let arrays: Vec<Array<u32>> = (0..ARRAYS)
-        .map(|i| rt.array_from(vec![i as u32; N]))
-        .collect();
-    let mut model: Vec<Vec<u32>> = (0..ARRAYS).map(|i| vec![i as u32; N]).collect();
-    let mut checks = Vec::new();
-    let mut refs = Vec::new();
-    let gpu = rt.gpu_count() > 0;
-    for t in 0..tasks {
-        let i = rng.below(ARRAYS);
-        let a = arrays[i].clone();
-        let v = rng.below(1000) as u32;
-        let placement = match rng.below(3) {
-            0 if gpu => Placement::Gpu(0),
-            1 => Placement::Cpu,
-            _ => Placement::Any,
-        };
-        let name = if t % 2 == 0 { "even" } else { "odd" };
-        let handle = match rng.below(4) {
-            0 => {
-                let check = rt.array::<u32>(N);
-                let (a1, c1, a2, c2, k) = (
-                    a.clone(),
-                    check.clone(),
-                    a.clone(),
-                    check.clone(),
-                    copy.clone(),
-                );
-                checks.push((t, check.clone(), model[i].clone()));
-                rt.task(name)
-                    .reads(&a)
-                    .writes(&check)
-                    .on(placement)
-                    .cpu(move |cx| cx.write(&c1).copy_from_slice(cx.read(&a1)))
-                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&a2, &c2], [1, 1, 1]))
-                    .spawn()
-            }
-            1 => {
-                let (a1, a2, k) = (a.clone(), a.clone(), fill.clone());
-                model[i]
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(j, x)| *x = v + j as u32);
-                rt.task(name)
-                    .writes(&a)
-                    .on(placement)
-                    .cpu(move |cx| {
-                        cx.write(&a1)
-                            .iter_mut()
-                            .enumerate()
-                            .for_each(|(j, x)| *x = v + j as u32)
-                    })
-                    .gpu(move |cx| cx.dispatch_dyn(&k, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
-                    .spawn()
-            }
-            k => {
-                let (a1, a2, kern) = (a.clone(), a.clone(), add.clone());
-                model[i].iter_mut().for_each(|x| *x = x.wrapping_add(v));
-                let b = rt.task(name).on(placement);
-                let b = if k == 2 {
-                    b.read_write(&a)
-                } else {
-                    b.reduces(&a, ReduceOp::Add)
-                };
-                b.cpu(move |cx| {
-                    cx.write(&a1)
-                        .iter_mut()
-                        .for_each(|x| *x = x.wrapping_add(v))
-                })
-                .gpu(move |cx| cx.dispatch_dyn(&kern, &[&Uniform([v, 0, 0, 0]), &a2], [1, 1, 1]))
-                .spawn()
-            }
-        };
-        refs.push(handle.task_ref());
-    }
+    let program = random_dag::spawn(rt, seed, tasks).map_err(|e| e.to_string())?;
     rt.idle().await;
     let mut run = DagRun {
         tasks,
         ..DagRun::default()
     };
-    for r in &refs {
+    for r in &program.tasks {
         r.clone().await.map_err(|e: TaskError| e.to_string())?;
         match r.device() {
             Some(DeviceId::Gpu(_)) => run.on_gpu += 1,
             _ => run.on_cpu += 1,
         }
     }
-    for (t, check, want) in checks {
-        let got = check.to_vec_async().await.map_err(|e| e.to_string())?;
+    for (what, array, want) in program.expected() {
+        let got = array.to_vec_async().await.map_err(|e| e.to_string())?;
         if got != want {
-            return Err(format!(
-                "seed {seed}, task {t}: snapshot {got:?}, expected {want:?}"
-            ));
-        }
-        run.checked += 1;
-    }
-    for (i, a) in arrays.iter().enumerate() {
-        let got = a.to_vec_async().await.map_err(|e| e.to_string())?;
-        if got != model[i] {
-            return Err(format!(
-                "seed {seed}, array {i}: {got:?}, expected {:?}",
-                model[i]
-            ));
+            return Err(format!("seed {seed}, {what}: {got:?}, expected {want:?}"));
         }
         run.checked += 1;
     }

@@ -3,11 +3,11 @@
 //! Each test fails when its expected value is wrong; none is skipped when WebGPU is missing
 //! (`gpu()` fails the test instead), since the point is to prove the WebGPU path.
 
-use std::sync::{Arc, Mutex};
-
 use hetflow::neuro::NeuroBackend;
 use hetflow::{Coherence, DeviceError, MemorySpace, Placement, Runtime, TaskError};
-use hetflow_web::{lava_golden, moved, quickstart, random_dag, LAVA_FF_FIXED, LAVA_FF_FLOAT};
+use hetflow_web::{
+    lava_golden, moved, parla, quickstart, random_dag, LAVA_FF_FIXED, LAVA_FF_FLOAT,
+};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -62,46 +62,11 @@ async fn quickstart_dag_runs_saxpy_on_webgpu_and_reductions_on_the_cpu() {
 #[wasm_bindgen_test]
 async fn parla_data_movement_states_and_exact_bytes() {
     let rt = gpu().await;
-    let k = rt
-        .kernel(include_str!("../../../shaders/add_one_f32.wgsl"), "main")
-        .unwrap();
-    let a = rt.array_named("A", vec![1.0f32; 5]);
-    type Seen = Arc<Mutex<Vec<(Coherence, Coherence)>>>;
-    let seen: Seen = Arc::default();
-    let record = |a: &hetflow::Array<f32>, seen: &Seen| {
-        let s = a.states();
-        seen.lock()
-            .unwrap()
-            .push((s.get(MemorySpace::Gpu(0)), s.get(MemorySpace::Host)));
-    };
-    let (a0, s0) = (a.clone(), seen.clone());
-    rt.task("T0")
-        .reads(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |_| record(&a0, &s0))
-        .spawn();
-    let (a1, s1, k1) = (a.clone(), seen.clone(), k.clone());
-    rt.task("T1")
-        .read_write(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |cx| {
-            record(&a1, &s1);
-            cx.dispatch_dyn(&k1, &[&a1], k1.groups_for(5))
-        })
-        .spawn();
-    let (a2, s2) = (a.clone(), seen.clone());
-    rt.task("T2")
-        .reads(&a)
-        .on(Placement::Gpu(0))
-        .gpu(move |_| record(&a2, &s2))
-        .spawn()
-        .await
-        .unwrap();
+    let story = parla::spawn(&rt).unwrap();
+    story.last.await.unwrap();
+    assert_eq!(*story.seen.lock().unwrap(), parla::STATES);
+    let a = story.array;
     use Coherence::*;
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![(Shared, Shared), (Modified, Invalid), (Modified, Invalid)]
-    );
     assert_eq!(a.to_vec_async().await.unwrap(), vec![2.0; 5]);
     assert_eq!(a.states().get(MemorySpace::Host), Shared);
     assert_eq!(moved(&rt, MemorySpace::Host, MemorySpace::Gpu(0)), (1, 20));
