@@ -1,5 +1,5 @@
 //! Shared helpers for integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::OnceLock;
 
@@ -8,6 +8,7 @@ use hetflow::Runtime;
 pub mod parla;
 pub mod random_dag;
 pub mod rng;
+pub use random_dag::ADD_UNIFORM;
 pub use rng::Rng;
 
 /// One runtime with every GPU per test process (creating many Vulkan devices concurrently is
