@@ -1,5 +1,6 @@
 //! The common task costs one allocation: a task with a `'static` name, one body, no arrays
-//! and one possible device is one node; a task declaring one array adds its declaration.
+//! and one possible device is one node; a task declaring one array adds its declaration,
+//! except when a finished task's spare declaration is there to reuse.
 //! Counted by a global allocator over thousands of tasks (the queues' own growth amortises
 //! to nothing), so the test fails if the hot path starts allocating again.
 
@@ -68,6 +69,23 @@ fn the_common_task_is_one_allocation_and_one_array_adds_one() {
     assert!(
         with_array <= 2.05,
         "{with_array:.3} allocations per task declaring one array"
+    );
+    // A task that waits for the previous one finds its declaration's box among the spares
+    // (a finished task gives it back before its dependents and waiters are released).
+    let one_by_one = per_task(&rt, n, |rt, n| {
+        for _ in 0..n {
+            rt.task("link")
+                .read_write(&a)
+                .on(Placement::Cpu)
+                .cpu(|_| ())
+                .spawn()
+                .wait()
+                .unwrap();
+        }
+    });
+    assert!(
+        one_by_one <= 1.05,
+        "{one_by_one:.3} allocations per task declaring one array, spawned one by one"
     );
     let chained = per_task(&rt, n, |rt, n| {
         let mut prev = rt.task("link").on(Placement::Cpu).cpu(|_| ()).spawn();

@@ -61,6 +61,10 @@ pub(crate) struct Core {
     /// This runtime's id, as its arrays name it (resolved through the registry above).
     pub(crate) id: OwnerId,
     pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
+    /// Declarations of finished tasks, emptied, for the next spawns to reuse: a task
+    /// declaring arrays is spawned on one thread and finishes on another, and the allocator
+    /// makes that box's round trip cost several hundred instructions (`Core::decl_box`).
+    spare_decls: crossbeam_queue::ArrayQueue<Box<crate::task::node::Decl>>,
     /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
     /// under them yet, by address (spawned ones are pruned as it grows).
     key_waits: Mutex<HashMap<usize, Arc<Node>>>,
@@ -78,7 +82,28 @@ pub(crate) struct CoreConfig {
     pub stealing: bool,
 }
 
+/// Spare declarations kept (a few KiB): enough for the tasks in flight of a chain or a
+/// burst of spawns; more are freed.
+const SPARE_DECLS: usize = 64;
+
 impl Core {
+    /// A box for a task's declaration: a spare one if any (see `spare_decls`), else new.
+    pub(crate) fn decl_box(&self, decl: crate::task::node::Decl) -> Box<crate::task::node::Decl> {
+        match self.spare_decls.pop() {
+            Some(mut b) => {
+                *b = decl;
+                b
+            }
+            None => Box::new(decl),
+        }
+    }
+
+    /// Takes back a finished task's declaration (its arrays released now) for reuse.
+    pub(crate) fn recycle_decl(&self, mut decl: Box<crate::task::node::Decl>) {
+        *decl = crate::task::node::Decl::default();
+        let _ = self.spare_decls.push(decl);
+    }
+
     pub(crate) fn new(
         pool: Arc<CpuPool>,
         drivers: Vec<Arc<GpuDriver>>,
@@ -108,6 +133,7 @@ impl Core {
             trackers: SharedTrackers::default(),
             id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
             kernels: Mutex::new(HashMap::new()),
+            spare_decls: crossbeam_queue::ArrayQueue::new(SPARE_DECLS),
             key_waits: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             topology,

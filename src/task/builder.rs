@@ -232,7 +232,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         // do. One without arrays goes into the node now; one with arrays once they are
         // tracked (below), while nothing can schedule the node yet.
         let decl = (only.is_none() || !accesses.is_empty()).then(|| {
-            Box::new(Decl {
+            core.decl_box(Decl {
                 placement,
                 accesses,
                 booking: Booking::default(),

@@ -1149,6 +1149,11 @@ impl CpuJob for Node {
                 }
             }
         }
+        // The declaration is done with (its arrays were prepared and committed): back to
+        // the spares before the dependents are released, so a spawn they trigger reuses it.
+        if let Some(decl) = work.decl {
+            core.recycle_decl(decl);
+        }
         quiet_next_push(|| self.finish(result));
     }
 }
