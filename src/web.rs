@@ -13,10 +13,14 @@
 //!   error scopes and buffer mappings through the event loop, so the driver awaits them and
 //!   the CPU pump fetches a task's GPU inputs before running it.
 //!
+//! Neural networks (`neuro`) run with `Process::run_async` and are read with
+//! `Monitor::data_async` / `Var::get_async`: the run loop is the same async code as natively,
+//! its GPU waits awaited here; CPU processes run one after another on the page's thread.
+//!
 //! Absent on wasm32: memory slots and MPI (`comm`), the distributed runtime (`dist`), remote
-//! buffers (`remote`), the neural-process runtime (`neuro`, which runs on a thread of its
-//! own), tiled linear algebra (`linalg`, faer's kernels) and performance-model files. A task
-//! body that panics aborts the page's module (wasm32 has no unwinding).
+//! buffers (`remote`), non-blocking neural runs, tiled linear algebra (`linalg`, faer's
+//! kernels) and performance-model files. A task body that panics aborts the page's module
+//! (wasm32 has no unwinding).
 //!
 //! ```ignore
 //! // In a wasm-bindgen entry point:
