@@ -156,6 +156,11 @@ async fn lava_lif_dense_fixed_point_is_bit_exact_on_webgpu() {
         "{}",
         r.process_graph
     );
+    assert!(
+        r.process_graph.contains("GPU synapses: event-driven"),
+        "{}",
+        r.process_graph
+    );
     assert_eq!(r.tag, "fixed_pt");
     assert_eq!(r.num_steps, 100);
     // spikes, u and v of 20 + 10 neurons for 100 steps, the final u and v, the weights.
@@ -190,6 +195,13 @@ async fn lava_floating_point_runs_in_f32_within_1e4_on_webgpu() {
     // and the network runs in f32.
     assert!(
         r.process_graph.contains("GPU element type: F32"),
+        "{}",
+        r.process_graph
+    );
+    // f32 has atomics: the event-driven synapses (lavapipe runs floating point in f64,
+    // which has none, so this is where the f32 event path is checked against Lava).
+    assert!(
+        r.process_graph.contains("GPU synapses: event-driven"),
         "{}",
         r.process_graph
     );
