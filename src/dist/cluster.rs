@@ -33,6 +33,7 @@ trait LocalCopy: Send + Sync {
         info: MsgInfo,
         rank: usize,
         pool: Arc<BufferPool>,
+        priority: i32,
     ) -> TaskHandle<Vec<u8>>;
     fn spawn_recv(
         &self,
@@ -41,6 +42,7 @@ trait LocalCopy: Send + Sync {
         after: &Event,
         slot: Payload,
         pool: Arc<BufferPool>,
+        priority: i32,
     ) -> TaskRef;
 }
 
@@ -60,10 +62,12 @@ impl<T: Pod> LocalCopy for Array<T> {
         info: MsgInfo,
         rank: usize,
         pool: Arc<BufferPool>,
+        priority: i32,
     ) -> TaskHandle<Vec<u8>> {
         rt.task(name)
             .args(self.read())
             .on(Placement::Cpu)
+            .priority(priority)
             .cpu(move |a| data_message(&pool, &info, rank, bytemuck::cast_slice(a)))
             .spawn()
     }
@@ -75,11 +79,13 @@ impl<T: Pod> LocalCopy for Array<T> {
         after: &Event,
         slot: Payload,
         pool: Arc<BufferPool>,
+        priority: i32,
     ) -> TaskRef {
         rt.task(name)
             .args(self.write())
             .after(after)
             .on(Placement::Cpu)
+            .priority(priority)
             .cpu_try(move |a| {
                 let msg = slot.lock().take().unwrap_or_default();
                 let dst: &mut [u8] = bytemuck::cast_slice_mut(a);
@@ -463,8 +469,14 @@ impl Cluster {
     }
 
     /// Posts this rank's part of `t`: a send task if it holds the version, a receive (and the
-    /// task that lands it in the local copy) if it needs it.
-    fn transfer(&self, t: &Transfer, flow: u64) -> Result<Option<TaskRef>, DistError> {
+    /// task that lands it in the local copy) if it needs it; both with the priority of the
+    /// task that needs the data.
+    fn transfer(
+        &self,
+        t: &Transfer,
+        flow: u64,
+        priority: i32,
+    ) -> Result<Option<TaskRef>, DistError> {
         let (rank, rt) = (self.rank(), &self.inner.rt);
         if t.src != rank && t.dst != rank {
             return Ok(None);
@@ -484,7 +496,7 @@ impl Cluster {
                 .fetch_add(local.bytes() as u64, Ordering::Relaxed);
             let name = format!("send {} -> {}", info.label, t.dst);
             let pool = self.inner.shared.pool.clone();
-            let data = local.spawn_send(rt, name, info.clone(), rank, pool);
+            let data = local.spawn_send(rt, name, info.clone(), rank, pool, priority);
             self.send(Cmd::Send {
                 dst: t.dst,
                 tag,
@@ -498,7 +510,7 @@ impl Cluster {
         let slot: Payload = Arc::default();
         let bytes = local.bytes();
         let pool = self.inner.shared.pool.clone();
-        let done = local.spawn_recv(rt, name, &ev, slot.clone(), pool);
+        let done = local.spawn_recv(rt, name, &ev, slot.clone(), pool, priority);
         self.send(Cmd::Recv {
             src: t.src,
             tag,
@@ -797,7 +809,7 @@ impl<T: Pod> DistArray<T> {
             let (transfers, hash) = flow.gather(self.id);
             let mut recv = None;
             for t in &transfers {
-                if let Some(r) = c.transfer(t, hash)? {
+                if let Some(r) = c.transfer(t, hash, 0)? {
                     recv = Some(r);
                 }
             }
@@ -962,6 +974,7 @@ impl<T: Send + 'static> DistTaskBuilder<T> {
             accesses,
             foreign,
             on_rank: None,
+            priority: 0,
             inner,
         }
     }
@@ -976,6 +989,7 @@ pub struct DistTask<T, A: DistArgs> {
     accesses: Vec<(u64, Mode)>,
     foreign: Option<String>,
     on_rank: Option<usize>,
+    priority: i32,
     inner: ArgsTask<T, A::Local>,
 }
 
@@ -989,6 +1003,16 @@ impl<T: Send + 'static, A: DistArgs> DistTask<T, A> {
     /// Where the task may run inside its rank (CPU, a GPU, any).
     pub fn on(mut self, placement: Placement) -> Self {
         self.inner = self.inner.on(placement);
+        self
+    }
+
+    /// Its priority among the ready CPU tasks of the rank that runs it (see
+    /// [`crate::TaskBuilder::priority`]). The transfers of its inputs get the same
+    /// priority: the holder's send task and the receiver's landing task, so that data a
+    /// critical task waits for leaves as soon as it exists.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self.inner = self.inner.priority(priority);
         self
     }
 
@@ -1051,7 +1075,7 @@ impl<T: Send + 'static, A: DistArgs> DistTask<T, A> {
         let plan = flow.plan(&self.name, &self.accesses, self.on_rank)?;
         let mut local = Vec::new();
         for t in &plan.transfers {
-            if let Some(r) = c.transfer(t, plan.hash)? {
+            if let Some(r) = c.transfer(t, plan.hash, self.priority)? {
                 local.push(r);
             }
         }

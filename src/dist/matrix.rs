@@ -183,13 +183,14 @@ fn product(
     c: &Cluster,
     name: String,
     (a, b, m): (&DistArray<f32>, &DistArray<f32>, &DistArray<f32>),
-    t: usize,
+    (t, priority): (usize, i32),
     cpu: fn(&[f32], &[f32], &mut [f32], usize),
     k: &Option<Kernel>,
 ) -> Result<DistHandle<()>, DistError> {
     let task = c
         .task(name)
         .args((a.read(), b.read(), m.read_write()))
+        .priority(priority)
         .cpu(move |(a, b, m)| cpu(a, b, m, t));
     let groups = [t.div_ceil(16) as u32, t.div_ceil(16) as u32, 1];
     match k {
@@ -213,20 +214,23 @@ pub fn cholesky(
     gpu_updates: bool,
 ) -> Result<Vec<DistHandle<()>>, DistError> {
     let t = m.tile;
+    let nt = m.tiles_per_side();
     let k = kernel(c, gpu_updates, "nt_sub")?;
-    cholesky_ops(m.tiles_per_side())
+    cholesky_ops(nt)
         .into_iter()
         .map(|op| match op {
             TileOp::Potrf(kk) => c
                 .task(format!("potrf({kk})"))
                 .args(m.tile(kk, kk).read_write())
                 .on(Placement::Cpu)
+                .priority(op.priority(nt))
                 .cpu_try(move |a| potrf(a, t, kk))
                 .spawn(),
             TileOp::Trsm(i, kk) => c
                 .task(format!("trsm({i},{kk})"))
                 .args((m.tile(kk, kk).read(), m.tile(i, kk).read_write()))
                 .on(Placement::Cpu)
+                .priority(op.priority(nt))
                 .cpu(move |(l, b)| trsm(l, b, t))
                 .spawn(),
             TileOp::Syrk(i, kk) => {
@@ -235,7 +239,7 @@ pub fn cholesky(
                     c,
                     format!("syrk({i},{kk})"),
                     (aik, aik, m.tile(i, i)),
-                    t,
+                    (t, op.priority(nt)),
                     gemm_nt,
                     &k,
                 )
@@ -244,7 +248,7 @@ pub fn cholesky(
                 c,
                 format!("gemm({i},{j},{kk})"),
                 (m.tile(i, kk), m.tile(j, kk), m.tile(i, j)),
-                t,
+                (t, op.priority(nt)),
                 gemm_nt,
                 &k,
             ),
@@ -277,7 +281,7 @@ pub fn gemm(
                     c,
                     format!("gemm({i},{j},{kk})"),
                     (a.tile(i, kk), b.tile(kk, j), cm.tile(i, j)),
-                    t,
+                    (t, 0),
                     gemm_nn,
                     &k,
                 )?);

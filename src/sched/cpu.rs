@@ -12,6 +12,7 @@ use crossbeam_utils::sync::{Parker, Unparker};
 use parking_lot::Mutex;
 
 use super::job::{CpuJobRef, CpuStealHook};
+use super::ranked::Ranked;
 use super::sleep::Sleep;
 
 /// How many queued CPU jobs an idle GPU driver looks at per steal attempt.
@@ -19,6 +20,8 @@ const GPU_STEAL_LOOKS: usize = 8;
 
 pub(crate) struct CpuPool {
     injector: Injector<CpuJobRef>,
+    /// Jobs with a priority other than 0 (`ranked.rs`: the tiers workers take them in).
+    ranked: Ranked<CpuJobRef>,
     stealers: Vec<Stealer<CpuJobRef>>,
     sleep: Sleep,
     shutdown: AtomicBool,
@@ -61,6 +64,7 @@ impl CpuPool {
         let parkers: Vec<Parker> = (0..n).map(|_| Parker::new()).collect();
         let pool = Arc::new(CpuPool {
             injector: Injector::new(),
+            ranked: Ranked::default(),
             stealers: deques.iter().map(|d| d.stealer()).collect(),
             sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
             shutdown: AtomicBool::new(false),
@@ -93,9 +97,9 @@ impl CpuPool {
         self.sleep.sleepers()
     }
 
-    /// Jobs waiting in the global queue (a hint for placement).
+    /// Jobs waiting in the global queues (a hint for placement).
     pub(crate) fn queued(&self) -> usize {
-        self.injector.len()
+        self.injector.len() + self.ranked.len()
     }
 
     /// Queues a job: on the current worker's own deque when called from one of this pool's
@@ -116,6 +120,12 @@ impl CpuPool {
             }
             _ => self.injector.push(job),
         }
+        self.sleep.notify_one();
+    }
+
+    /// Queues a job with a priority other than 0 (`ranked.rs`), then wakes a sleeper.
+    pub(crate) fn push_ranked(&self, job: CpuJobRef, priority: i32) {
+        self.ranked.push(job, priority);
         self.sleep.notify_one();
     }
 
@@ -169,14 +179,21 @@ impl CpuPool {
 
     /// Jobs queued in the injector and the workers' deques (a hint).
     pub(crate) fn queued_anywhere(&self) -> usize {
-        self.injector.len() + self.stealers.iter().map(|s| s.len()).sum::<usize>()
+        self.queued() + self.stealers.iter().map(|s| s.len()).sum::<usize>()
     }
 
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty()
+            || !self.ranked.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
     }
 
+    /// The next job for worker `w`, in the tiers of `ranked.rs`: ranked above 0, then the
+    /// default priority (own deque, injector, peers), then ranked below 0; then the GPUs'.
     fn find_work(&self, w: &WorkerLocal) -> Option<CpuJobRef> {
+        if let Some(j) = self.ranked.pop_above(Some(0)) {
+            return Some(j);
+        }
         if let Some(j) = w.deque.pop() {
             return Some(j);
         }
@@ -198,6 +215,9 @@ impl CpuPool {
                 }
             }
             if !retry {
+                if let Some(j) = self.ranked.pop_above(None) {
+                    return Some(j);
+                }
                 // Every CPU queue is empty: maybe a GPU's queue has work that finishes sooner
                 // here.
                 return self.steal.get().and_then(|h| h());

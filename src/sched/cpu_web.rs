@@ -17,6 +17,9 @@
 //! - The pump yields to the event loop (a zero-delay timer) after `SLICE` of work, so WebGPU's
 //!   callbacks (submissions done, buffers mapped) and the page stay live while a long graph
 //!   runs. It ends when the queue is empty, clearing `pumping` under the lock.
+//! - Jobs with a priority other than 0 wait in a [`Ranked`] queue beside the FIFO, and the
+//!   pump takes the tiers of `ranked.rs` in order (above 0, the FIFO, below 0). A ranked push
+//!   schedules a pump under the same lock as a plain one.
 //! - There is one "worker": the pump. Heterogeneous stealing is not offered (nothing idles).
 
 use std::collections::VecDeque;
@@ -26,12 +29,14 @@ use std::task::Waker;
 use parking_lot::Mutex;
 
 use super::job::{CpuJobRef, CpuStealHook};
+use super::ranked::Ranked;
 
 /// How long the pump runs jobs before it lets the event loop run.
 const SLICE: std::time::Duration = std::time::Duration::from_millis(4);
 
 struct Queue {
     jobs: VecDeque<CpuJobRef>,
+    ranked: Ranked<CpuJobRef>,
     pumping: bool,
     shutdown: bool,
 }
@@ -46,6 +51,7 @@ impl CpuPool {
         Ok(Arc::new(CpuPool {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                ranked: Ranked::default(),
                 pumping: false,
                 shutdown: false,
             }),
@@ -62,7 +68,8 @@ impl CpuPool {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queue.lock().jobs.len()
+        let q = self.queue.lock();
+        q.jobs.len() + q.ranked.len()
     }
 
     pub(crate) fn queued_anywhere(&self) -> usize {
@@ -71,9 +78,18 @@ impl CpuPool {
 
     /// Queues a job and makes sure a pump will run it.
     pub(crate) fn push(self: &Arc<Self>, job: CpuJobRef) {
+        self.enqueue(|q| q.jobs.push_back(job));
+    }
+
+    /// Queues a job with a priority other than 0 (`ranked.rs`).
+    pub(crate) fn push_ranked(self: &Arc<Self>, job: CpuJobRef, priority: i32) {
+        self.enqueue(|q| q.ranked.push(job, priority));
+    }
+
+    fn enqueue(self: &Arc<Self>, add: impl FnOnce(&mut Queue)) {
         let start = {
             let mut q = self.queue.lock();
-            q.jobs.push_back(job);
+            add(&mut q);
             !std::mem::replace(&mut q.pumping, true)
         };
         if start {
@@ -102,7 +118,11 @@ impl CpuPool {
 
     fn pop(&self) -> Option<CpuJobRef> {
         let mut q = self.queue.lock();
-        let j = q.jobs.pop_front();
+        let j = q
+            .ranked
+            .pop_above(Some(0))
+            .or_else(|| q.jobs.pop_front())
+            .or_else(|| q.ranked.pop_above(None));
         if j.is_none() {
             q.pumping = false;
             if q.shutdown {

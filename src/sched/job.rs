@@ -12,6 +12,8 @@ use crate::data::transfer::BatchTransfers;
 /// A unit of CPU work.
 pub(crate) trait CpuJob: Send + Sync {
     fn run_on_cpu(self: Arc<Self>);
+    /// The job's priority among ready CPU jobs (0 by default; tiers in `ranked.rs`).
+    fn priority(&self) -> i32;
     /// Heterogeneous stealing: whether idle GPU `gpu` should run this queued job instead. When
     /// it returns true the job has been retargeted and the caller must take it.
     fn move_to_gpu(&self, gpu: usize) -> bool;

@@ -10,6 +10,8 @@
 //! Invariants:
 //! - a job pushed to the pool is run exactly once, by some worker, even if every worker was
 //!   asleep when it was pushed (no lost wake-up);
+//! - ready CPU jobs run by priority tier (`ranked`: above 0, then the default 0 in the
+//!   deques' order, then below 0); a priority never reorders dependencies;
 //! - idle workers and idle drivers block; nothing spins;
 //! - GPU jobs of one device are submitted in the order they were encoded, so a job may rely on
 //!   every job encoded before it on the same device having executed first;
@@ -30,6 +32,7 @@ pub(crate) mod gpu;
 pub(crate) mod job;
 pub mod perfmodel;
 pub mod placement;
+pub(crate) mod ranked;
 pub(crate) mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 mod sleep;

@@ -261,7 +261,10 @@ impl Scheduler {
                 }
             }
             DeviceId::Cpu => {
-                self.pool.push(job);
+                match job.priority() {
+                    0 => self.pool.push(job),
+                    p => self.pool.push_ranked(job, p),
+                }
                 // An idle GPU may want this job: every worker is busy.
                 if hint && self.pool.idle_workers() == 0 {
                     if let Some(d) = self.drivers.iter().find(|d| d.is_idle()) {
@@ -460,6 +463,9 @@ mod tests {
         fn run_on_cpu(self: Arc<Self>) {
             let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
             let _ = self.done.lock().send(n);
+        }
+        fn priority(&self) -> i32 {
+            0
         }
         fn move_to_gpu(&self, _gpu: usize) -> bool {
             false

@@ -365,6 +365,12 @@ impl<T: Send + 'static, A: TaskArgs> ArgsTask<T, A> {
         self
     }
 
+    /// Its priority among ready CPU tasks (see [`TaskBuilder::priority`]).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.inner = self.inner.priority(priority);
+        self
+    }
+
     /// The CPU body: receives the arguments' host views in declared order (`&[T]` for a
     /// read, `&mut [T]` otherwise). Its return value is the task's value.
     pub fn cpu(self, f: impl for<'a> FnOnce(A::Cpu<'a>) -> T + Send + 'static) -> Self {

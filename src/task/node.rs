@@ -35,7 +35,7 @@
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 
@@ -234,6 +234,8 @@ pub(crate) struct Spawned {
     /// Its declaration, when it has one now (arrays are added by [`Node::set_decl`] once
     /// tracked).
     pub decl: Option<Box<Decl>>,
+    /// Its priority among ready CPU jobs.
+    pub priority: i32,
 }
 
 impl Spawned {
@@ -318,6 +320,9 @@ pub(crate) struct Node {
     /// The runtime this node was spawned on (a key's node: in `ext`).
     runtime: Option<RuntimeHandle>,
     ext: Option<Box<Ext>>,
+    /// Its priority among ready CPU jobs (`TaskBuilder::priority`; a key's node gets it when
+    /// its task is attached, before it can be ready).
+    priority: AtomicI32,
     st: Mutex<NodeState>,
 }
 
@@ -337,6 +342,7 @@ const _: () = {
     send_sync::<&'static str>();
     send_sync::<Option<RuntimeHandle>>();
     send_sync::<Option<Box<Ext>>>();
+    send_sync::<AtomicI32>();
     send_sync::<Mutex<NodeState>>();
 };
 
@@ -460,6 +466,7 @@ impl Node {
             name,
             runtime,
             ext,
+            priority: AtomicI32::new(0),
             st: Mutex::new(st),
         })
     }
@@ -473,7 +480,11 @@ impl Node {
             rare: None,
         };
         let flags = encode_device(t.only) << ONLY_SHIFT;
-        Node::make(t.name, Some(t.runtime), None, st, flags)
+        let node = Node::make(t.name, Some(t.runtime), None, st, flags);
+        if t.priority != 0 {
+            node.priority.store(t.priority, Ordering::Relaxed);
+        }
+        node
     }
 
     /// The node of `space[key]` before a task is spawned under it.
@@ -513,6 +524,7 @@ impl Node {
             let _ = ext.name.set(t.name);
             let _ = ext.runtime.set(t.runtime);
         }
+        self.priority.store(t.priority, Ordering::Relaxed);
         self.flags
             .fetch_or(encode_device(t.only) << ONLY_SHIFT, Ordering::AcqRel);
         let mut st = self.st.lock();
@@ -1091,6 +1103,12 @@ impl Node {
 }
 
 impl CpuJob for Node {
+    fn priority(&self) -> i32 {
+        // Written before the node can be ready; readiness is published by `remaining`'s
+        // AcqRel decrement, which orders this load after the store.
+        self.priority.load(Ordering::Relaxed)
+    }
+
     fn move_to_gpu(&self, gpu: usize) -> bool {
         self.steal_to(DeviceId::Cpu, DeviceId::Gpu(gpu), 0)
     }
