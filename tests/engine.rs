@@ -385,3 +385,53 @@ fn readers_of_one_array_run_concurrently_and_a_writer_waits_for_them() {
     assert_eq!(a.to_vec().unwrap(), vec![9; 16]);
     assert!(order.pos("w") > order.pos("r1") && order.pos("w") > order.pos("r2"));
 }
+
+#[test]
+fn ready_tasks_run_by_priority_tier_and_fifo_among_equals() {
+    // One worker, held by a gate task while every other task is queued, so that the order in
+    // which it takes the ready tasks is the scheduler's alone.
+    let rt = Runtime::builder().cpu_workers(1).no_gpu().build().unwrap();
+    let ts = TaskSpace::new("P");
+    let log = Log::default();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (open_tx, open_rx) = std::sync::mpsc::channel::<()>();
+    let gate = rt
+        .task("gate")
+        .cpu(move |_| {
+            started_tx.send(()).unwrap();
+            open_rx.recv().unwrap();
+        })
+        .spawn();
+    started_rx.recv().unwrap();
+    let task = |name: &'static str, priority: i32| {
+        let l = log.clone();
+        rt.task(name)
+            .on(Placement::Cpu)
+            .priority(priority)
+            .cpu(move |_| l.push(name))
+    };
+    let mut handles = vec![
+        task("d", 10).spawn(),
+        task("b", 5).spawn(),
+        task("e", 5).spawn(),
+    ];
+    let a = task("a", 0).spawn();
+    // Ready only when `a` has run: then it outranks everything still queued.
+    handles.push(task("g", 20).after(&a).spawn());
+    handles.push(a);
+    handles.push(task("f", 0).spawn());
+    handles.push(task("c", -3).spawn());
+    // A key's task gets its priority when it is attached to the placeholder `i` created.
+    handles.push(task("i", -5).after_key(&ts, 0).spawn());
+    handles.push(task("h", 7).key(&ts, 0).spawn());
+    open_tx.send(()).unwrap();
+    gate.wait().unwrap();
+    for h in handles {
+        h.wait().unwrap();
+    }
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        ["d", "h", "b", "e", "a", "g", "f", "c", "i"],
+        "tier above 0 highest first (FIFO among equals), then 0 in queue order, then below 0"
+    );
+}

@@ -142,7 +142,9 @@ impl CpuPool {
     /// Heterogeneous stealing, the GPU side: looks at up to `GPU_STEAL_LOOKS` queued jobs
     /// (injector first, then the oldest job of each worker) and takes the first that
     /// `CpuJob::move_to_gpu` agrees to move. The others go back to the injector, with a
-    /// wake-up, so that none is stranded while a worker sleeps.
+    /// wake-up, so that none is stranded while a worker sleeps. Ranked jobs (a priority
+    /// other than 0) are not offered: putting one back would cost it its tier, and a job a
+    /// user ranked is one they want where its placement put it.
     pub(crate) fn steal_for_gpu(&self, gpu: usize) -> Option<CpuJobRef> {
         let mut looked = Vec::new();
         let mut found = None;

@@ -438,6 +438,7 @@ impl Node {
         key: Option<(String, TaskKey, String)>,
         st: NodeState,
         flags: u32,
+        priority: i32,
     ) -> Arc<Node> {
         let (name, ext) = match (name, key) {
             (Cow::Borrowed(s), None) => (s, None),
@@ -466,7 +467,7 @@ impl Node {
             name,
             runtime,
             ext,
-            priority: AtomicI32::new(0),
+            priority: AtomicI32::new(priority),
             st: Mutex::new(st),
         })
     }
@@ -480,11 +481,7 @@ impl Node {
             rare: None,
         };
         let flags = encode_device(t.only) << ONLY_SHIFT;
-        let node = Node::make(t.name, Some(t.runtime), None, st, flags);
-        if t.priority != 0 {
-            node.priority.store(t.priority, Ordering::Relaxed);
-        }
-        node
+        Node::make(t.name, Some(t.runtime), None, st, flags, t.priority)
     }
 
     /// The node of `space[key]` before a task is spawned under it.
@@ -496,13 +493,14 @@ impl Node {
             Some((space.to_string(), key.clone(), label)),
             NodeState::default(),
             0,
+            0,
         )
     }
 
     /// A node completed from outside the graph ([`super::Event`]): no body, no runtime; it
     /// finishes when its trigger fires (or is dropped).
     pub(crate) fn event(name: String) -> Arc<Node> {
-        Node::make(Cow::Owned(name), None, None, NodeState::default(), 0)
+        Node::make(Cow::Owned(name), None, None, NodeState::default(), 0, 0)
     }
 
     /// A node that is already finished with `result` (spawn errors).
@@ -515,7 +513,7 @@ impl Node {
             slot,
             ..NodeState::default()
         };
-        Node::make(name, None, None, st, flags)
+        Node::make(name, None, None, st, flags, 0)
     }
 
     /// Gives a key's node the task spawned under it (after [`Node::try_claim`]).
