@@ -8,7 +8,8 @@
 //!   --workers N    CPU workers per rank (default: the runtime's default)
 //!   --cpu          no GPU (tile updates on the CPU)
 //!   --local        the single-process run of the same tiles and kernels (no mpirun needed)
-//!   FILE.json      rank 0 writes one Chrome trace of every rank (open it in Perfetto)
+//!   FILE.json      rank 0 writes one Chrome trace of every rank (open it in Perfetto);
+//!                  with --local, the trace of the single-process run
 //! ```
 //! Prints GFLOP/s, tile messages and bytes sent per rank against what the layout implies,
 //! and the residual ‖A − L Lᵀ‖ / ‖A‖.
@@ -70,11 +71,15 @@ fn main() {
         let h = rt.handle();
         let m = hetflow::linalg::TiledMatrix::from_dense(&h, &a, n, tile)
             .unwrap_or_else(|e| fail("matrix", e));
+        if trace.is_some() {
+            h.start_trace();
+        }
         let t0 = Instant::now();
         hetflow::linalg::cholesky(&h, &m, gpu).unwrap_or_else(|e| fail("cholesky", e));
         rt.wait_idle_checked()
             .unwrap_or_else(|e| fail("cholesky", e));
         let secs = t0.elapsed().as_secs_f64();
+        let local_trace = trace.map(|p| (p, h.take_trace()));
         println!(
             "single process, {} workers, n = {n}, tile = {tile}",
             workers.map_or("default".to_string(), |w| w.to_string())
@@ -82,6 +87,10 @@ fn main() {
         println!("time {secs:.3} s, {:.2} GFLOP/s", flops / secs / 1e9);
         let l = m.to_dense_lower().unwrap_or_else(|e| fail("factor", e));
         println!("residual {:.2e}", residual(&a, &l, n));
+        if let Some((path, t)) = local_trace {
+            t.write_chrome_json(path).unwrap_or_else(|e| fail("trace", e));
+            println!("trace written to {path}");
+        }
         return;
     }
     let c = Cluster::mpi(&rt.handle()).unwrap_or_else(|e| fail("cluster", e));
