@@ -88,7 +88,8 @@ fn main() {
         let l = m.to_dense_lower().unwrap_or_else(|e| fail("factor", e));
         println!("residual {:.2e}", residual(&a, &l, n));
         if let Some((path, t)) = local_trace {
-            t.write_chrome_json(path).unwrap_or_else(|e| fail("trace", e));
+            t.write_chrome_json(path)
+                .unwrap_or_else(|e| fail("trace", e));
             println!("trace written to {path}");
         }
         return;
