@@ -3,15 +3,25 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, RwLock};
 
 use hetflow::data::ReduceOp;
 use hetflow::{Placement, Runtime, Uniform};
 
 const ADD_INTO: &str = include_str!("../shaders/add_f32.wgsl");
 
+/// The memory test reads the process's resident size, which every test in this binary shares:
+/// it holds this lock for writing so that no other test allocates while it measures; the
+/// others hold it for reading and run concurrently with each other as before.
+static RSS_QUIET: RwLock<()> = RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    RSS_QUIET.read().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn cpu_reducers_run_concurrently_and_fold_before_the_read() {
+    let _shared = shared();
     let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
     let a = rt.array_from(vec![10.0f32; 8]);
     // Both reducers wait on one barrier: they only finish if they run at the same time.
@@ -36,6 +46,7 @@ fn cpu_reducers_run_concurrently_and_fold_before_the_read() {
 
 #[test]
 fn every_operation_on_the_cpu() {
+    let _shared = shared();
     let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
     for (op, init, parts, want) in [
         (ReduceOp::Add, 1i32, vec![2, 3, 4], 10),
@@ -57,6 +68,7 @@ fn every_operation_on_the_cpu() {
 
 #[test]
 fn reducers_of_another_op_and_writers_are_ordered() {
+    let _shared = shared();
     let rt = Runtime::builder().cpu_workers(2).no_gpu().build().unwrap();
     let a = rt.array_from(vec![1.0f64; 2]);
     let add = |v: f64| {
@@ -84,6 +96,7 @@ fn reducers_of_another_op_and_writers_are_ordered() {
 
 #[test]
 fn gpu_and_cpu_reducers_together() {
+    let _shared = shared();
     let Some(_) = common::gpu_runtime() else {
         return;
     };
@@ -126,6 +139,7 @@ fn gpu_and_cpu_reducers_together() {
 
 #[test]
 fn reading_a_reduced_array_inside_the_reducer_is_an_error() {
+    let _shared = shared();
     let rt = Runtime::builder().cpu_workers(1).no_gpu().build().unwrap();
     let a = rt.array_from(vec![1u32; 2]);
     let a2 = a.clone();
@@ -155,6 +169,7 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn gpu_partials_count_against_the_budget_and_spill_under_it() {
+    let _quiet = RSS_QUIET.write().unwrap_or_else(|e| e.into_inner());
     if common::gpu_runtime().is_none() {
         return;
     }
