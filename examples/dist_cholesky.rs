@@ -24,21 +24,6 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
-/// ‖A − L Lᵀ‖_F / ‖A‖_F over the lower triangle.
-fn residual(a: &[f32], l: &[f32], n: usize) -> f64 {
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for i in 0..n {
-        for j in 0..=i {
-            let s: f64 = (0..=j)
-                .map(|k| l[i * n + k] as f64 * l[j * n + k] as f64)
-                .sum();
-            num += (a[i * n + j] as f64 - s).powi(2);
-            den += (a[i * n + j] as f64).powi(2);
-        }
-    }
-    (num / den).sqrt()
-}
-
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| argv.iter().any(|a| a == f);
@@ -86,7 +71,10 @@ fn main() {
         );
         println!("time {secs:.3} s, {:.2} GFLOP/s", flops / secs / 1e9);
         let l = m.to_dense_lower().unwrap_or_else(|e| fail("factor", e));
-        println!("residual {:.2e}", residual(&a, &l, n));
+        println!(
+            "residual {:.2e}",
+            hetflow::linalg::cholesky_residual(&a, &l, n).unwrap_or_else(|e| fail("residual", e))
+        );
         if let Some((path, t)) = local_trace {
             t.write_chrome_json(path)
                 .unwrap_or_else(|e| fail("trace", e));
@@ -142,6 +130,9 @@ fn main() {
                 r.rank, r.messages_sent, r.bytes_sent, r.messages_received, r.cache_hits
             );
         }
-        println!("residual {:.2e}", residual(&a, &l, n));
+        println!(
+            "residual {:.2e}",
+            hetflow::linalg::cholesky_residual(&a, &l, n).unwrap_or_else(|e| fail("residual", e))
+        );
     }
 }

@@ -10,4 +10,4 @@
 
 pub(crate) mod tiled;
 
-pub use tiled::{cholesky, gemm, spd_matrix, LinalgError, TiledMatrix};
+pub use tiled::{cholesky, cholesky_residual, gemm, spd_matrix, LinalgError, TiledMatrix};

@@ -377,3 +377,51 @@ pub fn spd_matrix(n: usize, seed: u64) -> Vec<f32> {
     let a = mm * mm.transpose() * faer::Scale(1.0 / n as f32) + faer::Mat::<f32>::identity(n, n);
     (0..n * n).map(|k| a[(k / n, k % n)]).collect()
 }
+
+/// The relative residual ‖A − L Lᵀ‖_F / ‖A‖_F of a Cholesky factor, in `f64`.
+///
+/// `a` and `l` are row-major `n × n`; only the lower triangle of `l` is read (what lies above
+/// the diagonal is taken as zero) and the whole of `a`. The product is one faer matrix
+/// multiplication in `f64` (O(n³), sequential), so the check does not hide the factor's own
+/// `f32` rounding.
+///
+/// ```
+/// let a = vec![4.0f32, 2.0, 2.0, 5.0];
+/// let l = vec![2.0f32, 0.0, 1.0, 2.0];
+/// assert!(hetflow::linalg::cholesky_residual(&a, &l, 2)? < 1e-12);
+/// assert!(hetflow::linalg::cholesky_residual(&a, &l[..3], 2).is_err());
+/// # Ok::<(), hetflow::linalg::LinalgError>(())
+/// ```
+///
+/// # Errors
+/// [`LinalgError::Shape`] when `a` or `l` does not hold `n × n` values.
+pub fn cholesky_residual(a: &[f32], l: &[f32], n: usize) -> Result<f64, LinalgError> {
+    for (name, m) in [("a", a), ("l", l)] {
+        if m.len() != n * n {
+            return Err(LinalgError::Shape(format!(
+                "{name} holds {} values, expected n x n = {}",
+                m.len(),
+                n * n
+            )));
+        }
+    }
+    let lf = faer::Mat::<f64>::from_fn(n, n, |i, j| if j <= i { l[i * n + j] as f64 } else { 0.0 });
+    let mut p = faer::Mat::<f64>::zeros(n, n);
+    matmul(
+        p.as_mut(),
+        Accum::Replace,
+        lf.as_ref(),
+        lf.transpose(),
+        1.0,
+        Par::Seq,
+    );
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        for j in 0..n {
+            let x = a[i * n + j] as f64;
+            num += (x - p[(i, j)]).powi(2);
+            den += x * x;
+        }
+    }
+    Ok((num / den).sqrt())
+}
