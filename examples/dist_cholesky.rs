@@ -126,8 +126,15 @@ fn main() {
         );
         for r in &all {
             println!(
-                "rank {}: sent {} messages, {} bytes; received {} messages; cache hits {}",
-                r.rank, r.messages_sent, r.bytes_sent, r.messages_received, r.cache_hits
+                "rank {}: sent {} messages, {} bytes; received {} messages; cache hits {}; transport polls {}, naps while busy {} ({} ended by an idle worker)",
+                r.rank,
+                r.messages_sent,
+                r.bytes_sent,
+                r.messages_received,
+                r.cache_hits,
+                r.polls,
+                r.naps,
+                r.nap_pokes
             );
         }
         println!(

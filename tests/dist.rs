@@ -319,3 +319,51 @@ fn layouts_that_do_not_fit_are_typed_errors() {
         })
         .unwrap();
 }
+
+#[test]
+fn the_communication_thread_naps_while_every_worker_is_busy_and_loses_no_message() {
+    // Rank 1's only worker runs a long task while a message for its next task is on the way:
+    // the communication thread naps instead of polling (pacing), and the message is still
+    // delivered and used as soon as the worker is free.
+    let stats = LocalCluster::new(2)
+        .run(|c| {
+            let x = c.array_from(0, vec![0u32; 4]).unwrap();
+            let busy = c.array_from(1, vec![0u32; 1]).unwrap();
+            let y = c.array::<u32>(1, 4).unwrap();
+            c.task::<()>("long")
+                .args(busy.read_write())
+                .cpu(|b| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    b[0] = 1;
+                })
+                .spawn()
+                .unwrap();
+            c.task::<()>("produce")
+                .args(x.write())
+                .cpu(|x| {
+                    // Late: rank 1 waits for this message while its worker is busy.
+                    std::thread::sleep(Duration::from_millis(100));
+                    x.copy_from_slice(&[1, 2, 3, 4])
+                })
+                .spawn()
+                .unwrap();
+            c.task::<()>("consume")
+                .args((x.read(), busy.read(), y.write()))
+                .cpu(|(x, b, y)| {
+                    for (o, v) in y.iter_mut().zip(x) {
+                        *o = v * 10 + b[0];
+                    }
+                })
+                .spawn()
+                .unwrap();
+            c.wait_all().unwrap();
+            assert_eq!(y.to_vec().unwrap(), vec![11, 21, 31, 41]);
+            c.all_stats().unwrap()
+        })
+        .unwrap();
+    let s = &stats[0];
+    // 100 ms of a busy worker with a receive posted on rank 1: naps of at most 2 ms, so
+    // dozens of them, and fewer transport polls than the backoff's 200 µs would make (500).
+    assert!(s[1].naps >= 20, "{s:?}");
+    assert!(s[1].polls < 250, "{s:?}");
+}

@@ -153,6 +153,17 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes collectives issued from several threads of one rank.
     collective: Mutex<()>,
+    /// The idle hook installed on the engine's CPU pool for pacing, removed at stop.
+    idle_hook: Option<(Arc<crate::sched::cpu::CpuPool>, u64)>,
+}
+
+/// The engine's answer to [`comm::Pace`]: whether every CPU worker is busy.
+struct EnginePace(Arc<crate::sched::cpu::CpuPool>);
+
+impl comm::Pace for EnginePace {
+    fn workers_busy(&self) -> bool {
+        self.0.all_busy()
+    }
 }
 
 /// One rank of a distributed runtime: every rank runs the same program, which creates the
@@ -222,6 +233,14 @@ impl ClusterBuilder {
         })
     }
 
+    /// The communication thread's pacing (`comm.rs`, "Pacing"): it may nap while every CPU
+    /// worker of `rt` is busy. Not with GPUs: their drivers' idleness is not tracked, and a
+    /// GPU waiting for a tile should not wait out a nap.
+    fn pace(rt: &RuntimeHandle) -> Option<Arc<crate::sched::cpu::CpuPool>> {
+        let pool = rt.core.sched.pool.clone();
+        (rt.gpu_count() == 0 && pool.workers() > 0).then_some(pool)
+    }
+
     fn start(
         self,
         rt: &RuntimeHandle,
@@ -231,12 +250,16 @@ impl ClusterBuilder {
         let (ready_tx, ready_rx) = mpsc::channel();
         let shared = Arc::new(Shared::new());
         let (sh, tx2, pool) = (shared.clone(), tx.clone(), shared.pool.clone());
+        let paced = Self::pace(rt);
+        let pace = paced
+            .clone()
+            .map(|p| Box::new(EnginePace(p)) as Box<dyn comm::Pace>);
         let thread = std::thread::Builder::new()
             .name("hetflow-dist".into())
             .spawn(move || match make(pool) {
                 Ok(t) => {
                     let _ = ready_tx.send(Ok((t.rank(), t.size())));
-                    CommThread::new(t, tx2, sh).run(rx);
+                    CommThread::new(t, pace, tx2, sh).run(rx);
                 }
                 Err(e) => drop(ready_tx.send(Err(e))),
             })
@@ -246,6 +269,16 @@ impl ClusterBuilder {
         let (rank, size) = ready_rx
             .recv()
             .map_err(|_| DistError::Stopped { rank: 0 })??;
+        // The workers' idle hook ends a nap of the communication thread.
+        let idle_hook = paced.map(|pool| {
+            let (sh, tx) = (shared.clone(), tx.clone());
+            let id = pool.add_idle_hook(Box::new(move || {
+                if sh.napping.swap(false, Ordering::SeqCst) {
+                    let _ = tx.send(Cmd::Poke);
+                }
+            }));
+            (pool, id)
+        });
         tracing::info!(rank, size, "distributed runtime started");
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -260,6 +293,7 @@ impl ClusterBuilder {
                 pending: Mutex::new(Pending::default()),
                 thread: Mutex::new(Some(thread)),
                 collective: Mutex::new(()),
+                idle_hook,
             }),
         })
     }
@@ -352,6 +386,13 @@ pub struct DistStats {
     pub cache_hits: u64,
     /// Messages of collectives (waits, gathers of statistics and traces).
     pub control_messages: u64,
+    /// Times the communication thread drove the transport (`MPI_Testsome` calls): each one
+    /// takes a core from a worker for a moment.
+    pub polls: u64,
+    /// Naps the communication thread took while every CPU worker was busy (pacing).
+    pub naps: u64,
+    /// Naps ended early by a worker running out of work.
+    pub nap_pokes: u64,
 }
 
 impl Cluster {
@@ -533,6 +574,9 @@ impl Cluster {
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             control_messages: c.control_messages.load(Ordering::Relaxed),
+            polls: c.polls.load(Ordering::Relaxed),
+            naps: c.naps.load(Ordering::Relaxed),
+            nap_pokes: c.nap_pokes.load(Ordering::Relaxed),
         }
     }
 
@@ -546,6 +590,9 @@ impl Cluster {
             s.bytes_received,
             s.cache_hits,
             s.control_messages,
+            s.polls,
+            s.naps,
+            s.nap_pokes,
         ];
         let blob: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let parts = self.allgather(blob, "a statistics exchange")?;
@@ -565,6 +612,9 @@ impl Cluster {
                     bytes_received: w(3),
                     cache_hits: w(4),
                     control_messages: w(5),
+                    polls: w(6),
+                    naps: w(7),
+                    nap_pokes: w(8),
                 }
             })
             .collect())
@@ -603,15 +653,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits for `t` (a local task), bounded as [`Cluster::check_progress`] says.
+    /// Waits for `t` (a local task), bounded as [`Cluster::check_progress`] says: the task's
+    /// completion wakes this thread; the bound is checked every 5 ms meanwhile (not a poll
+    /// that takes a core from the workers each time).
     fn wait_bounded(&self, t: &TaskRef, what: &str) -> Result<(), DistError> {
-        let mut nap = Duration::from_micros(50);
-        while !t.is_done() {
-            self.check_progress(what)?;
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(5));
-        }
-        Ok(())
+        t.node
+            .wait_done_checking(Duration::from_millis(5), || self.check_progress(what))
     }
 
     /// Collective: waits until every rank has run its part of the flow so far. Fails on
@@ -717,6 +764,9 @@ impl Cluster {
 impl Inner {
     /// Tells the communication thread to finish its sends and stop, and joins it (once).
     fn stop(&self) {
+        if let Some((pool, id)) = &self.idle_hook {
+            pool.remove_idle_hook(*id);
+        }
         let tx = self.tx.lock().take();
         if let Some(tx) = tx {
             let _ = tx.send(Cmd::Shutdown(self.timeout));

@@ -9,10 +9,21 @@
 //! 2. `progress` the transport; complete what finished (a receive fills its consumer's
 //!    payload and fires its event);
 //! 3. sleep: on the channel alone when no transport operation is in flight (a finishing
-//!    send task and a new command both arrive on it); else poll: for 50 µs after the last
-//!    completion without sleeping (yielding the core), then sleeping 10 µs doubling to
-//!    200 µs while nothing completes (MPI progresses only inside its calls; a blocking MPI
-//!    wait would spin a core and could not hear the channel).
+//!    send task and a new command both arrive on it); else, while every CPU worker of the
+//!    rank is running a task, nap on the channel for up to 2 ms (a worker that runs out of
+//!    work ends the nap: pacing, below); else poll: for 50 µs after the last completion
+//!    without sleeping (yielding the core), then sleeping 10 µs doubling to 200 µs while
+//!    nothing completes (MPI progresses only inside its calls; a blocking MPI wait would
+//!    spin a core and could not hear the channel).
+//!
+//! Pacing: a message that completes while every worker is busy cannot start a task before
+//! one of them finishes, but each poll takes a core from a worker (a context switch, its
+//! caches, MPI's progress). So while the engine says every worker is busy
+//! ([`Pace::workers_busy`]) the loop naps; a worker that runs out of work calls the idle
+//! hook, which ends a nap in progress with [`Cmd::Poke`]; from then on the loop polls as
+//! fast as before. Sends do not wait for a nap: a finished send task wakes the loop through
+//! the channel, and MPI's rendezvous is driven by the receiver. See `PROTOCOL.md`,
+//! "Pacing", for why no wake-up is lost.
 //!
 //! See `PROTOCOL.md` for why this cannot deadlock or deliver a stale version.
 
@@ -187,6 +198,8 @@ pub(crate) enum Cmd {
     Allgather { blob: Vec<u8>, reply: Reply },
     /// The send with this id may be ready (its task's waker fired).
     Ready(u64),
+    /// A CPU worker ran out of work during a nap: poll again now (pacing).
+    Poke,
     /// Finish the sends, drop what is still expected, stop.
     Shutdown(Duration),
 }
@@ -202,6 +215,9 @@ pub(crate) struct Counters {
     pub(crate) messages_received: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) control_messages: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    pub(crate) naps: AtomicU64,
+    pub(crate) nap_pokes: AtomicU64,
     /// Nanoseconds since `epoch` of the last message received (any kind).
     pub(crate) last_arrival_ns: AtomicU64,
     pub(crate) tracing: AtomicBool,
@@ -228,6 +244,9 @@ pub(crate) struct Shared {
     pub(crate) events: Mutex<Vec<CommEvent>>,
     /// Message buffers, recycled.
     pub(crate) pool: Arc<BufferPool>,
+    /// Set while the loop naps because every worker is busy; the idle hook that clears it
+    /// sends [`Cmd::Poke`] (pacing).
+    pub(crate) napping: AtomicBool,
 }
 
 impl Shared {
@@ -235,6 +254,7 @@ impl Shared {
         Shared {
             counters: Counters::default(),
             epoch: Instant::now(),
+            napping: AtomicBool::new(false),
             fatal: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             pool: Arc::default(),
@@ -315,6 +335,8 @@ struct Coll {
 /// The loop's state.
 pub(crate) struct CommThread {
     transport: Box<dyn Transport>,
+    /// `None`: never nap (no engine to ask, or one whose idleness is not tracked).
+    pace: Option<Box<dyn Pace>>,
     tx: mpsc::Sender<Cmd>,
     shared: Arc<Shared>,
     next: Token,
@@ -328,6 +350,16 @@ pub(crate) struct CommThread {
     done: Vec<(Token, Option<Vec<u8>>)>,
     dead: bool,
 }
+
+/// What the loop asks of the engine to pace its polling (module docs, "Pacing").
+pub(crate) trait Pace: Send {
+    /// Whether every CPU worker is running a task (none searching, none asleep). Read after
+    /// setting [`Shared::napping`]; a worker that becomes idle afterwards runs the idle hook.
+    fn workers_busy(&self) -> bool;
+}
+
+/// The longest nap while every worker is busy.
+const BUSY_NAP: Duration = Duration::from_millis(2);
 
 /// Polling after the last completion: spin (yielding) this long, then sleep from
 /// `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
@@ -347,11 +379,13 @@ fn fine_timer_slack() {
 impl CommThread {
     pub(crate) fn new(
         transport: Box<dyn Transport>,
+        pace: Option<Box<dyn Pace>>,
         tx: mpsc::Sender<Cmd>,
         shared: Arc<Shared>,
     ) -> CommThread {
         CommThread {
             transport,
+            pace,
             tx,
             shared,
             next: 0,
@@ -387,6 +421,14 @@ impl CommThread {
                 match rx.recv() {
                     Ok(c) => Some(c),
                     Err(_) => break,
+                }
+            } else if shutdown.is_none() && self.may_nap() {
+                let r = rx.recv_timeout(BUSY_NAP);
+                self.shared.napping.store(false, Ordering::SeqCst);
+                match r {
+                    Ok(c) => Some(c),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             } else if last_progress.elapsed() < SPIN {
                 // Just after a completion more usually follow (a reply, the next tile):
@@ -450,7 +492,30 @@ impl CommThread {
         self.fail_all(&|rank| DistError::Stopped { rank });
     }
 
+    /// Whether to nap: every worker busy, checked again after announcing the nap so that a
+    /// worker going idle in between either is seen here or sees the flag and pokes.
+    fn may_nap(&self) -> bool {
+        let Some(p) = &self.pace else { return false };
+        if !p.workers_busy() {
+            return false;
+        }
+        self.shared.napping.store(true, Ordering::SeqCst);
+        if p.workers_busy() {
+            self.shared.counters.naps.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.shared.napping.store(false, Ordering::SeqCst);
+        false
+    }
+
     fn command(&mut self, cmd: Cmd) {
+        if matches!(cmd, Cmd::Poke) {
+            self.shared
+                .counters
+                .nap_pokes
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.dead {
             // After a fatal error nothing new is posted: fail it at once.
             let err = self.fatal();
@@ -510,7 +575,7 @@ impl CommThread {
                 self.start_coll();
             }
             Cmd::Ready(id) => self.poll_send(id),
-            Cmd::Shutdown(_) => {}
+            Cmd::Poke | Cmd::Shutdown(_) => {}
         }
     }
 
@@ -668,6 +733,7 @@ impl CommThread {
             .filter(|r| self.transport.peer_gone(*r))
             .collect();
         let mut done = std::mem::take(&mut self.done);
+        self.shared.counters.polls.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.transport.progress(&mut done) {
             self.die(e);
             return true;

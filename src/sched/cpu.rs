@@ -27,6 +27,21 @@ pub(crate) struct CpuPool {
     shutdown: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     steal: std::sync::OnceLock<CpuStealHook>,
+    idle: IdleHooks,
+}
+
+/// Called by a worker each time it runs out of work, once it counts as idle (searching, or
+/// registered to sleep): lets a layer above react to the pool going idle. The distributed
+/// runtime's communication thread naps while every worker is busy and is woken by this
+/// (`dist/PROTOCOL.md`, "Pacing"). It must be cheap and must not block.
+pub(crate) type IdleHook = Box<dyn Fn() + Send + Sync>;
+
+/// The installed idle hooks; `any` keeps the pool without hooks at one relaxed load.
+#[derive(Default)]
+struct IdleHooks {
+    any: AtomicBool,
+    next: std::sync::atomic::AtomicU64,
+    hooks: parking_lot::RwLock<Vec<(u64, IdleHook)>>,
 }
 
 struct WorkerLocal {
@@ -70,6 +85,7 @@ impl CpuPool {
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::with_capacity(n)),
             steal: std::sync::OnceLock::new(),
+            idle: IdleHooks::default(),
         });
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let pool2 = pool.clone();
@@ -127,6 +143,40 @@ impl CpuPool {
     pub(crate) fn push_ranked(&self, job: CpuJobRef, priority: i32) {
         self.ranked.push(job, priority);
         self.sleep.notify_one();
+    }
+
+    /// Whether every worker is running a job (none searching, none asleep). A worker that
+    /// becomes idle after this returned true calls the idle hooks once it counts as idle, so a
+    /// caller that set a flag before asking sees either the idle worker here or its hook call
+    /// (both sides are `SeqCst`).
+    pub(crate) fn all_busy(&self) -> bool {
+        self.sleep.all_busy()
+    }
+
+    /// Adds a hook that workers call when they run out of work ([`IdleHook`]); returns its
+    /// id for [`CpuPool::remove_idle_hook`].
+    pub(crate) fn add_idle_hook(&self, hook: IdleHook) -> u64 {
+        let id = self.idle.next.fetch_add(1, Ordering::Relaxed);
+        let mut hooks = self.idle.hooks.write();
+        hooks.push((id, hook));
+        self.idle.any.store(true, Ordering::SeqCst);
+        id
+    }
+
+    /// Removes the idle hook `id` (no effect if it is gone).
+    pub(crate) fn remove_idle_hook(&self, id: u64) {
+        let mut hooks = self.idle.hooks.write();
+        hooks.retain(|(i, _)| *i != id);
+        self.idle.any.store(!hooks.is_empty(), Ordering::SeqCst);
+    }
+
+    /// The calling worker ran out of work and counts as idle: run the idle hooks.
+    fn went_idle(&self) {
+        if self.idle.any.load(Ordering::Relaxed) {
+            for (_, h) in self.idle.hooks.read().iter() {
+                h();
+            }
+        }
     }
 
     /// Installs the hook idle workers call to take work queued on GPUs (once).
@@ -239,6 +289,7 @@ impl CpuPool {
             // Another worker searches: this one sleeps (a post wakes it when nobody searches).
             return None;
         };
+        self.went_idle();
         let start = crate::time::Instant::now();
         while start.elapsed() < SEARCH_TIME {
             if done() {
@@ -320,6 +371,7 @@ pub(crate) fn help_while_waiting(done: &dyn Fn() -> bool, register: &dyn Fn(Wake
             return true;
         }
         pool.sleep.sleep(w.index, &w.parker, || {
+            pool.went_idle();
             done() || pool.has_work() || pool.shutdown.load(Ordering::SeqCst)
         });
     }
@@ -342,6 +394,7 @@ fn worker_main(local: Rc<WorkerLocal>) {
             continue;
         }
         pool.sleep.sleep(local.index, &local.parker, || {
+            pool.went_idle();
             pool.has_work() || pool.shutdown.load(Ordering::SeqCst)
         });
     }
@@ -352,4 +405,115 @@ fn worker_main(local: Rc<WorkerLocal>) {
 /// Index of the CPU worker running the calling thread, if it is one.
 pub(crate) fn worker_index() -> Option<usize> {
     current().map(|w| w.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::job::{BatchFailure, CpuJob, Encoded, GpuJob, GpuJobRef};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A job that reports it started, then holds its worker until `release` says go.
+    struct HoldJob {
+        started: parking_lot::Mutex<mpsc::Sender<()>>,
+        release: parking_lot::Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl CpuJob for HoldJob {
+        fn run_on_cpu(self: Arc<Self>) {
+            let _ = self.started.lock().send(());
+            let _ = self.release.lock().recv_timeout(Duration::from_secs(10));
+        }
+        fn priority(&self) -> i32 {
+            0
+        }
+        fn move_to_gpu(&self, _gpu: usize) -> bool {
+            false
+        }
+        fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
+            self
+        }
+    }
+
+    impl GpuJob for HoldJob {
+        fn encode(
+            self: Arc<Self>,
+            _driver: &crate::sched::gpu::GpuDriver,
+            _seq: u64,
+            _may_overcommit: bool,
+            _transfers: &mut crate::data::transfer::BatchTransfers,
+            _batch: &mut crate::sched::job::BatchEncoder,
+        ) -> crate::sched::job::Encoding {
+            crate::sched::job::Encoding::Done(Encoded::Finished)
+        }
+        fn gpu_done(
+            self: Arc<Self>,
+            _driver: &crate::sched::gpu::GpuDriver,
+            _result: Result<(), BatchFailure>,
+        ) {
+        }
+        fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+            Some(self)
+        }
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let start = std::time::Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn all_busy_while_every_worker_runs_and_the_idle_hook_runs_when_one_stops() {
+        let pool = CpuPool::start(1).expect("pool");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let id = pool.add_idle_hook(Box::new(move || {
+            c2.fetch_add(1, Ordering::SeqCst);
+        }));
+        // The worker finds nothing at start: it goes idle (the hook runs) and is not busy.
+        wait_for("the idle worker to count as not busy", || !pool.all_busy());
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        pool.push(Arc::new(HoldJob {
+            started: parking_lot::Mutex::new(started_tx),
+            release: parking_lot::Mutex::new(release_rx),
+        }));
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the job started");
+        wait_for("the running worker to count as busy", || pool.all_busy());
+        let before = calls.load(Ordering::SeqCst);
+        release.send(()).expect("job waiting");
+        // The job ends, the worker finds nothing: it runs the hook once it counts as idle.
+        wait_for("the hook after the job", || {
+            calls.load(Ordering::SeqCst) > before
+        });
+        wait_for("the idle worker to count as not busy again", || {
+            !pool.all_busy()
+        });
+        // Removed: no more calls, whatever the worker does.
+        pool.remove_idle_hook(id);
+        let after = calls.load(Ordering::SeqCst);
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        pool.push(Arc::new(HoldJob {
+            started: parking_lot::Mutex::new(started_tx),
+            release: parking_lot::Mutex::new(release_rx),
+        }));
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the job started");
+        release.send(()).expect("job waiting");
+        wait_for("the idle worker", || !pool.all_busy());
+        assert_eq!(calls.load(Ordering::SeqCst), after);
+        pool.shutdown();
+    }
 }

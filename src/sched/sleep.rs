@@ -28,6 +28,12 @@ impl Sleep {
         self.sleepers.load(Ordering::Relaxed)
     }
 
+    /// Whether every worker is running a job: none asleep (or about to be) and none searching.
+    /// Read with the same order as the counts are written (see `CpuPool::all_busy`).
+    pub(crate) fn all_busy(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) == 0 && self.searching.load(Ordering::SeqCst) == 0
+    }
+
     /// Wakes one sleeping worker, if any. Call after publishing a job.
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);

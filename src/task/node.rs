@@ -1039,6 +1039,28 @@ impl Node {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
+    /// Blocks the calling thread until the task is complete (woken by it, not polling),
+    /// calling `check` before each park of at most `period`; returns `check`'s first error.
+    pub(crate) fn wait_done_checking<E>(
+        &self,
+        period: std::time::Duration,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.is_done() {
+            return Ok(());
+        }
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        if self.register_waker(&waker) {
+            return Ok(());
+        }
+        while !self.is_done() {
+            check()?;
+            std::thread::park_timeout(period);
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until the task is complete. On a CPU worker, runs other tasks meanwhile.
     pub(crate) fn wait_done(self: &Arc<Self>) -> Result<(), TaskError> {
         if let Some(r) = self.result() {
