@@ -459,6 +459,20 @@ mod tests {
         }
     }
 
+    /// Queues a [`HoldJob`] and waits until it runs; the sender releases it.
+    fn hold(pool: &Arc<CpuPool>) -> mpsc::Sender<()> {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        pool.push(Arc::new(HoldJob {
+            started: parking_lot::Mutex::new(started_tx),
+            release: parking_lot::Mutex::new(release_rx),
+        }));
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the job started");
+        release
+    }
+
     fn wait_for(what: &str, cond: impl Fn() -> bool) {
         let start = std::time::Instant::now();
         while !cond() {
@@ -480,15 +494,7 @@ mod tests {
         }));
         // The worker finds nothing at start: it goes idle (the hook runs) and is not busy.
         wait_for("the idle worker to count as not busy", || !pool.all_busy());
-        let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        pool.push(Arc::new(HoldJob {
-            started: parking_lot::Mutex::new(started_tx),
-            release: parking_lot::Mutex::new(release_rx),
-        }));
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the job started");
+        let release = hold(&pool);
         wait_for("the running worker to count as busy", || pool.all_busy());
         let before = calls.load(Ordering::SeqCst);
         release.send(()).expect("job waiting");
@@ -502,15 +508,7 @@ mod tests {
         // Removed: no more calls, whatever the worker does.
         pool.remove_idle_hook(id);
         let after = calls.load(Ordering::SeqCst);
-        let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        pool.push(Arc::new(HoldJob {
-            started: parking_lot::Mutex::new(started_tx),
-            release: parking_lot::Mutex::new(release_rx),
-        }));
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the job started");
+        let release = hold(&pool);
         release.send(()).expect("job waiting");
         wait_for("the idle worker", || !pool.all_busy());
         assert_eq!(calls.load(Ordering::SeqCst), after);
