@@ -410,63 +410,24 @@ pub(crate) fn worker_index() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::job::{BatchFailure, CpuJob, Encoded, GpuJob, GpuJobRef};
+    use crate::sched::job::FnJob;
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
     use std::time::Duration;
 
-    /// A job that reports it started, then holds its worker until `release` says go.
-    struct HoldJob {
-        started: parking_lot::Mutex<mpsc::Sender<()>>,
-        release: parking_lot::Mutex<mpsc::Receiver<()>>,
-    }
-
-    impl CpuJob for HoldJob {
-        fn run_on_cpu(self: Arc<Self>) {
-            let _ = self.started.lock().send(());
-            let _ = self.release.lock().recv_timeout(Duration::from_secs(10));
-        }
-        fn priority(&self) -> i32 {
-            0
-        }
-        fn move_to_gpu(&self, _gpu: usize) -> bool {
-            false
-        }
-        fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
-            self
-        }
-    }
-
-    impl GpuJob for HoldJob {
-        fn encode(
-            self: Arc<Self>,
-            _driver: &crate::sched::gpu::GpuDriver,
-            _seq: u64,
-            _may_overcommit: bool,
-            _transfers: &mut crate::data::transfer::BatchTransfers,
-            _batch: &mut crate::sched::job::BatchEncoder,
-        ) -> crate::sched::job::Encoding {
-            crate::sched::job::Encoding::Done(Encoded::Finished)
-        }
-        fn gpu_done(
-            self: Arc<Self>,
-            _driver: &crate::sched::gpu::GpuDriver,
-            _result: Result<(), BatchFailure>,
-        ) {
-        }
-        fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
-            Some(self)
-        }
-    }
-
-    /// Queues a [`HoldJob`] and waits until it runs; the sender releases it.
+    /// Queues a job that holds its worker until the returned sender says go, and waits until
+    /// it runs.
     fn hold(pool: &Arc<CpuPool>) -> mpsc::Sender<()> {
         let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        pool.push(Arc::new(HoldJob {
-            started: parking_lot::Mutex::new(started_tx),
-            release: parking_lot::Mutex::new(release_rx),
-        }));
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (started_tx, release_rx) = (
+            parking_lot::Mutex::new(started_tx),
+            parking_lot::Mutex::new(release_rx),
+        );
+        pool.push(Arc::new(FnJob(Box::new(move || {
+            let _ = started_tx.lock().send(());
+            let _ = release_rx.lock().recv_timeout(Duration::from_secs(10));
+        }))));
         started
             .recv_timeout(Duration::from_secs(10))
             .expect("the job started");

@@ -264,3 +264,42 @@ pub(crate) struct Fence {
     pub gpu: usize,
     pub seq: u64,
 }
+
+/// A job for the pool's and the scheduler's unit tests: runs its closure on the CPU; as GPU
+/// work it finishes without recording anything.
+#[cfg(test)]
+pub(crate) struct FnJob(pub(crate) Box<dyn Fn() + Send + Sync>);
+
+#[cfg(test)]
+impl CpuJob for FnJob {
+    fn run_on_cpu(self: Arc<Self>) {
+        (self.0)()
+    }
+    fn priority(&self) -> i32 {
+        0
+    }
+    fn move_to_gpu(&self, _gpu: usize) -> bool {
+        false
+    }
+    fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
+        self
+    }
+}
+
+#[cfg(test)]
+impl GpuJob for FnJob {
+    fn encode(
+        self: Arc<Self>,
+        _driver: &GpuDriver,
+        _seq: u64,
+        _may_overcommit: bool,
+        _transfers: &mut BatchTransfers,
+        _batch: &mut BatchEncoder,
+    ) -> Encoding {
+        Encoding::Done(Encoded::Finished)
+    }
+    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
+    fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
+        Some(self)
+    }
+}

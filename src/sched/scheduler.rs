@@ -448,49 +448,9 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::transfer::BatchTransfers;
-    use crate::sched::job::{BatchFailure, CpuJobRef, Encoded, GpuJobRef};
+    use crate::sched::job::FnJob;
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
-
-    /// A job that counts its runs and reports each on a channel.
-    struct FakeJob {
-        runs: AtomicUsize,
-        done: parking_lot::Mutex<mpsc::Sender<usize>>,
-    }
-
-    impl CpuJob for FakeJob {
-        fn run_on_cpu(self: Arc<Self>) {
-            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-            let _ = self.done.lock().send(n);
-        }
-        fn priority(&self) -> i32 {
-            0
-        }
-        fn move_to_gpu(&self, _gpu: usize) -> bool {
-            false
-        }
-        fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
-            self
-        }
-    }
-
-    impl GpuJob for FakeJob {
-        fn encode(
-            self: Arc<Self>,
-            _driver: &GpuDriver,
-            _seq: u64,
-            _may_overcommit: bool,
-            _transfers: &mut BatchTransfers,
-            _batch: &mut crate::sched::job::BatchEncoder,
-        ) -> crate::sched::job::Encoding {
-            crate::sched::job::Encoding::Done(Encoded::Finished)
-        }
-        fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
-        fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
-            Some(self)
-        }
-    }
 
     fn cpu_only(policy: Policy) -> Arc<Scheduler> {
         let pool = CpuPool::start(2).expect("pool");
@@ -534,11 +494,14 @@ mod tests {
     fn dispatch_runs_a_job_once_on_its_device() {
         let s = cpu_only(Policy::Eager);
         let (tx, rx) = mpsc::channel();
-        let job = Arc::new(FakeJob {
-            runs: AtomicUsize::new(0),
-            done: parking_lot::Mutex::new(tx),
-        });
-        s.dispatch(job.clone(), DeviceId::Cpu, &[], false);
+        // Counts its runs and reports each on the channel.
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (r2, done) = (runs.clone(), parking_lot::Mutex::new(tx));
+        let job = Arc::new(FnJob(Box::new(move || {
+            let n = r2.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = done.lock().send(n);
+        })));
+        s.dispatch(job, DeviceId::Cpu, &[], false);
         let n = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the job ran");
@@ -546,7 +509,7 @@ mod tests {
         assert!(rx
             .recv_timeout(std::time::Duration::from_millis(50))
             .is_err());
-        assert_eq!(job.runs.load(Ordering::SeqCst), 1);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
         s.pool.shutdown();
     }
 
