@@ -136,6 +136,12 @@ pub struct Pool<'a> {
 }
 
 impl Pool<'_> {
+    /// No workers: every part runs on the calling thread, one after the other.
+    #[cfg(test)]
+    pub(crate) fn serial() -> Pool<'static> {
+        Pool { par: None }
+    }
+
     /// In how many parts a population of `n` elements should be split: one per worker,
     /// each of at least a few thousand elements (1 without workers or for a small
     /// population).

@@ -89,14 +89,37 @@ pub fn plain_loop(n: usize, bias: &[f64], trip: &[(u32, u32, f64)], steps: u64) 
         }
         spikes += spiked.len() as u64;
         a_next.fill(0.0);
-        for &j in &spiked {
-            for k in ptr[j]..ptr[j + 1] {
-                a_next[rows[k] as usize] += vals[k];
+        // As the library's Dense does: the column two spikes ahead is prefetched while this
+        // one is added, 16 weights at a time (the store is far larger than the caches).
+        for (q, &j) in spiked.iter().enumerate() {
+            let ahead = spiked.get(q + 2).map_or(0..0, |&j2| ptr[j2]..ptr[j2 + 1]);
+            for k0 in (ptr[j]..ptr[j + 1]).step_by(16) {
+                let o = ahead.start + (k0 - ptr[j]);
+                if o < ahead.end {
+                    prefetch(rows.as_ptr().wrapping_add(o));
+                    prefetch(vals.as_ptr().wrapping_add(o));
+                    prefetch(vals.as_ptr().wrapping_add(o + 8));
+                }
+                for k in k0..(k0 + 16).min(ptr[j + 1]) {
+                    a_next[rows[k] as usize] += vals[k];
+                }
             }
         }
         std::mem::swap(&mut a, &mut a_next);
     }
     (t0.elapsed().as_secs_f64(), spikes)
+}
+
+/// Asks the CPU to start loading the cache line holding `p` (a hint; x86_64 only).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl NeuroBenchRow {

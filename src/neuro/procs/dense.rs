@@ -438,6 +438,9 @@ impl<W: Copy + Default + PartialEq> Blocks<W> {
 /// The element arithmetic of a synapse model: floats add, integers wrap (as numpy int32).
 trait Syn: Copy + Default + PartialEq + Send + Sync {
     fn add(a: Self, w: Self, s: Self, graded: bool) -> Self;
+    /// Bits that are all zero exactly when `self == Self::default()` (for floats: when it
+    /// compares equal to 0.0, so -0.0 counts as zero and NaN does not).
+    fn nonzero_bits(self) -> u64;
 }
 
 impl Syn for f64 {
@@ -449,6 +452,10 @@ impl Syn for f64 {
             a + w
         }
     }
+    #[inline(always)]
+    fn nonzero_bits(self) -> u64 {
+        self.to_bits() << 1
+    }
 }
 
 impl Syn for i32 {
@@ -459,6 +466,10 @@ impl Syn for i32 {
         } else {
             a.wrapping_add(w)
         }
+    }
+    #[inline(always)]
+    fn nonzero_bits(self) -> u64 {
+        self as u32 as u64
     }
 }
 
@@ -480,11 +491,18 @@ fn accumulate<W: Syn>(
         .map(|(blk, a)| {
             Box::new(move || {
                 a.fill(W::default());
-                for &(j, sj) in active {
+                for (q, &(j, sj)) in active.iter().enumerate() {
                     let (rows, vals) = blk.column(j as usize);
-                    for (&r, &w) in rows.iter().zip(vals) {
-                        let r = r as usize;
-                        a[r] = W::add(a[r], w, sj, graded);
+                    // The column `AHEAD` spikes later, prefetched as this one is read.
+                    let next = active.get(q + AHEAD).map(|&(j, _)| blk.column(j as usize));
+                    for (c, (rows, vals)) in rows.chunks(16).zip(vals.chunks(16)).enumerate() {
+                        if let Some((nr, nv)) = next {
+                            prefetch_chunk(nr, nv, c * 16);
+                        }
+                        for (&r, &w) in rows.iter().zip(vals) {
+                            let r = r as usize;
+                            a[r] = W::add(a[r], w, sj, graded);
+                        }
                     }
                 }
                 finish(a);
@@ -495,16 +513,63 @@ fn accumulate<W: Syn>(
     pool.run(parts)
 }
 
-/// The presynaptic neurons whose message is not zero, in index order.
+/// How many spikes ahead [`accumulate`] prefetches a column. The columns of the neurons
+/// that spiked are scattered over a weight store much larger than the caches, so each one
+/// starts with cache misses the hardware prefetcher cannot foresee; reading column `q + 2`'s
+/// lines while adding column `q` keeps the memory busy. Measured on this repository's 2-core
+/// machine (a standalone loop of the bench network's accumulation, 3000 steps): 10k neurons
+/// p = 0.1 (1000 weights per column) 50 -> 25 µs per step, 100k p = 0.001 (100 per column)
+/// 450 -> 170 µs; one and three spikes ahead were within noise of two.
+const AHEAD: usize = 2;
+
+/// Prefetches the cache lines of elements `k .. k + 16` of a column (`rows`, `vals`):
+/// one line of 16 row indices and the lines of 16 weights.
+#[inline(always)]
+fn prefetch_chunk<W>(rows: &[u32], vals: &[W], k: usize) {
+    if k < rows.len() {
+        prefetch(rows.as_ptr().wrapping_add(k));
+        let v = vals.as_ptr().wrapping_add(k);
+        prefetch(v);
+        if std::mem::size_of::<W>() * 16 > 64 {
+            prefetch(v.wrapping_add(64 / std::mem::size_of::<W>()));
+        }
+    }
+}
+
+/// Asks the CPU to start loading the cache line holding `p` (nothing where the target has
+/// no prefetch instruction we use).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot fault,
+    // whatever the address (SSE, part of every x86_64 target).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The presynaptic neurons whose message is not zero, in index order. Spikes are rare, so
+/// the input is read in blocks of 64 whose bits are OR-ed together (a loop without
+/// branches, which the compiler vectorizes), and only a block that has a message is looked
+/// at element by element.
 fn compact<W: Syn>(s: &[W], active: &mut Vec<(u32, W)>) {
+    const BLOCK: usize = 64;
     active.clear();
     let zero = W::default();
-    active.extend(
-        s.iter()
-            .enumerate()
-            .filter(|(_, &x)| x != zero)
-            .map(|(j, &x)| (j as u32, x)),
-    );
+    for (b, block) in s.chunks(BLOCK).enumerate() {
+        if block.iter().fold(0, |m, &x| m | x.nonzero_bits()) == 0 {
+            continue;
+        }
+        active.extend(
+            block
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x != zero)
+                .map(|(k, &x)| ((b * BLOCK + k) as u32, x)),
+        );
+    }
 }
 
 /// How a model's `weights` Var is laid out.
@@ -715,6 +780,67 @@ mod tests {
         process_weights(&mut w, Some(SignMode::Excitatory), 8);
         assert_eq!(w, vec![5, 0]);
         assert_eq!(infer_sign_mode(&[0, 0]), SignMode::Excitatory);
+    }
+
+    #[test]
+    fn compact_finds_every_message_that_is_not_zero() {
+        // Blocks without a message, a partial last block, and the float edge cases.
+        let mut s = vec![0.0; 200];
+        for (j, x) in [
+            (3, 1.0),
+            (63, -2.0),
+            (64, f64::NAN),
+            (130, 0.5),
+            (199, 1e-300),
+        ] {
+            s[j] = x;
+        }
+        s[100] = -0.0;
+        let mut active = Vec::new();
+        compact(&s, &mut active);
+        let got: Vec<u32> = active.iter().map(|&(j, _)| j).collect();
+        assert_eq!(got, vec![3, 63, 64, 130, 199]);
+        assert_eq!(active[1].1, -2.0);
+        let mut s = vec![0i32; 70];
+        s[69] = -1;
+        s[0] = 7;
+        let mut active = Vec::new();
+        compact(&s, &mut active);
+        assert_eq!(active, vec![(0, 7), (69, -1)]);
+    }
+
+    #[test]
+    fn accumulate_adds_the_columns_of_the_active_neurons_in_order() {
+        // Columns of every length around the 16-element prefetch chunks, more active
+        // neurons than the prefetch distance, and a repeated one; two row blocks.
+        let (n_out, n_in) = (40, 9);
+        let w: Vec<i32> = (0..n_out * n_in)
+            .map(|k| {
+                if (k * 7 + k / n_in) % 3 == 0 {
+                    0
+                } else {
+                    k as i32 % 11 - 5
+                }
+            })
+            .collect();
+        let active: Vec<(u32, i32)> = [8, 0, 3, 3, 5, 1, 7].iter().map(|&j| (j, 2)).collect();
+        for graded in [false, true] {
+            for parts in [1, 2] {
+                let blocks = Blocks::split(Columns::build(&w, n_out), n_out, parts);
+                let mut a = vec![99; n_out];
+                accumulate(Pool::serial(), &blocks, &active, &mut a, graded, &|_| {}).unwrap();
+                let want: Vec<i32> = (0..n_out)
+                    .map(|i| {
+                        let m = if graded { 2 } else { 1 };
+                        active
+                            .iter()
+                            .map(|&(j, _)| w[i * n_in + j as usize] * m)
+                            .sum()
+                    })
+                    .collect();
+                assert_eq!(a, want, "graded {graded}, {parts} parts");
+            }
+        }
     }
 
     #[test]
