@@ -1390,7 +1390,7 @@ fn parallel_run_equals_one_worker_run() {
         let a = large_recurrent(&one.handle(), 20_000, 30, 40, fixed);
         two.start_trace();
         let b = large_recurrent(&two.handle(), 20_000, 30, 40, fixed);
-        // Parts the run thread took back leave empty tasks behind: let them finish.
+        // The helper tasks end a moment after the run (idle): let them finish.
         two.wait_idle();
         let trace = two.take_trace();
         let spikes: f64 = a.0.iter().sum();
@@ -1400,14 +1400,15 @@ fn parallel_run_equals_one_worker_run() {
         );
         // Bit for bit, floating point too: each row adds its weights in the same order.
         assert_eq!(a, b, "fixed = {fixed}");
-        // The two-worker run split LIF and the synapses into parts on the pool (at least in
-        // the steps that measure the workers: 8 of every 256).
-        let parts = trace
+        // The two-worker run split LIF and the synapses into parts for the pool's helper
+        // tasks (at least in the steps that measure the workers: 8 of every 256); a helper
+        // stays for the parts of consecutive steps, so there are few of them.
+        let helpers = trace
             .tasks
             .iter()
-            .filter(|t| t.name == "neuro part")
+            .filter(|t| t.name == "neuro helper")
             .count();
-        assert!(parts >= 2 * 8, "fixed = {fixed}: {parts} parallel parts");
+        assert!(helpers >= 1, "fixed = {fixed}: no helper task ran");
     }
 }
 
