@@ -14,7 +14,8 @@
 //! - `run`: the phase loop and run control ([`RunSteps`], non-blocking runs, pause, wait,
 //!   stop), host `get`/`set`; the spike order cut into waves whose processes run at once;
 //! - `par`: work of a step on the runtime's CPU workers (a wave's processes, a model's
-//!   data-parallel parts through [`Cx::pool`]), scoped like `std::thread::scope`;
+//!   data-parallel parts through [`Cx::pool`]) by helper tasks that stay between the
+//!   parts of a step, scoped like `std::thread::scope`;
 //! - [`procs`]: LIF, Dense, spike source/sink, Monitor;
 //! - [`gpu`]: the GPU back end: WGSL models of LIF, Dense/Sparse (event-driven where the
 //!   element type has atomics), source, sink, counter and Monitor buffers, many steps per

@@ -133,28 +133,43 @@ pub type Part<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>;
 #[derive(Clone, Copy)]
 pub struct Pool<'a> {
     par: Option<&'a super::par::Par>,
+    /// This step runs on the run's thread alone (the run is measuring it, or found it
+    /// faster): `run` runs the parts one after the other.
+    serial: bool,
 }
 
 impl Pool<'_> {
     /// No workers: every part runs on the calling thread, one after the other.
     #[cfg(test)]
     pub(crate) fn serial() -> Pool<'static> {
-        Pool { par: None }
+        Pool {
+            par: None,
+            serial: true,
+        }
+    }
+
+    /// The run's pool; `parallel`: whether this step may use it.
+    pub(crate) fn new(par: Option<&super::par::Par>, parallel: bool) -> Pool<'_> {
+        Pool {
+            par,
+            serial: !parallel,
+        }
     }
 
     /// In how many parts a population of `n` elements should be split: one per worker,
     /// each of at least a few thousand elements (1 without workers or for a small
-    /// population).
+    /// population). The same in every step of a run, also in the steps that run on the
+    /// run's thread alone, so a model may lay out its data by it once.
     pub fn parts(&self, n: usize) -> usize {
         self.par.map_or(1, |p| p.parts(n))
     }
 
-    /// Runs `parts` on the workers (one here, the others as runtime tasks) and returns when
-    /// all have finished: the first error, or Ok. Without workers they run one after the
-    /// other on this thread.
+    /// Runs `parts` on the workers (one here, the others by the run's helper tasks) and
+    /// returns when all have finished: the first error, or Ok. Without workers they run one
+    /// after the other on this thread.
     pub fn run(&self, parts: Vec<Part<'_>>) -> Result<(), NeuroError> {
         match self.par {
-            Some(p) if parts.len() > 1 => p.run(parts),
+            Some(p) if !self.serial && parts.len() > 1 => p.run(parts),
             _ => parts.into_iter().try_for_each(|j| j()),
         }
     }
@@ -190,8 +205,8 @@ pub struct Cx<'a> {
     /// leaf (read through `outs`) and for leaves that may be writing now.
     pub(crate) srcs: Srcs<'a>,
     pub(crate) wiring: &'a Wiring,
-    /// The worker pool for data-parallel parts, when the run has one.
-    pub(crate) par: Option<&'a super::par::Par>,
+    /// The worker pool for data-parallel parts.
+    pub(crate) pool: Pool<'a>,
 }
 
 impl<'a> Cx<'a> {
@@ -233,7 +248,7 @@ impl<'a> Cx<'a> {
     /// The run's CPU workers, for splitting this step into data-parallel parts (the handle
     /// does not borrow the context, so the parts may borrow its Vars).
     pub fn pool(&self) -> Pool<'a> {
-        Pool { par: self.par }
+        self.pool
     }
 
     fn src(&self, l: usize, o: usize) -> Result<&Data, NeuroError> {

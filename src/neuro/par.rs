@@ -41,8 +41,8 @@ use super::NeuroError;
 /// One part of a step: borrows a disjoint piece of the network's state.
 pub(crate) type Job<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's>;
 
-/// Smallest population (elements) worth a part of its own: below it, a task costs more
-/// than it saves.
+/// Smallest population (elements) worth a part of its own: below it, handing it to a
+/// helper costs more than it saves.
 pub(crate) const MIN_PART: usize = 4096;
 
 /// How long a helper waits for the next part before its task ends (it spins, yielding

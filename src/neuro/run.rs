@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::compiler::{compile, Compiled};
 use super::gpu::GpuExec;
-use super::model::{Cx, Phase, ProcessModel, Srcs, VarIx, VarsView, Wiring};
+use super::model::{Cx, Phase, Pool, ProcessModel, Srcs, VarIx, VarsView, Wiring};
 use super::par::{Job, Par};
 use super::process::PortKind;
 use super::process::Process;
@@ -134,9 +134,9 @@ impl Adapt {
     }
 }
 
-/// A wave runs its processes as tasks only when the ones that would leave the run's
-/// thread took at least this long (ns) in the recent steps: a task costs a few µs to
-/// start and join, more than a small process's whole step.
+/// A wave runs its processes at once (on the helpers) only when the ones that would leave
+/// the run's thread took at least this long (ns) in the recent steps: handing one over
+/// and joining it costs a few µs, more than a small process's whole step.
 const PARALLEL_WAVE_MIN_NS: f64 = 20_000.0;
 
 /// Weight of the newest step in the moving average of [`Exec::cost_ns`].
@@ -209,7 +209,7 @@ impl Exec {
                 outs: &mut own,
                 srcs: Srcs::All(outs),
                 wiring,
-                par: par.as_ref().filter(|_| adapt.parallel()),
+                pool: Pool::new(par.as_ref(), adapt.parallel()),
             };
             f(models[l].as_mut(), &mut cx)
         };
@@ -244,7 +244,7 @@ impl Exec {
                 outs: o,
                 srcs: Srcs::Some(&[]),
                 wiring,
-                par: par.as_ref().filter(|_| adapt.parallel()),
+                pool: Pool::new(par.as_ref(), adapt.parallel()),
             };
             m.run_spk_early(&mut cx)
                 .map_err(|e| fail(&names[l], *time_step, Phase::Spk, e))?;
@@ -290,7 +290,7 @@ impl Exec {
                 outs: &mut own,
                 srcs: Srcs::All(outs),
                 wiring,
-                par: par.as_ref().filter(|_| adapt.parallel()),
+                pool: Pool::new(par.as_ref(), adapt.parallel()),
             };
             models[l].run_spk(&mut cx)
         };
@@ -408,7 +408,7 @@ impl Exec {
                         outs: o,
                         srcs,
                         wiring,
-                        par,
+                        pool: Pool::new(par, true),
                     };
                     let r = m.run_spk(&mut cx).map_err(|e| fail(name, t, Phase::Spk, e));
                     let dt = t0.elapsed().as_nanos() as f64;
@@ -421,7 +421,7 @@ impl Exec {
                 }));
             }
             match par {
-                // The heaviest runs on this thread (last), the others as tasks.
+                // The heaviest runs on this thread (last), the others on the helpers.
                 Some(p) => p.run(by_cost.iter().filter_map(|&l| jobs[l].take()).collect()),
                 None => wave
                     .iter()
