@@ -16,7 +16,7 @@ defaults) with 1 and 2 OpenMP threads; the time is Brian2's own measure of the t
 (`device._last_run_time`, the simulation loop only, no compilation or set-up), the median of
 ROUNDS runs of the compiled binary.
 
-    pip install brian2
+    pip install brian2 'numpy<2'    # Brian2 2.9 uses ndarray.ptp, gone in NumPy 2
     python3 benches/brian2_peer.py --sizes 1000,10000,100000 --threads 1,2 --rounds 5 \
         --out brian2-results.json
     cargo run --release --bin hetflow -- bench neuro --neuro-cpu-only --neuro-rounds 5 \
