@@ -228,37 +228,42 @@ impl ProcessModel for LifFloat {
     }
 }
 
-/// One part of the floating-point update (MODELS.md §2): input `a`, spikes into `s`.
-/// Compiled twice, for the target's baseline and for AVX2 (taken where the CPU has it):
-/// the loop has no branches, so both are vectorized, the second 4 lanes wide. The same
-/// operations in the same order either way (no fused multiply-add), so the same numbers.
-fn lif_float(
-    u: &mut [f64],
-    v: &mut [f64],
-    bias: &[f64],
-    a: &[f64],
-    s: &mut [f64],
-    k: (f64, f64, f64),
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { lif_float_avx2(u, v, bias, a, s, k) };
-    }
-    lif_float_loop(u, v, bias, a, s, k)
+/// Defines `$name(args)`, which runs `$body(args)` compiled for AVX2 (as `$avx`) where the
+/// CPU has it and for the target's baseline elsewhere. `$body` is `#[inline(always)]`, so
+/// each caller gets its own copy of the loop, vectorized for its instruction set.
+macro_rules! avx2_or_baseline {
+    ($(#[$m:meta])* fn $name:ident, $avx:ident => $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                return unsafe { $avx($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn lif_float_avx2(
-    u: &mut [f64],
-    v: &mut [f64],
-    bias: &[f64],
-    a: &[f64],
-    s: &mut [f64],
-    k: (f64, f64, f64),
-) {
-    lif_float_loop(u, v, bias, a, s, k)
+avx2_or_baseline! {
+    /// One part of the floating-point update (MODELS.md §2): input `a`, spikes into `s`.
+    /// The loop has no branches, so both versions are vectorized, the AVX2 one 4 lanes
+    /// wide. The same operations in the same order either way (no fused multiply-add), so
+    /// the same numbers.
+    fn lif_float, lif_float_avx2 => lif_float_loop(
+        u: &mut [f64],
+        v: &mut [f64],
+        bias: &[f64],
+        a: &[f64],
+        s: &mut [f64],
+        k: (f64, f64, f64),
+    )
 }
 
 #[inline(always)]
@@ -366,36 +371,19 @@ impl ProcessModel for LifFixed {
     }
 }
 
-/// One part of the bit-accurate update (MODELS.md §3): input `a`, spikes into `s`.
-/// Compiled twice, like [`lif_float`]: with AVX2 the loop is vectorized (its per-neuron
-/// shifts and the 32 x 32 -> 64-bit products of the decay have vector instructions there),
-/// about 5x faster than the scalar loop on this repository's machine (1000 neurons,
-/// 5.1 -> 1.0 µs); integer arithmetic, so the same bits either way.
-fn lif_fixed(
-    u: &mut [i32],
-    v: &mut [i32],
-    bias: (&[i32], &[i32]),
-    io: (&[i32], &mut [i32]),
-    k: (i64, i64, i32),
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { lif_fixed_avx2(u, v, bias, io, k) };
-    }
-    lif_fixed_loop(u, v, bias, io, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn lif_fixed_avx2(
-    u: &mut [i32],
-    v: &mut [i32],
-    bias: (&[i32], &[i32]),
-    io: (&[i32], &mut [i32]),
-    k: (i64, i64, i32),
-) {
-    lif_fixed_loop(u, v, bias, io, k)
+avx2_or_baseline! {
+    /// One part of the bit-accurate update (MODELS.md §3): input `a`, spikes into `s`.
+    /// With AVX2 the loop is vectorized (its per-neuron shifts and the 32 x 32 -> 64-bit
+    /// products of the decay have vector instructions there), about 5x faster than the
+    /// scalar loop on this repository's machine (1000 neurons, 5.1 -> 1.0 µs); integer
+    /// arithmetic, so the same bits either way.
+    fn lif_fixed, lif_fixed_avx2 => lif_fixed_loop(
+        u: &mut [i32],
+        v: &mut [i32],
+        bias: (&[i32], &[i32]),
+        io: (&[i32], &mut [i32]),
+        k: (i64, i64, i32),
+    )
 }
 
 #[inline(always)]
