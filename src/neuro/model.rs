@@ -139,15 +139,6 @@ pub struct Pool<'a> {
 }
 
 impl Pool<'_> {
-    /// No workers: every part runs on the calling thread, one after the other.
-    #[cfg(test)]
-    pub(crate) fn serial() -> Pool<'static> {
-        Pool {
-            par: None,
-            serial: true,
-        }
-    }
-
     /// The run's pool; `parallel`: whether this step may use it.
     pub(crate) fn new(par: Option<&super::par::Par>, parallel: bool) -> Pool<'_> {
         Pool {

@@ -45,8 +45,8 @@ pub(crate) type Job<'s> = Box<dyn FnOnce() -> Result<(), NeuroError> + Send + 's
 /// helper costs more than it saves.
 pub(crate) const MIN_PART: usize = 4096;
 
-/// How long a helper waits for the next part before its task ends (it spins, yielding
-/// the core between looks). Longer than the serial stretches of a step at 100k neurons
+/// How long a helper waits for the next part before its task ends (it looks again and
+/// again, yielding the core between looks). Longer than the serial stretches of a step at 100k neurons
 /// (compaction, the counter, the run loop: some 100 µs), short enough that a finished
 /// run gives its workers back at once for other tasks.
 pub(crate) const HELPER_IDLE: std::time::Duration = std::time::Duration::from_millis(1);
@@ -105,20 +105,15 @@ impl Team {
 
     /// A helper's task: runs queued parts until none came for [`HELPER_IDLE`].
     fn serve(&self) {
-        let mut idle_since = crate::time::Instant::now();
-        while !self.stop.load(Ordering::Acquire) {
-            if self.queued.load(Ordering::Acquire) > 0 {
-                if let Some(part) = self.pop(None) {
-                    Team::finish(part);
-                    idle_since = crate::time::Instant::now();
-                    continue;
-                }
+        let stop = || self.stop.load(Ordering::Acquire);
+        // Each wait for the next part is `spin_until`'s: looks, yielding the core between.
+        while crate::sched::spin_until(HELPER_IDLE, || {
+            stop() || self.queued.load(Ordering::Acquire) > 0
+        }) && !stop()
+        {
+            if let Some(part) = self.pop(None) {
+                Team::finish(part);
             }
-            if idle_since.elapsed() >= HELPER_IDLE {
-                break;
-            }
-            std::hint::spin_loop();
-            std::thread::yield_now();
         }
         self.helpers.fetch_sub(1, Ordering::AcqRel);
     }

@@ -828,7 +828,15 @@ mod tests {
             for parts in [1, 2] {
                 let blocks = Blocks::split(Columns::build(&w, n_out), n_out, parts);
                 let mut a = vec![99; n_out];
-                accumulate(Pool::serial(), &blocks, &active, &mut a, graded, &|_| {}).unwrap();
+                accumulate(
+                    Pool::new(None, false),
+                    &blocks,
+                    &active,
+                    &mut a,
+                    graded,
+                    &|_| {},
+                )
+                .unwrap();
                 let want: Vec<i32> = (0..n_out)
                     .map(|i| {
                         let m = if graded { 2 } else { 1 };
