@@ -49,6 +49,7 @@ pub struct NeuroBenchRow {
 /// ports): LIF with du 0.25, dv 0.05, vth 1, and the synapses as columns, one warm-up step
 /// then `steps` timed steps, like the hetflow run. Returns (seconds, spikes in the timed
 /// steps), so the caller can check both made the same spikes.
+///
 /// Like the library's LIF kernels, the loop is compiled for AVX2 too and that version
 /// runs where the CPU has it, so the ratio measures the framework, not the instruction set.
 pub fn plain_loop(n: usize, bias: &[f64], trip: &[(u32, u32, f64)], steps: u64) -> (f64, u64) {
