@@ -7,7 +7,9 @@
 //! `pool` (empty tasks spawned inside a task), `main` (from main, then `wait_idle`),
 //! `rwchain` (a chain linked by read_write of one array), `chain` (a chain linked by
 //! `after`), `rayon-scope` and `rayon-chain` (the same work in rayon), on 2 workers.
-//! `cli/scripts/callgrind-per-task.sh` runs them all under callgrind.
+//! `cli/scripts/callgrind-per-task.sh` runs them all under callgrind. An optional third
+//! argument repeats the workload that many times in the same process and prints the median
+//! (for a sampling profiler, e.g. `perf record`, on the steady state).
 
 use hetflow::Runtime;
 use hetflow_cli::bench::engine as hb;
@@ -19,26 +21,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => s.parse()?,
         None => 10_000,
     };
+    let reps: usize = match args.next() {
+        Some(s) => s.parse()?,
+        None => 1,
+    };
     let workers = 2;
-    let took = if mode.starts_with("rayon") {
+    let mut times = Vec::with_capacity(reps.max(1));
+    if mode.starts_with("rayon") {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .build()?;
-        match mode.as_str() {
-            "rayon-scope" => hb::rayon_empty_tasks(&pool, n),
-            "rayon-chain" => hb::rayon_chain(&pool, n),
-            other => return Err(format!("unknown mode `{other}`").into()),
+        for _ in 0..reps.max(1) {
+            times.push(match mode.as_str() {
+                "rayon-scope" => hb::rayon_empty_tasks(&pool, n),
+                "rayon-chain" => hb::rayon_chain(&pool, n),
+                other => return Err(format!("unknown mode `{other}`").into()),
+            });
         }
     } else {
         let rt = Runtime::builder().cpu_workers(workers).no_gpu().build()?;
-        match mode.as_str() {
-            "pool" => hb::hetflow_empty_tasks_in_pool(&rt, n),
-            "main" => hb::hetflow_empty_tasks_scoped(&rt, n),
-            "rwchain" => hb::hetflow_rw_chain(&rt, n),
-            "chain" => hb::hetflow_chain(&rt, n),
-            other => return Err(format!("unknown mode `{other}`").into()),
+        for _ in 0..reps.max(1) {
+            times.push(match mode.as_str() {
+                "pool" => hb::hetflow_empty_tasks_in_pool(&rt, n),
+                "main" => hb::hetflow_empty_tasks_scoped(&rt, n),
+                "rwchain" => hb::hetflow_rw_chain(&rt, n),
+                "chain" => hb::hetflow_chain(&rt, n),
+                other => return Err(format!("unknown mode `{other}`").into()),
+            });
         }
-    };
+    }
+    times.sort();
+    let took = times[times.len() / 2];
     println!(
         "{mode} {n}: {:.0} ns/task",
         took.as_nanos() as f64 / n.max(1) as f64

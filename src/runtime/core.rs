@@ -2,10 +2,10 @@
 //! residency, the transfer counters, the access trackers, the kernel cache and the trace.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
 use crate::data::array::{OwnerId, RawArray};
 use crate::data::residency::Residency;
@@ -48,12 +48,6 @@ pub(crate) struct Core {
     /// Task events while a trace records (None when not recording).
     trace: Mutex<Option<(crate::time::Instant, Vec<crate::task::trace::TaskEvent>)>>,
     pub(crate) upload: crate::data::UploadPath,
-    /// Tasks ready (queued or waiting on a fence) or running.
-    live: AtomicUsize,
-    quiet: Mutex<()>,
-    quiet_cv: Condvar,
-    /// Futures awaiting quiet ([`Core::quiet`]).
-    quiet_wakers: Mutex<Vec<std::task::Waker>>,
     /// The arrays' access trackers. Their one lock serialises the access-tracking part of
     /// spawns, so that every array sees tasks in one global order (no cycle can come from two
     /// threads spawning at once).
@@ -126,10 +120,6 @@ impl Core {
             trace: Mutex::new(None),
             tracing: AtomicBool::new(false),
             upload,
-            live: AtomicUsize::new(0),
-            quiet: Mutex::new(()),
-            quiet_cv: Condvar::new(),
-            quiet_wakers: Mutex::new(Vec::new()),
             trackers: SharedTrackers::default(),
             id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
             kernels: Mutex::new(HashMap::new()),
@@ -163,7 +153,7 @@ impl Core {
     /// and sends it to its device. A task no device can run fails with `NoDevice`; barriers
     /// (no body) finish on the CPU pool (cheap, and never recursive).
     pub(crate) fn schedule(self: &Arc<Self>, node: Arc<Node>) {
-        self.live.fetch_add(1, Ordering::AcqRel);
+        self.sched.pool.quiet.started();
         // One possible device, known since spawn, and no fence: no decision, no lock.
         if let Some(target) = node.only_unfenced() {
             return self.sched.dispatch(node, target, &[], false);
@@ -257,24 +247,15 @@ impl Core {
         }
     }
 
+    /// A task that was ready finished (counted by the pool, `sched/quiet.rs`).
     pub(crate) fn task_finished(&self) {
-        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _g = self.quiet.lock();
-            self.quiet_cv.notify_all();
-            let wakers = std::mem::take(&mut *self.quiet_wakers.lock());
-            for w in wakers {
-                w.wake();
-            }
-        }
+        self.sched.pool.task_finished();
     }
 
     #[cfg(not(target_arch = "wasm32"))]
     /// Blocks until no task is ready or running.
     pub(crate) fn wait_quiet(&self) {
-        let mut g = self.quiet.lock();
-        while self.live.load(Ordering::Acquire) != 0 {
-            self.quiet_cv.wait(&mut g);
-        }
+        self.sched.pool.quiet.wait();
     }
 }
 
@@ -308,21 +289,7 @@ impl Core {
 
     /// Resolves once no task is ready or running (the async form of `wait_quiet`).
     pub(crate) fn quiet(&self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.live.load(Ordering::Acquire) == 0 {
-                return std::task::Poll::Ready(());
-            }
-            // `task_finished` takes the wakers after the count reaches zero, under this lock:
-            // either it sees this waker or this check sees zero.
-            let mut wakers = self.quiet_wakers.lock();
-            if self.live.load(Ordering::Acquire) == 0 {
-                return std::task::Poll::Ready(());
-            }
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            std::task::Poll::Pending
-        })
+        self.sched.pool.quiet.until_quiet()
     }
 }
 

@@ -12,6 +12,7 @@ use crossbeam_utils::sync::{Parker, Unparker};
 use parking_lot::Mutex;
 
 use super::job::{CpuJobRef, CpuStealHook};
+use super::quiet::{Quiet, DEFER_MAX};
 use super::ranked::Ranked;
 use super::sleep::Sleep;
 
@@ -28,6 +29,9 @@ pub(crate) struct CpuPool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     steal: std::sync::OnceLock<CpuStealHook>,
     idle: IdleHooks,
+    /// The runtime's count of ready or running tasks (`quiet.rs`); its workers defer their
+    /// finishes (`WorkerLocal::deferred`).
+    pub(crate) quiet: Quiet,
 }
 
 /// Called by a worker each time it runs out of work, once it counts as idle (searching, or
@@ -49,6 +53,24 @@ struct WorkerLocal {
     index: usize,
     deque: Worker<CpuJobRef>,
     parker: Parker,
+    /// Tasks finished here and not yet subtracted from the pool's `quiet` (`quiet.rs`).
+    deferred: Cell<usize>,
+    /// References to jobs this worker ran, dropped together (see [`CpuPool::run`]).
+    ran: RefCell<Vec<CpuJobRef>>,
+    /// The emptied vector of the previous batch, kept for its capacity (no allocation per
+    /// batch).
+    spare: Cell<Vec<CpuJobRef>>,
+}
+
+impl WorkerLocal {
+    /// Drops the kept job references. They are dropped outside the borrow: a drop may run
+    /// a user's code (a task's value), which may run jobs here again.
+    fn drop_ran(&self) {
+        let mut batch = self.spare.take();
+        std::mem::swap(&mut batch, &mut *self.ran.borrow_mut());
+        batch.clear();
+        self.spare.set(batch);
+    }
 }
 
 thread_local! {
@@ -86,6 +108,7 @@ impl CpuPool {
             threads: Mutex::new(Vec::with_capacity(n)),
             steal: std::sync::OnceLock::new(),
             idle: IdleHooks::default(),
+            quiet: Quiet::default(),
         });
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let pool2 = pool.clone();
@@ -97,6 +120,9 @@ impl CpuPool {
                         index,
                         deque,
                         parker,
+                        deferred: Cell::new(0),
+                        ran: RefCell::new(Vec::with_capacity(DEFER_MAX)),
+                        spare: Cell::new(Vec::with_capacity(DEFER_MAX)),
                     }))
                 })?;
             pool.threads.lock().push(handle);
@@ -170,8 +196,33 @@ impl CpuPool {
         self.idle.any.store(!hooks.is_empty(), Ordering::SeqCst);
     }
 
-    /// The calling worker ran out of work and counts as idle: run the idle hooks.
-    fn went_idle(&self) {
+    /// A task of this pool's runtime finished: on one of its workers the finish is deferred
+    /// (`quiet.rs`), elsewhere it is subtracted now.
+    pub(crate) fn task_finished(self: &Arc<Self>) {
+        WORKER.with(|w| match &*w.borrow() {
+            Some(w) if Arc::ptr_eq(&w.pool, self) => {
+                let n = w.deferred.get() + 1;
+                if n >= DEFER_MAX {
+                    w.deferred.set(0);
+                    self.quiet.finished(n);
+                } else {
+                    w.deferred.set(n);
+                }
+            }
+            _ => self.quiet.finished(1),
+        });
+    }
+
+    /// Drops the job references worker `w` kept, then subtracts the finishes it deferred.
+    fn flush_finished(&self, w: &WorkerLocal) {
+        w.drop_ran();
+        self.quiet.finished(w.deferred.replace(0));
+    }
+
+    /// Worker `w` ran out of work and counts as idle: it subtracts its deferred finishes,
+    /// then runs the idle hooks.
+    fn went_idle(&self, w: &WorkerLocal) {
+        self.flush_finished(w);
         if self.idle.any.load(Ordering::Relaxed) {
             for (_, h) in self.idle.hooks.read().iter() {
                 h();
@@ -277,8 +328,24 @@ impl CpuPool {
         }
     }
 
-    fn run(&self, job: CpuJobRef) {
-        job.run_on_cpu();
+    /// Runs `job` on worker `w`, which keeps its reference and drops it with the next
+    /// `DEFER_MAX - 1` (or when it idles or stops). The reference is often the last one (the
+    /// spawner dropped its handle): dropping it frees the job and releases what it holds —
+    /// for a task, its runtime's reference count, which the spawning thread writes at every
+    /// spawn. Dropped one by one, each drop took that line from the spawner; dropped
+    /// together, the line moves once per batch. A job's own state (its body and captures)
+    /// is gone once it has run; what waits is its allocation, and the value of a task
+    /// nobody holds a handle to.
+    fn run(&self, w: &WorkerLocal, job: CpuJobRef) {
+        job.clone().run_on_cpu();
+        let full = {
+            let mut ran = w.ran.borrow_mut();
+            ran.push(job);
+            ran.len() >= DEFER_MAX
+        };
+        if full {
+            w.drop_ran();
+        }
     }
 
     /// A few rounds of searching with `yield_now` between them before parking: a job that
@@ -289,7 +356,7 @@ impl CpuPool {
             // Another worker searches: this one sleeps (a post wakes it when nobody searches).
             return None;
         };
-        self.went_idle();
+        self.went_idle(w);
         let start = crate::time::Instant::now();
         while start.elapsed() < SEARCH_TIME {
             if done() {
@@ -360,7 +427,7 @@ pub(crate) fn help_while_waiting(done: &dyn Fn() -> bool, register: &dyn Fn(Wake
             return true;
         }
         if let Some(job) = pool.find_work(&w).or_else(|| pool.search_briefly(&w, done)) {
-            pool.run(job);
+            pool.run(&w, job);
             if done() && !w.deque.is_empty() {
                 // Going back to the waiting body: let a sleeper take what we queued quietly.
                 pool.sleep.notify_one();
@@ -371,7 +438,7 @@ pub(crate) fn help_while_waiting(done: &dyn Fn() -> bool, register: &dyn Fn(Wake
             return true;
         }
         pool.sleep.sleep(w.index, &w.parker, || {
-            pool.went_idle();
+            pool.went_idle(&w);
             done() || pool.has_work() || pool.shutdown.load(Ordering::SeqCst)
         });
     }
@@ -383,21 +450,22 @@ fn worker_main(local: Rc<WorkerLocal>) {
     tracing::trace!(worker = local.index, "CPU worker started");
     loop {
         if let Some(job) = pool.find_work(&local) {
-            pool.run(job);
+            pool.run(&local, job);
             continue;
         }
         if pool.shutdown.load(Ordering::SeqCst) && !pool.has_work() {
             break;
         }
         if let Some(job) = pool.search_briefly(&local, &|| pool.shutdown.load(Ordering::Relaxed)) {
-            pool.run(job);
+            pool.run(&local, job);
             continue;
         }
         pool.sleep.sleep(local.index, &local.parker, || {
-            pool.went_idle();
+            pool.went_idle(&local);
             pool.has_work() || pool.shutdown.load(Ordering::SeqCst)
         });
     }
+    pool.flush_finished(&local);
     WORKER.with(|w| *w.borrow_mut() = None);
     tracing::trace!(worker = local.index, "CPU worker stopped");
 }

@@ -29,6 +29,7 @@ use std::task::Waker;
 use parking_lot::Mutex;
 
 use super::job::{CpuJobRef, CpuStealHook};
+use super::quiet::Quiet;
 use super::ranked::Ranked;
 
 /// How long the pump runs jobs before it lets the event loop run.
@@ -43,6 +44,8 @@ struct Queue {
 
 pub(crate) struct CpuPool {
     queue: Mutex<Queue>,
+    /// The runtime's count of ready or running tasks (`quiet.rs`; nothing is deferred here).
+    pub(crate) quiet: Quiet,
 }
 
 impl CpuPool {
@@ -55,6 +58,7 @@ impl CpuPool {
                 pumping: false,
                 shutdown: false,
             }),
+            quiet: Quiet::default(),
         }))
     }
 
@@ -95,6 +99,11 @@ impl CpuPool {
         if start {
             wasm_bindgen_futures::spawn_local(pump(self.clone()));
         }
+    }
+
+    /// A task of this pool's runtime finished.
+    pub(crate) fn task_finished(self: &Arc<Self>) {
+        self.quiet.finished(1);
     }
 
     /// Stealing is not offered in the browser: the hook is kept unused.

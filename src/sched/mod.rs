@@ -32,6 +32,7 @@ pub(crate) mod gpu;
 pub(crate) mod job;
 pub mod perfmodel;
 pub mod placement;
+pub(crate) mod quiet;
 pub(crate) mod ranked;
 pub(crate) mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]

@@ -379,8 +379,9 @@ impl<T: Send + 'static> TaskBuilder<T> {
         if let Some(d) = decl_tracked {
             node.set_decl(d);
         }
-        // Nothing can schedule the node before the guard is dropped.
-        node.clone().release_one();
+        // Nothing can schedule the node before the guard is dropped. `core` is borrowed
+        // from the handle's reference, which outlives the call.
+        node.clone().release_one(Some(core));
         TaskHandle {
             node,
             _value: PhantomData,

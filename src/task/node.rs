@@ -891,17 +891,39 @@ impl Node {
         self.flags.fetch_or(HAS_FENCES, Ordering::AcqRel);
     }
 
-    /// Drops one count of `remaining`; schedules the node when it reaches zero.
-    pub(crate) fn release_one(self: Arc<Self>) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            match self.core() {
-                Some(core) => core.schedule(self.clone()),
-                None => tracing::error!(task = %self.name(), "ready task without a runtime"),
+    /// Drops one count of `remaining`; schedules the node when it reaches zero. `via` is a
+    /// runtime the caller holds a reference to (the spawner's, a finishing dependency's):
+    /// when it is this node's, the node's own reference moves into the queue, with no
+    /// clone to drop after the push — a drop that would write the node's count while
+    /// another worker may already be running it.
+    pub(crate) fn release_one(self: Arc<Self>, via: Option<&Arc<Core>>) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let same = match (self.core(), via) {
+            (None, _) => {
+                tracing::error!(task = %self.name(), "ready task without a runtime");
+                return;
+            }
+            (Some(mine), via) => via.is_some_and(|v| Arc::ptr_eq(mine, v)),
+        };
+        match via {
+            Some(core) if same => core.schedule(self),
+            _ => {
+                let core = self.core().cloned();
+                if let Some(core) = core {
+                    core.schedule(self);
+                }
             }
         }
     }
 
-    fn dep_done(self: Arc<Self>, failure: Option<(&TaskError, &str)>, fence: Option<Fence>) {
+    fn dep_done(
+        self: Arc<Self>,
+        failure: Option<(&TaskError, &str)>,
+        fence: Option<Fence>,
+        via: Option<&Arc<Core>>,
+    ) {
         if let Some((e, dep_name)) = failure {
             let err = self.dependency_failed(e, dep_name);
             self.fail_with(err);
@@ -909,7 +931,7 @@ impl Node {
         if let Some(f) = fence {
             self.push_fence(f);
         }
-        self.release_one();
+        self.release_one(via);
     }
 
     /// Takes the dependents: the inline first one with whether it propagates, then the rest.
@@ -934,7 +956,7 @@ impl Node {
             self.take_dependents(&mut st)
         };
         for (d, _) in &dependents {
-            d.clone().dep_done(None, Some(fence));
+            d.clone().dep_done(None, Some(fence), self.core());
         }
         self.st.lock().rare().released_to = dependents;
     }
@@ -1014,7 +1036,7 @@ impl Node {
         let more = rare.map(|r| r.dependents).unwrap_or_default();
         for (d, propagate) in first.into_iter().chain(more) {
             let failure = failure.as_ref().filter(|_| propagate);
-            d.dep_done(failure.map(|e| (e, name)), None);
+            d.dep_done(failure.map(|e| (e, name)), None, self.core());
         }
         if let Some(core) = self.core() {
             core.task_finished();
