@@ -381,7 +381,7 @@ impl<T: Send + 'static> TaskBuilder<T> {
         }
         // Nothing can schedule the node before the guard is dropped. `core` is borrowed
         // from the handle's reference, which outlives the call.
-        node.clone().release_one(Some(core));
+        node.clone().release_guard(core);
         TaskHandle {
             node,
             _value: PhantomData,

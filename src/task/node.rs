@@ -22,19 +22,52 @@
 //!   timing — for the tasks that meet them.
 //!
 //! The lock-free word `flags` answers "is it done, did it fail, where did it run, where
-//! must it run" without the node's lock: a successful task's result, `is_done`, and the
-//! scheduling of a task with one possible device take no lock. A plain task takes its node's
-//! lock twice (taking the body, completing), each uncontended.
+//! must it run, which bodies does it have, is there anything in its locked state" without
+//! the node's lock: a successful task's result, `is_done`, and the scheduling of a task with
+//! one possible device take no lock. A plain task (no declaration, no dependent, no waiter,
+//! untimed) takes no lock at all: its start and its completion are one atomic RMW each.
+//!
+//! ## The slot
+//! `Node::slot` (the bodies, then the value or the error) is outside the lock, and used by
+//! one thread at a time, by phase:
+//! 1. until the node is ready: the spawning thread (a key's node: the spawn that claimed it);
+//!    readiness is published by `remaining`'s AcqRel decrement and the queue's push/pop;
+//! 2. from ready to `DONE`: the task's runner alone — the one thread that took the job from
+//!    its queue (a GPU task: its driver, which may put the bodies back and retry). It takes
+//!    the bodies (`begin`), may put them back (`restore`), and writes the outcome before
+//!    it publishes `DONE` with an AcqRel RMW (`finish`; a GPU task's value in its encoding);
+//! 3. after `DONE`: anyone, with the node's lock held (`take_value`, `failure`).
+//! Nothing reads the slot to learn which bodies a task has: `HAS_CPU`/`HAS_GPU` in `flags`
+//! say it, set before the node is ready.
+//!
+//! ## Completion without a lock
+//! The locked state (`NodeState`: the declaration, the first dependent, `Rare`) is touched
+//! by other threads at any time: a task that comes to depend on this one (`add_edge`), a
+//! waiter (`register_waker`), a cycle search (`dependents`). The first two *announce*
+//! themselves: holding the lock, they set `LINKED` with one RMW that also returns whether
+//! `DONE` was set; if it was, they register nothing (the task is finished), else they
+//! register before they unlock. Whoever allocates `Rare` sets `RARE`; whoever stores a
+//! declaration sets `HAS_DECL`; `fail_with` sets `FAIL_PENDING`.
+//!
+//! Completion sets `DONE` with one RMW. RMWs on `flags` are totally ordered, so either an
+//! announcement came first — then completion sees `LINKED`, takes the lock (waiting for the
+//! registration to end) and takes what was registered — or `DONE` came first and nothing
+//! was registered. Everything else that sets `RARE` happens before completion (before the
+//! node was ready, or on its runner). So when the RMW returns neither `LINKED` nor `RARE`,
+//! the locked state is empty and completion does not touch it; readers holding the lock
+//! meanwhile (a cycle search) see it empty. The start is the same: without `HAS_DECL` or
+//! `FAIL_PENDING` (and untimed), there is nothing to take but the bodies in the slot.
 //!
 //! ## Waiting and completion
-//! Completion publishes `DONE` under the node's lock, then wakes what `Rare::wakers` holds.
-//! A waiter checks `DONE`, registers its waker under the same lock, and re-checks `DONE`
-//! there: either it registered before completion (and is woken) or it sees `DONE`. No
-//! condition variable: a task nobody waits for pays nothing for waiting.
+//! Completion publishes `DONE`, then wakes what `Rare::wakers` holds. A waiter checks
+//! `DONE`, then announces itself under the lock as above and registers its waker: either
+//! it registered before completion (which then takes the lock and wakes it) or it sees
+//! `DONE`. No condition variable: a task nobody waits for pays nothing for waiting.
 //!
 //! Locks are never nested: a node's state lock is held only to read or edit that node.
 
 use std::borrow::Cow;
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
@@ -182,12 +215,13 @@ enum Slot {
 }
 
 impl Slot {
-    fn bodies(&self) -> (bool, bool) {
+    /// The [`HAS_CPU`] and [`HAS_GPU`] bits of the bodies it holds.
+    fn body_bits(&self) -> u32 {
         match self {
-            Slot::Cpu(_) => (true, false),
-            Slot::Gpu(_) => (false, true),
-            Slot::Both(_) => (true, true),
-            _ => (false, false),
+            Slot::Cpu(_) => HAS_CPU,
+            Slot::Gpu(_) => HAS_GPU,
+            Slot::Both(_) => HAS_CPU | HAS_GPU,
+            _ => 0,
         }
     }
 
@@ -278,7 +312,6 @@ struct Rare {
 
 #[derive(Default)]
 struct NodeState {
-    slot: Slot,
     decl: Option<Box<Decl>>,
     /// The first task waiting for this one (whether its failure fails it: `FIRST_PROPAGATES`
     /// in `flags`); the others are in `Rare::dependents`.
@@ -287,10 +320,6 @@ struct NodeState {
 }
 
 impl NodeState {
-    fn rare(&mut self) -> &mut Rare {
-        self.rare.get_or_insert_with(Box::default)
-    }
-
     fn fences(&self) -> Vec<Fence> {
         self.rare
             .as_ref()
@@ -323,10 +352,14 @@ pub(crate) struct Node {
     /// Its priority among ready CPU jobs (`TaskBuilder::priority`; a key's node gets it when
     /// its task is attached, before it can be ready).
     priority: AtomicI32,
+    /// The bodies until the task runs, then its outcome; no lock until `DONE` (see "The
+    /// slot" above).
+    slot: UnsafeCell<Slot>,
     st: Mutex<NodeState>,
 }
 
-// SAFETY: every field of a node is `Send + Sync` (checked below, in this crate). The core
+// SAFETY: every field of a node but `slot` is `Send + Sync` (checked below, in this crate);
+// `slot` holds `Send` values and is used by one thread at a time ("The slot" above). The core
 // holds nodes and nodes hold the core: left to the compiler, proving `Runtime: Send + Sync`
 // walks that cycle through every wgpu type inside and overflows the default recursion limit
 // in *users'* crates (a `static OnceLock<Runtime>` stops compiling). Stating the two auto
@@ -344,6 +377,8 @@ const _: () = {
     send_sync::<Option<Box<Ext>>>();
     send_sync::<AtomicI32>();
     send_sync::<Mutex<NodeState>>();
+    const fn send<T: Send>() {}
+    send::<Slot>();
 };
 
 // The common task's node stays in glibc's fast bins (see "Layout" above): 104 bytes here,
@@ -359,17 +394,31 @@ const FAILED: u32 = 1 << 1;
 const FIRST_PROPAGATES: u32 = 1 << 2;
 /// At least one GPU fence is recorded in `Rare::fences`.
 const HAS_FENCES: u32 = 1 << 3;
-/// Where the task ran: bits 8..20, 0 = not yet, 1 = CPU, 2 + i = GPU i.
+/// Another thread registered with the node, or looked for dependents in it, under its lock
+/// (set under the lock, by an RMW that also tells whether `DONE` was set before): the
+/// completion takes the lock ("Completion without a lock" above).
+const LINKED: u32 = 1 << 4;
+/// `NodeState::rare` was allocated (its completion takes the lock to read it).
+const RARE: u32 = 1 << 5;
+/// A declaration was put in `NodeState::decl` (the start takes the lock to take it).
+const HAS_DECL: u32 = 1 << 6;
+/// A failure was recorded in `Rare::fail_with` (the start takes the lock to take it).
+const FAIL_PENDING: u32 = 1 << 7;
+/// Where the task ran: bits 8..18, 0 = not yet, 1 = CPU, 2 + i = GPU i.
 const RAN_SHIFT: u32 = 8;
-/// The one device the task can run on, decided at spawn: bits 20..32, same encoding.
-const ONLY_SHIFT: u32 = 20;
-const DEVICE_MASK: u32 = 0xfff;
+/// The one device the task can run on, decided at spawn: bits 18..28, same encoding.
+const ONLY_SHIFT: u32 = 18;
+const DEVICE_MASK: u32 = 0x3ff;
+/// The task was given a CPU body (set before it can be ready; kept once it ran).
+const HAS_CPU: u32 = 1 << 28;
+/// The task was given a GPU body.
+const HAS_GPU: u32 = 1 << 29;
 
 fn encode_device(d: Option<DeviceId>) -> u32 {
     match d {
         None => 0,
         Some(DeviceId::Cpu) => 1,
-        // GPU indices are below the runtime's GPU count; 4094 GPUs in one process is far
+        // GPU indices are below the runtime's GPU count; 1022 GPUs in one process is far
         // beyond any machine, and a larger index reads as "none" (placement then decides).
         Some(DeviceId::Gpu(i)) if i + 2 <= DEVICE_MASK as usize => i as u32 + 2,
         Some(DeviceId::Gpu(_)) => 0,
@@ -436,10 +485,11 @@ impl Node {
         name: TaskName,
         runtime: Option<RuntimeHandle>,
         key: Option<(String, TaskKey, String)>,
-        st: NodeState,
+        (slot, st): (Slot, NodeState),
         flags: u32,
         priority: i32,
     ) -> Arc<Node> {
+        let flags = flags | slot.body_bits() | if st.decl.is_some() { HAS_DECL } else { 0 };
         let (name, ext) = match (name, key) {
             (Cow::Borrowed(s), None) => (s, None),
             (name, None) => (
@@ -468,20 +518,21 @@ impl Node {
             runtime,
             ext,
             priority: AtomicI32::new(priority),
+            slot: UnsafeCell::new(slot),
             st: Mutex::new(st),
         })
     }
 
     /// The node of a task spawned (not under a key), holding its spawn guard.
     pub(crate) fn task(t: Spawned) -> Arc<Node> {
+        let slot = Spawned::slot(t.cpu, t.gpu, t.value);
         let st = NodeState {
-            slot: Spawned::slot(t.cpu, t.gpu, t.value),
             decl: t.decl,
             first: None,
             rare: None,
         };
         let flags = encode_device(t.only) << ONLY_SHIFT;
-        Node::make(t.name, Some(t.runtime), None, st, flags, t.priority)
+        Node::make(t.name, Some(t.runtime), None, (slot, st), flags, t.priority)
     }
 
     /// The node of `space[key]` before a task is spawned under it.
@@ -491,7 +542,7 @@ impl Node {
             Cow::Borrowed(""),
             None,
             Some((space.to_string(), key.clone(), label)),
-            NodeState::default(),
+            Default::default(),
             0,
             0,
         )
@@ -500,7 +551,7 @@ impl Node {
     /// A node completed from outside the graph ([`super::Event`]): no body, no runtime; it
     /// finishes when its trigger fires (or is dropped).
     pub(crate) fn event(name: String) -> Arc<Node> {
-        Node::make(Cow::Owned(name), None, None, NodeState::default(), 0, 0)
+        Node::make(Cow::Owned(name), None, None, Default::default(), 0, 0)
     }
 
     /// A node that is already finished with `result` (spawn errors).
@@ -509,11 +560,7 @@ impl Node {
             Ok(()) => (Slot::Empty, DONE),
             Err(e) => (Slot::Failed(Box::new(e)), DONE | FAILED),
         };
-        let st = NodeState {
-            slot,
-            ..NodeState::default()
-        };
-        Node::make(name, None, None, st, flags, 0)
+        Node::make(name, None, None, (slot, NodeState::default()), flags, 0)
     }
 
     /// Gives a key's node the task spawned under it (after [`Node::try_claim`]).
@@ -523,18 +570,38 @@ impl Node {
             let _ = ext.runtime.set(t.runtime);
         }
         self.priority.store(t.priority, Ordering::Relaxed);
-        self.flags
-            .fetch_or(encode_device(t.only) << ONLY_SHIFT, Ordering::AcqRel);
-        let mut st = self.st.lock();
-        st.slot = Spawned::slot(t.cpu, t.gpu, t.value);
+        let slot = Spawned::slot(t.cpu, t.gpu, t.value);
+        let decl_bit = if t.decl.is_some() { HAS_DECL } else { 0 };
+        self.flags.fetch_or(
+            (encode_device(t.only) << ONLY_SHIFT) | slot.body_bits() | decl_bit,
+            Ordering::AcqRel,
+        );
+        // SAFETY: the key's node was claimed by this spawn (`try_claim`) and is not ready:
+        // nothing else uses the slot ("The slot").
+        unsafe { *self.slot.get() = slot };
         if t.decl.is_some() {
-            st.decl = t.decl;
+            self.st.lock().decl = t.decl;
         }
     }
 
     /// Sets the declaration of a task not yet released (its arrays, once tracked).
     pub(crate) fn set_decl(&self, decl: Box<Decl>) {
         self.st.lock().decl = Some(decl);
+        self.flags.fetch_or(HAS_DECL, Ordering::AcqRel);
+    }
+
+    /// `st.rare`, allocated (and announced in `flags`) if needed. Call with `st` locked.
+    fn rare_of<'a>(&self, st: &'a mut NodeState) -> &'a mut Rare {
+        if st.rare.is_none() {
+            self.flags.fetch_or(RARE, Ordering::AcqRel);
+        }
+        st.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The bodies of a task not yet run, from `flags`.
+    fn bodies(&self) -> (bool, bool) {
+        let f = self.flags.load(Ordering::Acquire);
+        (f & HAS_CPU != 0, f & HAS_GPU != 0)
     }
 
     /// Claims a key's node for the task being spawned: `Err(true)` if it was abandoned
@@ -709,9 +776,9 @@ impl Node {
     ) -> (Route, Vec<Fence>) {
         let only = decode_device(self.flags.load(Ordering::Acquire) >> ONLY_SHIFT);
         let name = self.name();
+        let (has_cpu, has_gpu) = self.bodies();
         let mut st = self.st.lock();
         let fences = st.fences();
-        let (has_cpu, has_gpu) = st.slot.bodies();
         let decision = if !has_cpu && !has_gpu {
             Ok(None)
         } else if let Some(t) = only {
@@ -729,30 +796,51 @@ impl Node {
 
     /// Puts back work taken by [`Node::begin`] (the GPU driver retries the task later).
     fn restore(&self, work: Work) {
-        let mut st = self.st.lock();
-        st.slot = Slot::from_bodies(work.cpu, work.gpu);
-        st.decl = work.decl;
+        // SAFETY: called by the task's runner, before the task is done ("The slot").
+        unsafe { *self.slot.get() = Slot::from_bodies(work.cpu, work.gpu) };
+        if work.decl.is_some() {
+            self.st.lock().decl = work.decl;
+            self.flags.fetch_or(HAS_DECL, Ordering::AcqRel);
+        }
         self.flags
             .fetch_and(!(DEVICE_MASK << RAN_SHIFT), Ordering::AcqRel);
     }
 
     /// Takes the work and any pending failure in one lock; records `device` as where the task
     /// runs when it will run its body there.
+    ///
+    /// A task with no declaration and no failure recorded, untimed, takes no lock: its
+    /// bodies are in the slot, which its runner owns ("The slot").
     fn begin(&self, device: DeviceId) -> (Work, Option<TaskError>) {
         let timing = self.core().is_some_and(|c| c.wants_timing());
+        // SAFETY: `begin` is called by the task's runner, before the task is done.
+        let (cpu, gpu) = unsafe { (*self.slot.get()).take_bodies() };
+        let ran = encode_device(Some(device)) << RAN_SHIFT;
+        let runs = cpu.is_some() || gpu.is_some();
+        if !timing && self.flags.load(Ordering::Acquire) & (HAS_DECL | FAIL_PENDING) == 0 {
+            if runs {
+                self.flags.fetch_or(ran, Ordering::AcqRel);
+            }
+            return (
+                Work {
+                    cpu,
+                    gpu,
+                    decl: None,
+                },
+                None,
+            );
+        }
         let mut st = self.st.lock();
-        let (cpu, gpu) = st.slot.take_bodies();
         let decl = st.decl.take();
         let failure = st.rare.as_mut().and_then(|r| r.fail_with.take());
         if let Some(p) = decl.as_ref().and_then(|d| d.booking.predicted) {
             // Unbooked at completion, whether the task runs or fails.
-            st.rare().predicted = Some(p);
+            self.rare_of(&mut st).predicted = Some(p);
         }
-        if failure.is_none() && (cpu.is_some() || gpu.is_some()) {
-            self.flags
-                .fetch_or(encode_device(Some(device)) << RAN_SHIFT, Ordering::AcqRel);
+        if failure.is_none() && runs {
+            self.flags.fetch_or(ran, Ordering::AcqRel);
             if timing {
-                let rare = st.rare();
+                let rare = self.rare_of(&mut st);
                 rare.data_bytes = decl
                     .as_ref()
                     .map_or(0, |d| d.accesses.iter().map(|(r, _)| r.bytes as u64).sum());
@@ -774,11 +862,13 @@ impl Node {
         self.flags.load(Ordering::Acquire) & DONE != 0
     }
 
-    /// The error of a failed task, read under its lock.
-    fn failure(st: &NodeState) -> TaskError {
-        match &st.slot {
+    /// The error of a failed task, read with its lock held (`_st`, its guard).
+    fn failure(&self, _st: &NodeState) -> TaskError {
+        // SAFETY: only called once FAILED (so DONE) was seen, with the lock held: after
+        // `DONE`, the slot is used under the lock only ("The slot").
+        match unsafe { &*self.slot.get() } {
             Slot::Failed(e) => (**e).clone(),
-            // FAILED is set together with the slot, under the lock.
+            // FAILED is set after the slot is written.
             _ => TaskError::ShutDown {
                 task: String::new(),
             },
@@ -793,7 +883,7 @@ impl Node {
         } else if f & FAILED == 0 {
             Some(Ok(()))
         } else {
-            Some(Err(Node::failure(&self.st.lock())))
+            Some(Err(self.failure(&self.st.lock())))
         }
     }
 
@@ -803,7 +893,9 @@ impl Node {
 
     /// Marks the task to complete with `err` instead of running (first error wins).
     pub(crate) fn fail_with(&self, err: TaskError) {
-        self.st.lock().rare().fail_with.get_or_insert(err);
+        let mut st = self.st.lock();
+        self.rare_of(&mut st).fail_with.get_or_insert(err);
+        self.flags.fetch_or(FAIL_PENDING, Ordering::AcqRel);
     }
 
     fn dependency_failed(&self, dep_err: &TaskError, dep_name: &str) -> TaskError {
@@ -853,9 +945,11 @@ impl Node {
         }
         let seen = {
             let mut ds = dep.st.lock();
-            let f = dep.flags.load(Ordering::Acquire);
+            // Announced and checked in one step: either `dep`'s completion sees LINKED and
+            // takes the lock (after this), or this sees DONE.
+            let f = dep.flags.fetch_or(LINKED, Ordering::AcqRel);
             if f & FAILED != 0 {
-                Seen::Failed(Node::failure(&ds))
+                Seen::Failed(dep.failure(&ds))
             } else if f & DONE != 0 {
                 Seen::Ok
             } else if let Some(fence) = ds.rare.as_ref().and_then(|r| r.released) {
@@ -870,7 +964,9 @@ impl Node {
                         dep.flags.fetch_and(!FIRST_PROPAGATES, Ordering::AcqRel);
                     }
                 } else {
-                    ds.rare().dependents.push((self.clone(), propagate));
+                    dep.rare_of(&mut ds)
+                        .dependents
+                        .push((self.clone(), propagate));
                 }
                 Seen::Pending
             }
@@ -887,7 +983,7 @@ impl Node {
 
     fn push_fence(&self, f: Fence) {
         let mut st = self.st.lock();
-        st.rare().fences.push(f);
+        self.rare_of(&mut st).fences.push(f);
         self.flags.fetch_or(HAS_FENCES, Ordering::AcqRel);
     }
 
@@ -897,9 +993,26 @@ impl Node {
     /// clone to drop after the push — a drop that would write the node's count while
     /// another worker may already be running it.
     pub(crate) fn release_one(self: Arc<Self>, via: Option<&Arc<Core>>) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ready(via);
         }
+    }
+
+    /// Drops the spawn guard (see "Life of a node"), from the spawning thread, which holds
+    /// `core`. Only that thread adds to `remaining`, before this; each dependency then
+    /// subtracts once. So if `remaining` is 1, every dependency already released the node
+    /// and no other thread will write the count again: the node is ready without an RMW.
+    pub(crate) fn release_guard(self: Arc<Self>, core: &Arc<Core>) {
+        if self.remaining.load(Ordering::Acquire) == 1 {
+            self.remaining.store(0, Ordering::Relaxed);
+            self.ready(Some(core));
+        } else {
+            self.release_one(Some(core));
+        }
+    }
+
+    /// The node's count reached zero: it goes to its runtime's scheduler.
+    fn ready(self: Arc<Self>, via: Option<&Arc<Core>>) {
         let same = match (self.core(), via) {
             (None, _) => {
                 tracing::error!(task = %self.name(), "ready task without a runtime");
@@ -952,13 +1065,14 @@ impl Node {
     fn release_early(&self, fence: Fence) {
         let dependents = {
             let mut st = self.st.lock();
-            st.rare().released = Some(fence);
+            self.rare_of(&mut st).released = Some(fence);
             self.take_dependents(&mut st)
         };
         for (d, _) in &dependents {
             d.clone().dep_done(None, Some(fence), self.core());
         }
-        self.st.lock().rare().released_to = dependents;
+        let mut st = self.st.lock();
+        self.rare_of(&mut st).released_to = dependents;
     }
 
     /// Finishes the task without a value of its own (a barrier keeps the `()` it was given).
@@ -974,21 +1088,30 @@ impl Node {
         if let Some(e) = &failure {
             tracing::debug!(task = %name, error = %e, "task failed");
         }
-        let (first, rare) = {
+        // SAFETY: `finish` runs once, on the thread that completes the task, before DONE
+        // ("The slot").
+        let slot = unsafe { &mut *self.slot.get() };
+        let done = match outcome {
+            Ok(Some(v)) => {
+                *slot = Slot::Value(v);
+                DONE
+            }
+            Ok(None) => DONE,
+            Err(e) => {
+                *slot = Slot::Failed(Box::new(e));
+                DONE | FAILED
+            }
+        };
+        let flags = self.flags.fetch_or(done, Ordering::AcqRel);
+        // Nobody registered before DONE (and nobody will after) and nothing rare was
+        // recorded: `st` holds nothing to take ("Completion without a lock").
+        let (first, rare) = if flags & (LINKED | RARE) == 0 {
+            (None, None)
+        } else {
             let mut st = self.st.lock();
-            let done = match outcome {
-                Ok(Some(v)) => {
-                    st.slot = Slot::Value(v);
-                    DONE
-                }
-                Ok(None) => DONE,
-                Err(e) => {
-                    st.slot = Slot::Failed(Box::new(e));
-                    DONE | FAILED
-                }
-            };
-            let flags = self.flags.fetch_or(done, Ordering::AcqRel);
-            let first = st.first.take().map(|d| (d, flags & FIRST_PROPAGATES != 0));
+            // Read under the lock: a dependent that registered before DONE set it there.
+            let propagates = self.flags.load(Ordering::Acquire) & FIRST_PROPAGATES != 0;
+            let first = st.first.take().map(|d| (d, propagates));
             (first, st.rare.take())
         };
         let mut rare = rare.map(|r| *r);
@@ -1049,11 +1172,12 @@ impl Node {
             return true;
         }
         let mut st = self.st.lock();
-        // DONE is published under this lock: checked again here, no wake-up is lost.
-        if self.is_done() {
+        // Announced and checked in one step: either the completion sees LINKED and takes
+        // the wakers under this lock, or this sees DONE. No wake-up is lost.
+        if self.flags.fetch_or(LINKED, Ordering::AcqRel) & DONE != 0 {
             return true;
         }
-        let wakers = &mut st.rare().wakers;
+        let wakers = &mut self.rare_of(&mut st).wakers;
         if !wakers.iter().any(|x| x.will_wake(w)) {
             wakers.push(w.clone());
         }
@@ -1133,11 +1257,16 @@ impl Node {
 
     /// Takes the stored value (None if already taken, or the task produced none).
     pub(crate) fn take_value(&self) -> Option<Value> {
-        let mut st = self.st.lock();
-        match std::mem::take(&mut st.slot) {
+        if !self.is_done() {
+            return None;
+        }
+        let _st = self.st.lock();
+        // SAFETY: the task is done and the lock is held ("The slot").
+        let slot = unsafe { &mut *self.slot.get() };
+        match std::mem::take(slot) {
             Slot::Value(v) => Some(v),
             other => {
-                st.slot = other;
+                *slot = other;
                 None
             }
         }
@@ -1258,7 +1387,7 @@ impl Node {
                 return false;
             }
         }
-        let bodies = st.slot.bodies();
+        let bodies = self.bodies();
         match st.decl.as_deref_mut() {
             Some(d) => {
                 let (shape, booking) = d.shape(name, bodies);
@@ -1312,13 +1441,14 @@ impl ScopedEncode for EncodeTail {
             }
             (Ok(v), None) => v,
         };
+        if let Some(v) = value {
+            // Delivered once the batch finishes (`gpu_done` keeps it).
+            // SAFETY: the encoding driver is the task's runner; not done yet ("The slot").
+            unsafe { *node.slot.get() = Slot::Value(v) };
+        }
         {
             let mut st = node.st.lock();
-            if let Some(v) = value {
-                // Delivered once the batch finishes (`gpu_done` keeps it).
-                st.slot = Slot::Value(v);
-            }
-            let rare = st.rare();
+            let rare = node.rare_of(&mut st);
             rare.pins = pins;
             rare.gpu_partials = gpu_partials;
         }
@@ -1460,7 +1590,10 @@ impl GpuJob for Node {
     }
 
     fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, result: Result<(), BatchFailure>) {
-        let partials = std::mem::take(&mut self.st.lock().rare().gpu_partials);
+        let partials = {
+            let mut st = self.st.lock();
+            std::mem::take(&mut self.rare_of(&mut st).gpu_partials)
+        };
         let name = self.name();
         let mut result = result.map_err(|f| TaskError::GpuBatchFailed {
             task: name.to_string(),
@@ -1500,24 +1633,41 @@ mod tests {
             None,
             Some(DeviceId::Cpu),
             Some(DeviceId::Gpu(0)),
-            Some(DeviceId::Gpu(4093)),
+            Some(DeviceId::Gpu(1021)),
         ] {
             assert_eq!(decode_device(encode_device(d)), d);
         }
         // Beyond the field: read as "none", so placement decides instead.
         assert_eq!(
-            decode_device(encode_device(Some(DeviceId::Gpu(4094)))),
+            decode_device(encode_device(Some(DeviceId::Gpu(1022)))),
             None
         );
         // The two fields do not overlap each other or the flag bits.
-        let both = (encode_device(Some(DeviceId::Gpu(7))) << RAN_SHIFT)
+        let bits = [
+            DONE,
+            FAILED,
+            FIRST_PROPAGATES,
+            HAS_FENCES,
+            LINKED,
+            RARE,
+            HAS_DECL,
+            FAIL_PENDING,
+            HAS_CPU,
+            HAS_GPU,
+        ];
+        let fields = (DEVICE_MASK << RAN_SHIFT) | (DEVICE_MASK << ONLY_SHIFT);
+        assert_eq!((DEVICE_MASK << RAN_SHIFT) & (DEVICE_MASK << ONLY_SHIFT), 0);
+        let mut seen = fields;
+        for b in bits {
+            assert_eq!(b.count_ones(), 1);
+            assert_eq!(seen & b, 0, "flag {b:#x} overlaps");
+            seen |= b;
+        }
+        let all = (encode_device(Some(DeviceId::Gpu(7))) << RAN_SHIFT)
             | (encode_device(Some(DeviceId::Cpu)) << ONLY_SHIFT)
-            | DONE
-            | FAILED
-            | FIRST_PROPAGATES
-            | HAS_FENCES;
-        assert_eq!(decode_device(both >> RAN_SHIFT), Some(DeviceId::Gpu(7)));
-        assert_eq!(decode_device(both >> ONLY_SHIFT), Some(DeviceId::Cpu));
+            | bits.iter().fold(0, |a, b| a | b);
+        assert_eq!(decode_device(all >> RAN_SHIFT), Some(DeviceId::Gpu(7)));
+        assert_eq!(decode_device(all >> ONLY_SHIFT), Some(DeviceId::Cpu));
     }
 
     #[test]
