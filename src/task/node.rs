@@ -37,6 +37,7 @@
 //!    the bodies (`begin`), may put them back (`restore`), and writes the outcome before
 //!    it publishes `DONE` with an AcqRel RMW (`finish`; a GPU task's value in its encoding);
 //! 3. after `DONE`: anyone, with the node's lock held (`take_value`, `failure`).
+//!
 //! Nothing reads the slot to learn which bodies a task has: `HAS_CPU`/`HAS_GPU` in `flags`
 //! say it, set before the node is ready.
 //!
