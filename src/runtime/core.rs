@@ -59,6 +59,9 @@ pub(crate) struct Core {
     /// declaring arrays is spawned on one thread and finishes on another, and the allocator
     /// makes that box's round trip cost several hundred instructions (`Core::decl_box`).
     spare_decls: crossbeam_queue::ArrayQueue<Box<crate::task::node::Decl>>,
+    /// Finished tasks' nodes, emptied, in batches, for the next spawns to reuse
+    /// (`task/recycle.rs`).
+    pub(crate) nodes: crate::task::recycle::NodePool,
     /// TaskSpace key nodes that tasks of this runtime wait for and that had no task spawned
     /// under them yet, by address (spawned ones are pruned as it grows).
     key_waits: Mutex<HashMap<usize, Arc<Node>>>,
@@ -124,6 +127,7 @@ impl Core {
             id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
             kernels: Mutex::new(HashMap::new()),
             spare_decls: crossbeam_queue::ArrayQueue::new(SPARE_DECLS),
+            nodes: Default::default(),
             key_waits: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             topology,

@@ -68,7 +68,9 @@ impl WorkerLocal {
     fn drop_ran(&self) {
         let mut batch = self.spare.take();
         std::mem::swap(&mut batch, &mut *self.ran.borrow_mut());
-        batch.clear();
+        for job in batch.drain(..) {
+            job.retire();
+        }
         self.spare.set(batch);
     }
 }

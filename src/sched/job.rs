@@ -19,6 +19,10 @@ pub(crate) trait CpuJob: Send + Sync {
     fn move_to_gpu(&self, gpu: usize) -> bool;
     /// The same job as GPU work (after [`CpuJob::move_to_gpu`] said yes).
     fn into_gpu_job(self: Arc<Self>) -> GpuJobRef;
+    /// Takes back the reference a CPU worker ran the job with, instead of a drop: a job may
+    /// keep its allocation for reuse (a task's node: `task/recycle.rs`). Called outside any
+    /// of the pool's borrows, as a drop would be.
+    fn retire(self: Arc<Self>) {}
     /// In the browser: the GPU-to-host copies the job's preparation will need, as a future
     /// the pump awaits before [`CpuJob::run_on_cpu`] (WebGPU maps buffers only through the
     /// event loop).

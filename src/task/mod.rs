@@ -45,6 +45,7 @@ mod event;
 mod handle;
 pub(crate) mod node;
 mod prefetch;
+pub(crate) mod recycle;
 mod space;
 pub(crate) mod trace;
 pub(crate) mod tracking;

@@ -512,7 +512,12 @@ impl Node {
                 })),
             ),
         };
-        Arc::new(Node {
+        // A task of a runtime goes into a finished task's allocation if there is a spare
+        // one (`recycle.rs`).
+        let spare = runtime
+            .as_ref()
+            .and_then(|r| super::recycle::spare(&r.core.nodes));
+        let node = Node {
             remaining: AtomicU32::new(1),
             flags: AtomicU32::new(flags),
             name,
@@ -521,7 +526,49 @@ impl Node {
             priority: AtomicI32::new(priority),
             slot: UnsafeCell::new(slot),
             st: Mutex::new(st),
-        })
+        };
+        match spare {
+            Some(mut arc) => match Arc::get_mut(&mut arc) {
+                Some(n) => {
+                    *n = node;
+                    arc
+                }
+                // Unreachable: only nodes `Arc::get_mut` accepted are kept.
+                None => Arc::new(node),
+            },
+            None => Arc::new(node),
+        }
+    }
+
+    /// A node with nothing in it (`recycle.rs` keeps these).
+    fn empty() -> Node {
+        Node {
+            remaining: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            name: "",
+            runtime: None,
+            ext: None,
+            priority: AtomicI32::new(0),
+            slot: UnsafeCell::new(Slot::Empty),
+            st: Mutex::new(NodeState::default()),
+        }
+    }
+
+    /// Empties a finished task's node that nothing else refers to (`&mut`), dropping what it
+    /// held, for reuse (`recycle.rs`). Returns the runtime it was spawned on; `None` (and
+    /// nothing emptied) for a node that is not a finished plain task.
+    pub(crate) fn blank(&mut self) -> Option<RuntimeHandle> {
+        if *self.flags.get_mut() & DONE == 0 || self.ext.is_some() {
+            return None;
+        }
+        let runtime = self.runtime.take()?;
+        *self = Node::empty();
+        Some(runtime)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn blank_for_test() -> Arc<Node> {
+        Arc::new(Node::empty())
     }
 
     /// The node of a task spawned (not under a key), holding its spawn guard.
@@ -1287,6 +1334,10 @@ impl CpuJob for Node {
 
     fn into_gpu_job(self: Arc<Self>) -> GpuJobRef {
         self
+    }
+
+    fn retire(self: Arc<Self>) {
+        super::recycle::retire(self);
     }
 
     #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,169 @@
+//! Reusing the allocations of finished nodes.
+//!
+//! A task is usually spawned on one thread and run on another, and the node's last
+//! reference goes with the job: the runner frees what the spawner allocated. glibc serves
+//! that round trip through the arena's shared bins (a lock or an RMW on a line both threads
+//! write, at every task, and consolidation when a large block is freed), which costs the
+//! spawner more than the rest of its spawn. So a CPU worker hands the nodes it ran back
+//! instead, in batches, and spawns take them from a batch.
+//!
+//! ## How it works
+//! 1. A worker retires the references of the jobs it ran in batches (`sched/cpu.rs`,
+//!    `CpuJob::retire`). A node whose reference is the last one (no handle, no dependent
+//!    keeps it) is blanked in place — its value, declaration and runtime handle are dropped
+//!    there, as a drop would — and staged in the worker's thread-local list ([`retire`]).
+//! 2. A full list ([`BATCH`] nodes) goes to its runtime's shared [`NodePool`] with one lock.
+//!    The pool keeps at most [`MAX_BATCHES`]; a batch beyond that is freed.
+//! 3. A spawn takes a node from its thread's own list ([`fresh`]); an empty list takes a
+//!    whole batch from the pool (one lock per [`BATCH`] spawns); an empty pool allocates.
+//!
+//! Blank nodes hold no runtime, value or body: a batch or a thread's list holds only memory
+//! (at most `BATCH` nodes per thread and `BATCH * MAX_BATCHES` per runtime), freed with the
+//! thread or the runtime. A node is reused only through `Arc::get_mut`, which proves that
+//! nothing else refers to it.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::node::Node;
+
+/// Nodes moved between a thread and a runtime's pool at once.
+pub(crate) const BATCH: usize = 64;
+/// Batches a runtime keeps (1024 nodes of 128 bytes: 128 KiB).
+pub(crate) const MAX_BATCHES: usize = 16;
+
+/// A runtime's spare nodes, in batches (see the module's doc).
+#[derive(Default)]
+pub(crate) struct NodePool {
+    batches: Mutex<Vec<Vec<Arc<Node>>>>,
+}
+
+impl NodePool {
+    fn put(&self, batch: Vec<Arc<Node>>) {
+        let mut batches = self.batches.lock();
+        if batches.len() < MAX_BATCHES {
+            batches.push(batch);
+        }
+    }
+
+    fn take(&self) -> Option<Vec<Arc<Node>>> {
+        self.batches.lock().pop()
+    }
+
+    #[cfg(test)]
+    fn spare(&self) -> usize {
+        self.batches.lock().iter().map(Vec::len).sum()
+    }
+}
+
+thread_local! {
+    /// Nodes this thread retired, not yet given to a pool.
+    static RETIRED: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+    /// Blank nodes this thread took from a pool, for its next spawns.
+    static SPARE: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A blank node for a spawn: one of this thread's, or of a batch taken from `pool`; `None`
+/// when both are empty (the spawn allocates). The caller fills it through `Arc::get_mut`.
+pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
+    SPARE
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_empty() {
+                if let Some(batch) = pool.take() {
+                    *s = batch;
+                }
+            }
+            s.pop()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Takes back `node`, the reference a CPU worker ran it with: if it is the last one, the
+/// node is blanked and kept for a later spawn; otherwise the reference is simply dropped.
+pub(crate) fn retire(mut node: Arc<Node>) {
+    let Some(n) = Arc::get_mut(&mut node) else {
+        return;
+    };
+    // Blanked here, before it is staged: what it held (a value nobody took, its runtime)
+    // is dropped now, as it would be by a drop. That may run a user's `Drop`.
+    let Some(core) = n.blank() else {
+        return;
+    };
+    let full = RETIRED.try_with(|r| {
+        let mut r = r.borrow_mut();
+        r.push(node);
+        (r.len() >= BATCH).then(|| std::mem::replace(&mut *r, Vec::with_capacity(BATCH)))
+    });
+    if let Ok(Some(batch)) = full {
+        core.core.nodes.put(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+
+    #[test]
+    fn finished_nodes_go_back_to_the_pool_in_batches_and_serve_spawns() {
+        let rt = Runtime::builder()
+            .cpu_workers(1)
+            .no_gpu()
+            .build()
+            .expect("runtime");
+        let core = rt.handle().core.clone();
+        // Handles dropped at once: the worker holds the last reference of each node.
+        for _ in 0..4 * BATCH {
+            drop(rt.task("t").cpu(|_| 1u64).spawn());
+        }
+        rt.wait_idle();
+        let spare = core.nodes.spare();
+        assert!(
+            spare >= BATCH,
+            "{spare} spare nodes after {} tasks",
+            4 * BATCH
+        );
+        assert_eq!(spare % BATCH, 0, "whole batches only");
+        // Reused nodes carry nothing of their last task: values are the new task's.
+        let hs: Vec<_> = (0..2 * BATCH as u64)
+            .map(|i| rt.task("u").cpu(move |_| i * 3).spawn())
+            .collect();
+        for (i, h) in hs.into_iter().enumerate() {
+            assert_eq!(h.wait().expect("task"), i as u64 * 3);
+        }
+    }
+
+    #[test]
+    fn a_node_still_held_is_not_reused() {
+        let rt = Runtime::builder()
+            .cpu_workers(1)
+            .no_gpu()
+            .build()
+            .expect("runtime");
+        let kept: Vec<_> = (0..2 * BATCH)
+            .map(|i| rt.task("kept").cpu(move |_| i).spawn())
+            .collect();
+        rt.wait_idle();
+        for _ in 0..4 * BATCH {
+            drop(rt.task("t").cpu(|_| 0usize).spawn());
+        }
+        rt.wait_idle();
+        // The held handles still see their own values.
+        for (i, h) in kept.into_iter().enumerate() {
+            assert_eq!(h.wait().expect("task"), i);
+        }
+    }
+
+    #[test]
+    fn the_pool_keeps_a_bounded_number_of_batches() {
+        let pool = NodePool::default();
+        for _ in 0..MAX_BATCHES + 5 {
+            pool.put(vec![Node::blank_for_test()]);
+        }
+        assert_eq!(pool.spare(), MAX_BATCHES);
+    }
+}
