@@ -9,7 +9,9 @@
 //! `after`), `rayon-scope` and `rayon-chain` (the same work in rayon), on 2 workers.
 //! `cli/scripts/callgrind-per-task.sh` runs them all under callgrind. An optional third
 //! argument repeats the workload that many times in the same process and prints the median
-//! (for a sampling profiler, e.g. `perf record`, on the steady state).
+//! (for a sampling profiler, e.g. `perf record`, on the steady state). A hetflow mode with
+//! the suffix `+gpu` (e.g. `rwchain+gpu`) builds the runtime with the GPUs found, as
+//! `hetflow bench` does, instead of none.
 
 use hetflow::Runtime;
 use hetflow_cli::bench::engine as hb;
@@ -39,9 +41,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     } else {
-        let rt = Runtime::builder().cpu_workers(workers).no_gpu().build()?;
+        let (mode, gpus) = match mode.strip_suffix("+gpu") {
+            Some(m) => (m, true),
+            None => (mode.as_str(), false),
+        };
+        let builder = Runtime::builder().cpu_workers(workers);
+        let rt = if gpus { builder } else { builder.no_gpu() }.build()?;
         for _ in 0..reps.max(1) {
-            times.push(match mode.as_str() {
+            times.push(match mode {
                 "pool" => hb::hetflow_empty_tasks_in_pool(&rt, n),
                 "main" => hb::hetflow_empty_tasks_scoped(&rt, n),
                 "rwchain" => hb::hetflow_rw_chain(&rt, n),

@@ -88,7 +88,11 @@ impl Core {
     pub(crate) fn decl_box(&self, decl: crate::task::node::Decl) -> Box<crate::task::node::Decl> {
         match self.spare_decls.pop() {
             Some(mut b) => {
-                *b = decl;
+                // SAFETY: a spare box holds `Decl::default()` (`recycle_decl`), which owns
+                // nothing (no arrays, the default placement, no booking): writing over it
+                // without a drop leaks nothing and does not read what the finishing thread
+                // wrote last.
+                unsafe { std::ptr::write(&mut *b, decl) };
                 b
             }
             None => Box::new(decl),

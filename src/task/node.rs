@@ -530,7 +530,11 @@ impl Node {
         match spare {
             Some(mut arc) => match Arc::get_mut(&mut arc) {
                 Some(n) => {
-                    *n = node;
+                    // SAFETY: `n` is a blank node (`Node::empty`, put there by `Node::blank`
+                    // before it was kept), which owns nothing: writing over it without
+                    // dropping it leaks nothing, and does not read memory that the thread
+                    // which blanked it wrote last (a cache miss a drop would wait for).
+                    unsafe { std::ptr::write(n, node) };
                     arc
                 }
                 // Unreachable: only nodes `Arc::get_mut` accepted are kept.
