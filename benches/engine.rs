@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the engine, each against a baseline measured in the same run.
 //! After each pair, the ratio hetflow / baseline (per item) is printed.
 //!
-//! `cargo bench --bench engine`
+//! `cargo bench --bench engine`; with `HETFLOW_BENCH_GUARD=1` a missed goal fails the run
+//! (a regression guard: run it on a quiet machine, as the figures are noisy).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ fn pair(
     c: &mut Criterion,
     group: &str,
     items: u64,
-    goal: &str,
+    goal: hb::Goal,
     base_name: &str,
     mut ours: impl FnMut() -> Duration,
     mut base: impl FnMut() -> Duration,
@@ -43,7 +44,15 @@ fn pair(
     if totals.iter().all(|t| t.1 > 0) {
         let per = |t: (Duration, u64)| t.0.as_nanos() as f64 / t.1 as f64;
         let (a, b) = (per(totals[0]), per(totals[1]));
-        println!("RATIO {group}: hetflow {a:.0} ns/item vs {base_name} {b:.0} ns/item = {:.2}x (goal {goal})", a / b);
+        let (goal_text, met) = match goal {
+            hb::Goal::Ratio(r) => (format!("<= {r}x"), a / b <= r),
+            hb::Goal::PerItemNs(ns) => (format!("hetflow <= {ns} ns/item"), a <= ns),
+        };
+        let verdict = if met { "met" } else { "MISSED" };
+        println!("RATIO {group}: hetflow {a:.0} ns/item vs {base_name} {b:.0} ns/item = {:.2}x (goal {goal_text}: {verdict})", a / b);
+        if !met && std::env::var("HETFLOW_BENCH_GUARD").is_ok_and(|v| v == "1") {
+            panic!("HETFLOW_BENCH_GUARD=1: {group} missed its goal ({goal_text})");
+        }
     }
 }
 
@@ -59,7 +68,7 @@ fn engine(c: &mut Criterion) {
         c,
         "empty_tasks_in_pool",
         n as u64,
-        "<= 1.2x",
+        hb::Goal::Ratio(1.2),
         "rayon_scope",
         || hb::hetflow_empty_tasks_in_pool(&rt, n),
         || hb::rayon_empty_tasks(&pool, n),
@@ -68,7 +77,7 @@ fn engine(c: &mut Criterion) {
         c,
         "empty_tasks_from_main",
         n as u64,
-        "<= 1.5x",
+        hb::Goal::Ratio(1.5),
         "rayon_scope",
         || hb::hetflow_empty_tasks_scoped(&rt, n),
         || hb::rayon_empty_tasks(&pool, n),
@@ -77,7 +86,7 @@ fn engine(c: &mut Criterion) {
         c,
         "rw_chain_10k",
         n as u64,
-        "hetflow <= 400 ns/task",
+        hb::Goal::PerItemNs(400.0),
         "rayon_nested_spawn",
         || hb::hetflow_rw_chain(&rt, n),
         || hb::rayon_chain(&pool, n),
@@ -86,7 +95,7 @@ fn engine(c: &mut Criterion) {
         c,
         "after_chain_10k",
         n as u64,
-        "hetflow <= 400 ns/task",
+        hb::Goal::PerItemNs(400.0),
         "rayon_nested_spawn",
         || hb::hetflow_chain(&rt, n),
         || hb::rayon_chain(&pool, n),
@@ -100,7 +109,7 @@ fn engine(c: &mut Criterion) {
         c,
         "gpu_round_trip",
         1,
-        "<= 1.2x",
+        hb::Goal::Ratio(1.2),
         "raw_wgpu",
         || hb::hetflow_gpu_round_trip(&rt),
         || hb::raw_gpu_round_trip(&gpu),
@@ -111,7 +120,7 @@ fn engine(c: &mut Criterion) {
         c,
         "gpu_chain_1000",
         m as u64,
-        "<= 1.2x",
+        hb::Goal::Ratio(1.2),
         "raw_wgpu_one_submit",
         || hb::hetflow_gpu_chain(&rt, &k, m),
         || hb::raw_gpu_chain(&gpu, m),

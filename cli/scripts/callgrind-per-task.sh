@@ -5,6 +5,10 @@
 # of idle workers make them vary by a few percent between runs (the script prints the
 # median of 3).
 #
+# Then, per hetflow workload, where the instructions of one task go (spawn, dependency
+# tracking, queueing, wake-up, run, completion, drop: cli/scripts/callgrind-breakdown.py),
+# from the first run's two profiles.
+#
 #   bash cli/scripts/callgrind-per-task.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,5 +28,9 @@ for mode in pool main rwchain chain rayon-scope rayon-chain; do
   done
   sorted=($(printf '%s\n' "${per[@]}" | sort -n))
   printf '%-12s %6d Ir/task   (runs: %s)\n' "$mode" "${sorted[1]}" "${per[*]}"
+done
+echo "where one task's instructions go (Ir/task, run 1):"
+for mode in pool main rwchain chain; do
+  python3 cli/scripts/callgrind-breakdown.py "$mode" "$out/$mode-$n-1" "$out/$mode-$((2 * n))-1" "$n"
 done
 rm -rf "$out"

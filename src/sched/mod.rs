@@ -16,6 +16,11 @@
 //! - GPU jobs of one device are submitted in the order they were encoded, so a job may rely on
 //!   every job encoded before it on the same device having executed first;
 //! - a fence waiter registered for batch `s` runs exactly once, after batch `s` finished;
+//! - `wait_idle` returns only when no task is ready or running, and does return then: the
+//!   live-task count (`quiet`) is never below the true count, and a worker subtracts the
+//!   finishes it defers before it idles (`quiet.rs`, "Protocol");
+//! - a worker gives the job references it ran back through `CpuJob::retire`, in batches,
+//!   outside its borrows (a job may keep its allocation: the task layer's node recycling);
 //! - heterogeneous stealing moves a ready job between the pool and a GPU queue under the
 //!   source queue's lock, so it runs exactly once; a GPU job carrying a fence that has not
 //!   passed is never moved (the task layer refuses), since only its own GPU's queue order

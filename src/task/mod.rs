@@ -14,7 +14,10 @@
 //!   (except through an edge that only orders, below);
 //! - a panic in a body is caught and becomes [`TaskError::Panicked`]; workers survive it;
 //! - spawns that declare array accesses are ordered by one lock, so every array sees the
-//!   same order of tasks and inferred dependencies cannot form a cycle.
+//!   same order of tasks and inferred dependencies cannot form a cycle;
+//! - a plain task (no arrays, one possible device, nobody waiting) takes no lock from spawn
+//!   to completion (`node`, "Completion without a lock"); a node nothing else holds when
+//!   its worker drops it is reused by a later spawn (`recycle`) instead of freed.
 //!
 //! ## Failure semantics
 //! A failed task *poisons* the arrays it declared: its entry stays in the array's access
