@@ -85,6 +85,11 @@ pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
 /// Takes back `node`, the reference a CPU worker ran it with: if it is the last one, the
 /// node is blanked and kept for a later spawn; otherwise the reference is simply dropped.
 pub(crate) fn retire(mut node: Arc<Node>) {
+    // A handle or a dependent still holds it (often the spawner, dropping its handle now):
+    // a plain drop, without `get_mut`'s RMW on the line that thread writes.
+    if Arc::strong_count(&node) != 1 {
+        return;
+    }
     let Some(n) = Arc::get_mut(&mut node) else {
         return;
     };
