@@ -530,10 +530,11 @@ impl Node {
         match spare {
             Some(mut arc) => match Arc::get_mut(&mut arc) {
                 Some(n) => {
-                    // SAFETY: `n` is a blank node (`Node::empty`, put there by `Node::blank`
-                    // before it was kept), which owns nothing: writing over it without
-                    // dropping it leaks nothing, and does not read memory that the thread
-                    // which blanked it wrote last (a cache miss a drop would wait for).
+                    // SAFETY: `n` is a blank node (`Node::blank` emptied it before it was
+                    // kept: no runtime, an empty slot and state, no `ext`), which owns
+                    // nothing: writing over it without dropping it leaks nothing, and does
+                    // not read memory that the thread which blanked it wrote last (a cache
+                    // miss a drop would wait for).
                     unsafe { std::ptr::write(n, node) };
                     arc
                 }
@@ -541,20 +542,6 @@ impl Node {
                 None => Arc::new(node),
             },
             None => Arc::new(node),
-        }
-    }
-
-    /// A node with nothing in it (`recycle.rs` keeps these).
-    fn empty() -> Node {
-        Node {
-            remaining: AtomicU32::new(0),
-            flags: AtomicU32::new(0),
-            name: "",
-            runtime: None,
-            ext: None,
-            priority: AtomicI32::new(0),
-            slot: UnsafeCell::new(Slot::Empty),
-            st: Mutex::new(NodeState::default()),
         }
     }
 
@@ -566,13 +553,30 @@ impl Node {
             return None;
         }
         let runtime = self.runtime.take()?;
-        *self = Node::empty();
+        // What a finished node may still own: a value nobody took; a declaration, first
+        // dependent or `Rare` only if something went unusual (each is taken at start or
+        // completion otherwise). The rest owns nothing (`ext` is None, checked above).
+        *self.slot.get_mut() = Slot::Empty;
+        let st = self.st.get_mut();
+        st.decl = None;
+        st.first = None;
+        st.rare = None;
         Some(runtime)
     }
 
+    /// A node with nothing in it, as `Node::blank` leaves one (`recycle.rs` tests).
     #[cfg(test)]
     pub(crate) fn blank_for_test() -> Arc<Node> {
-        Arc::new(Node::empty())
+        Arc::new(Node {
+            remaining: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            name: "",
+            runtime: None,
+            ext: None,
+            priority: AtomicI32::new(0),
+            slot: UnsafeCell::new(Slot::Empty),
+            st: Mutex::new(NodeState::default()),
+        })
     }
 
     /// The node of a task spawned (not under a key), holding its spawn guard.
