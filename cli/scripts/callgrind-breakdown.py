@@ -14,6 +14,7 @@
 #   complete    finishing: outcome, DONE, waiters (finish minus releasing dependents)
 #   drop        giving back the references a worker ran with (and recycling nodes)
 #   other       the rest: idle workers searching, the benchmark's own loop
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,8 @@ import sys
 def inclusive(path):
     out = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=100", path],
-        capture_output=True, text=True, check=True).stdout
+        # From /: with relative source paths, callgrind_annotate splits a function in two.
+        capture_output=True, text=True, check=True, cwd="/").stdout
     counts = {}
     for line in out.splitlines():
         m = re.match(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(.*)$", line)
@@ -40,7 +42,8 @@ def per_task(a, b, n, pattern):
 
 
 def main():
-    mode, fa, fb, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    mode, n = sys.argv[1], int(sys.argv[4])
+    fa, fb = (os.path.abspath(p) for p in sys.argv[2:4])
     a, b = inclusive(fa), inclusive(fb)
     f = lambda p: per_task(a, b, n, p)
     total = f(r"^PROGRAM TOTALS")

@@ -13,7 +13,9 @@
 //! (the common fine-grained task) is one allocation of at most 120 bytes (`Arc` counts
 //! included), which glibc serves from its fast bins even when the node is freed on another
 //! thread than the one that made it (a 144-byte chunk costs about twice as much there:
-//! measured in the closing note of the overhead issue). Everything else is out of line and
+//! measured in the closing note of the overhead issue). Once a runtime's workers have
+//! finished tasks, that allocation is usually a finished node's, reused (`recycle.rs`), so
+//! the common task allocates nothing. Everything else is out of line and
 //! allocated only by the tasks that need it:
 //! - [`Decl`]: declared arrays, the user's placement and the scheduler's booking — for tasks
 //!   with arrays, or with more than one possible device;
