@@ -435,3 +435,87 @@ fn ready_tasks_run_by_priority_tier_and_fifo_among_equals() {
         "tier above 0 highest first (FIFO among equals), then 0 in queue order, then below 0"
     );
 }
+
+/// Dependents and waiters that register while their task completes (the node's lock-free
+/// completion, `task/node.rs` "Completion without a lock"): every registration is either
+/// seen by the completion or sees it done — no dependent is lost (it would never run) and
+/// none runs before its dependency; every waiter returns. Failures propagate the same way.
+#[test]
+fn registrations_racing_completion_are_never_lost() {
+    let rt = rt();
+    for round in 0..20 {
+        let n = 400;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let early = Arc::new(AtomicUsize::new(0));
+        let flags: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+        let deps: Vec<_> = (0..n)
+            .map(|i| {
+                let f = flags.clone();
+                rt.task("dep")
+                    .on(Placement::Cpu)
+                    .cpu_try(move |_| {
+                        f[i].store(1, Ordering::SeqCst);
+                        if i % 7 == 3 {
+                            Err(std::io::Error::other("planned"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .spawn()
+            })
+            .collect();
+        let refs: Vec<_> = deps.iter().map(|d| d.task_ref()).collect();
+        // Another thread waits on every dependency while this one spawns dependents of them,
+        // both racing the workers that complete them.
+        let waiter = {
+            let refs = refs.clone();
+            std::thread::spawn(move || refs.iter().filter(|r| r.wait().is_err()).count())
+        };
+        let dependents: Vec<_> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (ran, early, f) = (ran.clone(), early.clone(), flags.clone());
+                rt.task("dependent")
+                    .after(r)
+                    .on(Placement::Cpu)
+                    .cpu(move |_| {
+                        if f[i].load(Ordering::SeqCst) == 0 {
+                            early.fetch_add(1, Ordering::SeqCst);
+                        }
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .spawn()
+            })
+            .collect();
+        rt.wait_idle();
+        let failed_deps = waiter.join().unwrap();
+        let planned = (0..n).filter(|i| i % 7 == 3).count();
+        assert_eq!(
+            failed_deps, planned,
+            "round {round}: waiters saw every outcome"
+        );
+        let failed: usize = dependents
+            .into_iter()
+            .map(|h| match h.wait() {
+                Ok(()) => 0,
+                Err(TaskError::DependencyFailed { .. }) => 1,
+                Err(e) => panic!("round {round}: unexpected {e}"),
+            })
+            .sum();
+        assert_eq!(
+            failed, planned,
+            "round {round}: failures reached their dependents"
+        );
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            n - planned,
+            "round {round}: a dependent lost"
+        );
+        assert_eq!(
+            early.load(Ordering::SeqCst),
+            0,
+            "round {round}: ran before its dependency"
+        );
+    }
+}
