@@ -339,7 +339,7 @@ impl CpuPool {
     /// is gone once it has run; what waits is its allocation, and the value of a task
     /// nobody holds a handle to.
     fn run(&self, w: &WorkerLocal, job: CpuJobRef) {
-        job.clone().run_on_cpu();
+        job.run_on_cpu();
         let full = {
             let mut ran = w.ran.borrow_mut();
             ran.push(job);

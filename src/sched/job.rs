@@ -11,7 +11,9 @@ use crate::data::transfer::BatchTransfers;
 
 /// A unit of CPU work.
 pub(crate) trait CpuJob: Send + Sync {
-    fn run_on_cpu(self: Arc<Self>);
+    /// Runs the job. Called exactly once, by the worker that took it from a queue; the
+    /// worker then keeps its reference and gives it back through [`CpuJob::retire`].
+    fn run_on_cpu(&self);
     /// The job's priority among ready CPU jobs (0 by default; tiers in `ranked.rs`).
     fn priority(&self) -> i32;
     /// Heterogeneous stealing: whether idle GPU `gpu` should run this queued job instead. When
@@ -276,7 +278,7 @@ pub(crate) struct FnJob(pub(crate) Box<dyn Fn() + Send + Sync>);
 
 #[cfg(test)]
 impl CpuJob for FnJob {
-    fn run_on_cpu(self: Arc<Self>) {
+    fn run_on_cpu(&self) {
         (self.0)()
     }
     fn priority(&self) -> i32 {

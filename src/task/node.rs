@@ -397,9 +397,9 @@ const FAILED: u32 = 1 << 1;
 const FIRST_PROPAGATES: u32 = 1 << 2;
 /// At least one GPU fence is recorded in `Rare::fences`.
 const HAS_FENCES: u32 = 1 << 3;
-/// Another thread registered with the node, or looked for dependents in it, under its lock
-/// (set under the lock, by an RMW that also tells whether `DONE` was set before): the
-/// completion takes the lock ("Completion without a lock" above).
+/// Another thread registered with the node (a dependent or a waiter), under its lock (set
+/// under the lock, by an RMW that also tells whether `DONE` was set before): the completion
+/// takes the lock ("Completion without a lock" above).
 const LINKED: u32 = 1 << 4;
 /// `NodeState::rare` was allocated (its completion takes the lock to read it).
 const RARE: u32 = 1 << 5;
@@ -564,21 +564,6 @@ impl Node {
         st.first = None;
         st.rare = None;
         Some(runtime)
-    }
-
-    /// A node with nothing in it, as `Node::blank` leaves one (`recycle.rs` tests).
-    #[cfg(test)]
-    pub(crate) fn blank_for_test() -> Arc<Node> {
-        Arc::new(Node {
-            remaining: AtomicU32::new(0),
-            flags: AtomicU32::new(0),
-            name: "",
-            runtime: None,
-            ext: None,
-            priority: AtomicI32::new(0),
-            slot: UnsafeCell::new(Slot::Empty),
-            st: Mutex::new(NodeState::default()),
-        })
     }
 
     /// The node of a task spawned (not under a key), holding its spawn guard.
@@ -1071,21 +1056,10 @@ impl Node {
 
     /// The node's count reached zero: it goes to its runtime's scheduler.
     fn ready(self: Arc<Self>, via: Option<&Arc<Core>>) {
-        let same = match (self.core(), via) {
-            (None, _) => {
-                tracing::error!(task = %self.name(), "ready task without a runtime");
-                return;
-            }
-            (Some(mine), via) => via.is_some_and(|v| Arc::ptr_eq(mine, v)),
-        };
-        match via {
-            Some(core) if same => core.schedule(self),
-            _ => {
-                let core = self.core().cloned();
-                if let Some(core) = core {
-                    core.schedule(self);
-                }
-            }
+        match (self.core(), via) {
+            (Some(mine), Some(via)) if Arc::ptr_eq(mine, via) => via.schedule(self),
+            (Some(mine), _) => mine.clone().schedule(self),
+            (None, _) => tracing::error!(task = %self.name(), "ready task without a runtime"),
         }
     }
 
@@ -1134,13 +1108,13 @@ impl Node {
     }
 
     /// Finishes the task without a value of its own (a barrier keeps the `()` it was given).
-    pub(crate) fn complete(self: &Arc<Self>, result: Result<(), TaskError>) {
+    pub(crate) fn complete(&self, result: Result<(), TaskError>) {
         self.finish(result.map(|()| None));
     }
 
     /// Finishes the task: records the outcome (and the body's value), wakes waiters,
     /// releases dependents.
-    fn finish(self: &Arc<Self>, outcome: Result<Option<Value>, TaskError>) {
+    fn finish(&self, outcome: Result<Option<Value>, TaskError>) {
         let failure = outcome.as_ref().err().cloned();
         let name = self.name();
         if let Some(e) = &failure {
@@ -1355,7 +1329,7 @@ impl CpuJob for Node {
         self.fetch_inputs(true)
     }
 
-    fn run_on_cpu(self: Arc<Self>) {
+    fn run_on_cpu(&self) {
         let (work, failure) = self.begin(DeviceId::Cpu);
         if let Some(err) = failure {
             return self.complete(Err(err));

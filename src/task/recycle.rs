@@ -167,7 +167,7 @@ mod tests {
     fn the_pool_keeps_a_bounded_number_of_batches() {
         let pool = NodePool::default();
         for _ in 0..MAX_BATCHES + 5 {
-            pool.put(vec![Node::blank_for_test()]);
+            pool.put(vec![Node::finished("spare".into(), Ok(()))]);
         }
         assert_eq!(pool.spare(), MAX_BATCHES);
     }
