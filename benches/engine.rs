@@ -17,7 +17,7 @@ fn pair(
     group: &str,
     items: u64,
     goal: hb::Goal,
-    base_name: &str,
+    base_name: &'static str,
     mut ours: impl FnMut() -> Duration,
     mut base: impl FnMut() -> Duration,
 ) {
@@ -44,12 +44,16 @@ fn pair(
     if totals.iter().all(|t| t.1 > 0) {
         let per = |t: (Duration, u64)| t.0.as_nanos() as f64 / t.1 as f64;
         let (a, b) = (per(totals[0]), per(totals[1]));
-        let (goal_text, met) = match goal {
-            hb::Goal::Ratio(r) => (format!("<= {r}x"), a / b <= r),
-            hb::Goal::PerItemNs(ns) => (format!("hetflow <= {ns} ns/item"), a <= ns),
+        let row = hb::Comparison {
+            name: group.to_string(),
+            hetflow_ns: a,
+            baseline: base_name,
+            baseline_ns: b,
+            goal,
         };
+        let (goal_text, met) = (goal.text(), row.meets_goal());
         let verdict = if met { "met" } else { "MISSED" };
-        println!("RATIO {group}: hetflow {a:.0} ns/item vs {base_name} {b:.0} ns/item = {:.2}x (goal {goal_text}: {verdict})", a / b);
+        println!("RATIO {group}: hetflow {a:.0} ns/item vs {base_name} {b:.0} ns/item = {:.2}x (goal {goal_text}: {verdict})", row.ratio());
         if !met && std::env::var("HETFLOW_BENCH_GUARD").is_ok_and(|v| v == "1") {
             panic!("HETFLOW_BENCH_GUARD=1: {group} missed its goal ({goal_text})");
         }

@@ -24,16 +24,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => 10_000,
     };
     let reps: usize = match args.next() {
-        Some(s) => s.parse()?,
+        Some(s) => s.parse::<usize>()?.max(1),
         None => 1,
     };
     let workers = 2;
-    let mut times = Vec::with_capacity(reps.max(1));
+    let mut times = Vec::with_capacity(reps);
     if mode.starts_with("rayon") {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .build()?;
-        for _ in 0..reps.max(1) {
+        for _ in 0..reps {
             times.push(match mode.as_str() {
                 "rayon-scope" => hb::rayon_empty_tasks(&pool, n),
                 "rayon-chain" => hb::rayon_chain(&pool, n),
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let builder = Runtime::builder().cpu_workers(workers);
         let rt = if gpus { builder } else { builder.no_gpu() }.build()?;
-        for _ in 0..reps.max(1) {
+        for _ in 0..reps {
             times.push(match mode {
                 "pool" => hb::hetflow_empty_tasks_in_pool(&rt, n),
                 "main" => hb::hetflow_empty_tasks_scoped(&rt, n),

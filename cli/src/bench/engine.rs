@@ -25,6 +25,16 @@ pub enum Goal {
     PerItemNs(f64),
 }
 
+impl Goal {
+    /// The goal as the tables print it.
+    pub fn text(&self) -> String {
+        match self {
+            Goal::Ratio(x) => format!("ratio <= {x}"),
+            Goal::PerItemNs(ns) => format!("<= {:.1} us/item", ns / 1000.0),
+        }
+    }
+}
+
 /// One measured comparison.
 #[derive(Debug, Clone)]
 pub struct Comparison {
@@ -485,10 +495,7 @@ pub fn table(rows: &[Comparison]) -> String {
         "workload", "hetflow/item", "base/item", "ratio", "baseline", "goal"
     );
     for r in rows {
-        let goal = match r.goal {
-            Goal::Ratio(x) => format!("ratio <= {x}"),
-            Goal::PerItemNs(ns) => format!("<= {:.1} us/item", ns / 1000.0),
-        };
+        let goal = r.goal.text();
         s += &format!(
             "{:<w$} {:>12} {:>12} {:>7.2}x  {:<wb$} {} {}\n",
             r.name,
