@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,12 @@ fn check(jobs: Vec<(Array<f32>, TaskHandle<()>)>) -> Vec<DeviceId> {
 
 /// Holds GPU 0's driver for 1 s (a GPU body runs on the driver thread while it encodes).
 fn block_gpu(rt: &Runtime) -> TaskHandle<()> {
+    block_gpu_then(rt, || ())
+}
+
+/// As [`block_gpu`], calling `spawned` after the blocker is queued and before waiting for it
+/// to start.
+fn block_gpu_then(rt: &Runtime, spawned: impl FnOnce()) -> TaskHandle<()> {
     let started = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
     let h = rt
@@ -90,10 +96,29 @@ fn block_gpu(rt: &Runtime) -> TaskHandle<()> {
             std::thread::sleep(ms(1000));
         })
         .spawn();
+    spawned();
     while started.load(Ordering::Acquire) == 0 {
         std::thread::yield_now();
     }
     h
+}
+
+/// Holds GPU 0's driver until the returned flag is set (at most 10 s): the jobs queued
+/// meanwhile are encoded into the gate's batch, one after another, once it opens.
+fn gate_gpu(rt: &Runtime) -> (TaskHandle<()>, Arc<AtomicBool>) {
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let h = rt
+        .task("gate")
+        .on(Placement::Gpu(0))
+        .gpu(move |_| {
+            let start = std::time::Instant::now();
+            while !o.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(10) {
+                std::thread::yield_now();
+            }
+        })
+        .spawn();
+    (h, open)
 }
 
 /// Holds both CPU workers for 300 ms.
@@ -179,8 +204,11 @@ fn a_task_behind_an_unfinished_same_gpu_fence_is_never_stolen() {
         // (holding `first`) is not even submitted. `job` is queued on the GPU (the model says
         // the GPU is faster), then the model changes its mind. With `job` depending on `first`
         // (released early, carrying the fence of batch 1) the idle CPU must leave it; without
-        // the dependency it takes it.
+        // the dependency it takes it. The gate holds the driver until `first` and the blocker
+        // are both queued, so they share a batch: otherwise the driver may submit `first`
+        // alone, the device finish it, and `job` rightly carry no unfinished fence.
         let rt = runtime(true, ms(5), ms(1), DeviceId::Gpu(0));
+        let (gate, open) = gate_gpu(&rt);
         let fill = rt.kernel(FILL, "main").unwrap();
         let add = rt.kernel(add, "main").unwrap();
         let x = rt.array::<f32>(N);
@@ -194,7 +222,7 @@ fn a_task_behind_an_unfinished_same_gpu_fence_is_never_stolen() {
                 cx.dispatch_dyn(&fill, &[&Uniform([7.0f32; 4]), &xg], fill.groups_for(N))
             })
             .spawn();
-        let blocker = block_gpu(&rt);
+        let blocker = block_gpu_then(&rt, || open.store(true, Ordering::Release));
         let target = if depends { x.clone() } else { other.clone() };
         let (tc, tg) = (target.clone(), target.clone());
         let job = rt
@@ -219,6 +247,7 @@ fn a_task_behind_an_unfinished_same_gpu_fence_is_never_stolen() {
         job.wait().unwrap();
         first.wait().unwrap();
         blocker.wait().unwrap();
+        gate.wait().unwrap();
         assert!(target.to_vec().unwrap().iter().all(|&v| v == 8.0));
         let stats = rt.stats();
         if depends {
