@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use hetflow::{Runtime, TaskError, TaskSpace};
@@ -250,6 +250,53 @@ fn full_overwrite_clears_a_failed_writers_poison() {
         }
         last.unwrap().wait().unwrap();
         assert_eq!(a.to_vec().unwrap(), vec![99.0; 4]);
+    });
+}
+
+/// Whether a dependent takes on a pending dependency's failure is recorded per edge, for the
+/// first dependent (inline in the node) and for the others alike, in either order: an
+/// overwrite (order only) runs, a task `after` it fails naming it.
+#[test]
+fn each_dependent_of_a_pending_failure_keeps_its_own_propagation() {
+    within_timeout("propagation per edge", || {
+        let rt = rt();
+        for overwrite_first in [true, false] {
+            let a = rt.array_from(vec![0u32; 4]);
+            let gate = Arc::new(std::sync::Barrier::new(2));
+            let g = gate.clone();
+            let bad = rt
+                .task("bad")
+                .writes(&a)
+                .cpu(move |_| {
+                    g.wait();
+                    panic!("boom")
+                })
+                .spawn();
+            let aw = a.clone();
+            let overwrite = || {
+                rt.task("overwrite")
+                    .writes(&a)
+                    .cpu(move |cx| cx.write(&aw).fill(5))
+                    .spawn()
+            };
+            let after = || rt.task("after").after(&bad).cpu(|_| ()).spawn();
+            let (w, t) = if overwrite_first {
+                let w = overwrite();
+                (w, after())
+            } else {
+                let t = after();
+                (overwrite(), t)
+            };
+            // Both registered while `bad` still runs: now it fails.
+            gate.wait();
+            w.wait().unwrap();
+            assert_eq!(root_of(&t.wait().unwrap_err()), "bad");
+            assert!(matches!(
+                bad.wait().unwrap_err(),
+                TaskError::Panicked { .. }
+            ));
+            assert_eq!(a.to_vec().unwrap(), vec![5; 4]);
+        }
     });
 }
 

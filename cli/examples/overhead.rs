@@ -4,8 +4,8 @@
 //! difference divided by N is the cost of one task (start-up cancels out).
 //!
 //! `cargo run --release -p hetflow-cli --example overhead -- <mode> <n>` with mode one of
-//! `pool` (empty tasks spawned inside a task), `main` (from main, then `wait_idle`),
-//! `rwchain` (a chain linked by read_write of one array), `chain` (a chain linked by
+//! `pool` (empty tasks spawned inside a task), `main` (from main, then `wait_idle`), `wait`
+//! (from main, keeping the handles, then waiting on each), `rwchain` (a chain linked by read_write of one array), `chain` (a chain linked by
 //! `after`), `rayon-scope` and `rayon-chain` (the same work in rayon), on 2 workers.
 //! `cli/scripts/callgrind-per-task.sh` runs them all under callgrind. An optional third
 //! argument repeats the workload that many times in the same process and prints the median
@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             times.push(match mode {
                 "pool" => hb::hetflow_empty_tasks_in_pool(&rt, n),
                 "main" => hb::hetflow_empty_tasks_scoped(&rt, n),
+                "wait" => hb::hetflow_empty_tasks(&rt, n),
                 "rwchain" => hb::hetflow_rw_chain(&rt, n),
                 "chain" => hb::hetflow_chain(&rt, n),
                 other => return Err(format!("unknown mode `{other}`").into()),

@@ -55,10 +55,11 @@ pub(crate) struct Core {
     /// This runtime's id, as its arrays name it (resolved through the registry above).
     pub(crate) id: OwnerId,
     pub(crate) kernels: Mutex<HashMap<(u64, String), Kernel>>,
-    /// Declarations of finished tasks, emptied, for the next spawns to reuse: a task
-    /// declaring arrays is spawned on one thread and finishes on another, and the allocator
-    /// makes that box's round trip cost several hundred instructions (`Core::decl_box`).
-    spare_decls: crossbeam_queue::ArrayQueue<Box<crate::task::node::Decl>>,
+    /// Declarations of finished tasks, emptied, in batches, for the next spawns to reuse: a
+    /// task declaring arrays is spawned on one thread and finishes on another, and the
+    /// allocator makes that box's round trip cost several hundred instructions
+    /// (`task/recycle.rs`).
+    pub(crate) decls: crate::task::recycle::DeclPool,
     /// Finished tasks' nodes, emptied, in batches, for the next spawns to reuse
     /// (`task/recycle.rs`).
     pub(crate) nodes: crate::task::recycle::NodePool,
@@ -79,18 +80,14 @@ pub(crate) struct CoreConfig {
     pub stealing: bool,
 }
 
-/// Spare declarations kept (a few KiB): enough for the tasks in flight of a chain or a
-/// burst of spawns; more are freed.
-const SPARE_DECLS: usize = 64;
-
 impl Core {
-    /// A box for a task's declaration: a spare one if any (see `spare_decls`), else new.
+    /// A box for a task's declaration: a spare one if any (see `decls`), else new.
     pub(crate) fn decl_box(&self, decl: crate::task::node::Decl) -> Box<crate::task::node::Decl> {
-        match self.spare_decls.pop() {
+        match crate::task::recycle::spare_decl(&self.decls) {
             Some(mut b) => {
-                // SAFETY: a spare box holds `Decl::default()` (`recycle_decl`), which owns
-                // nothing (no arrays, the default placement, no booking): writing over it
-                // without a drop leaks nothing and does not read what the finishing thread
+                // SAFETY: a spare box holds `Decl::default()` (`recycle::retire_decl`), which
+                // owns nothing (no arrays, the default placement, no booking): writing over
+                // it without a drop leaks nothing and does not read what the finishing thread
                 // wrote last.
                 unsafe { std::ptr::write(&mut *b, decl) };
                 b
@@ -100,9 +97,8 @@ impl Core {
     }
 
     /// Takes back a finished task's declaration (its arrays released now) for reuse.
-    pub(crate) fn recycle_decl(&self, mut decl: Box<crate::task::node::Decl>) {
-        *decl = crate::task::node::Decl::default();
-        let _ = self.spare_decls.push(decl);
+    pub(crate) fn recycle_decl(&self, decl: Box<crate::task::node::Decl>) {
+        crate::task::recycle::retire_decl(&self.decls, decl);
     }
 
     pub(crate) fn new(
@@ -130,7 +126,7 @@ impl Core {
             trackers: SharedTrackers::default(),
             id: OwnerId(NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)),
             kernels: Mutex::new(HashMap::new()),
-            spare_decls: crossbeam_queue::ArrayQueue::new(SPARE_DECLS),
+            decls: Default::default(),
             nodes: Default::default(),
             key_waits: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),

@@ -989,8 +989,21 @@ impl Node {
         let seen = {
             let mut ds = dep.st.lock();
             // Announced and checked in one step: either `dep`'s completion sees LINKED and
-            // takes the lock (after this), or this sees DONE.
-            let f = dep.flags.fetch_or(LINKED, Ordering::AcqRel);
+            // takes the lock (after this), or this sees DONE. The same RMW says whether the
+            // first dependent propagates failure, when this one becomes the first. While
+            // `dep` still takes registrations and `first` is empty, `FIRST_PROPAGATES` is
+            // clear (a node starts without it; only this sets it). It is read only together
+            // with `first`, under the lock; so setting it when this registers nothing (`dep`
+            // done or released early: no dependent is ever registered in `first` again) is
+            // harmless.
+            let first_propagates = if ds.first.is_none() && propagate {
+                FIRST_PROPAGATES
+            } else {
+                0
+            };
+            let f = dep
+                .flags
+                .fetch_or(LINKED | first_propagates, Ordering::AcqRel);
             if f & FAILED != 0 {
                 Seen::Failed(dep.failure(&ds))
             } else if f & DONE != 0 {
@@ -1000,12 +1013,8 @@ impl Node {
             } else {
                 self.remaining.fetch_add(1, Ordering::AcqRel);
                 if ds.first.is_none() {
+                    // `FIRST_PROPAGATES` was set with LINKED above if `propagate`.
                     ds.first = Some(self.clone());
-                    if propagate {
-                        dep.flags.fetch_or(FIRST_PROPAGATES, Ordering::AcqRel);
-                    } else {
-                        dep.flags.fetch_and(!FIRST_PROPAGATES, Ordering::AcqRel);
-                    }
                 } else {
                     dep.rare_of(&mut ds)
                         .dependents

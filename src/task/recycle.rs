@@ -21,34 +21,49 @@
 //! (at most `BATCH` nodes per thread and `BATCH * MAX_BATCHES` per runtime), freed with the
 //! thread or the runtime. A node is reused only through `Arc::get_mut`, which proves that
 //! nothing else refers to it.
+//!
+//! A task's declaration box (`Decl`: its arrays, placement and booking) takes the same way
+//! back, through lists of its own: its runner empties it once the body's accesses are
+//! committed ([`retire_decl`]: the arrays are released there) and stages it; a spawn that
+//! declares arrays takes one ([`spare_decl`]). Before, the boxes went through one shared
+//! bounded queue, an RMW on lines both threads write at every task, and a box that found it
+//! full or empty went through the allocator.
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::thread::LocalKey;
 
 use parking_lot::Mutex;
 
-use super::node::Node;
+use super::node::{Decl, Node};
 
-/// Nodes moved between a thread and a runtime's pool at once.
+/// Allocations moved between a thread and a runtime's pool at once.
 pub(crate) const BATCH: usize = 64;
-/// Batches a runtime keeps (1024 nodes of 128 bytes: 128 KiB).
+/// Batches a runtime keeps of each kind (1024 nodes of 128 bytes: 128 KiB).
 pub(crate) const MAX_BATCHES: usize = 16;
 
-/// A runtime's spare nodes, in batches (see the module's doc).
-#[derive(Default)]
-pub(crate) struct NodePool {
-    batches: Mutex<Vec<Vec<Arc<Node>>>>,
+/// A runtime's spare allocations of one kind, in batches (see the module's doc).
+pub(crate) struct Batches<T> {
+    batches: Mutex<Vec<Vec<T>>>,
 }
 
-impl NodePool {
-    fn put(&self, batch: Vec<Arc<Node>>) {
+impl<T> Default for Batches<T> {
+    fn default() -> Self {
+        Batches {
+            batches: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Batches<T> {
+    fn put(&self, batch: Vec<T>) {
         let mut batches = self.batches.lock();
         if batches.len() < MAX_BATCHES {
             batches.push(batch);
         }
     }
 
-    fn take(&self) -> Option<Vec<Arc<Node>>> {
+    fn take(&self) -> Option<Vec<T>> {
         self.batches.lock().pop()
     }
 
@@ -58,17 +73,31 @@ impl NodePool {
     }
 }
 
+/// A runtime's blank nodes.
+pub(crate) type NodePool = Batches<Arc<Node>>;
+/// A runtime's emptied declaration boxes.
+pub(crate) type DeclPool = Batches<Box<Decl>>;
+
+type Local<T> = LocalKey<RefCell<Vec<T>>>;
+
 thread_local! {
     /// Nodes this thread retired, not yet given to a pool.
     static RETIRED: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
     /// Blank nodes this thread took from a pool, for its next spawns.
     static SPARE: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+    /// Declaration boxes this thread emptied, not yet given to a pool. (The boxes are what
+    /// is kept: the allocations themselves are reused, hence `Vec<Box<_>>`.)
+    #[allow(clippy::vec_box)]
+    static DECLS_RETIRED: RefCell<Vec<Box<Decl>>> = const { RefCell::new(Vec::new()) };
+    /// Empty declaration boxes this thread took from a pool, for its next spawns.
+    #[allow(clippy::vec_box)]
+    static DECLS_SPARE: RefCell<Vec<Box<Decl>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A blank node for a spawn: one of this thread's, or of a batch taken from `pool`; `None`
-/// when both are empty (the spawn allocates). The caller fills it through `Arc::get_mut`.
-pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
-    SPARE
+/// One of this thread's spares in `local`, or of a batch taken from `pool`; `None` when both
+/// are empty (or the thread is ending).
+fn take_spare<T: 'static>(local: &'static Local<T>, pool: &Batches<T>) -> Option<T> {
+    local
         .try_with(|s| {
             let mut s = s.borrow_mut();
             if s.is_empty() {
@@ -80,6 +109,40 @@ pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
         })
         .ok()
         .flatten()
+}
+
+/// Stages `item` in this thread's `local` list; returns the list when it is a full batch
+/// (for the caller to give to its pool). Dropped if the thread is ending.
+fn stage<T: 'static>(local: &'static Local<T>, item: T) -> Option<Vec<T>> {
+    local
+        .try_with(|r| {
+            let mut r = r.borrow_mut();
+            r.push(item);
+            (r.len() >= BATCH).then(|| std::mem::replace(&mut *r, Vec::with_capacity(BATCH)))
+        })
+        .ok()
+        .flatten()
+}
+
+/// A blank node for a spawn: one of this thread's, or of a batch taken from `pool`; `None`
+/// when both are empty (the spawn allocates). The caller fills it through `Arc::get_mut`.
+pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
+    take_spare(&SPARE, pool)
+}
+
+/// An empty declaration box for a spawn (holding `Decl::default()`, which owns nothing),
+/// as [`spare`]; `None`: the spawn allocates one.
+pub(crate) fn spare_decl(pool: &DeclPool) -> Option<Box<Decl>> {
+    take_spare(&DECLS_SPARE, pool)
+}
+
+/// Takes back a finished task's declaration: empties it here (its arrays are released now)
+/// and keeps the box for a later spawn.
+pub(crate) fn retire_decl(pool: &DeclPool, mut decl: Box<Decl>) {
+    *decl = Decl::default();
+    if let Some(batch) = stage(&DECLS_RETIRED, decl) {
+        pool.put(batch);
+    }
 }
 
 /// Takes back `node`, the reference a CPU worker ran it with: if it is the last one, the
@@ -98,12 +161,7 @@ pub(crate) fn retire(mut node: Arc<Node>) {
     let Some(core) = n.blank() else {
         return;
     };
-    let full = RETIRED.try_with(|r| {
-        let mut r = r.borrow_mut();
-        r.push(node);
-        (r.len() >= BATCH).then(|| std::mem::replace(&mut *r, Vec::with_capacity(BATCH)))
-    });
-    if let Ok(Some(batch)) = full {
+    if let Some(batch) = stage(&RETIRED, node) {
         core.core.nodes.put(batch);
     }
 }
@@ -161,6 +219,60 @@ mod tests {
         for (i, h) in kept.into_iter().enumerate() {
             assert_eq!(h.wait().expect("task"), i);
         }
+    }
+
+    #[test]
+    fn declarations_go_back_in_batches_and_carry_only_the_new_tasks_arrays() {
+        let rt = Runtime::builder()
+            .cpu_workers(1)
+            .no_gpu()
+            .build()
+            .expect("runtime");
+        let core = rt.handle().core.clone();
+        // A chain through one array: every task declares it, and its runner retires the box.
+        let a = rt.array_from(vec![0u64]);
+        for _ in 0..4 * BATCH {
+            let ac = a.clone();
+            drop(
+                rt.task("inc")
+                    .read_write(&a)
+                    .cpu(move |cx| cx.write(&ac)[0] += 1)
+                    .spawn(),
+            );
+        }
+        rt.wait_idle();
+        assert_eq!(a.to_vec().expect("read"), vec![4 * BATCH as u64]);
+        let spare = core.decls.spare();
+        assert!(
+            spare >= BATCH,
+            "{spare} spare declarations after {} tasks",
+            4 * BATCH
+        );
+        assert_eq!(spare % BATCH, 0, "whole batches only");
+        // Reused boxes hold the new tasks' arrays and modes, nothing of the old ones: each
+        // task writes its own array, and a reader of all of them sees every write.
+        let arrays: Vec<_> = (0..2 * BATCH).map(|_| rt.array::<u64>(1)).collect();
+        for (i, x) in arrays.iter().enumerate() {
+            let xc = x.clone();
+            drop(
+                rt.task("own")
+                    .writes(x)
+                    .cpu(move |cx| cx.write(&xc)[0] = i as u64 + 1)
+                    .spawn(),
+            );
+        }
+        let mut reader = rt.task("sum");
+        for x in &arrays {
+            reader = reader.reads(x);
+        }
+        let xs = arrays.clone();
+        let sum = reader
+            .cpu(move |cx| xs.iter().map(|x| cx.read(x)[0]).sum::<u64>())
+            .spawn()
+            .wait()
+            .expect("sum");
+        let n = 2 * BATCH as u64;
+        assert_eq!(sum, n * (n + 1) / 2);
     }
 
     #[test]
