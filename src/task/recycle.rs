@@ -171,26 +171,34 @@ mod tests {
     use super::*;
     use crate::Runtime;
 
-    #[test]
-    fn finished_nodes_go_back_to_the_pool_in_batches_and_serve_spawns() {
-        let rt = Runtime::builder()
+    fn one_worker() -> Runtime {
+        Runtime::builder()
             .cpu_workers(1)
             .no_gpu()
             .build()
-            .expect("runtime");
+            .expect("runtime")
+    }
+
+    /// After `4 * BATCH` finished tasks, `spare` (of `what`) came back in whole batches.
+    fn assert_whole_batches(spare: usize, what: &str) {
+        assert!(
+            spare >= BATCH,
+            "{spare} spare {what} after {} tasks",
+            4 * BATCH
+        );
+        assert_eq!(spare % BATCH, 0, "whole batches only");
+    }
+
+    #[test]
+    fn finished_nodes_go_back_to_the_pool_in_batches_and_serve_spawns() {
+        let rt = one_worker();
         let core = rt.handle().core.clone();
         // Handles dropped at once: the worker holds the last reference of each node.
         for _ in 0..4 * BATCH {
             drop(rt.task("t").cpu(|_| 1u64).spawn());
         }
         rt.wait_idle();
-        let spare = core.nodes.spare();
-        assert!(
-            spare >= BATCH,
-            "{spare} spare nodes after {} tasks",
-            4 * BATCH
-        );
-        assert_eq!(spare % BATCH, 0, "whole batches only");
+        assert_whole_batches(core.nodes.spare(), "nodes");
         // Reused nodes carry nothing of their last task: values are the new task's.
         let hs: Vec<_> = (0..2 * BATCH as u64)
             .map(|i| rt.task("u").cpu(move |_| i * 3).spawn())
@@ -202,11 +210,7 @@ mod tests {
 
     #[test]
     fn a_node_still_held_is_not_reused() {
-        let rt = Runtime::builder()
-            .cpu_workers(1)
-            .no_gpu()
-            .build()
-            .expect("runtime");
+        let rt = one_worker();
         let kept: Vec<_> = (0..2 * BATCH)
             .map(|i| rt.task("kept").cpu(move |_| i).spawn())
             .collect();
@@ -223,11 +227,7 @@ mod tests {
 
     #[test]
     fn declarations_go_back_in_batches_and_carry_only_the_new_tasks_arrays() {
-        let rt = Runtime::builder()
-            .cpu_workers(1)
-            .no_gpu()
-            .build()
-            .expect("runtime");
+        let rt = one_worker();
         let core = rt.handle().core.clone();
         // A chain through one array: every task declares it, and its runner retires the box.
         let a = rt.array_from(vec![0u64]);
@@ -242,13 +242,7 @@ mod tests {
         }
         rt.wait_idle();
         assert_eq!(a.to_vec().expect("read"), vec![4 * BATCH as u64]);
-        let spare = core.decls.spare();
-        assert!(
-            spare >= BATCH,
-            "{spare} spare declarations after {} tasks",
-            4 * BATCH
-        );
-        assert_eq!(spare % BATCH, 0, "whole batches only");
+        assert_whole_batches(core.decls.spare(), "declarations");
         // Reused boxes hold the new tasks' arrays and modes, nothing of the old ones: each
         // task writes its own array, and a reader of all of them sees every write.
         let arrays: Vec<_> = (0..2 * BATCH).map(|_| rt.array::<u64>(1)).collect();
