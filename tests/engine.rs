@@ -471,9 +471,12 @@ fn registrations_racing_completion_are_never_lost() {
             let refs = refs.clone();
             std::thread::spawn(move || refs.iter().filter(|r| r.wait().is_err()).count())
         };
+        // One dependent per dependency (the lock-free first dependent), a second for every
+        // other one (registered under the lock beside the first).
         let dependents: Vec<_> = refs
             .iter()
             .enumerate()
+            .flat_map(|(i, r)| std::iter::repeat_n((i, r), 1 + i % 2))
             .map(|(i, r)| {
                 let (ran, early, f) = (ran.clone(), early.clone(), flags.clone());
                 rt.task("dependent")
@@ -494,6 +497,11 @@ fn registrations_racing_completion_are_never_lost() {
         assert_eq!(
             failed_deps, planned,
             "round {round}: waiters saw every outcome"
+        );
+        let per = |i: usize| 1 + i % 2;
+        let (planned, n) = (
+            (0..n).filter(|i| i % 7 == 3).map(per).sum::<usize>(),
+            (0..n).map(per).sum::<usize>(),
         );
         let failed: usize = dependents
             .into_iter()

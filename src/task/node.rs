@@ -44,13 +44,13 @@
 //! say it, set before the node is ready.
 //!
 //! ## Completion without a lock
-//! The locked state (`NodeState`: the declaration, the first dependent, `Rare`) is touched
-//! by other threads at any time: a task that comes to depend on this one (`add_edge`), a
-//! waiter (`register_waker`), a cycle search (`dependents`). The first two *announce*
-//! themselves: holding the lock, they set `LINKED` with one RMW that also returns whether
-//! `DONE` was set; if it was, they register nothing (the task is finished), else they
-//! register before they unlock. Whoever allocates `Rare` sets `RARE`; whoever stores a
-//! declaration sets `HAS_DECL`; `fail_with` sets `FAIL_PENDING`.
+//! The locked state (`NodeState`: the declaration, `Rare`) is touched by other threads at
+//! any time: a task that comes to depend on this one (`add_edge`, beyond the first), a
+//! waiter (`register_waker`), a cycle search (`dependents`). They *announce* themselves:
+//! holding the lock, they set `LINKED` with one RMW that also returns whether `DONE` was
+//! set; if it was, they register nothing (the task is finished), else they register before
+//! they unlock. Whoever allocates `Rare` sets `RARE`; whoever stores a declaration sets
+//! `HAS_DECL`; `fail_with` sets `FAIL_PENDING`.
 //!
 //! Completion sets `DONE` with one RMW. RMWs on `flags` are totally ordered, so either an
 //! announcement came first — then completion sees `LINKED`, takes the lock (waiting for the
@@ -60,6 +60,30 @@
 //! the locked state is empty and completion does not touch it; readers holding the lock
 //! meanwhile (a cycle search) see it empty. The start is the same: without `HAS_DECL` or
 //! `FAIL_PENDING` (and untimed), there is nothing to take but the bodies in the slot.
+//!
+//! ## The first dependent
+//! Most tasks that get a dependent get one (a chain, a reader after a writer), so the first
+//! registers without the lock, in `Node::first`:
+//! 1. *Claim.* The dependent sets `FIRST_CLAIMED` with one RMW. If the old flags had none of
+//!    `DONE`, `RELEASED`, `FIRST_CLAIMED`, the claim succeeded: it adds one to its own
+//!    `remaining`, then stores its `Arc::into_raw` (tagged with whether it propagates
+//!    failure) into `first`, holding no lock. Otherwise it takes the locked path above
+//!    (which sees `DONE`, the early release, or registers in `Rare::dependents`).
+//! 2. *End of registrations.* Completion's `DONE` RMW, or an early release's `RELEASED`
+//!    RMW (made under the lock, after `Rare::released` is set), returns whether a claim came
+//!    first; if one did (and no early release took it), that one takes the dependent:
+//!    waits for the pointer (the claimant stores it right after its claim and holds no
+//!    lock, so the wait is short and cannot deadlock), nulls the field and releases it. A
+//!    claim after the RMW fails, and the locked path sees `DONE` or the early release.
+//!    Exactly one side of the RMW order holds, so the dependent is released exactly once.
+//! 3. *Readers.* A cycle search reads `first` under the lock after announcing itself with
+//!    `LINKED` as above: if `DONE` came later, completion takes the lock before it takes the
+//!    dependent, so the pointer read is alive while it is cloned; if `DONE` came first the
+//!    reader lists nothing.
+//!
+//! A chain link thus costs its spawner one RMW on its dependency (the claim) instead of a
+//! lock, an RMW and an unlock, and the dependency's completion no lock at all. A node
+//! dropped unfinished (its runtime gone) drops the reference in `first` (`Drop`).
 //!
 //! ## Waiting and completion
 //! Completion publishes `DONE`, then wakes what `Rare::wakers` holds. A waiter checks
@@ -71,7 +95,7 @@
 
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 
@@ -316,9 +340,6 @@ struct Rare {
 #[derive(Default)]
 struct NodeState {
     decl: Option<Box<Decl>>,
-    /// The first task waiting for this one (whether its failure fails it: `FIRST_PROPAGATES`
-    /// in `flags`); the others are in `Rare::dependents`.
-    first: Option<Arc<Node>>,
     rare: Option<Box<Rare>>,
 }
 
@@ -344,9 +365,14 @@ struct Ext {
 
 pub(crate) struct Node {
     remaining: AtomicU32,
-    /// `DONE`, `FAILED`, `FIRST_PROPAGATES`, and the devices `ran_on` and `only` (see the
+    /// `DONE`, `FAILED`, `FIRST_CLAIMED`, and the devices `ran_on` and `only` (see the
     /// constants below).
     flags: AtomicU32,
+    /// The first task waiting for this one, without a lock ("The first dependent" above):
+    /// null, or an `Arc::into_raw` of the dependent whose lowest bit says whether this
+    /// task's failure fails it ([`PROPAGATES`]). The other dependents are in
+    /// `Rare::dependents`.
+    first: AtomicPtr<Node>,
     /// The task's name when it is `'static` (else in `ext`).
     name: &'static str,
     /// The runtime this node was spawned on (a key's node: in `ext`).
@@ -375,6 +401,7 @@ unsafe impl Sync for Node {}
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<AtomicU32>();
+    send_sync::<AtomicPtr<Node>>();
     send_sync::<&'static str>();
     send_sync::<Option<RuntimeHandle>>();
     send_sync::<Option<Box<Ext>>>();
@@ -384,6 +411,8 @@ const _: () = {
     send::<Slot>();
 };
 
+// `Node::first` keeps a tag in its pointers' lowest bit.
+const _: () = assert!(std::mem::align_of::<Node>() >= 2);
 // The common task's node stays in glibc's fast bins (see "Layout" above): 104 bytes here,
 // plus the `Arc` counts, at most 120; and so does a one-array task's declaration.
 const _: () = assert!(std::mem::size_of::<Node>() <= 104);
@@ -393,8 +422,29 @@ const _: () = assert!(std::mem::size_of::<Decl>() <= 120);
 const DONE: u32 = 1;
 /// The task finished with an error (in its slot).
 const FAILED: u32 = 1 << 1;
-/// The inline first dependent takes on this task's failure.
-const FIRST_PROPAGATES: u32 = 1 << 2;
+/// A dependent claimed `Node::first` ("The first dependent" above): when the RMW that set
+/// it found none of `DONE`, `RELEASED` and `FIRST_CLAIMED`, that dependent stores itself in
+/// `first` right after, and whoever ends the registrations (completion, early release)
+/// takes it from there.
+const FIRST_CLAIMED: u32 = 1 << 2;
+/// The dependents were released early (`Rare::released` is set, under the lock): no
+/// dependent claims `first` any more.
+const RELEASED: u32 = 1 << 30;
+/// In `Node::first`: the dependent takes on this task's failure (nodes are aligned to 8).
+const PROPAGATES: usize = 1;
+
+/// A `Node::first` pointer without its [`PROPAGATES`] tag.
+fn untag(p: *mut Node) -> *const Node {
+    p.map_addr(|a| a & !PROPAGATES).cast_const()
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A node dropped before it finished (its runtime gone) still owns its first
+        // dependent's reference.
+        drop(self.first_dependent_owned());
+    }
+}
 /// At least one GPU fence is recorded in `Rare::fences`.
 const HAS_FENCES: u32 = 1 << 3;
 /// Another thread registered with the node (a dependent or a waiter), under its lock (set
@@ -522,6 +572,7 @@ impl Node {
         let node = Node {
             remaining: AtomicU32::new(1),
             flags: AtomicU32::new(flags),
+            first: AtomicPtr::new(std::ptr::null_mut()),
             name,
             runtime,
             ext,
@@ -561,8 +612,9 @@ impl Node {
         *self.slot.get_mut() = Slot::Empty;
         let st = self.st.get_mut();
         st.decl = None;
-        st.first = None;
         st.rare = None;
+        // Completion took the first dependent; nothing claims it after `DONE`.
+        drop(self.first_dependent_owned());
         Some(runtime)
     }
 
@@ -571,7 +623,6 @@ impl Node {
         let slot = Spawned::slot(t.cpu, t.gpu, t.value);
         let st = NodeState {
             decl: t.decl,
-            first: None,
             rare: None,
         };
         let flags = encode_device(t.only) << ONLY_SHIFT;
@@ -729,18 +780,72 @@ impl Node {
         }
     }
 
-    /// The tasks waiting for this one.
+    /// The tasks waiting for this one (none once it finished).
     fn dependents(&self) -> Vec<Arc<Node>> {
         let st = self.st.lock();
-        st.first
-            .iter()
-            .cloned()
-            .chain(
-                st.rare
-                    .iter()
-                    .flat_map(|r| r.dependents.iter().map(|(d, _)| d.clone())),
-            )
-            .collect()
+        // Announced as a registrant does: a completion after this sees LINKED and waits for
+        // this lock before it takes the first dependent, so the one read below stays alive
+        // while it is cloned ("The first dependent").
+        let f = self.flags.fetch_or(LINKED, Ordering::AcqRel);
+        if f & DONE != 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if f & (FIRST_CLAIMED | RELEASED) == FIRST_CLAIMED {
+            let p = self.first_published();
+            // SAFETY: `p` came from `Arc::into_raw` and is not taken before this lock is
+            // released (above), so the node is alive; the new count is owned by the `Arc`.
+            out.push(unsafe {
+                let p = untag(p);
+                Arc::increment_strong_count(p);
+                Arc::from_raw(p)
+            });
+        }
+        out.extend(
+            st.rare
+                .iter()
+                .flat_map(|r| r.dependents.iter().map(|(d, _)| d.clone())),
+        );
+        out
+    }
+
+    /// The first dependent's pointer, once its claimant stored it (it does right after its
+    /// claim, holding no lock: the wait is short and cannot deadlock). Call only when a
+    /// claim succeeded and nobody took the dependent yet.
+    fn first_published(&self) -> *mut Node {
+        let mut spins = 0u32;
+        loop {
+            let p = self.first.load(Ordering::Acquire);
+            if !p.is_null() {
+                return p;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Takes the first dependent (and whether it propagates failure) out of `first`: for
+    /// whoever ends the registrations, once a claim succeeded.
+    fn take_first(&self) -> (Arc<Node>, bool) {
+        let p = self.first_published();
+        self.first.store(std::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: `p` is the claimant's `Arc::into_raw` (tagged), taken once (the field is
+        // null again and nobody stores into it after the end of registrations).
+        (
+            unsafe { Arc::from_raw(untag(p)) },
+            p.addr() & PROPAGATES != 0,
+        )
+    }
+
+    /// The first dependent still in `first`, if any, for a node nothing else refers to.
+    fn first_dependent_owned(&mut self) -> Option<Arc<Node>> {
+        let p = std::mem::replace(self.first.get_mut(), std::ptr::null_mut());
+        // SAFETY: a non-null `first` is an `Arc::into_raw` nobody took (`&mut self`).
+        (!p.is_null()).then(|| unsafe { Arc::from_raw(untag(p)) })
     }
 
     /// Names of the tasks waiting for this one.
@@ -980,6 +1085,22 @@ impl Node {
         if dep.flags.load(Ordering::Acquire) & (DONE | FAILED) == DONE {
             return;
         }
+        // The first dependent registers without the lock: it claims `first` with one RMW
+        // that also tells whether `dep` finished, was released early, or has a first
+        // dependent already ("The first dependent").
+        let f = dep.flags.fetch_or(FIRST_CLAIMED, Ordering::AcqRel);
+        if f & (DONE | RELEASED | FIRST_CLAIMED) == 0 {
+            // Counted before it is published: whoever takes it releases it.
+            self.remaining.fetch_add(1, Ordering::AcqRel);
+            let raw = Arc::into_raw(self.clone()).cast_mut();
+            let tagged = if propagate {
+                raw.map_addr(|a| a | PROPAGATES)
+            } else {
+                raw
+            };
+            dep.first.store(tagged, Ordering::Release);
+            return;
+        }
         enum Seen {
             Pending,
             Failed(TaskError),
@@ -989,21 +1110,8 @@ impl Node {
         let seen = {
             let mut ds = dep.st.lock();
             // Announced and checked in one step: either `dep`'s completion sees LINKED and
-            // takes the lock (after this), or this sees DONE. The same RMW says whether the
-            // first dependent propagates failure, when this one becomes the first. While
-            // `dep` still takes registrations and `first` is empty, `FIRST_PROPAGATES` is
-            // clear (a node starts without it; only this sets it). It is read only together
-            // with `first`, under the lock; so setting it when this registers nothing (`dep`
-            // done or released early: no dependent is ever registered in `first` again) is
-            // harmless.
-            let first_propagates = if ds.first.is_none() && propagate {
-                FIRST_PROPAGATES
-            } else {
-                0
-            };
-            let f = dep
-                .flags
-                .fetch_or(LINKED | first_propagates, Ordering::AcqRel);
+            // takes the lock (after this), or this sees DONE.
+            let f = dep.flags.fetch_or(LINKED, Ordering::AcqRel);
             if f & FAILED != 0 {
                 Seen::Failed(dep.failure(&ds))
             } else if f & DONE != 0 {
@@ -1012,14 +1120,9 @@ impl Node {
                 Seen::Released(fence)
             } else {
                 self.remaining.fetch_add(1, Ordering::AcqRel);
-                if ds.first.is_none() {
-                    // `FIRST_PROPAGATES` was set with LINKED above if `propagate`.
-                    ds.first = Some(self.clone());
-                } else {
-                    dep.rare_of(&mut ds)
-                        .dependents
-                        .push((self.clone(), propagate));
-                }
+                dep.rare_of(&mut ds)
+                    .dependents
+                    .push((self.clone(), propagate));
                 Seen::Pending
             }
         };
@@ -1088,26 +1191,21 @@ impl Node {
         self.release_one(via);
     }
 
-    /// Takes the dependents: the inline first one with whether it propagates, then the rest.
-    fn take_dependents(&self, st: &mut NodeState) -> Vec<(Arc<Node>, bool)> {
-        let mut out = Vec::new();
-        if let Some(first) = st.first.take() {
-            let propagates = self.flags.load(Ordering::Acquire) & FIRST_PROPAGATES != 0;
-            out.push((first, propagates));
-        }
-        if let Some(r) = st.rare.as_mut() {
-            out.append(&mut r.dependents);
-        }
-        out
-    }
-
     /// Releases dependents before completion: the task is encoded in GPU batch `fence`. They
     /// are remembered, so that a failure of the batch reaches them (see `complete`).
     fn release_early(&self, fence: Fence) {
         let dependents = {
             let mut st = self.st.lock();
-            self.rare_of(&mut st).released = Some(fence);
-            self.take_dependents(&mut st)
+            let rare = self.rare_of(&mut st);
+            rare.released = Some(fence);
+            let mut out = std::mem::take(&mut rare.dependents);
+            // From here a dependent that comes finds RELEASED (and, under this lock, the
+            // fence); one that claimed `first` before is taken here.
+            let f = self.flags.fetch_or(RELEASED, Ordering::AcqRel);
+            if f & (FIRST_CLAIMED | RELEASED) == FIRST_CLAIMED {
+                out.insert(0, self.take_first());
+            }
+            out
         };
         for (d, _) in &dependents {
             d.clone().dep_done(None, Some(fence), self.core());
@@ -1144,17 +1242,18 @@ impl Node {
             }
         };
         let flags = self.flags.fetch_or(done, Ordering::AcqRel);
-        // Nobody registered before DONE (and nobody will after) and nothing rare was
-        // recorded: `st` holds nothing to take ("Completion without a lock").
-        let (first, rare) = if flags & (LINKED | RARE) == 0 {
-            (None, None)
+        // Nobody registered under the lock before DONE (and nobody will after) and nothing
+        // rare was recorded: `st` holds nothing to take ("Completion without a lock").
+        let rare = if flags & (LINKED | RARE) == 0 {
+            None
         } else {
-            let mut st = self.st.lock();
-            // Read under the lock: a dependent that registered before DONE set it there.
-            let propagates = self.flags.load(Ordering::Acquire) & FIRST_PROPAGATES != 0;
-            let first = st.first.take().map(|d| (d, propagates));
-            (first, st.rare.take())
+            self.st.lock().rare.take()
         };
+        // A dependent that claimed `first` before DONE (and not before an early release,
+        // which took it): taken after the lock above, which a cycle search reading it holds
+        // ("The first dependent").
+        let first =
+            (flags & (FIRST_CLAIMED | RELEASED) == FIRST_CLAIMED).then(|| self.take_first());
         let mut rare = rare.map(|r| *r);
         if let (Some(r), Some(core)) = (rare.as_mut(), self.core()) {
             let started = r.started.take();
@@ -1691,7 +1790,8 @@ mod tests {
         let bits = [
             DONE,
             FAILED,
-            FIRST_PROPAGATES,
+            FIRST_CLAIMED,
+            RELEASED,
             HAS_FENCES,
             LINKED,
             RARE,
