@@ -437,7 +437,8 @@ fn ready_tasks_run_by_priority_tier_and_fifo_among_equals() {
 }
 
 /// Dependents and waiters that register while their task completes (the node's lock-free
-/// completion, `task/node.rs` "Completion without a lock"): every registration is either
+/// completion and first dependent, `task/node.rs` "Completion without a lock" and "The
+/// first dependent"): every registration is either
 /// seen by the completion or sees it done — no dependent is lost (it would never run) and
 /// none runs before its dependency; every waiter returns. Failures propagate the same way.
 #[test]

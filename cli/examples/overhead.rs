@@ -5,8 +5,9 @@
 //!
 //! `cargo run --release -p hetflow-cli --example overhead -- <mode> <n>` with mode one of
 //! `pool` (empty tasks spawned inside a task), `main` (from main, then `wait_idle`), `wait`
-//! (from main, keeping the handles, then waiting on each), `rwchain` (a chain linked by read_write of one array), `chain` (a chain linked by
-//! `after`), `rayon-scope` and `rayon-chain` (the same work in rayon), on 2 workers.
+//! (from main, keeping the handles, then waiting on each), `rwchain` (a chain linked by
+//! read_write of one array), `chain` (a chain linked by `after`), `rayon-scope` and
+//! `rayon-chain` (the same work in rayon), on 2 workers.
 //! `cli/scripts/callgrind-per-task.sh` runs them all under callgrind. An optional third
 //! argument repeats the workload that many times in the same process and prints the median
 //! (for a sampling profiler, e.g. `perf record`, on the steady state). A hetflow mode with

@@ -81,26 +81,6 @@ pub(crate) struct CoreConfig {
 }
 
 impl Core {
-    /// A box for a task's declaration: a spare one if any (see `decls`), else new.
-    pub(crate) fn decl_box(&self, decl: crate::task::node::Decl) -> Box<crate::task::node::Decl> {
-        match crate::task::recycle::spare_decl(&self.decls) {
-            Some(mut b) => {
-                // SAFETY: a spare box holds `Decl::default()` (`recycle::retire_decl`), which
-                // owns nothing (no arrays, the default placement, no booking): writing over
-                // it without a drop leaks nothing and does not read what the finishing thread
-                // wrote last.
-                unsafe { std::ptr::write(&mut *b, decl) };
-                b
-            }
-            None => Box::new(decl),
-        }
-    }
-
-    /// Takes back a finished task's declaration (its arrays released now) for reuse.
-    pub(crate) fn recycle_decl(&self, decl: Box<crate::task::node::Decl>) {
-        crate::task::recycle::retire_decl(&self.decls, decl);
-    }
-
     pub(crate) fn new(
         pool: Arc<CpuPool>,
         drivers: Vec<Arc<GpuDriver>>,

@@ -258,11 +258,14 @@ impl<T: Send + 'static> TaskBuilder<T> {
         // do. One without arrays goes into the node now; one with arrays once they are
         // tracked (below), while nothing can schedule the node yet.
         let decl = (only.is_none() || !accesses.is_empty()).then(|| {
-            core.decl_box(Decl {
-                placement,
-                accesses,
-                booking: Booking::default(),
-            })
+            super::recycle::decl_box(
+                &core.decls,
+                Decl {
+                    placement,
+                    accesses,
+                    booking: Booking::default(),
+                },
+            )
         });
         let (decl_now, decl_tracked) = match decl {
             Some(d) if !d.accesses.is_empty() => (None, Some(d)),

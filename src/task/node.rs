@@ -433,18 +433,6 @@ const RELEASED: u32 = 1 << 30;
 /// In `Node::first`: the dependent takes on this task's failure (nodes are aligned to 8).
 const PROPAGATES: usize = 1;
 
-/// A `Node::first` pointer without its [`PROPAGATES`] tag.
-fn untag(p: *mut Node) -> *const Node {
-    p.map_addr(|a| a & !PROPAGATES).cast_const()
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // A node dropped before it finished (its runtime gone) still owns its first
-        // dependent's reference.
-        drop(self.first_dependent_owned());
-    }
-}
 /// At least one GPU fence is recorded in `Rare::fences`.
 const HAS_FENCES: u32 = 1 << 3;
 /// Another thread registered with the node (a dependent or a waiter), under its lock (set
@@ -483,6 +471,19 @@ fn decode_device(bits: u32) -> Option<DeviceId> {
         0 => None,
         1 => Some(DeviceId::Cpu),
         i => Some(DeviceId::Gpu(i as usize - 2)),
+    }
+}
+
+/// A `Node::first` pointer without its [`PROPAGATES`] tag.
+fn untag(p: *mut Node) -> *const Node {
+    p.map_addr(|a| a & !PROPAGATES).cast_const()
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A node dropped before it finished (its runtime gone) still owns its first
+        // dependent's reference.
+        drop(self.first_dependent_owned());
     }
 }
 
@@ -665,20 +666,20 @@ impl Node {
         }
         self.priority.store(t.priority, Ordering::Relaxed);
         let slot = Spawned::slot(t.cpu, t.gpu, t.value);
-        let decl_bit = if t.decl.is_some() { HAS_DECL } else { 0 };
         self.flags.fetch_or(
-            (encode_device(t.only) << ONLY_SHIFT) | slot.body_bits() | decl_bit,
+            (encode_device(t.only) << ONLY_SHIFT) | slot.body_bits(),
             Ordering::AcqRel,
         );
         // SAFETY: the key's node was claimed by this spawn (`try_claim`) and is not ready:
         // nothing else uses the slot ("The slot").
         unsafe { *self.slot.get() = slot };
-        if t.decl.is_some() {
-            self.st.lock().decl = t.decl;
+        if let Some(decl) = t.decl {
+            self.set_decl(decl);
         }
     }
 
-    /// Sets the declaration of a task not yet released (its arrays, once tracked).
+    /// Sets the declaration of a task not yet released (its arrays, once tracked), or puts
+    /// back the one its runner took (`restore`).
     pub(crate) fn set_decl(&self, decl: Box<Decl>) {
         self.st.lock().decl = Some(decl);
         self.flags.fetch_or(HAS_DECL, Ordering::AcqRel);
@@ -946,9 +947,8 @@ impl Node {
     fn restore(&self, work: Work) {
         // SAFETY: called by the task's runner, before the task is done ("The slot").
         unsafe { *self.slot.get() = Slot::from_bodies(work.cpu, work.gpu) };
-        if work.decl.is_some() {
-            self.st.lock().decl = work.decl;
-            self.flags.fetch_or(HAS_DECL, Ordering::AcqRel);
+        if let Some(decl) = work.decl {
+            self.set_decl(decl);
         }
         self.flags
             .fetch_and(!(DEVICE_MASK << RAN_SHIFT), Ordering::AcqRel);
@@ -1485,7 +1485,7 @@ impl CpuJob for Node {
         // The declaration is done with (its arrays were prepared and committed): back to
         // the spares before the dependents are released, so a spawn they trigger reuses it.
         if let Some(decl) = work.decl {
-            core.recycle_decl(decl);
+            super::recycle::retire_decl(&core.decls, decl);
         }
         quiet_next_push(|| self.finish(result));
     }

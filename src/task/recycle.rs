@@ -1,4 +1,4 @@
-//! Reusing the allocations of finished nodes.
+//! Reusing the allocations of finished tasks: their nodes and declaration boxes.
 //!
 //! A task is usually spawned on one thread and run on another, and the node's last
 //! reference goes with the job: the runner frees what the spawner allocated. glibc serves
@@ -14,7 +14,7 @@
 //!    there, as a drop would — and staged in the worker's thread-local list ([`retire`]).
 //! 2. A full list ([`BATCH`] nodes) goes to its runtime's shared [`NodePool`] with one lock.
 //!    The pool keeps at most [`MAX_BATCHES`]; a batch beyond that is freed.
-//! 3. A spawn takes a node from its thread's own list ([`fresh`]); an empty list takes a
+//! 3. A spawn takes a node from its thread's own list ([`spare`]); an empty list takes a
 //!    whole batch from the pool (one lock per [`BATCH`] spawns); an empty pool allocates.
 //!
 //! Blank nodes hold no runtime, value or body: a batch or a thread's list holds only memory
@@ -25,7 +25,7 @@
 //! A task's declaration box (`Decl`: its arrays, placement and booking) takes the same way
 //! back, through lists of its own: its runner empties it once the body's accesses are
 //! committed ([`retire_decl`]: the arrays are released there) and stages it; a spawn that
-//! declares arrays takes one ([`spare_decl`]). Before, the boxes went through one shared
+//! declares arrays takes one ([`decl_box`]). Before, the boxes went through one shared
 //! bounded queue, an RMW on lines both threads write at every task, and a box that found it
 //! full or empty went through the allocator.
 
@@ -130,10 +130,20 @@ pub(crate) fn spare(pool: &NodePool) -> Option<Arc<Node>> {
     take_spare(&SPARE, pool)
 }
 
-/// An empty declaration box for a spawn (holding `Decl::default()`, which owns nothing),
-/// as [`spare`]; `None`: the spawn allocates one.
-pub(crate) fn spare_decl(pool: &DeclPool) -> Option<Box<Decl>> {
-    take_spare(&DECLS_SPARE, pool)
+/// A box holding `decl` for a spawn: an emptied one of this thread's or of a batch taken
+/// from `pool` (as [`spare`]), else a new one.
+pub(crate) fn decl_box(pool: &DeclPool, decl: Decl) -> Box<Decl> {
+    match take_spare(&DECLS_SPARE, pool) {
+        Some(mut b) => {
+            // SAFETY: a spare box holds `Decl::default()` ([`retire_decl`]), which owns
+            // nothing (no arrays, the default placement, no booking): writing over it
+            // without a drop leaks nothing and does not read what the thread that emptied
+            // it wrote last.
+            unsafe { std::ptr::write(&mut *b, decl) };
+            b
+        }
+        None => Box::new(decl),
+    }
 }
 
 /// Takes back a finished task's declaration: empties it here (its arrays are released now)
