@@ -3,10 +3,12 @@
 //! POTRF and TRSM tiles run on the CPU (faer); SYRK and GEMM tiles on the CPU or the GPU, as
 //! the policy decides. Prints where the tiles ran, GFLOP/s, and checks ‖L·Lᵀ − A‖/‖A‖ < 1e-4.
 //!
-//! `cargo run --release --example cholesky -- [n] [tile] [eager|dmda|locality|cpu] [--trace FILE] [--model FILE]`
+//! `cargo run --release --example cholesky -- [n] [tile] [default|eager|dmda|locality|cpu] [--trace FILE] [--model FILE]`
 //!
-//! dmda calibrates each device on the first tasks of each kind; `--model FILE` keeps the
-//! performance model between runs (as StarPU does), so a second run starts calibrated.
+//! The default policy (dmda) places each tile by measured cost. It keeps its performance
+//! model per device in the user's cache directory (`hetflow model show`), so a second run
+//! starts calibrated; `--model FILE` keeps it in FILE instead. Calibration is bounded: a
+//! device presumed slow (a software GPU) is only tried as far as 10% of the work pays for.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,13 +28,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plain: Vec<&String> = args.iter().take_while(|a| !a.starts_with("--")).collect();
     let n: usize = plain.first().and_then(|s| s.parse().ok()).unwrap_or(1024);
     let tile: usize = plain.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
-    let mode = plain.get(2).map_or("dmda", |s| s.as_str());
-    let policy = match mode {
-        "eager" => Policy::Eager,
-        "locality" => Policy::Locality,
-        _ => Policy::Dmda,
-    };
-    let mut builder = Runtime::builder().policy(policy);
+    let mode = plain.get(2).map_or("default", |s| s.as_str());
+    let mut builder = Runtime::builder();
+    match mode {
+        "eager" => builder = builder.policy(Policy::Eager),
+        "locality" => builder = builder.policy(Policy::Locality),
+        "dmda" => builder = builder.policy(Policy::Dmda),
+        "default" | "cpu" => {}
+        other => {
+            return Err(format!(
+                "unknown mode {other:?}: expected default, eager, dmda, locality or cpu"
+            )
+            .into())
+        }
+    }
     if let Some(path) = &model_path {
         builder = builder.perf_model_file(path);
     }
@@ -79,6 +88,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {v:5} x {k}");
     }
     let stats = rt.stats();
+    let explored: Vec<String> = stats
+        .explorations
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(d, n)| format!("{n} on {d}"))
+        .collect();
+    if rt.policy() == Policy::Dmda && mode != "cpu" {
+        println!(
+            "placement: dmda, model {}; calibration runs: {}",
+            rt.perf_model()
+                .store_path()
+                .map_or("not persisted".to_string(), |(p, _)| p
+                    .display()
+                    .to_string()),
+            if explored.is_empty() {
+                "none".to_string()
+            } else {
+                explored.join(", ")
+            }
+        );
+    }
     if stats.steals_to_cpu + stats.steals_to_gpu > 0 {
         println!(
             "heterogeneous stealing moved {} task(s) from the GPU queue to the CPU and {} from the CPU queue to the GPU",

@@ -72,7 +72,7 @@ pub(crate) mod time {
 
 pub use data::{Access, Array, Coherence, DataError, MemorySpace};
 pub use device::{DeviceError, DeviceId, Kernel, Topology};
-pub use runtime::{GpuSelection, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
+pub use runtime::{GpuSelection, ModelPersistence, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
 pub use sched::{Placement, Policy};
 pub use task::{
     ArgsTask, Binding, BuildError, CpuContext, GpuContext, TaskBuilder, TaskError, TaskHandle,

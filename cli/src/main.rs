@@ -96,6 +96,12 @@ enum Command {
         #[arg(long)]
         peer: Option<std::path::PathBuf>,
     },
+    /// The performance model placement learns and keeps between runs: where it lives, what
+    /// it holds, and clearing it.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Rebuild the network of a Lava reference JSON file, run it and compare with Lava's
     /// recorded spikes, u and v; prints `match` (exit 0) or the first difference (exit 1).
     LavaCheck {
@@ -108,6 +114,14 @@ enum Command {
         #[arg(long)]
         graph: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelAction {
+    /// Where the model of this machine's devices lives and what it holds.
+    Show,
+    /// Delete the model file: the next run starts uncalibrated.
+    Reset,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -128,6 +142,9 @@ enum BenchSuite {
     Comm,
     /// Neural networks: LIF + Dense updates and synaptic events per second, CPU and GPU.
     Neuro,
+    /// Placement: first and second runs of the default policy against the best single
+    /// device and the better-of-both bound (GPU-fast, CPU-fast and mixed tasks).
+    Sched,
 }
 
 /// A private `XDG_RUNTIME_DIR` for this process, removed when dropped.
@@ -234,7 +251,14 @@ fn main() -> std::process::ExitCode {
             peer,
             workers,
         }),
+        Command::Bench {
+            suite: Some(BenchSuite::Sched),
+            workers,
+            scale,
+            ..
+        } => bench_sched(workers, scale),
         Command::Bench { workers, scale, .. } => bench(workers, scale),
+        Command::Model { action } => model(action),
         Command::LavaCheck {
             file,
             backend,
@@ -256,7 +280,72 @@ fn info(json: bool) -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", rt.topology().to_json());
     } else {
         print!("{}", rt.topology());
+        print!("{}", model_text(&rt));
     }
+    Ok(())
+}
+
+/// Where the performance model lives and what it holds, per device.
+fn model_text(rt: &hetflow::Runtime) -> String {
+    let m = rt.perf_model();
+    let mut s = format!("placement policy: {:?}\n", rt.policy());
+    match m.store_path() {
+        Some((path, ro)) => s.push_str(&format!(
+            "performance model: {}{} ({})\n",
+            path.display(),
+            if ro { " (read-only)" } else { "" },
+            if path.exists() {
+                "exists"
+            } else {
+                "not written yet"
+            }
+        )),
+        None => s.push_str(
+            "performance model: not persisted (HETFLOW_PERF_MODEL=off or no cache directory)\n",
+        ),
+    }
+    for d in m.summary() {
+        s.push_str(&format!(
+            "  {:<5} {} kinds, {} sizes, {} samples; time vs CPU {:.2}x ({})\n        {}\n",
+            d.device.to_string(),
+            d.kinds,
+            d.keys,
+            d.samples,
+            d.ratio_to_cpu,
+            if d.ratio_learned { "learned" } else { "prior" },
+            d.identity
+        ));
+    }
+    s
+}
+
+fn model(action: ModelAction) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = hetflow::Runtime::builder().build()?;
+    match action {
+        ModelAction::Show => print!("{}", model_text(&rt)),
+        ModelAction::Reset => {
+            let path = rt.perf_model().store_path().map(|(p, _)| p.to_path_buf());
+            // Dropped first, so that it does not write the file back.
+            drop(rt);
+            match path {
+                Some(p) if p.exists() => {
+                    std::fs::remove_file(&p)?;
+                    println!("removed {}", p.display());
+                }
+                Some(p) => println!("nothing to remove: {} does not exist", p.display()),
+                None => println!("the performance model is not persisted here"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bench_sched(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error::Error>> {
+    println!("hetflow bench sched: the default policy's first and second runs against the best single device");
+    let progress = Progress::new("bench sched", None);
+    let rows = hetflow_cli::bench::sched::suite(workers, scale, 1000, |s| progress.step(s))?;
+    progress.finish();
+    print!("{}", hetflow_cli::bench::sched::table(&rows));
     Ok(())
 }
 

@@ -407,7 +407,7 @@ fn the_runtime_places_the_whole_network() {
     let Some(shared_rt) = gpu() else {
         return;
     };
-    let hardware = shared_rt.topology().gpus[0].device_type != "Cpu";
+    let hardware = !shared_rt.topology().gpus[0].device_type.shares_cpu_cores();
     // Every golden network has GPU models: on a hardware GPU it goes there, on a software
     // rasterizer (lavapipe) to the CPU; the results match Lava either way.
     let dir = neuro_common::lava_data_dir();

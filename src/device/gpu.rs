@@ -4,6 +4,56 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
+/// What kind of device an adapter is, as wgpu reports it.
+///
+/// Placement reads it: a [`DeviceType::Cpu`] adapter (a software rasteriser: Mesa's lavapipe
+/// or llvmpipe, SwiftShader, WARP) runs its kernels on the same cores as the CPU workers, so a
+/// kernel there takes cores away from them, and an integrated GPU shares the host's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum DeviceType {
+    /// A GPU with its own memory across a bus.
+    DiscreteGpu,
+    /// A GPU sharing the host's memory.
+    IntegratedGpu,
+    /// A virtualised GPU (a VM's pass-through or a remoting layer).
+    VirtualGpu,
+    /// A software adapter running on the host's CPU cores.
+    Cpu,
+    /// Anything else the driver reports.
+    Other,
+}
+
+impl DeviceType {
+    /// Whether kernels on this adapter run on the host's CPU cores (a software adapter).
+    pub fn shares_cpu_cores(self) -> bool {
+        self == DeviceType::Cpu
+    }
+
+    /// Whether the adapter shares the host's memory (integrated GPUs and software adapters).
+    pub fn shares_host_memory(self) -> bool {
+        matches!(self, DeviceType::Cpu | DeviceType::IntegratedGpu)
+    }
+}
+
+impl From<wgpu::DeviceType> for DeviceType {
+    fn from(t: wgpu::DeviceType) -> DeviceType {
+        match t {
+            wgpu::DeviceType::DiscreteGpu => DeviceType::DiscreteGpu,
+            wgpu::DeviceType::IntegratedGpu => DeviceType::IntegratedGpu,
+            wgpu::DeviceType::VirtualGpu => DeviceType::VirtualGpu,
+            wgpu::DeviceType::Cpu => DeviceType::Cpu,
+            _ => DeviceType::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
 /// A description of one GPU as wgpu reports it, for `hetflow info` and for placement.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GpuInfo {
@@ -14,7 +64,7 @@ pub struct GpuInfo {
     /// Backend the device was opened through (Vulkan preferred).
     pub backend: String,
     /// Device type: discrete, integrated, virtual or CPU (software rasteriser).
-    pub device_type: String,
+    pub device_type: DeviceType,
     /// PCI vendor id.
     pub vendor: u32,
     /// PCI device id.
@@ -257,7 +307,7 @@ async fn open(
         index,
         name: ainfo.name.clone(),
         backend: format!("{:?}", ainfo.backend),
-        device_type: format!("{:?}", ainfo.device_type),
+        device_type: ainfo.device_type.into(),
         vendor: ainfo.vendor,
         device: ainfo.device,
         driver: ainfo.driver.clone(),

@@ -21,7 +21,7 @@ pub(crate) mod kernel;
 mod topology;
 
 pub use error::DeviceError;
-pub use gpu::{gpus, GpuDevice, GpuInfo};
+pub use gpu::{gpus, DeviceType, GpuDevice, GpuInfo};
 pub use kernel::{BindingKind, Kernel};
 pub use topology::{
     ComputeKind, ComputeResource, CpuInfo, Device, DeviceId, MemoryKind, MemorySpaceInfo, Topology,

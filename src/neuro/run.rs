@@ -629,7 +629,7 @@ fn auto_backend(c: &Compiled, rt: &RuntimeHandle) -> (super::NeuroBackend, &'sta
         .topology()
         .gpus
         .first()
-        .is_some_and(|g| g.device_type != "Cpu");
+        .is_some_and(|g| !g.device_type.shares_cpu_cores());
     if !hardware {
         return (
             super::NeuroBackend::Cpu,

@@ -20,16 +20,59 @@ pub enum GpuSelection {
     Only(Vec<usize>),
 }
 
+/// Whether dmda's performance model is read from and written to disk between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ModelPersistence {
+    /// Read when the runtime is built, written as it learns and when it is dropped (default).
+    #[default]
+    ReadWrite,
+    /// Read when the runtime is built, never written.
+    ReadOnly,
+    /// Neither: every run starts uncalibrated.
+    Off,
+}
+
 /// Configures and builds a [`Runtime`].
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeBuilder {
     cpu_workers: Option<usize>,
     gpus: GpuSelection,
+    software_gpus: Option<bool>,
     policy: Policy,
     gpu_memory_budget: Option<u64>,
     upload: crate::data::UploadPath,
     perf_model_file: Option<std::path::PathBuf>,
+    persistence: Option<ModelPersistence>,
     stealing: Option<bool>,
+}
+
+/// Where the model lives and whether it is written, from the builder, then
+/// `HETFLOW_PERF_MODEL` (`off`, `readonly` or a path), then the defaults.
+fn model_store(
+    file: Option<std::path::PathBuf>,
+    persistence: Option<ModelPersistence>,
+) -> Option<(std::path::PathBuf, bool)> {
+    let env = std::env::var("HETFLOW_PERF_MODEL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let env_mode = match env.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("off" | "0" | "none") => Some(ModelPersistence::Off),
+        Some("readonly" | "read-only" | "ro") => Some(ModelPersistence::ReadOnly),
+        Some("on" | "1") => Some(ModelPersistence::ReadWrite),
+        _ => None,
+    };
+    let env_path = env
+        .filter(|_| env_mode.is_none())
+        .map(std::path::PathBuf::from);
+    let mode = persistence.or(env_mode).unwrap_or_default();
+    if mode == ModelPersistence::Off {
+        return None;
+    }
+    let path = file
+        .or(env_path)
+        .or_else(crate::sched::store::default_path)?;
+    Some((path, mode == ModelPersistence::ReadOnly))
 }
 
 impl RuntimeBuilder {
@@ -54,12 +97,27 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether [`GpuSelection::All`] includes software adapters (lavapipe, llvmpipe,
+    /// SwiftShader, WARP: [`crate::device::DeviceType::Cpu`]). Default: yes, unless
+    /// `HETFLOW_SOFTWARE_GPU=0`.
+    ///
+    /// They are included because they are real GPUs to the program (the same kernels, the
+    /// same API checks; in a browser without a hardware GPU, SwiftShader is the only WebGPU
+    /// there is) and placement copes with them: dmda presumes them 32× slower than the CPU
+    /// until measured and never spends more than a tenth of the timed work finding out, and
+    /// counts their kernels as occupying the CPU workers' cores.
+    pub fn software_gpus(mut self, on: bool) -> Self {
+        self.software_gpus = Some(on);
+        self
+    }
+
     /// Shorthand for `gpus(GpuSelection::None)`.
     pub fn no_gpu(self) -> Self {
         self.gpus(GpuSelection::None)
     }
 
-    /// The placement policy for tasks that may run on several devices (default: eager).
+    /// The placement policy for tasks that may run on several devices (default:
+    /// [`Policy::Dmda`], placement by measured cost with persistent models).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
@@ -75,10 +133,21 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A file for dmda's performance model: loaded at build if it exists, written when the
+    /// The file dmda's performance model is kept in, instead of the default one in the
+    /// user's cache directory (`sched/store.rs`: `$XDG_CACHE_HOME/hetflow/perfmodel-<host>.txt`;
+    /// `HETFLOW_PERF_MODEL=<path>` sets it too). Read at build if it exists (a corrupt or
+    /// foreign file is a warning and ignored), written as the model learns and when the
     /// runtime is dropped, so the next run starts calibrated.
     pub fn perf_model_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.perf_model_file = Some(path.into());
+        self
+    }
+
+    /// Whether the performance model is read and written (default
+    /// [`ModelPersistence::ReadWrite`]; `HETFLOW_PERF_MODEL=off` or `readonly` set it too,
+    /// and this call wins over the variable).
+    pub fn perf_model_persistence(mut self, mode: ModelPersistence) -> Self {
+        self.persistence = Some(mode);
         self
     }
 
@@ -121,8 +190,15 @@ impl RuntimeBuilder {
             GpuSelection::None => &[][..],
             _ => gpus(),
         };
+        let software = self.software_gpus.unwrap_or_else(|| {
+            std::env::var("HETFLOW_SOFTWARE_GPU").map_or(true, |v| v.trim() != "0")
+        });
         let chosen: Vec<_> = match &self.gpus {
-            GpuSelection::All => all.to_vec(),
+            GpuSelection::All => all
+                .iter()
+                .filter(|g| software || !g.info().device_type.shares_cpu_cores())
+                .cloned()
+                .collect(),
             GpuSelection::None => Vec::new(),
             GpuSelection::Only(list) => list
                 .iter()
@@ -158,10 +234,7 @@ impl RuntimeBuilder {
             .iter()
             .map(|g| {
                 self.gpu_memory_budget.unwrap_or_else(|| {
-                    if g.unified_memory
-                        || g.device_type == "Cpu"
-                        || g.device_type == "IntegratedGpu"
-                    {
+                    if g.unified_memory || g.device_type.shares_host_memory() {
                         host / 2
                     } else {
                         (g.max_buffer_size / 5 * 4).min(host / 2)
@@ -169,12 +242,10 @@ impl RuntimeBuilder {
                 })
             })
             .collect();
-        let model = match &self.perf_model_file {
-            Some(path) if path.exists() => crate::sched::PerfModel::load(path).map_err(|e| {
-                BuildError::Config(format!("performance model {}: {e}", path.display()))
-            })?,
-            _ => crate::sched::PerfModel::default(),
-        };
+        let mut model = crate::sched::PerfModel::new(profiles(&topology));
+        if let Some((path, read_only)) = model_store(self.perf_model_file, self.persistence) {
+            model.attach_store(path, read_only);
+        }
         let config = super::core::CoreConfig {
             policy: self.policy,
             budgets,
@@ -185,7 +256,29 @@ impl RuntimeBuilder {
         let core = Core::new(pool, drivers, chosen, topology, config);
         Ok(Runtime {
             handle: RuntimeHandle { core },
-            perf_model_file: self.perf_model_file,
         })
     }
+}
+
+/// What the performance model knows of each device: identity, prior, shared cores.
+fn profiles(topology: &Topology) -> Vec<crate::sched::perfmodel::DeviceProfile> {
+    use crate::device::DeviceId;
+    use crate::sched::perfmodel::{type_prior, DeviceProfile};
+    use crate::sched::store::{cpu_identity, gpu_identity};
+    topology
+        .gpus
+        .iter()
+        .map(|g| DeviceProfile {
+            device: DeviceId::Gpu(g.index),
+            identity: gpu_identity(g),
+            shares_cpu_cores: g.device_type.shares_cpu_cores(),
+            prior: type_prior(g.device_type),
+        })
+        .chain(std::iter::once(DeviceProfile {
+            device: DeviceId::Cpu,
+            identity: cpu_identity(topology.cpu.logical_cores),
+            shares_cpu_cores: false,
+            prior: 1.0,
+        }))
+        .collect()
 }

@@ -181,9 +181,10 @@ impl Core {
         }
     }
 
-    /// Whether tasks must be timed: a trace is recording, or dmda learns from run times.
-    pub(crate) fn wants_timing(&self) -> bool {
-        self.sched.wants_timing() || self.tracing.load(Ordering::Relaxed)
+    /// Whether a trace is recording (every task is timed then; otherwise only the tasks
+    /// dmda placed among several devices, `Booking::timed`).
+    pub(crate) fn tracing(&self) -> bool {
+        self.tracing.load(Ordering::Relaxed)
     }
 
     /// Records a finished task, if a trace is recording.

@@ -44,6 +44,8 @@ pub struct Stats {
     pub steals_to_cpu: u64,
     /// Ready tasks an idle GPU took from the CPU pool's queues.
     pub steals_to_gpu: u64,
+    /// Tasks dmda placed on a device to learn its cost (explorations), per device.
+    pub explorations: std::collections::BTreeMap<DeviceId, u64>,
 }
 
 impl Stats {
@@ -52,6 +54,9 @@ impl Stats {
         self.links.get(&(from, to)).copied().unwrap_or_default()
     }
 }
+
+/// How often an idle runtime writes a changed performance model at most.
+const MODEL_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RuntimeHandle {
     /// Starts declaring a task named `name`.
@@ -232,7 +237,7 @@ impl RuntimeHandle {
         self.core.sched.policy
     }
 
-    /// Transfer counters so far.
+    /// Transfer counters, stealing and calibration so far.
     pub fn stats(&self) -> Stats {
         Stats {
             links: self.core.counters().snapshot(),
@@ -246,7 +251,19 @@ impl RuntimeHandle {
             memory: self.core.residency.stats(),
             steals_to_cpu: self.core.sched.steals.to_cpu.load(Ordering::Relaxed),
             steals_to_gpu: self.core.sched.steals.to_gpu.load(Ordering::Relaxed),
+            explorations: self
+                .devices()
+                .into_iter()
+                .map(|d| (d, self.core.sched.model.explorations(d)))
+                .collect(),
         }
+    }
+
+    /// Writes the performance model to its store now, if it is persisted and changed (it
+    /// is also written when the runtime goes idle, at most once a second, and when it is
+    /// dropped).
+    pub fn save_perf_model(&self) {
+        self.core.sched.model.persist(std::time::Duration::ZERO);
     }
 
     /// Starts recording every task (name, device, start, end) and every move (link, bytes,
@@ -273,6 +290,7 @@ impl RuntimeHandle {
     /// reports them.
     pub fn wait_idle(&self) {
         self.core.wait_quiet();
+        self.core.sched.model.persist(MODEL_SAVE_INTERVAL);
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -298,6 +316,7 @@ impl RuntimeHandle {
     /// ```
     pub fn wait_idle_checked(&self) -> Result<(), TaskError> {
         self.core.wait_quiet();
+        self.core.sched.model.persist(MODEL_SAVE_INTERVAL);
         let stuck = self.core.unspawned_keys();
         if stuck.is_empty() {
             return Ok(());
@@ -330,7 +349,6 @@ impl RuntimeHandle {
 /// ```
 pub struct Runtime {
     pub(super) handle: RuntimeHandle,
-    pub(super) perf_model_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -340,7 +358,8 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A builder with defaults: all CPUs, all GPUs, eager placement.
+    /// A builder with defaults: all CPUs, all GPUs, placement by measured cost (dmda) with
+    /// its model kept in the user's cache directory.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -370,11 +389,7 @@ impl Drop for Runtime {
         // work finishes on the event loop (the executors hold what they need).
         #[cfg(not(target_arch = "wasm32"))]
         core.abandon_unspawned_keys();
-        if let Some(path) = &self.perf_model_file {
-            if let Err(e) = core.sched.model.save(path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not save the performance model");
-            }
-        }
+        core.sched.model.persist(std::time::Duration::ZERO);
         core.shut_down.store(true, Ordering::Release);
         core.sched.pool.shutdown();
         for d in &core.sched.drivers {

@@ -27,5 +27,5 @@ mod builder;
 pub(crate) mod core;
 mod handle;
 
-pub use builder::{GpuSelection, RuntimeBuilder};
+pub use builder::{GpuSelection, ModelPersistence, RuntimeBuilder};
 pub use handle::{Runtime, RuntimeHandle, Stats};

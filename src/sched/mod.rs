@@ -42,6 +42,8 @@ pub(crate) mod ranked;
 pub(crate) mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 mod sleep;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub mod store;
 
 pub use perfmodel::PerfModel;
 pub use placement::{Placement, Policy};

@@ -1,6 +1,6 @@
 //! Where a ready task runs: the task's placement constraint, its bodies, and the policy.
 
-use super::perfmodel::PerfModel;
+use super::perfmodel::{Basis, Exploration, PerfModel, Prediction, MIN_SAMPLES};
 use crate::device::DeviceId;
 
 /// Where a task may run.
@@ -30,21 +30,32 @@ impl From<DeviceId> for Placement {
 }
 
 /// How the runtime chooses among the devices a task may run on.
+///
+/// The default is [`Policy::Dmda`]: placement by measured cost, with calibration whose cost
+/// is bounded and models that persist per device between runs (`sched/perfmodel.rs`,
+/// `sched/store.rs`). The others place without measuring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     /// The first idle device among the candidates (GPUs first, then the CPU); when none is
-    /// idle, the one with the shortest queue relative to its width.
-    #[default]
+    /// idle, the one with the shortest queue relative to its width. Blind to speed: with a
+    /// GPU much slower than the CPU (a software adapter, a busy shared GPU) it sends it work
+    /// whenever it is idle.
     Eager,
     /// A GPU whenever the task has a GPU body and a GPU is allowed.
     PreferGpu,
     /// The device where the most of the task's input bytes are already valid (fewest bytes
     /// to move); among equals, as [`Policy::Eager`].
     Locality,
-    /// StarPU's dmda: the earliest expected finish, from the device's backlog of predicted
-    /// work, the time to move the inputs it lacks (measured link bandwidth) and the
-    /// history-based performance model of the task ([`crate::sched::PerfModel`]). Devices
-    /// without history for the task are calibrated first.
+    /// StarPU's dmda (the default): the earliest expected finish, from the device's backlog
+    /// of predicted work, the time to move the inputs it lacks (measured link bandwidth) and
+    /// the history-based performance model of the task ([`crate::sched::PerfModel`]).
+    ///
+    /// First run of a kind: on the device the priors favour (the CPU, unless a hardware GPU
+    /// or the device ratio learned from other kinds says otherwise); other devices are
+    /// explored only as far as a budget of 10% of the timed work pays for, so calibration
+    /// never makes a run much slower than the best device alone. Later runs start from the
+    /// model saved by earlier ones.
+    #[default]
     Dmda,
     /// The CPU whenever the task has a CPU body and the CPU is allowed.
     PreferCpu,
@@ -176,6 +187,26 @@ pub(crate) struct TaskFacts<'a> {
     pub missing: Vec<u64>,
 }
 
+/// A placement decision: the device, and what dmda predicted and whether it explores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Choice {
+    pub device: DeviceId,
+    /// dmda's predicted run time there, nanoseconds (booked on the device's backlog).
+    pub predicted_ns: Option<u64>,
+    /// The run is an exploration paid from the model's budget.
+    pub explore: Option<Exploration>,
+}
+
+impl Choice {
+    fn plain(device: DeviceId) -> Choice {
+        Choice {
+            device,
+            predicted_ns: None,
+            explore: None,
+        }
+    }
+}
+
 /// Picks one of `cands` (non-empty) under `policy`.
 pub(crate) fn choose(
     policy: Policy,
@@ -183,13 +214,13 @@ pub(crate) fn choose(
     loads: &Loads,
     task: &TaskFacts<'_>,
     model: &PerfModel,
-) -> DeviceId {
+) -> Choice {
     let first_gpu = cands
         .iter()
         .copied()
         .find(|d| matches!(d, DeviceId::Gpu(_)));
     let has_cpu = cands.contains(&DeviceId::Cpu);
-    match policy {
+    Choice::plain(match policy {
         Policy::PreferGpu => first_gpu.unwrap_or(DeviceId::Cpu),
         Policy::PreferCpu if has_cpu => DeviceId::Cpu,
         Policy::PreferCpu => cands[0],
@@ -204,48 +235,77 @@ pub(crate) fn choose(
                 .collect();
             eager(if local.is_empty() { cands } else { &local }, loads)
         }
-        Policy::Dmda => {
-            // Calibrate first: run where the model still needs samples (counting calibration
-            // runs already placed, so a burst of ready tasks does not all go there).
-            if let Some(d) = cands
-                .iter()
-                .find(|d| model.claim_calibration(&task.name, task.bytes, **d))
-            {
-                return *d;
-            }
-            // Among devices with an estimate, the earliest finish; while every device is
-            // still being calibrated, as eager.
-            let known: Vec<(usize, DeviceId)> = cands
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| model.estimate(&task.name, task.bytes, **d).is_some())
-                .map(|(i, d)| (i, *d))
-                .collect();
-            if known.is_empty() {
-                return eager(cands, loads);
-            }
-            let finish = |(i, d): (usize, &DeviceId)| {
-                let run = model
-                    .estimate(&task.name, task.bytes, *d)
-                    .map_or(0.0, |t| t.as_nanos() as f64);
-                let slot = crate::data::MemorySpace::of(*d).slot();
-                let mut backlog = loads.backlog_ns.get(slot).copied().unwrap_or(0) as f64;
-                if *d == DeviceId::Cpu {
-                    backlog /= loads.cpu_workers.max(1) as f64;
-                }
-                let bw = loads
-                    .bandwidth
-                    .get(slot)
-                    .copied()
-                    .unwrap_or(DEFAULT_BANDWIDTH);
-                backlog + task.missing.get(i).copied().unwrap_or(0) as f64 / bw + run
-            };
-            known
-                .iter()
-                .map(|(i, d)| (*i, d))
-                .min_by(|a, b| finish(*a).total_cmp(&finish(*b)))
-                .map_or(cands[0], |(_, d)| *d)
+        Policy::Dmda => return dmda(cands, loads, task, model),
+    })
+}
+
+/// StarPU's dmda with bounded-regret calibration (`perfmodel.rs`, "Calibration with bounded
+/// regret"):
+/// 1. predict the task on every candidate; devices whose prediction is measured or scaled
+///    compete on their expected finish time (backlog + moving the missing inputs + run);
+/// 2. a device known only by transfer (or measured fewer than `MIN_SAMPLES` times and
+///    losing) is explored when the model's budget pays for its predicted cost;
+/// 3. a kind known nowhere goes to the device the priors say is fastest (ties: the GPU).
+fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfModel) -> Choice {
+    let preds: Vec<Option<Prediction>> = cands
+        .iter()
+        .map(|d| model.predict(&task.name, task.bytes, *d))
+        .collect();
+    let finish = |i: usize, run_ns: f64| {
+        let d = cands[i];
+        let slot = crate::data::MemorySpace::of(d).slot();
+        let backlog = |s: usize| loads.backlog_ns.get(s).copied().unwrap_or(0) as f64;
+        let cpu_wait = backlog(0) / loads.cpu_workers.max(1) as f64;
+        let wait = match d {
+            DeviceId::Cpu => cpu_wait,
+            // A software adapter's kernels run on the workers' cores: they wait for those too.
+            DeviceId::Gpu(_) if model.shares_cpu_cores(d) => backlog(slot) + cpu_wait,
+            DeviceId::Gpu(_) => backlog(slot),
+        };
+        let bw = loads
+            .bandwidth
+            .get(slot)
+            .copied()
+            .unwrap_or(DEFAULT_BANDWIDTH);
+        wait + task.missing.get(i).copied().unwrap_or(0) as f64 / bw + run_ns
+    };
+    let known = |p: &Option<Prediction>| p.is_some_and(|p| p.basis != Basis::Transferred);
+    let best = (0..cands.len())
+        .filter(|&i| known(&preds[i]))
+        .map(|i| (i, finish(i, preds[i].map_or(0.0, |p| p.ns))))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((best_i, best_finish)) = best else {
+        // Known nowhere: a transferred prediction cannot exist either. The priors decide.
+        let d = cands
+            .iter()
+            .copied()
+            .min_by(|a, b| model.prior(*a).total_cmp(&model.prior(*b)))
+            .unwrap_or(cands[0]);
+        return Choice::plain(d);
+    };
+    // Exploration: unexplored devices, and measured ones short of calibration that lose.
+    for (i, p) in preds.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let unexplored = p.basis == Basis::Transferred;
+        let short = p.basis != Basis::Transferred && p.samples < MIN_SAMPLES && i != best_i;
+        if !(unexplored || short) {
+            continue;
         }
+        // A device predicted to finish first is tried at once if the budget is not in debt;
+        // one predicted slower must fit its predicted cost in the budget.
+        let promising = unexplored && finish(i, p.ns) < best_finish;
+        if let Some(x) = model.try_explore(&task.name, task.bytes, cands[i], p.ns, promising) {
+            return Choice {
+                device: cands[i],
+                predicted_ns: Some(p.ns as u64),
+                explore: Some(x),
+            };
+        }
+    }
+    Choice {
+        device: cands[best_i],
+        predicted_ns: preds[best_i].map(|p| p.ns as u64),
+        explore: None,
     }
 }
 
@@ -302,6 +362,7 @@ mod tests {
             &facts(vec![0; c.len()]),
             &PerfModel::default(),
         )
+        .device
     }
 
     #[test]
@@ -311,41 +372,70 @@ mod tests {
         let m = PerfModel::default();
         // Locality: the CPU already holds everything, the GPU lacks 1 MiB.
         assert_eq!(
-            choose(Policy::Locality, &c, &l, &facts(vec![1 << 20, 0]), &m),
+            choose(Policy::Locality, &c, &l, &facts(vec![1 << 20, 0]), &m).device,
             DeviceId::Cpu
         );
-        // dmda calibrates the GPU first, then the CPU, then picks the faster.
         let ms = std::time::Duration::from_millis;
-        assert_eq!(
-            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
-            DeviceId::Gpu(0)
-        );
-        for _ in 0..3 {
+        let dmda = |l: &Loads, missing: Vec<u64>, m: &PerfModel| {
+            choose(Policy::Dmda, &c, l, &facts(missing), m)
+        };
+        // Known nowhere, equal priors: the GPU runs it first.
+        assert_eq!(dmda(&l, vec![0, 0], &m).device, DeviceId::Gpu(0));
+        m.record("t", 1 << 20, DeviceId::Gpu(0), ms(4));
+        // The CPU is unexplored, predicted as fast as the GPU (equal priors) and not faster:
+        // with no work done there is no budget to explore it.
+        let d = dmda(&l, vec![0, 0], &m);
+        assert_eq!((d.device, d.explore), (DeviceId::Gpu(0), None));
+        assert_eq!(d.predicted_ns, Some(4_000_000));
+        // 40 ms of work pays for a 4 ms exploration.
+        for _ in 0..9 {
             m.record("t", 1 << 20, DeviceId::Gpu(0), ms(4));
         }
-        assert_eq!(
-            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
-            DeviceId::Cpu
-        );
+        let d = dmda(&l, vec![0, 0], &m);
+        assert_eq!(d.device, DeviceId::Cpu);
+        assert!(d.explore.is_some());
         for _ in 0..3 {
             m.record("t", 1 << 20, DeviceId::Cpu, ms(1));
         }
-        assert_eq!(
-            choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m),
-            DeviceId::Cpu
-        );
+        assert_eq!(dmda(&l, vec![0, 0], &m).device, DeviceId::Cpu);
         // A backlog on the CPU (10 ms over 2 workers) makes the GPU finish first.
         let mut busy = loads(0, vec![(true, 0)]);
         busy.backlog_ns = vec![10_000_000, 0];
-        assert_eq!(
-            choose(Policy::Dmda, &c, &busy, &facts(vec![0, 0]), &m),
-            DeviceId::Gpu(0)
-        );
+        assert_eq!(dmda(&busy, vec![0, 0], &m).device, DeviceId::Gpu(0));
         // Moving 64 MiB to the GPU at 4 B/ns (16 ms) outweighs its advantage.
-        assert_eq!(
-            choose(Policy::Dmda, &c, &busy, &facts(vec![64 << 20, 0]), &m),
-            DeviceId::Cpu
-        );
+        assert_eq!(dmda(&busy, vec![64 << 20, 0], &m).device, DeviceId::Cpu);
+    }
+
+    #[test]
+    fn a_slow_software_gpu_is_not_explored_before_the_work_pays_for_it() {
+        use crate::sched::perfmodel::DeviceProfile;
+        let soft = DeviceProfile {
+            device: DeviceId::Gpu(0),
+            identity: "lavapipe".into(),
+            shares_cpu_cores: true,
+            prior: 32.0,
+        };
+        let m = PerfModel::new(vec![soft, DeviceProfile::plain(DeviceId::Cpu)]);
+        let c = [DeviceId::Gpu(0), DeviceId::Cpu];
+        let l = loads(2, vec![(true, 0)]);
+        let us = std::time::Duration::from_micros;
+        let mut on_gpu = 0;
+        for n in 0..400 {
+            let d = choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m);
+            if d.device == DeviceId::Gpu(0) {
+                on_gpu += 1;
+                // The GPU is really 100x slower: its exploration costs 100 ms.
+                m.explored(d.explore.expect("an exploration"), Some(us(100_000)));
+                m.record("t", 1 << 20, DeviceId::Gpu(0), us(100_000));
+                // 32 x 1 ms predicted, paid from 10% of the work: not before 320 tasks.
+                assert!(n >= 320, "explored after {n} tasks");
+            } else {
+                m.record("t", 1 << 20, DeviceId::Cpu, us(1000));
+            }
+        }
+        assert_eq!(on_gpu, 1, "one exploration, then the measurement says no");
+        // Its measured cost put the budget in debt: no re-probe for a long while.
+        assert!(m.exploration_budget_ns() < 0.0);
     }
 
     #[test]

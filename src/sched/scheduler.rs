@@ -49,10 +49,14 @@ pub(crate) struct TaskShape<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Booking {
     /// dmda's prediction: (backlog slot, nanoseconds), on that backlog until it finishes.
-    pub predicted: Option<(usize, u64)>,
+    pub predicted: Option<(u32, u64)>,
+    /// The exploration's debit (nanoseconds) when dmda placed the task to learn; 0 if not.
+    pub explore_ns: u64,
     /// Set by dmda when, at placement, the task would already finish sooner on another
     /// device once that device is idle: worth waking an idle device to steal it.
     pub steal_hint: bool,
+    /// dmda chose among several devices: the run is timed for its model.
+    pub timed: bool,
 }
 
 /// Tasks moved by heterogeneous stealing.
@@ -212,14 +216,16 @@ impl Scheduler {
                 missing: Vec::new(),
             }
         };
-        let t = placement::choose(policy, &c, &self.loads(data), &facts, &self.model);
+        let choice = placement::choose(policy, &c, &self.loads(data), &facts, &self.model);
+        let t = choice.device;
         if policy == Policy::Dmda {
-            let slot = MemorySpace::of(t).slot();
-            if let Some(e) = self.model.estimate(&facts.name, facts.bytes, t) {
-                let ns = e.as_nanos() as u64;
-                self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
-                booking.predicted = Some((slot, ns));
-                if self.stealing {
+            booking.timed = true;
+            booking.explore_ns = choice.explore.map_or(0, |x| x.debited_ns.max(1));
+            if let Some(ns) = choice.predicted_ns {
+                let slot = MemorySpace::of(t).slot();
+                self.book(slot, ns);
+                booking.predicted = Some((slot as u32, ns));
+                if self.stealing && booking.explore_ns == 0 {
                     booking.steal_hint = self.steal_hint(&facts, &c, t, ns);
                 }
             }
@@ -304,11 +310,31 @@ impl Scheduler {
         }
     }
 
-    /// Takes `ns` of predicted work off backlog `slot` (finished or moved).
+    /// Whether backlog `slot` is a GPU whose kernels run on the CPU workers' cores.
+    fn shares_cpu(&self, slot: usize) -> bool {
+        slot > 0 && self.model.shares_cpu_cores(DeviceId::Gpu(slot - 1))
+    }
+
+    /// Puts `ns` of predicted work on backlog `slot`; work on a software adapter is on the
+    /// CPU's backlog too, since it runs on the same cores.
+    fn book(&self, slot: usize, ns: u64) {
+        self.backlog[slot].fetch_add(ns, Ordering::AcqRel);
+        if self.shares_cpu(slot) {
+            self.backlog[0].fetch_add(ns, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes `ns` of predicted work off backlog `slot` (finished or moved), as booked.
     fn unbook(&self, slot: usize, ns: u64) {
-        let _ = self.backlog[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-            Some(b.saturating_sub(ns))
-        });
+        let take = |b: &AtomicU64| {
+            let _ = b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(ns))
+            });
+        };
+        take(&self.backlog[slot]);
+        if self.shares_cpu(slot) {
+            take(&self.backlog[0]);
+        }
     }
 
     /// Measured bytes per nanosecond into each memory space (by `MemorySpace::slot`); the
@@ -371,11 +397,11 @@ impl Scheduler {
             return false;
         }
         if let Some((slot, ns)) = booking.predicted.take() {
-            self.unbook(slot, ns);
+            self.unbook(slot as usize, ns);
         }
         let ns = run_to as u64;
-        self.backlog[slot_to].fetch_add(ns, Ordering::AcqRel);
-        booking.predicted = Some((slot_to, ns));
+        self.book(slot_to, ns);
+        booking.predicted = Some((slot_to as u32, ns));
         tracing::debug!(task = name, ?from, ?to, to_finish, from_finish, "stolen");
         true
     }
@@ -420,28 +446,34 @@ impl Scheduler {
 
     /// Bookkeeping when a task finishes: its predicted work leaves the backlog, and under
     /// dmda its run time (`started`: when, and whether it is a clean sample) feeds the
-    /// performance model.
+    /// performance model, and an exploration's debit becomes its real cost.
     pub(crate) fn task_ran<'n>(
         &self,
         name: impl FnOnce() -> Cow<'n, str>,
         started: Option<(crate::time::Instant, bool)>,
         ran_on: Option<DeviceId>,
         bytes: u64,
-        predicted: Option<(usize, u64)>,
+        booked: (Option<(u32, u64)>, u64),
     ) {
+        let (predicted, explore_ns) = booked;
         if let Some((slot, ns)) = predicted {
-            self.unbook(slot, ns);
+            self.unbook(slot as usize, ns);
         }
-        if self.policy == Policy::Dmda {
-            if let (Some((start, true)), Some(device)) = (started, ran_on) {
-                self.model.record(&name(), bytes, device, start.elapsed());
-            }
+        if self.policy != Policy::Dmda {
+            return;
         }
-    }
-
-    /// Whether tasks must be timed for the scheduler (dmda learns from run times).
-    pub(crate) fn wants_timing(&self) -> bool {
-        self.policy == Policy::Dmda
+        let took = started.map(|(s, _)| s.elapsed());
+        if explore_ns > 0 {
+            self.model.explored(
+                super::perfmodel::Exploration {
+                    debited_ns: explore_ns,
+                },
+                took,
+            );
+        }
+        if let (Some((_, true)), Some(device), Some(took)) = (started, ran_on, took) {
+            self.model.record(&name(), bytes, device, took);
+        }
     }
 }
 
@@ -517,10 +549,10 @@ mod tests {
     fn finished_work_leaves_the_backlog() {
         let s = cpu_only(Policy::Dmda);
         s.backlog[0].fetch_add(500, Ordering::AcqRel);
-        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, Some((0, 200)));
+        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, (Some((0, 200)), 0));
         assert_eq!(s.backlog[0].load(Ordering::Acquire), 300);
         // More than is booked never wraps around.
-        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, Some((0, 1000)));
+        s.task_ran(|| Cow::Borrowed("t"), None, None, 0, (Some((0, 1000)), 0));
         assert_eq!(s.backlog[0].load(Ordering::Acquire), 0);
         // Clean timed runs teach dmda's model; a run marked unclean does not.
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
@@ -531,7 +563,7 @@ mod tests {
                 Some((start, false)),
                 Some(DeviceId::Cpu),
                 64,
-                None,
+                (None, 0),
             );
         }
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
@@ -542,7 +574,7 @@ mod tests {
                 Some((start, true)),
                 Some(DeviceId::Cpu),
                 64,
-                None,
+                (None, 0),
             );
         }
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_some());

@@ -332,7 +332,9 @@ struct Rare {
     started: Option<(crate::time::Instant, Option<usize>)>,
     /// Bytes of the arrays it accesses, and dmda's prediction (for the model and backlog).
     data_bytes: u64,
-    predicted: Option<(usize, u64)>,
+    predicted: Option<(u32, u64)>,
+    /// dmda's exploration debit, settled at completion (0: not an exploration).
+    explore_ns: u64,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
     gpu_partials: Vec<(Arc<RawArray>, Reduction, GpuPartial)>,
 }
@@ -960,12 +962,12 @@ impl Node {
     /// A task with no declaration and no failure recorded, untimed, takes no lock: its
     /// bodies are in the slot, which its runner owns ("The slot").
     fn begin(&self, device: DeviceId) -> (Work, Option<TaskError>) {
-        let timing = self.core().is_some_and(|c| c.wants_timing());
+        let tracing = self.core().is_some_and(|c| c.tracing());
         // SAFETY: `begin` is called by the task's runner, before the task is done.
         let (cpu, gpu) = unsafe { (*self.slot.get()).take_bodies() };
         let ran = encode_device(Some(device)) << RAN_SHIFT;
         let runs = cpu.is_some() || gpu.is_some();
-        if !timing && self.flags.load(Ordering::Acquire) & (HAS_DECL | FAIL_PENDING) == 0 {
+        if !tracing && self.flags.load(Ordering::Acquire) & (HAS_DECL | FAIL_PENDING) == 0 {
             if runs {
                 self.flags.fetch_or(ran, Ordering::AcqRel);
             }
@@ -981,9 +983,17 @@ impl Node {
         let mut st = self.st.lock();
         let decl = st.decl.take();
         let failure = st.rare.as_mut().and_then(|r| r.fail_with.take());
-        if let Some(p) = decl.as_ref().and_then(|d| d.booking.predicted) {
-            // Unbooked at completion, whether the task runs or fails.
-            self.rare_of(&mut st).predicted = Some(p);
+        // Timed for a trace, or for dmda when it chose among devices.
+        let timing = tracing || decl.as_ref().is_some_and(|d| d.booking.timed);
+        if let Some(b) = decl
+            .as_ref()
+            .map(|d| d.booking)
+            .filter(|b| b.predicted.is_some() || b.explore_ns > 0)
+        {
+            // Unbooked (and an exploration settled) at completion, whether it runs or fails.
+            let rare = self.rare_of(&mut st);
+            rare.predicted = b.predicted;
+            rare.explore_ns = b.explore_ns;
         }
         if failure.is_none() && runs {
             self.flags.fetch_or(ran, Ordering::AcqRel);
@@ -1258,14 +1268,14 @@ impl Node {
         if let (Some(r), Some(core)) = (rare.as_mut(), self.core()) {
             let started = r.started.take();
             let ran_on = self.ran_on();
-            if r.predicted.is_some() || started.is_some() {
+            if r.predicted.is_some() || r.explore_ns > 0 || started.is_some() {
                 let ok = failure.is_none();
                 core.sched.task_ran(
                     || Cow::Borrowed(name),
                     started.map(|(s, _)| (s, ok)),
                     ran_on,
                     r.data_bytes,
-                    r.predicted.take(),
+                    (r.predicted.take(), std::mem::take(&mut r.explore_ns)),
                 );
             }
             drop(std::mem::take(&mut r.pins));
