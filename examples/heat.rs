@@ -166,7 +166,10 @@ pub fn solve(
         return Err(format!("the grid needs at least 3 x 3 cells, got {n} x {n}").into());
     }
     let source = include_str!("../shaders/heat.wgsl");
-    let (step_k, check_k) = (rt.kernel(source, "step")?, rt.kernel(source, "step_and_check")?);
+    let (step_k, check_k) = (
+        rt.kernel(source, "step")?,
+        rt.kernel(source, "step_and_check")?,
+    );
     let grids = [
         rt.array_named("A", initial(n)),
         rt.array_named("B", vec![0.0f32; n * n]),
@@ -262,7 +265,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let (n, steps, tolerance) = (arg(1, 512usize)?, arg(2, 100usize)?, arg(3, 0.0f32)?);
     let rt = Runtime::builder().build()?;
-    println!("heat: {n} x {n} grid, {STRIPS} strips, up to {steps} steps, check every {CHECK_EVERY}");
+    println!(
+        "heat: {n} x {n} grid, {STRIPS} strips, up to {steps} steps, check every {CHECK_EVERY}"
+    );
     if rt.gpu_count() == 0 {
         println!("No GPU found: every strip runs on the CPU.");
     }
@@ -274,14 +279,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!("{} steps in {:.3} s", heat.steps, elapsed.as_secs_f64());
     for (device, tasks) in &heat.ran_on {
-        let name = match device.strip_prefix("gpu").and_then(|i| i.parse::<usize>().ok()) {
+        let name = match device
+            .strip_prefix("gpu")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
             Some(i) => format!("{device} ({})", rt.topology().gpus[i].name),
             None => device.clone(),
         };
         println!("strips on {name}: {tasks}");
     }
     let (want, want_checks) = reference(n, heat.steps);
-    let mismatches = heat.grid.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits());
+    let mismatches = heat
+        .grid
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits());
     let mismatches = mismatches.count();
     if mismatches > 0 || heat.checks != want_checks {
         println!("verified: FAILED ({mismatches} cells differ from the plain loop)");

@@ -20,7 +20,11 @@ fn strips_on_the_cpu_match_the_plain_loop() {
     let (grid, checks) = reference(67, 35);
     assert_eq!(run.steps, 35);
     assert_eq!(checks.len(), 3);
-    assert!(run.grid.iter().zip(&grid).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(run
+        .grid
+        .iter()
+        .zip(&grid)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     assert_eq!(run.checks, checks);
     assert_eq!(run.ran_on.get("cpu"), Some(&(16 * 35)));
 }

@@ -275,7 +275,9 @@ fn f32_max_on_the_gpu_by_workgroup_tree_and_compare_and_swap() {
     let max_k = rt.kernel(MAX_F32, "main").unwrap().untyped();
     let n = 10_000;
     // All negative, so a wrong identity (0, or the bits of a non-negative float) shows.
-    let mut data: Vec<f32> = (0..n).map(|i| -1.0 - ((i * 7919) % 1000) as f32 / 8.0).collect();
+    let mut data: Vec<f32> = (0..n)
+        .map(|i| -1.0 - ((i * 7919) % 1000) as f32 / 8.0)
+        .collect();
     data[n - 3] = -0.5; // the largest, in the last quarter
     let x = rt.array_from(data.clone());
     let biggest = rt.array_from(vec![f32::MIN]);
