@@ -235,9 +235,10 @@ pub fn solve(
     }
     // ANCHOR_END: step
     let mut ran_on = BTreeMap::new();
-    for h in &handles {
+    for h in handles {
+        let task = h.task_ref();
         h.wait()?;
-        let device = match h.device() {
+        let device = match task.device() {
             Some(DeviceId::Gpu(i)) => format!("gpu{i}"),
             Some(DeviceId::Cpu) => "cpu".to_string(),
             None => "nowhere".to_string(),
