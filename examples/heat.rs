@@ -12,7 +12,7 @@
 //! not, so the strips of one step run in parallel, on whichever device the placement policy
 //! picks; the runtime moves each halo where its reader runs.
 //!
-//! Run: `cargo run --release --example heat -- [SIZE] [STEPS] [TOLERANCE]` (defaults 512,
+//! Run: `cargo run --release --example heat -- [SIZE] [STEPS] [TOLERANCE]` (defaults 2048,
 //! 100, 0: no early stop). It prints the checks, where the strips ran and the verification.
 
 use std::collections::BTreeMap;
@@ -264,7 +264,7 @@ fn arg<T: std::str::FromStr>(i: usize, default: T) -> Result<T, Box<dyn Error>> 
 
 fn main() -> Result<(), Box<dyn Error>> {
     let _runtime_dir = quiet::PrivateRuntimeDir::install();
-    let (n, steps, tolerance) = (arg(1, 512usize)?, arg(2, 100usize)?, arg(3, 0.0f32)?);
+    let (n, steps, tolerance) = (arg(1, 2048usize)?, arg(2, 100usize)?, arg(3, 0.0f32)?);
     let rt = Runtime::builder().build()?;
     println!(
         "heat: {n} x {n} grid, {STRIPS} strips, up to {steps} steps, check every {CHECK_EVERY}"
