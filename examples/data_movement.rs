@@ -10,7 +10,11 @@
 
 use hetflow::{DeviceId, MemorySpace, Placement, Runtime, TaskSpace};
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let rt = Runtime::builder().build()?;
     let place = if rt.gpu_count() > 0 {
         Placement::Gpu(0)

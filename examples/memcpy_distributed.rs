@@ -24,6 +24,7 @@ const MESSAGE: &str = "Hello, receiver! This is sender.";
 /// What the receiver saw: (received message count, buffer as text).
 type Received = Option<(u64, String)>;
 
+// ANCHOR: memcpy
 fn remote_memcpy<B: CommBackend>(
     comm: &mut CommunicationManager<B>,
 ) -> Result<Received, CommError> {
@@ -73,6 +74,7 @@ fn remote_memcpy<B: CommBackend>(
     }
     Ok(None)
 }
+// ANCHOR_END: memcpy
 
 fn check(received: &Received) -> Result<(), String> {
     match received {
@@ -84,7 +86,11 @@ fn check(received: &Received) -> Result<(), String> {
     }
 }
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 fn main() -> std::process::ExitCode {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let args: Vec<String> = std::env::args().collect();
     let instances = match args.iter().position(|a| a == "--instances") {
         Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {

@@ -62,8 +62,12 @@ pub fn run(rt: &RuntimeHandle, dense_on: DeviceId) -> Result<(u64, (u64, u64)), 
     Ok((spikes, moves))
 }
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let rt = Runtime::builder().build()?;
     let (cpu, _) = run(&rt, DeviceId::Cpu)?;
     let on = if rt.gpu_count() > 0 {

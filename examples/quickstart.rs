@@ -12,7 +12,11 @@
 
 use hetflow::{DeviceId, Runtime, Uniform};
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
@@ -52,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .spawn();
 
+    // ANCHOR: saxpy
     let kernel = rt.kernel(include_str!("../shaders/saxpy.wgsl"), "main")?;
     let saxpy = rt
         .task("saxpy")
@@ -62,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cx.dispatch(&kernel, (Uniform([a, 0.0, 0.0, 0.0]), x, y), groups)
         })
         .spawn();
+    // ANCHOR_END: saxpy
 
     let sum = rt
         .task("sum")

@@ -82,7 +82,12 @@ fn p2(net: &Network, explicit: bool) -> Result<Process, NeuroError> {
     .build()
 }
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
+    // ANCHOR: rma
     for explicit in [false, true] {
         let net = Network::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -107,6 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         assert_eq!(host, Data::I32(vec![20]), "value read from the host");
     }
+    // ANCHOR_END: rma
     println!("ok: both runs match Lava's tutorial (5, 6, 8, 11, 15; then 20)");
     Ok(())
 }

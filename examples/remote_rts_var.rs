@@ -14,6 +14,7 @@ use hetflow::remote::{
 };
 use hetflow::{Runtime, RuntimeHandle};
 
+// ANCHOR: run
 /// The value of `remote_x` after the program ran.
 pub fn run(rt: &RuntimeHandle) -> Result<Vec<f32>, RemoteError> {
     let rep = Replication::new(rt, 2)?;
@@ -30,9 +31,14 @@ pub fn run(rt: &RuntimeHandle) -> Result<Vec<f32>, RemoteError> {
     buffer.store_sharded(0, &updated_shard)?;
     remote_x.get()
 }
+// ANCHOR_END: run
+
+#[path = "support/quiet.rs"]
+mod quiet;
 
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let rt = Runtime::builder().build()?;
     println!("remote_x: {:?}", run(&rt)?);
     Ok(())

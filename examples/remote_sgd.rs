@@ -11,7 +11,11 @@ use hetflow::remote::sgd::{train_linear, Dataset, LinearSgd};
 use hetflow::remote::Replication;
 use hetflow::Runtime;
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let replicas: usize = match std::env::args().nth(1) {
         Some(a) => a.parse()?,
         None => 4,

@@ -35,8 +35,12 @@ pub fn report(loaded: &[f32], remote: &[f32]) -> String {
     format!("loaded_x: {}\nremote_x: {}\n", loaded[0], remote[0])
 }
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let rt = Runtime::builder().build()?;
     let (loaded, remote) = run(&rt)?;
     print!("{}", report(&loaded, &remote));

@@ -21,8 +21,12 @@ pub fn run(rt: &RuntimeHandle) -> Result<Vec<f32>, RemoteError> {
     remote_x.get()
 }
 
+#[path = "support/quiet.rs"]
+mod quiet;
+
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _runtime_dir = quiet::PrivateRuntimeDir::install();
     let rt = Runtime::builder().build()?;
     println!("remote_x: {:?}", run(&rt)?);
     Ok(())

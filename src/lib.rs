@@ -70,7 +70,7 @@ pub(crate) mod time {
     pub(crate) use web_time::Instant;
 }
 
-pub use data::{Access, Array, Coherence, DataError, MemorySpace};
+pub use data::{Access, Array, Coherence, DataError, MemorySpace, ReduceOp};
 pub use device::{DeviceError, DeviceId, Kernel, Topology};
 pub use runtime::{GpuSelection, ModelPersistence, Runtime, RuntimeBuilder, RuntimeHandle, Stats};
 pub use sched::{Placement, Policy};
@@ -78,3 +78,28 @@ pub use task::{
     ArgsTask, Binding, BuildError, CpuContext, GpuContext, TaskBuilder, TaskError, TaskHandle,
     TaskKey, TaskRef, TaskSpace, Uniform,
 };
+
+/// The `bytemuck` crate hetflow is built with, so that element and uniform types need no
+/// dependency of their own: derive [`Pod`] and [`Zeroable`] from here and point the derive
+/// at this path with `#[bytemuck(crate = "hetflow::bytemuck")]`:
+///
+/// ```
+/// #[derive(Clone, Copy, hetflow::Pod, hetflow::Zeroable)]
+/// #[bytemuck(crate = "hetflow::bytemuck")]
+/// #[repr(C)]
+/// struct Params {
+///     alpha: f32,
+///     width: u32,
+///     _pad: [u32; 2],
+/// }
+///
+/// let u = hetflow::Uniform(Params { alpha: 0.25, width: 512, _pad: [0; 2] });
+/// assert_eq!(hetflow::bytemuck::bytes_of(&u.0).len(), 16);
+/// ```
+pub use bytemuck;
+/// `Pod` (plain old data: any bit pattern is valid, no padding), the bound of every array
+/// element and uniform: the trait and its derive macro, from [`bytemuck`].
+pub use bytemuck::Pod;
+/// `Zeroable` (all-zero bytes are a valid value), required by [`Pod`]: the trait and its
+/// derive macro, from [`bytemuck`].
+pub use bytemuck::Zeroable;

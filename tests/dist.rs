@@ -29,6 +29,7 @@ fn random_dags_on_2_and_4_ranks_equal_sequential_execution() {
 }
 
 #[test]
+// ANCHOR: cached
 fn a_received_copy_is_cached_until_the_owner_writes() {
     let stats = LocalCluster::new(2)
         .run(|c| {
@@ -71,6 +72,7 @@ fn a_received_copy_is_cached_until_the_owner_writes() {
     assert_eq!(s[1].cache_hits, 2, "{s:?}");
     assert_eq!(stats[0], stats[1], "every rank sees the same statistics");
 }
+// ANCHOR_END: cached
 
 #[derive(Debug, thiserror::Error)]
 #[error("injected failure")]

@@ -94,6 +94,7 @@ fn fan_in_of_1000() {
 #[test]
 fn task_space_keys_spawned_out_of_order() {
     let rt = rt();
+    // ANCHOR: task_space
     let ts = TaskSpace::new("T");
     let log = Arc::new(Mutex::new(Vec::new()));
     // Spawn T[9] first, T[0] last; T[i] depends on T[i-1].
@@ -108,6 +109,7 @@ fn task_space_keys_spawned_out_of_order() {
     }
     ts.wait(9).unwrap();
     assert_eq!(*log.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    // ANCHOR_END: task_space
     // Tuple keys work the same way.
     let grid = TaskSpace::new("G");
     let later = rt

@@ -89,6 +89,7 @@ fn dmda_learns_the_faster_device_and_ignores_an_outlier() {
     assert!(est < ms(50), "the outlier poisoned the model: {est:?}");
 }
 
+// ANCHOR: model_file
 #[test]
 fn dmda_model_is_saved_and_reloaded() {
     if common::gpu_runtime().is_none() {
@@ -126,6 +127,7 @@ fn dmda_model_is_saved_and_reloaded() {
     assert!(err.to_string().contains("line 1"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+// ANCHOR_END: model_file
 
 #[test]
 fn locality_runs_where_the_data_is() {

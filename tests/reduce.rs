@@ -19,6 +19,7 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     RSS_QUIET.read().unwrap_or_else(|e| e.into_inner())
 }
 
+// ANCHOR: cpu_reducers
 #[test]
 fn cpu_reducers_run_concurrently_and_fold_before_the_read() {
     let _shared = shared();
@@ -43,6 +44,7 @@ fn cpu_reducers_run_concurrently_and_fold_before_the_read() {
     }
     assert_eq!(a.to_vec().unwrap(), vec![13.0; 8]);
 }
+// ANCHOR_END: cpu_reducers
 
 #[test]
 fn every_operation_on_the_cpu() {
@@ -227,3 +229,70 @@ fn gpu_partials_count_against_the_budget_and_spill_under_it() {
     // Folded: nothing pending any more.
     assert_eq!(rt.stats().memory.gpus[0].0, 0);
 }
+
+// ANCHOR: f32_max_recipe
+/// f32 max on a GPU: WGSL has no float atomics. Each workgroup reduces its values in
+/// workgroup memory (a tree), then one invocation folds the result into the partial with a
+/// compare-and-swap loop on the f32's bits. The partial is a reducer's private copy of the
+/// whole array, filled with Max's identity for f32, `f32::MIN` (bits 0xff7fffff), so any
+/// sign works (an `atomicMax` on the u32 bits would not: as a u32, 0xff7fffff is larger
+/// than the bits of every non-negative float).
+const MAX_F32: &str = "
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> biggest: array<atomic<u32>>;
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    var v = bitcast<f32>(0xff7fffffu); // f32::MIN, the identity
+    if id.x < arrayLength(&x) { v = x[id.x]; }
+    part[lid] = v;
+    for (var half = 32u; half > 0u; half = half / 2u) {
+        workgroupBarrier();
+        if lid < half { part[lid] = max(part[lid], part[lid + half]); }
+    }
+    if lid == 0u {
+        var old = atomicLoad(&biggest[0]);
+        loop {
+            let next = max(bitcast<f32>(old), part[0]);
+            if bitcast<u32>(next) == old { break; }
+            let r = atomicCompareExchangeWeak(&biggest[0], old, bitcast<u32>(next));
+            if r.exchanged { break; }
+            old = r.old_value;
+        }
+    }
+}";
+
+#[test]
+fn f32_max_on_the_gpu_by_workgroup_tree_and_compare_and_swap() {
+    let _shared = shared();
+    let Some(rt) = common::gpu_runtime() else {
+        return;
+    };
+    // The partial (Array<f32>) is bound as array<atomic<u32>>: the kernel opts out of the
+    // element type check.
+    let max_k = rt.kernel(MAX_F32, "main").unwrap().untyped();
+    let n = 10_000;
+    // All negative, so a wrong identity (0, or the bits of a non-negative float) shows.
+    let mut data: Vec<f32> = (0..n)
+        .map(|i| -1.0 - ((i * 7919) % 1000) as f32 / 8.0)
+        .collect();
+    data[n - 3] = -0.5; // the largest, in the last quarter
+    let x = rt.array_from(data.clone());
+    let biggest = rt.array_from(vec![f32::MIN]);
+    let quarters: Vec<_> = (0..4)
+        .map(|q| x.slice(q * n / 4..(q + 1) * n / 4).unwrap())
+        .collect();
+    for part in &quarters {
+        let k = max_k.clone();
+        let len = part.len();
+        rt.task("max")
+            .args((part.read(), biggest.reduce(hetflow::ReduceOp::Max)))
+            .on(Placement::Gpu(0))
+            .gpu(move |cx, (part, m)| cx.dispatch(&k, (part, m), k.groups_for(len)))
+            .spawn();
+    }
+    assert_eq!(biggest.to_vec().unwrap(), vec![-0.5]);
+}
+// ANCHOR_END: f32_max_recipe

@@ -224,6 +224,7 @@ fn array_valid_only_on_another_runtimes_gpu_is_an_error_not_a_worker_panic() {
     });
 }
 
+// ANCHOR: poison
 #[test]
 fn full_overwrite_clears_a_failed_writers_poison() {
     within_timeout("poison", || {
@@ -252,6 +253,7 @@ fn full_overwrite_clears_a_failed_writers_poison() {
         assert_eq!(a.to_vec().unwrap(), vec![99.0; 4]);
     });
 }
+// ANCHOR_END: poison
 
 /// Whether a dependent takes on a pending dependency's failure is recorded per edge, for the
 /// first dependent (inline in the node) and for the others alike, in either order: an

@@ -146,6 +146,7 @@ fn gpu_bodies_dispatch_the_declared_bindings() {
     assert!(y.to_vec().unwrap().iter().all(|&v| v == 5.0));
 }
 
+// ANCHOR: read_bound_rw
 #[test]
 fn a_read_argument_bound_to_a_read_write_binding_fails_the_task() {
     let Some(rt) = common::gpu_runtime() else {
@@ -175,4 +176,89 @@ fn a_read_argument_bound_to_a_read_write_binding_fails_the_task() {
         "{err}"
     );
     assert_eq!(a.to_vec().unwrap(), vec![0; 64]);
+}
+// ANCHOR_END: read_bound_rw
+
+// ANCHOR: optional
+#[test]
+fn an_optional_argument_is_declared_only_when_present() {
+    let rt = cpu_runtime();
+    let x = rt.array_from(vec![0.0f32; 4]);
+    // `hetflow::ReduceOp`: the operation is re-exported at the crate root.
+    let biggest = rt.array_from(vec![f32::MIN]);
+    for i in 0..25 {
+        let check = (i % 10 == 0).then(|| biggest.reduce(hetflow::ReduceOp::Max));
+        rt.task("step")
+            .args((x.read_write(), check))
+            .cpu(move |(x, check)| {
+                x.iter_mut().for_each(|v| *v += 1.0);
+                assert_eq!(check.is_some(), i % 10 == 0, "iteration {i}");
+                if let Some(m) = check {
+                    // A reducer's partial starts at the identity (f32::MIN for Max).
+                    assert_eq!(m[0], f32::MIN);
+                    m[0] = m[0].max(x[0] * 100.0);
+                }
+            })
+            .spawn();
+    }
+    assert_eq!(x.to_vec().unwrap(), vec![25.0; 4]);
+    // Reduced after iterations 0, 10 and 20 (x then 1, 11, 21).
+    assert_eq!(biggest.to_vec().unwrap(), vec![2100.0]);
+
+    // `None` declares nothing: a task holding `None` for an array does not wait for the
+    // array's writer (which here waits for it, and would time out if they were ordered).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = rt
+        .task("writer")
+        .args(x.write())
+        .cpu(move |x| {
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the task with None ran after the writer");
+            x.fill(7.0);
+        })
+        .spawn();
+    let absent: Option<hetflow::task::ReadArg<f32>> = None;
+    let other = rt.array_from(vec![1u32]);
+    let free = rt
+        .task("free")
+        .args((absent, other.read_write()))
+        .cpu(move |(absent, other)| {
+            other[0] += 1;
+            tx.send(()).unwrap();
+            absent.is_none()
+        })
+        .spawn();
+    assert!(free.wait().unwrap());
+    writer.wait().unwrap();
+    assert_eq!(x.to_vec().unwrap(), vec![7.0; 4]);
+}
+// ANCHOR_END: optional
+
+#[test]
+fn an_optional_argument_on_the_gpu_is_bound_only_when_present() {
+    let Some(rt) = common::gpu_runtime() else {
+        return;
+    };
+    let n = 300;
+    let add = rt
+        .kernel(include_str!("../shaders/add_f32.wgsl"), "main")
+        .unwrap();
+    let x = rt.array_from(vec![1.0f32; n]);
+    let sum = rt.array_from(vec![0.0f32; n]);
+    for i in 0..4 {
+        let k = add.clone();
+        let every_other = (i % 2 == 0).then(|| sum.reduce(hetflow::ReduceOp::Add));
+        rt.task("step")
+            .args((x.read_write(), every_other))
+            .on(Placement::Gpu(0))
+            .gpu(move |cx, (x, every_other)| {
+                cx.dispatch(&k, (Uniform([1.0f32, 0.0, 0.0, 0.0]), x), k.groups_for(n));
+                if let Some(s) = every_other {
+                    cx.dispatch(&k, (Uniform([10.0f32, 0.0, 0.0, 0.0]), s), k.groups_for(n));
+                }
+            })
+            .spawn();
+    }
+    assert_eq!(x.to_vec().unwrap(), vec![5.0; n]);
+    assert_eq!(sum.to_vec().unwrap(), vec![20.0; n]);
 }

@@ -263,6 +263,29 @@ impl Kernel {
         [n.div_ceil(wg).max(1) as u32, 1, 1]
     }
 
+    /// Workgroups needed to cover a `width` × `height` grid of invocations: x along the
+    /// width, y along the height, each divided by the entry point's `@workgroup_size` in
+    /// that dimension (rounded up; at least one group each). The shader still checks
+    /// `id.x < width && id.y < height`, since the last groups overhang the grid.
+    ///
+    /// ```
+    /// let rt = hetflow::Runtime::builder().build().unwrap();
+    /// let k = rt.kernel("@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+    ///     @compute @workgroup_size(16, 8) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    ///         if id.x < 100u && id.y < 20u { a[id.y * 100u + id.x] = 1.0; }
+    ///     }", "main").unwrap();
+    /// assert_eq!(k.groups_for_2d(100, 20), [7, 3, 1]);
+    /// assert_eq!(k.groups_for_2d(0, 0), [1, 1, 1]);
+    /// ```
+    pub fn groups_for_2d(&self, width: usize, height: usize) -> [u32; 3] {
+        let [wx, wy, _] = self.inner.workgroup_size.map(|w| w.max(1) as usize);
+        [
+            width.div_ceil(wx).max(1) as u32,
+            height.div_ceil(wy).max(1) as u32,
+            1,
+        ]
+    }
+
     /// Validates `source` with naga, then builds a pipeline for `entry` on every device.
     pub(crate) fn compile(
         source: &str,
@@ -439,6 +462,12 @@ mod tests {
             ]
         );
         assert_eq!(k.groups_for(129), [2, 1, 1]);
+        assert_eq!(k.groups_for_2d(129, 5), [2, 5, 1]);
+        let tiles = SRC.replace("@workgroup_size(128)", "@workgroup_size(8, 4)");
+        let k = Kernel::compile(&tiles, "main", &[]).expect("valid");
+        assert_eq!(k.workgroup_size(), [8, 4, 1]);
+        assert_eq!(k.groups_for_2d(17, 8), [3, 2, 1]);
+        assert_eq!(k.groups_for_2d(16, 9), [2, 3, 1]);
     }
 
     #[test]

@@ -128,14 +128,17 @@ mod sealed {
 }
 
 /// One typed argument of a task: [`ReadArg`], [`ReadWriteArg`], [`WriteArg`] or
-/// [`ReduceArg`]. Sealed.
+/// [`ReduceArg`], or an `Option` of one (`None` declares nothing; the bodies receive
+/// `None`). Sealed.
 pub trait TaskArg: sealed::Sealed + Send + Sync + 'static {
-    /// What a CPU body receives: `&[T]` or `&mut [T]`.
+    /// What a CPU body receives: `&[T]` or `&mut [T]` (an `Option` of it for an optional
+    /// argument).
     type Cpu<'a>;
-    /// What a GPU body receives: a [`Binding`].
+    /// What a GPU body receives: a [`Binding`] (an `Option` of it for an optional argument).
     type Gpu<'a>;
+    /// Appends the array this argument declares, with its access, if any.
     #[doc(hidden)]
-    fn declaration(&self) -> (Arc<RawArray>, Access);
+    fn declare_into(&self, out: &mut Vec<(Arc<RawArray>, Access)>);
     #[doc(hidden)]
     fn cpu_view<'a>(&self, cx: &'a CpuContext<'_>) -> Result<Self::Cpu<'a>, DataError>;
     #[doc(hidden)]
@@ -148,9 +151,9 @@ macro_rules! arg {
         impl<T: $bound> TaskArg for $ty<T> {
             type Cpu<'a> = $cpu;
             type Gpu<'a> = Binding<'a, T>;
-            fn declaration(&self) -> (Arc<RawArray>, Access) {
+            fn declare_into(&self, out: &mut Vec<(Arc<RawArray>, Access)>) {
                 #[allow(clippy::redundant_closure_call)]
-                (self.0.raw.clone(), ($access)(self))
+                out.push((self.0.raw.clone(), ($access)(self)));
             }
             fn cpu_view<'a>(&self, cx: &'a CpuContext<'_>) -> Result<Self::Cpu<'a>, DataError> {
                 cx.$view(&self.0)
@@ -182,6 +185,50 @@ arg!(
     try_write
 );
 
+/// An optional argument: `Some(arg)` declares `arg` as usual and the bodies receive
+/// `Some(view)`; `None` declares nothing (no dependency, no transfer) and the bodies receive
+/// `None`. So one spawn covers a task that reduces only on some iterations:
+///
+/// ```
+/// use hetflow::{ReduceOp, Runtime};
+///
+/// let rt = Runtime::builder().no_gpu().build().unwrap();
+/// let x = rt.array_from(vec![1.0f32, -3.0, 2.0]);
+/// let biggest = rt.array_from(vec![f32::MIN]);
+/// for i in 0..3 {
+///     let check = (i == 2).then(|| biggest.reduce(ReduceOp::Max));
+///     rt.task("step")
+///         .args((x.read_write(), check))
+///         .cpu(|(x, check)| {
+///             x.iter_mut().for_each(|v| *v *= 2.0);
+///             if let Some(m) = check {
+///                 m[0] = x.iter().copied().fold(m[0], f32::max);
+///             }
+///         })
+///         .spawn();
+/// }
+/// assert_eq!(biggest.to_vec().unwrap(), vec![16.0]);
+/// ```
+///
+/// A GPU body receives `Option<Binding>` and dispatches the kernel that binds it, or one
+/// that does not.
+impl<A: TaskArg> sealed::Sealed for Option<A> {}
+impl<A: TaskArg> TaskArg for Option<A> {
+    type Cpu<'a> = Option<A::Cpu<'a>>;
+    type Gpu<'a> = Option<A::Gpu<'a>>;
+    fn declare_into(&self, out: &mut Vec<(Arc<RawArray>, Access)>) {
+        if let Some(a) = self {
+            a.declare_into(out);
+        }
+    }
+    fn cpu_view<'a>(&self, cx: &'a CpuContext<'_>) -> Result<Self::Cpu<'a>, DataError> {
+        self.as_ref().map(|a| a.cpu_view(cx)).transpose()
+    }
+    fn gpu_view(&self) -> Self::Gpu<'_> {
+        self.as_ref().map(A::gpu_view)
+    }
+}
+
 /// A task's typed arguments: one [`TaskArg`] or a tuple of up to 12, in the order the bodies
 /// receive them.
 pub trait TaskArgs: Send + Sync + 'static {
@@ -201,7 +248,7 @@ impl<A: TaskArg> TaskArgs for A {
     type Cpu<'a> = A::Cpu<'a>;
     type Gpu<'a> = A::Gpu<'a>;
     fn declare(&self, out: &mut Vec<(Arc<RawArray>, Access)>) {
-        out.push(self.declaration());
+        self.declare_into(out);
     }
     fn cpu_views<'a>(&self, cx: &'a CpuContext<'_>) -> Result<Self::Cpu<'a>, DataError> {
         self.cpu_view(cx)
@@ -217,7 +264,7 @@ macro_rules! args_tuple {
             type Cpu<'a> = ($($a::Cpu<'a>,)+);
             type Gpu<'a> = ($($a::Gpu<'a>,)+);
             fn declare(&self, out: &mut Vec<(Arc<RawArray>, Access)>) {
-                $(out.push(self.$i.declaration());)+
+                $(self.$i.declare_into(out);)+
             }
             fn cpu_views<'a>(&self, cx: &'a CpuContext<'_>) -> Result<Self::Cpu<'a>, DataError> {
                 Ok(($(self.$i.cpu_view(cx)?,)+))

@@ -74,6 +74,7 @@ fn place(rt: &Runtime, d: Option<DeviceId>) -> String {
 
 /// Runs the quickstart DAG on `rt` with `n` elements: initialisation on the CPU, saxpy on
 /// WebGPU when the page has it, the sum and the maximum on the CPU.
+// ANCHOR: quickstart
 pub async fn quickstart(rt: &Runtime, n: usize) -> Result<Quickstart, Box<dyn std::error::Error>> {
     let a = 2.5f32;
     let x = rt.array_named::<f32>("x", vec![0.0; n]);
@@ -161,6 +162,7 @@ pub async fn quickstart(rt: &Runtime, n: usize) -> Result<Quickstart, Box<dyn st
         n,
     })
 }
+// ANCHOR_END: quickstart
 
 #[path = "../../../tests/common/rng.rs"]
 mod rng;
