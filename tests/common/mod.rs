@@ -13,9 +13,20 @@ pub use rng::Rng;
 
 /// One runtime with every GPU per test process (creating many Vulkan devices concurrently is
 /// unreliable). `None` when there is no GPU; panics instead when `HETFLOW_REQUIRE_GPU=1`.
+///
+/// Eager placement without a model file: these tests exercise the GPU paths, which the
+/// default policy avoids on a software adapter, and must not depend on what earlier runs
+/// taught a persisted model.
 pub fn gpu_runtime() -> Option<&'static Runtime> {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    let rt = RT.get_or_init(|| Runtime::builder().cpu_workers(2).build().expect("runtime"));
+    let rt = RT.get_or_init(|| {
+        Runtime::builder()
+            .cpu_workers(2)
+            .policy(hetflow::Policy::Eager)
+            .perf_model_persistence(hetflow::ModelPersistence::Off)
+            .build()
+            .expect("runtime")
+    });
     if rt.gpu_count() == 0 {
         if std::env::var("HETFLOW_REQUIRE_GPU").is_ok_and(|v| v == "1") {
             panic!(
