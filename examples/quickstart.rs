@@ -2,11 +2,13 @@
 //!
 //! ```text
 //!   init_x (cpu) ─┐
-//!                 ├─> saxpy (gpu if any, else cpu) ─> sum (cpu reduction)
+//!                 ├─> saxpy (cpu or gpu: placement) ─> sum (cpu reduction)
 //!   init_y (cpu) ─┘                                └─> max (cpu reduction)
 //! ```
-//! Data moves automatically: x and y are written on the host, read on the GPU, and the
-//! result comes back for the reductions. Run: `cargo run --release --example quickstart`;
+//! Data moves automatically: x and y are written on the host, read where saxpy runs, and the
+//! result comes back for the reductions. saxpy has a CPU and a GPU body; the default policy
+//! (dmda) picks by measured cost, and presumes a software GPU (lavapipe, SwiftShader) far
+//! slower than the CPU until measured: there it runs on the CPU, and the demo says why. Run: `cargo run --release --example quickstart`;
 //! add `-- --trace trace.json` to write a Chrome trace of every task and move (open it in
 //! ui.perfetto.dev).
 
@@ -21,13 +23,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let trace_path = std::env::args().skip_while(|a| a != "--trace").nth(1);
-    let rt = Runtime::builder().build()?;
+    let on_gpu = std::env::args().any(|a| a == "--gpu");
+    let mut builder = Runtime::builder();
+    if on_gpu {
+        builder = builder.policy(hetflow::Policy::PreferGpu);
+    }
+    let rt = builder.build()?;
     if trace_path.is_some() {
         rt.start_trace();
     }
     println!("hetflow quickstart\n{}", rt.topology());
     if rt.gpu_count() == 0 {
         println!("No GPU found: every task runs on the CPU.\n");
+    }
+    for g in &rt.topology().gpus {
+        if g.device_type.shares_cpu_cores() && !on_gpu {
+            println!(
+                "gpu{} is a software adapter ({}) on the CPU's own cores: the default policy \
+                 presumes it {:.0}x slower than the CPU until measured, so saxpy runs on the CPU \
+                 (`cargo run --release --example quickstart -- --gpu` places it on the GPU).\n",
+                g.index,
+                g.name,
+                rt.perf_model().prior(DeviceId::Gpu(g.index))
+            );
+        }
     }
 
     let n = 1 << 20;

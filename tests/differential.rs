@@ -37,6 +37,7 @@ fn random_dags_equal_sequential_execution_under_every_policy() {
         let rt = Runtime::builder()
             .cpu_workers(2)
             .policy(*policy)
+            .perf_model_persistence(hetflow::ModelPersistence::Off)
             .build()
             .unwrap();
         for seed in 0..seeds {

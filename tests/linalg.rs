@@ -22,6 +22,7 @@ fn tiled_cholesky_is_correct_under_every_policy() {
         let rt = Runtime::builder()
             .cpu_workers(2)
             .policy(policy)
+            .perf_model_persistence(hetflow::ModelPersistence::Off)
             .build()
             .unwrap();
         let tm = TiledMatrix::from_dense(&rt, &a, n, tile).unwrap();
@@ -47,6 +48,7 @@ fn no_tile_moves_to_where_it_is_already_valid() {
     let rt = Runtime::builder()
         .cpu_workers(2)
         .policy(Policy::PreferGpu)
+        .perf_model_persistence(hetflow::ModelPersistence::Off)
         .build()
         .unwrap();
     let tm = TiledMatrix::from_dense(&rt, &a, n, tile).unwrap();
@@ -98,6 +100,7 @@ fn tiled_gemm_matches_dense_product_on_cpu_and_gpu() {
         let rt = Runtime::builder()
             .cpu_workers(2)
             .policy(policy)
+            .perf_model_persistence(hetflow::ModelPersistence::Off)
             .build()
             .unwrap();
         let ta = TiledMatrix::from_dense_full(&rt, &a, n, tile, "A").unwrap();

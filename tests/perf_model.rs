@@ -57,19 +57,26 @@ fn sections_are_keyed_by_device_identity_and_foreign_ones_are_kept_unused() {
         .expect("a section for this CPU")
         .to_string();
     // The same samples under another machine's identity: kept in the file, never used.
-    let foreign = text.replace(&cpu_line, "[device cpu another-host | Other CPU | 64 cores]");
+    let foreign = text.replace(
+        &cpu_line,
+        "[device cpu another-host | Other CPU | 64 cores]",
+    );
     std::fs::write(&path, &foreign).unwrap();
     let rt = runtime(&path);
-    assert_eq!(cpu_samples(&rt), 0, "a model from another device is not used");
-    assert!(rt
-        .perf_model()
-        .estimate("k", 4096, DeviceId::Cpu)
-        .is_none());
+    assert_eq!(
+        cpu_samples(&rt),
+        0,
+        "a model from another device is not used"
+    );
+    assert!(rt.perf_model().estimate("k", 4096, DeviceId::Cpu).is_none());
     teach(&rt, "mine", 3);
     rt.save_perf_model();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("[device cpu another-host | Other CPU | 64 cores]"));
-    assert!(text.contains(&cpu_line) && text.contains("mine\t"), "{text}");
+    assert!(
+        text.contains(&cpu_line) && text.contains("mine\t"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -119,7 +126,11 @@ fn read_only_and_off_write_nothing() {
         teach(&rt, "other", 5);
         rt.save_perf_model();
     }
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "never written");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "never written"
+    );
     let rt = Runtime::builder()
         .no_gpu()
         .cpu_workers(1)
@@ -131,7 +142,11 @@ fn read_only_and_off_write_nothing() {
     assert_eq!(cpu_samples(&rt), 0, "not read");
     teach(&rt, "k", 3);
     drop(rt);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "not written");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "not written"
+    );
 }
 
 /// Runs this test binary's `child` test in a new process with `env`.

@@ -23,6 +23,7 @@ fn runtime(stealing: bool, job_cpu: Duration, job_gpu: Duration, blocker: Device
     let rt = Runtime::builder()
         .cpu_workers(2)
         .policy(Policy::Dmda)
+        .perf_model_persistence(hetflow::ModelPersistence::Off)
         .heterogeneous_stealing(stealing)
         .build()
         .unwrap();

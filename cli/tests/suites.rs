@@ -8,6 +8,31 @@ use hetflow::device::DeviceId;
 use hetflow::{GpuSelection, Runtime};
 
 #[test]
+fn sched_bench_suite_reports_first_and_second_runs_against_both_devices() {
+    if common::gpu_runtime().is_none() {
+        return;
+    }
+    let rows = hetflow_cli::bench::sched::suite(Some(2), 0, 1000, |_| {}).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.workload.name).collect();
+    assert_eq!(names, ["gpu-fast", "cpu-fast", "mixed"]);
+    for r in &rows {
+        let total = r.workload.gpu_fast + r.workload.cpu_fast;
+        for run in [&r.cpu, &r.gpu, &r.first, &r.second] {
+            assert!(run.secs > 0.0, "{r:?}");
+            assert_eq!(run.on_cpu + run.on_gpu, total, "every task ran once: {r:?}");
+        }
+        assert_eq!((r.cpu.on_gpu, r.gpu.on_cpu), (0, 0), "{r:?}");
+        // The bound never exceeds what a single device achieved (within rounding).
+        assert!(r.bound <= r.cpu.secs.min(r.gpu.secs) * 1.001, "{r:?}");
+    }
+    let table = hetflow_cli::bench::sched::table(&rows);
+    assert!(
+        table.contains("1st/best") && table.contains("mixed"),
+        "{table}"
+    );
+}
+
+#[test]
 fn linalg_bench_suite_writes_table_and_svg() {
     let _ = common::gpu_runtime();
     let rows = hetflow_cli::bench::engine::linalg_suite(128, 64, |_| {}).unwrap();

@@ -153,8 +153,8 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes collectives issued from several threads of one rank.
     collective: Mutex<()>,
-    /// The idle hook installed on the engine's CPU pool for pacing, removed at stop.
-    idle_hook: Option<(Arc<crate::sched::cpu::CpuPool>, u64)>,
+    /// The idle hook installed on the engine's executors for pacing, removed at stop.
+    idle_hook: Option<crate::sched::scheduler::IdleHookIds>,
 }
 
 /// The engine's answer to [`comm::Pace`]: whether every CPU worker is busy.
@@ -234,11 +234,11 @@ impl ClusterBuilder {
     }
 
     /// The communication thread's pacing (`comm.rs`, "Pacing"): it may nap while every CPU
-    /// worker of `rt` is busy. Not with GPUs: their drivers' idleness is not tracked, and a
-    /// GPU waiting for a tile should not wait out a nap.
+    /// worker of `rt` is busy; a worker running out of work, or a GPU driver going idle
+    /// (a GPU that may wait for a tile), ends the nap.
     fn pace(rt: &RuntimeHandle) -> Option<Arc<crate::sched::cpu::CpuPool>> {
         let pool = rt.core.sched.pool.clone();
-        (rt.gpu_count() == 0 && pool.workers() > 0).then_some(pool)
+        (pool.workers() > 0).then_some(pool)
     }
 
     fn start(
@@ -269,15 +269,14 @@ impl ClusterBuilder {
         let (rank, size) = ready_rx
             .recv()
             .map_err(|_| DistError::Stopped { rank: 0 })??;
-        // The workers' idle hook ends a nap of the communication thread.
-        let idle_hook = paced.map(|pool| {
+        // The executors' idle hook ends a nap of the communication thread.
+        let idle_hook = paced.map(|_| {
             let (sh, tx) = (shared.clone(), tx.clone());
-            let id = pool.add_idle_hook(Box::new(move || {
+            rt.core.sched.add_idle_hook(Arc::new(move || {
                 if sh.napping.swap(false, Ordering::SeqCst) {
                     let _ = tx.send(Cmd::Poke);
                 }
-            }));
-            (pool, id)
+            }))
         });
         tracing::info!(rank, size, "distributed runtime started");
         Ok(Cluster {
@@ -769,8 +768,8 @@ impl Cluster {
 impl Inner {
     /// Tells the communication thread to finish its sends and stop, and joins it (once).
     fn stop(&self) {
-        if let Some((pool, id)) = &self.idle_hook {
-            pool.remove_idle_hook(*id);
+        if let Some(ids) = &self.idle_hook {
+            self.rt.core.sched.remove_idle_hook(ids);
         }
         let tx = self.tx.lock().take();
         if let Some(tx) = tx {

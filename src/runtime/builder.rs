@@ -44,6 +44,7 @@ pub struct RuntimeBuilder {
     upload: crate::data::UploadPath,
     perf_model_file: Option<std::path::PathBuf>,
     persistence: Option<ModelPersistence>,
+    exploration: Option<f64>,
     stealing: Option<bool>,
 }
 
@@ -140,6 +141,20 @@ impl RuntimeBuilder {
     /// runtime is dropped, so the next run starts calibrated.
     pub fn perf_model_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.perf_model_file = Some(path.into());
+        self
+    }
+
+    /// The share of the timed work that dmda may spend measuring devices it has no
+    /// measurement of (default 0.1: calibration never costs a run more than a tenth of its
+    /// work plus one task; `sched/perfmodel.rs`). Higher finds a device the priors underrate
+    /// sooner (after about `prior / fraction` tasks of a kind), at a higher worst case; 0
+    /// never tries a device the priors rate slower.
+    ///
+    /// # Errors
+    /// [`RuntimeBuilder::build`] fails with [`BuildError::Config`] for a negative or
+    /// non-finite fraction.
+    pub fn exploration_budget(mut self, fraction: f64) -> Self {
+        self.exploration = Some(fraction);
         self
     }
 
@@ -243,6 +258,14 @@ impl RuntimeBuilder {
             })
             .collect();
         let mut model = crate::sched::PerfModel::new(profiles(&topology));
+        if let Some(f) = self.exploration {
+            if !f.is_finite() || f < 0.0 {
+                return Err(BuildError::Config(format!(
+                    "exploration_budget must be a finite fraction >= 0 (0.1 is the default), got {f}"
+                )));
+            }
+            model.set_exploration_fraction(f);
+        }
         if let Some((path, read_only)) = model_store(self.perf_model_file, self.persistence) {
             model.attach_store(path, read_only);
         }

@@ -35,18 +35,9 @@ pub(crate) struct CpuPool {
 }
 
 /// Called by a worker each time it runs out of work, once it counts as idle (searching, or
-/// registered to sleep): lets a layer above react to the pool going idle. The distributed
-/// runtime's communication thread naps while every worker is busy and is woken by this
-/// (`dist/PROTOCOL.md`, "Pacing"). It must be cheap and must not block.
-pub(crate) type IdleHook = Box<dyn Fn() + Send + Sync>;
-
-/// The installed idle hooks; `any` keeps the pool without hooks at one relaxed load.
-#[derive(Default)]
-struct IdleHooks {
-    any: AtomicBool,
-    next: std::sync::atomic::AtomicU64,
-    hooks: parking_lot::RwLock<Vec<(u64, IdleHook)>>,
-}
+/// registered to sleep) (`hooks.rs`).
+pub(crate) use super::hooks::IdleHook;
+use super::hooks::IdleHooks;
 
 struct WorkerLocal {
     pool: Arc<CpuPool>,
@@ -184,18 +175,12 @@ impl CpuPool {
     /// Adds a hook that workers call when they run out of work ([`IdleHook`]); returns its
     /// id for [`CpuPool::remove_idle_hook`].
     pub(crate) fn add_idle_hook(&self, hook: IdleHook) -> u64 {
-        let id = self.idle.next.fetch_add(1, Ordering::Relaxed);
-        let mut hooks = self.idle.hooks.write();
-        hooks.push((id, hook));
-        self.idle.any.store(true, Ordering::SeqCst);
-        id
+        self.idle.add(hook)
     }
 
     /// Removes the idle hook `id` (no effect if it is gone).
     pub(crate) fn remove_idle_hook(&self, id: u64) {
-        let mut hooks = self.idle.hooks.write();
-        hooks.retain(|(i, _)| *i != id);
-        self.idle.any.store(!hooks.is_empty(), Ordering::SeqCst);
+        self.idle.remove(id)
     }
 
     /// A task of this pool's runtime finished: on one of its workers the finish is deferred
@@ -225,11 +210,7 @@ impl CpuPool {
     /// then runs the idle hooks.
     fn went_idle(&self, w: &WorkerLocal) {
         self.flush_finished(w);
-        if self.idle.any.load(Ordering::Relaxed) {
-            for (_, h) in self.idle.hooks.read().iter() {
-                h();
-            }
-        }
+        self.idle.call();
     }
 
     /// Installs the hook idle workers call to take work queued on GPUs (once).

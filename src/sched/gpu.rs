@@ -92,6 +92,10 @@ struct InFlight {
 struct Inbox {
     jobs: VecDeque<GpuJobRef>,
     shutdown: bool,
+    /// A nudge (look for work to steal) not yet seen by the driver: set under this lock, so
+    /// a nudge that arrives while the driver is between its steal attempt and its wait is
+    /// seen at the wait instead of lost (a condition variable keeps no notification).
+    nudged: bool,
     /// The driver's task while it waits for work (in the browser, where it is a future of
     /// the page's event loop rather than a thread on a condition variable).
     #[cfg(target_arch = "wasm32")]
@@ -148,6 +152,8 @@ pub(crate) struct GpuDriver {
     #[cfg(not(target_arch = "wasm32"))]
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     steal: std::sync::OnceLock<GpuStealHook>,
+    /// Run when the driver goes from busy to idle (`hooks.rs`).
+    idle_hooks: super::hooks::IdleHooks,
 }
 
 thread_local! {
@@ -167,6 +173,7 @@ impl GpuDriver {
             inbox: Mutex::new(Inbox {
                 jobs: VecDeque::new(),
                 shutdown: false,
+                nudged: false,
                 #[cfg(target_arch = "wasm32")]
                 waiting: None,
             }),
@@ -179,6 +186,7 @@ impl GpuDriver {
             #[cfg(not(target_arch = "wasm32"))]
             thread: Mutex::new(None),
             steal: std::sync::OnceLock::new(),
+            idle_hooks: Default::default(),
         });
         let me = d.clone();
         // The driver loop is one async function on every target: on a thread of its own
@@ -224,19 +232,21 @@ impl GpuDriver {
     #[cfg(not(target_arch = "wasm32"))]
     async fn wait_for_work(&self) {
         let mut inbox = self.inbox.lock();
-        if inbox.jobs.is_empty() && !inbox.shutdown {
+        if inbox.jobs.is_empty() && !inbox.shutdown && !std::mem::take(&mut inbox.nudged) {
             self.wake.wait(&mut inbox);
         }
+        inbox.nudged = false;
     }
 
     #[cfg(target_arch = "wasm32")]
     async fn wait_for_work(&self) {
         std::future::poll_fn(|cx| {
             let mut inbox = self.inbox.lock();
-            if inbox.jobs.is_empty() && !inbox.shutdown {
+            if inbox.jobs.is_empty() && !inbox.shutdown && !std::mem::take(&mut inbox.nudged) {
                 inbox.waiting = Some(cx.waker().clone());
                 std::task::Poll::Pending
             } else {
+                inbox.nudged = false;
                 std::task::Poll::Ready(())
             }
         })
@@ -248,8 +258,10 @@ impl GpuDriver {
         let _ = self.steal.set(hook);
     }
 
-    /// Wakes an idle driver so that it looks for work to steal.
+    /// Wakes an idle driver so that it looks for work to steal, now or, if it is between its
+    /// last look and its wait, at its wait (`Inbox::nudged`).
     pub(crate) fn nudge(&self) {
+        self.inbox.lock().nudged = true;
         self.notify();
     }
 
@@ -278,6 +290,16 @@ impl GpuDriver {
     /// Whether the driver has nothing queued and nothing running (a hint for placement).
     pub(crate) fn is_idle(&self) -> bool {
         self.queued.load(Ordering::Relaxed) == 0 && !self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Adds a hook the driver calls each time it goes from busy to idle; returns its id.
+    pub(crate) fn add_idle_hook(&self, hook: super::hooks::IdleHook) -> u64 {
+        self.idle_hooks.add(hook)
+    }
+
+    /// Removes idle hook `id`.
+    pub(crate) fn remove_idle_hook(&self, id: u64) {
+        self.idle_hooks.remove(id)
     }
 
     /// Jobs queued and not yet encoded.
@@ -405,7 +427,9 @@ impl GpuDriver {
                     if shutdown {
                         break;
                     }
-                    self.busy.store(false, Ordering::Relaxed);
+                    if self.busy.swap(false, Ordering::SeqCst) {
+                        self.idle_hooks.call();
+                    }
                     // Idle: take work queued elsewhere that finishes sooner here, if any.
                     if let Some(job) = self.steal.get().and_then(|h| h(self.index)) {
                         self.queued.fetch_add(1, Ordering::Relaxed);

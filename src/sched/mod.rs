@@ -7,6 +7,12 @@
 //! decision (the placement rule and the policies of [`placement`], dmda's backlog and
 //! [`PerfModel`], heterogeneous stealing, fence-ordered dispatch).
 //!
+//! The default policy is dmda: its model predicts a task's run time per device from
+//! measured, scaled or transferred evidence and pays for calibration from a bounded budget
+//! ([`perfmodel`], "Calibration with bounded regret"), so a device much slower than the CPU
+//! (a software adapter) costs a first run at most a tenth of its work; the model persists per
+//! device identity between runs ([`store`]).
+//!
 //! Invariants:
 //! - a job pushed to the pool is run exactly once, by some worker, even if every worker was
 //!   asleep when it was pushed (no lost wake-up);
@@ -21,6 +27,9 @@
 //!   finishes it defers before it idles (`quiet.rs`, "Protocol");
 //! - a worker gives the job references it ran back through `CpuJob::retire`, in batches,
 //!   outside its borrows (a job may keep its allocation: the task layer's node recycling);
+//! - explorations (tasks placed to measure a device) cost at most `EXPLORE_FRACTION` of the
+//!   timed work plus one task: each is debited at its predicted cost when placed, settled at
+//!   its measured cost when it finishes, and allowed only while the budget covers it;
 //! - heterogeneous stealing moves a ready job between the pool and a GPU queue under the
 //!   source queue's lock, so it runs exactly once; a GPU job carrying a fence that has not
 //!   passed is never moved (the task layer refuses), since only its own GPU's queue order
@@ -34,6 +43,8 @@
 #[cfg_attr(target_arch = "wasm32", path = "cpu_web.rs")]
 pub(crate) mod cpu;
 pub(crate) mod gpu;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) mod hooks;
 pub(crate) mod job;
 pub mod perfmodel;
 pub mod placement;

@@ -203,6 +203,8 @@ pub struct PerfModel {
     explore_ns: AtomicU64,
     /// Explorations per device (indexed as `devices`).
     explorations: Vec<AtomicU64>,
+    /// The share of the work explorations may cost (None: [`EXPLORE_FRACTION`]).
+    explore_fraction: Option<f64>,
     store: Option<Store>,
     /// Samples recorded since the last save.
     dirty: AtomicBool,
@@ -423,9 +425,20 @@ impl PerfModel {
         self.ratio_in(&e, a, b).0
     }
 
+    /// Sets the share of the timed work explorations may cost (default
+    /// [`EXPLORE_FRACTION`]; 0 never explores a device the priors rate slower).
+    pub(crate) fn set_exploration_fraction(&mut self, fraction: f64) {
+        self.explore_fraction = Some(fraction);
+    }
+
+    /// The share of the timed work explorations may cost.
+    pub fn exploration_fraction(&self) -> f64 {
+        self.explore_fraction.unwrap_or(EXPLORE_FRACTION)
+    }
+
     /// Explorations allowed now: the budget left, in nanoseconds (may be negative).
     pub fn exploration_budget_ns(&self) -> f64 {
-        EXPLORE_FRACTION * self.work_ns.load(Ordering::Relaxed) as f64
+        self.exploration_fraction() * self.work_ns.load(Ordering::Relaxed) as f64
             - self.explore_ns.load(Ordering::Relaxed) as f64
     }
 

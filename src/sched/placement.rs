@@ -254,13 +254,12 @@ fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfMod
     let finish = |i: usize, run_ns: f64| {
         let d = cands[i];
         let slot = crate::data::MemorySpace::of(d).slot();
-        let backlog = |s: usize| loads.backlog_ns.get(s).copied().unwrap_or(0) as f64;
-        let cpu_wait = backlog(0) / loads.cpu_workers.max(1) as f64;
+        // Work booked on a software adapter is on the CPU's backlog too (it runs on the
+        // workers' cores: `Scheduler::book`), so the CPU's wait sees it.
+        let backlog = loads.backlog_ns.get(slot).copied().unwrap_or(0) as f64;
         let wait = match d {
-            DeviceId::Cpu => cpu_wait,
-            // A software adapter's kernels run on the workers' cores: they wait for those too.
-            DeviceId::Gpu(_) if model.shares_cpu_cores(d) => backlog(slot) + cpu_wait,
-            DeviceId::Gpu(_) => backlog(slot),
+            DeviceId::Cpu => backlog / loads.cpu_workers.max(1) as f64,
+            DeviceId::Gpu(_) => backlog,
         };
         let bw = loads
             .bandwidth

@@ -75,6 +75,13 @@ pub(crate) struct DataView<'a> {
     pub counters: &'a TransferCounters,
 }
 
+/// What [`Scheduler::add_idle_hook`] installed, per executor.
+#[derive(Debug)]
+pub(crate) struct IdleHookIds {
+    cpu: u64,
+    gpus: Vec<u64>,
+}
+
 /// Where a task runs, and its booking.
 #[derive(Debug)]
 pub(crate) struct Decision {
@@ -149,6 +156,30 @@ impl Scheduler {
                     job.into_gpu_job()
                 })
             }));
+        }
+    }
+
+    /// Installs `hook` on every executor: CPU workers call it when they run out of work, GPU
+    /// drivers when they go from busy to idle (`hooks.rs`). Returns the ids to remove it by.
+    pub(crate) fn add_idle_hook(&self, hook: Arc<dyn Fn() + Send + Sync>) -> IdleHookIds {
+        let h = hook.clone();
+        let cpu = self.pool.add_idle_hook(Box::new(move || h()));
+        let gpus = self
+            .drivers
+            .iter()
+            .map(|d| {
+                let h = hook.clone();
+                d.add_idle_hook(Box::new(move || h()))
+            })
+            .collect();
+        IdleHookIds { cpu, gpus }
+    }
+
+    /// Removes a hook [`Scheduler::add_idle_hook`] installed.
+    pub(crate) fn remove_idle_hook(&self, ids: &IdleHookIds) {
+        self.pool.remove_idle_hook(ids.cpu);
+        for (d, id) in self.drivers.iter().zip(&ids.gpus) {
+            d.remove_idle_hook(*id);
         }
     }
 
@@ -372,6 +403,7 @@ impl Scheduler {
         }
         let name = shape.name;
         let facts = self.facts(shape, &[to]);
+
         let (Some(run_from), Some(run_to)) = (
             self.model.estimate(name, facts.bytes, from),
             self.model.estimate(name, facts.bytes, to),
