@@ -140,8 +140,11 @@ fn strip(n: usize, count: usize, s: usize) -> (Range<usize>, Range<usize>) {
     (rows, halo)
 }
 
+/// A strip's rows, and the same rows with their halos.
+type Strip = (Array<f32>, Array<f32>);
+
 /// One grid's strips as slices, made once and reused every step: (its rows, with halos).
-fn slices(grid: &Array<f32>, n: usize) -> Result<Vec<(Array<f32>, Array<f32>)>, Box<dyn Error>> {
+fn slices(grid: &Array<f32>, n: usize) -> Result<Vec<Strip>, Box<dyn Error>> {
     (0..STRIPS.min(n))
         .map(|s| {
             let (rows, halo) = strip(n, STRIPS.min(n), s);

@@ -382,6 +382,6 @@ mod tests {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
         assert_eq!(cache_dir(), expect);
         let p = default_path();
-        assert!(p.map_or(true, |p| p.to_string_lossy().contains("hetflow")));
+        assert!(p.is_none_or(|p| p.to_string_lossy().contains("hetflow")));
     }
 }
