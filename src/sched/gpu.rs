@@ -56,6 +56,8 @@ use crate::data::transfer::{recycle_staging, BatchTransfers};
 use crate::device::GpuDevice;
 
 const MAX_BATCH: usize = 1024;
+/// The most jobs an idle driver steals before encoding them as one batch.
+const STEAL_BATCH: usize = 64;
 const MAX_IN_FLIGHT: usize = 2;
 /// How many jobs at the back of the inbox an idle CPU worker considers per steal attempt.
 const CPU_STEAL_LOOKS: usize = 8;
@@ -87,6 +89,8 @@ struct InFlight {
     done: Arc<DoneFlag>,
     /// Set when the batch failed at submit: nothing to wait for.
     rejected: bool,
+    /// When its encoding began.
+    started: crate::time::Instant,
 }
 
 struct Inbox {
@@ -154,6 +158,9 @@ pub(crate) struct GpuDriver {
     steal: std::sync::OnceLock<GpuStealHook>,
     /// Run when the driver goes from busy to idle (`hooks.rs`).
     idle_hooks: super::hooks::IdleHooks,
+    /// The device time per job of the batch whose jobs are being completed (set by the
+    /// driver before it completes them; `GpuDriver::batch_share`).
+    batch_share_ns: AtomicU64,
 }
 
 thread_local! {
@@ -187,6 +194,7 @@ impl GpuDriver {
             thread: Mutex::new(None),
             steal: std::sync::OnceLock::new(),
             idle_hooks: Default::default(),
+            batch_share_ns: AtomicU64::new(0),
         });
         let me = d.clone();
         // The driver loop is one async function on every target: on a thread of its own
@@ -290,6 +298,15 @@ impl GpuDriver {
     /// Whether the driver has nothing queued and nothing running (a hint for placement).
     pub(crate) fn is_idle(&self) -> bool {
         self.queued.load(Ordering::Relaxed) == 0 && !self.busy.load(Ordering::Relaxed)
+    }
+
+    /// The device time of the batch being completed divided by its jobs: what one of them
+    /// cost the GPU, as a performance model should learn it. A job's own latency (from its
+    /// encoding to its batch's end) would charge every job of a batch for all of it, and make
+    /// a GPU that batches look as many times slower as the batch is long. Valid in
+    /// `GpuJob::gpu_done`, called on the driver thread.
+    pub(crate) fn batch_share(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.batch_share_ns.load(Ordering::Relaxed))
     }
 
     /// Adds a hook the driver calls each time it goes from busy to idle; returns its id.
@@ -416,6 +433,9 @@ impl GpuDriver {
         // Set when a job found the memory budget held by in-flight work: retire everything
         // in flight before encoding again.
         let mut drain = false;
+        // When the last batch finished: a batch occupies the device from the later of its own
+        // start and that moment until it finishes.
+        let mut last_done: Option<crate::time::Instant> = None;
         loop {
             let (idle, shutdown) = {
                 let inbox = self.inbox.lock();
@@ -430,11 +450,18 @@ impl GpuDriver {
                     if self.busy.swap(false, Ordering::SeqCst) {
                         self.idle_hooks.call();
                     }
-                    // Idle: take work queued elsewhere that finishes sooner here, if any.
-                    if let Some(job) = self.steal.get().and_then(|h| h(self.index)) {
-                        self.queued.fetch_add(1, Ordering::Relaxed);
-                        pending.push_back(job);
-                        continue;
+                    // Idle: take work queued elsewhere that finishes sooner here, if any — as
+                    // many as keep paying (each steal moves its predicted work here, so the
+                    // rule stops by itself), so that they share one batch.
+                    if let Some(hook) = self.steal.get() {
+                        while pending.len() < STEAL_BATCH {
+                            let Some(job) = hook(self.index) else { break };
+                            self.queued.fetch_add(1, Ordering::Relaxed);
+                            pending.push_back(job);
+                        }
+                        if !pending.is_empty() {
+                            continue;
+                        }
                     }
                     // Spin briefly before blocking: the next task of a dependent sequence
                     // usually arrives within microseconds, and a wake-up costs more.
@@ -449,6 +476,7 @@ impl GpuDriver {
             let has_jobs = !pending.is_empty() || self.queued.load(Ordering::Acquire) > 0;
             if has_jobs && in_flight.len() < MAX_IN_FLIGHT && !drain {
                 seq += 1;
+                let batch_started = crate::time::Instant::now();
                 let mut batch = BatchEncoder::new(&self.gpu.device, &self.gpu.queue);
                 let mut jobs = Vec::new();
                 let mut transfers = BatchTransfers::new(&self.gpu);
@@ -536,6 +564,7 @@ impl GpuDriver {
                     staging,
                     done,
                     rejected,
+                    started: batch_started,
                 });
             } else if let Some(batch) = in_flight.pop_front() {
                 if in_flight.is_empty() {
@@ -548,6 +577,15 @@ impl GpuDriver {
                     self.wait_for(batch.index, &batch.done).await
                 };
                 recycle_staging(&self.gpu, batch.staging);
+                let now = crate::time::Instant::now();
+                let from = match last_done {
+                    Some(t) if t > batch.started => t,
+                    _ => batch.started,
+                };
+                last_done = Some(now);
+                let share =
+                    now.duration_since(from).as_nanos() as u64 / batch.jobs.len().max(1) as u64;
+                self.batch_share_ns.store(share, Ordering::Relaxed);
                 match result {
                     Ok(()) => {
                         for j in batch.jobs {

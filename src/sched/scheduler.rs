@@ -31,6 +31,9 @@ use crate::data::transfer::padded;
 use crate::data::{Access, MemorySpace, TransferCounters};
 use crate::device::DeviceId;
 
+/// The smallest exploration budget worth waking an idle GPU for (100 µs).
+const EXPLORE_NUDGE_MIN_NS: f64 = 100_000.0;
+
 /// What the scheduler needs to know about a task.
 pub(crate) struct TaskShape<'a> {
     /// The task's name (dmda's model key).
@@ -100,6 +103,8 @@ pub(crate) struct Scheduler {
     backlog: Vec<AtomicU64>,
     /// Whether idle devices take ready tasks queued on busy ones.
     stealing: bool,
+    /// The exploration budget (ns) at which idle GPUs are next nudged (`nudge_explorers`).
+    explore_nudge_at: AtomicU64,
     pub(crate) steals: StealCounts,
 }
 
@@ -120,6 +125,7 @@ impl Scheduler {
             policy,
             model,
             stealing,
+            explore_nudge_at: AtomicU64::new(0),
             steals: StealCounts::default(),
         });
         if stealing {
@@ -403,11 +409,13 @@ impl Scheduler {
         }
         let name = shape.name;
         let facts = self.facts(shape, &[to]);
-
-        let (Some(run_from), Some(run_to)) = (
-            self.model.estimate(name, facts.bytes, from),
-            self.model.estimate(name, facts.bytes, to),
-        ) else {
+        let Some(run_to) = self.model.estimate(name, facts.bytes, to) else {
+            // The idle device is not calibrated for this kind: measuring it here costs no
+            // latency where the task waits behind others (the source is saturated), and is
+            // paid from the exploration budget like any exploration.
+            return self.explore_by_steal(name, facts.bytes, booking, to);
+        };
+        let Some(run_from) = self.model.estimate(name, facts.bytes, from) else {
             return false;
         };
         let (run_from, run_to) = (run_from.as_nanos() as f64, run_to.as_nanos() as f64);
@@ -436,6 +444,68 @@ impl Scheduler {
         booking.predicted = Some((slot_to as u32, ns));
         tracing::debug!(task = name, ?from, ?to, to_finish, from_finish, "stolen");
         true
+    }
+
+    /// Heterogeneous stealing as calibration: the idle device `to` takes a queued task of a
+    /// kind it has fewer than `MIN_SAMPLES` measurements of, when the exploration budget pays
+    /// for its predicted cost there (`perfmodel.rs`, "Calibration with bounded regret"). The
+    /// booking moves to `to` and is marked as an exploration, settled when the task finishes.
+    fn explore_by_steal(
+        &self,
+        name: &str,
+        bytes: u64,
+        booking: &mut Booking,
+        to: DeviceId,
+    ) -> bool {
+        if self.policy != Policy::Dmda || booking.explore_ns > 0 {
+            return false;
+        }
+        let Some(p) = self.model.predict(name, bytes, to) else {
+            return false;
+        };
+        if p.samples >= super::perfmodel::MIN_SAMPLES {
+            return false;
+        }
+        let Some(x) = self.model.try_explore(name, bytes, to, p.ns, false) else {
+            return false;
+        };
+        if let Some((slot, ns)) = booking.predicted.take() {
+            self.unbook(slot as usize, ns);
+        }
+        let slot_to = MemorySpace::of(to).slot();
+        let ns = p.ns as u64;
+        self.book(slot_to, ns);
+        booking.predicted = Some((slot_to as u32, ns));
+        booking.explore_ns = x.debited_ns.max(1);
+        booking.timed = true;
+        tracing::debug!(task = name, ?to, predicted_ns = ns, "stolen to explore");
+        true
+    }
+
+    /// After a timed task: when the exploration budget has grown to twice what it was at the
+    /// last nudge, wake the idle GPUs while the pool has queued work, so that one may take a
+    /// task of a kind it was never measured on (`explore_by_steal`). Idle CPU workers look by
+    /// themselves.
+    fn nudge_explorers(&self) {
+        if !self.stealing || self.pool.queued_anywhere() == 0 {
+            return;
+        }
+        let budget = self.model.exploration_budget_ns();
+        let at = self.explore_nudge_at.load(Ordering::Relaxed) as f64;
+        if budget < at.max(EXPLORE_NUDGE_MIN_NS) {
+            return;
+        }
+        let next = (2.0 * budget) as u64;
+        if self
+            .explore_nudge_at
+            .compare_exchange(at as u64, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        for d in self.drivers.iter().filter(|d| d.is_idle()) {
+            d.nudge();
+        }
     }
 
     fn loads(&self, data: DataView<'_>) -> Loads {
@@ -477,12 +547,12 @@ impl Scheduler {
     }
 
     /// Bookkeeping when a task finishes: its predicted work leaves the backlog, and under
-    /// dmda its run time (`started`: when, and whether it is a clean sample) feeds the
+    /// dmda its run time (`ran`: how long, and whether it is a clean sample) feeds the
     /// performance model, and an exploration's debit becomes its real cost.
     pub(crate) fn task_ran<'n>(
         &self,
         name: impl FnOnce() -> Cow<'n, str>,
-        started: Option<(crate::time::Instant, bool)>,
+        ran: Option<(std::time::Duration, bool)>,
         ran_on: Option<DeviceId>,
         bytes: u64,
         booked: (Option<(u32, u64)>, u64),
@@ -494,7 +564,7 @@ impl Scheduler {
         if self.policy != Policy::Dmda {
             return;
         }
-        let took = started.map(|(s, _)| s.elapsed());
+        let took = ran.map(|(t, _)| t);
         if explore_ns > 0 {
             self.model.explored(
                 super::perfmodel::Exploration {
@@ -503,8 +573,9 @@ impl Scheduler {
                 took,
             );
         }
-        if let (Some((_, true)), Some(device), Some(took)) = (started, ran_on, took) {
+        if let (Some((_, true)), Some(device), Some(took)) = (ran, ran_on, took) {
             self.model.record(&name(), bytes, device, took);
+            self.nudge_explorers();
         }
     }
 }
@@ -589,10 +660,9 @@ mod tests {
         // Clean timed runs teach dmda's model; a run marked unclean does not.
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
         for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
-            let start = crate::time::Instant::now();
             s.task_ran(
                 || Cow::Borrowed("t"),
-                Some((start, false)),
+                Some((std::time::Duration::from_micros(5), false)),
                 Some(DeviceId::Cpu),
                 64,
                 (None, 0),
@@ -600,10 +670,9 @@ mod tests {
         }
         assert!(s.model.estimate("t", 64, DeviceId::Cpu).is_none());
         for _ in 0..crate::sched::perfmodel::MIN_SAMPLES {
-            let start = crate::time::Instant::now();
             s.task_ran(
                 || Cow::Borrowed("t"),
-                Some((start, true)),
+                Some((std::time::Duration::from_micros(5), true)),
                 Some(DeviceId::Cpu),
                 64,
                 (None, 0),

@@ -335,6 +335,8 @@ struct Rare {
     predicted: Option<(u32, u64)>,
     /// dmda's exploration debit, settled at completion (0: not an exploration).
     explore_ns: u64,
+    /// A GPU task's share of its batch's device time (what the model learns for it).
+    device_time: Option<std::time::Duration>,
     /// A GPU reducer's partials, handed to their arrays when its batch finishes.
     gpu_partials: Vec<(Arc<RawArray>, Reduction, GpuPartial)>,
 }
@@ -1272,7 +1274,7 @@ impl Node {
                 let ok = failure.is_none();
                 core.sched.task_ran(
                     || Cow::Borrowed(name),
-                    started.map(|(s, _)| (s, ok)),
+                    started.map(|(s, _)| (r.device_time.unwrap_or_else(|| s.elapsed()), ok)),
                     ran_on,
                     r.data_bytes,
                     (r.predicted.take(), std::mem::take(&mut r.explore_ns)),
@@ -1743,10 +1745,14 @@ impl GpuJob for Node {
         self.fetch_inputs(false)
     }
 
-    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, result: Result<(), BatchFailure>) {
+    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>) {
         let partials = {
             let mut st = self.st.lock();
-            std::mem::take(&mut self.rare_of(&mut st).gpu_partials)
+            let rare = self.rare_of(&mut st);
+            if rare.started.is_some() {
+                rare.device_time = Some(driver.batch_share());
+            }
+            std::mem::take(&mut rare.gpu_partials)
         };
         let name = self.name();
         let mut result = result.map_err(|f| TaskError::GpuBatchFailed {
