@@ -28,7 +28,16 @@
 //!   fewer than [`MIN_SAMPLES`] times and losing is re-probed the same way with back-off
 //!   (each re-probe of a key costs twice the budget of the last);
 //! - the first task of a kind never run anywhere goes to the device the priors favour (the
-//!   CPU, unless the device ratio or a hardware GPU's type prior says the GPU is faster).
+//!   CPU, unless the device ratio or a hardware GPU's type prior says the GPU is faster);
+//! - explorations happen where they cost least: at placement, or when an idle device steals
+//!   a queued task of a kind it is not calibrated for (`Scheduler::explore_by_steal`: the
+//!   task waited behind others anyway). Tasks spawned in a burst are all placed before any
+//!   has run, when the budget is still empty; stealing is how a first run still finds a
+//!   faster device. Idle GPUs are nudged each time the budget doubles.
+//!
+//! What a sample is: a CPU task's run time; a GPU task's share of its batch's device time
+//! (the batch's time on the device divided by its tasks: `GpuDriver::batch_share`), not its
+//! latency through the batch, which would charge each task for the whole batch.
 //!
 //! So exploration costs at most [`EXPLORE_FRACTION`] of the work done plus one task (the
 //! prediction may be low by the error of the prior), whatever the devices: on a machine whose
