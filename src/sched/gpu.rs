@@ -310,11 +310,13 @@ impl GpuDriver {
     }
 
     /// Adds a hook the driver calls each time it goes from busy to idle; returns its id.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn add_idle_hook(&self, hook: super::hooks::IdleHook) -> u64 {
         self.idle_hooks.add(hook)
     }
 
     /// Removes idle hook `id`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn remove_idle_hook(&self, id: u64) {
         self.idle_hooks.remove(id)
     }

@@ -80,6 +80,7 @@ pub(crate) struct DataView<'a> {
 
 /// What [`Scheduler::add_idle_hook`] installed, per executor.
 #[derive(Debug)]
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) struct IdleHookIds {
     cpu: u64,
     gpus: Vec<u64>,
@@ -165,8 +166,9 @@ impl Scheduler {
         }
     }
 
-    /// Installs `hook` on every executor: CPU workers call it when they run out of work, GPU
+    /// Installs `hook` on every executor (native only: the distributed runtime's pacing): CPU workers call it when they run out of work, GPU
     /// drivers when they go from busy to idle (`hooks.rs`). Returns the ids to remove it by.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn add_idle_hook(&self, hook: Arc<dyn Fn() + Send + Sync>) -> IdleHookIds {
         let h = hook.clone();
         let cpu = self.pool.add_idle_hook(Box::new(move || h()));
@@ -182,6 +184,7 @@ impl Scheduler {
     }
 
     /// Removes a hook [`Scheduler::add_idle_hook`] installed.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn remove_idle_hook(&self, ids: &IdleHookIds) {
         self.pool.remove_idle_hook(ids.cpu);
         for (d, id) in self.drivers.iter().zip(&ids.gpus) {
