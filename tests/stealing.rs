@@ -186,8 +186,14 @@ fn idle_gpu_takes_tasks_queued_on_a_saturated_pool() {
             b.wait().unwrap();
         }
         let stats = rt.stats();
-        if stealing {
+        let software = rt.topology().gpus[0].device_type.shares_cpu_cores();
+        if stealing && !software {
             assert!(stats.steals_to_gpu >= 1, "no steal: {ran:?} {stats:?}");
+        } else if stealing {
+            // A software adapter (lavapipe) runs on the cores of the pool it would steal
+            // from: it frees no capacity, so it takes only work it does in less time, and
+            // here the model says it is 3x slower.
+            assert_eq!(stats.steals_to_gpu, 0, "{ran:?} {stats:?}");
         } else {
             assert_eq!((stats.steals_to_cpu, stats.steals_to_gpu), (0, 0));
         }

@@ -341,9 +341,9 @@ fn model(action: ModelAction) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn bench_sched(workers: Option<usize>, scale: usize) -> Result<(), Box<dyn std::error::Error>> {
-    println!("hetflow bench sched: the default policy's first and second runs against the best single device");
+    println!("hetflow bench sched: the default policy's first and second runs against the best single device (medians of 5 rounds)");
     let progress = Progress::new("bench sched", None);
-    let rows = hetflow_cli::bench::sched::suite(workers, scale, 1000, |s| progress.step(s))?;
+    let rows = hetflow_cli::bench::sched::suite_rounds(workers, scale, 5, |s| progress.step(s))?;
     progress.finish();
     print!("{}", hetflow_cli::bench::sched::table(&rows));
     Ok(())

@@ -26,7 +26,9 @@
 //!   placed, corrected to their measured cost when they finish);
 //! - an exploration is allowed when its predicted cost fits the budget; a device measured
 //!   fewer than [`MIN_SAMPLES`] times and losing is re-probed the same way with back-off
-//!   (each re-probe of a key costs twice the budget of the last);
+//!   (each re-probe of a key costs twice the budget of the last), unless two samples already
+//!   say it loses by 8× or more: then it is left alone (StarPU would keep sampling it; one
+//!   sample is not enough, as a device's first use includes shader compilation);
 //! - the first task of a kind never run anywhere goes to the device the priors favour (the
 //!   CPU, unless the device ratio or a hardware GPU's type prior says the GPU is faster);
 //! - explorations happen where they cost least: at placement, or when an idle device steals

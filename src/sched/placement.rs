@@ -286,7 +286,13 @@ fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfMod
     for (i, p) in preds.iter().enumerate() {
         let Some(p) = p else { continue };
         let unexplored = p.basis == Basis::Transferred;
-        let short = p.basis != Basis::Transferred && p.samples < MIN_SAMPLES && i != best_i;
+        // Measured short of calibration and losing: worth a re-probe, unless two samples
+        // already say it is REPROBE_WITHIN times slower than the best (one sample may be a
+        // device's first use: shader compilation, first allocations).
+        let short = p.basis != Basis::Transferred
+            && p.samples < MIN_SAMPLES
+            && i != best_i
+            && (p.samples < 2 || finish(i, p.ns) < REPROBE_WITHIN * best_finish);
         if !(unexplored || short) {
             continue;
         }
@@ -307,6 +313,10 @@ fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfMod
         explore: None,
     }
 }
+
+/// A device measured (fewer than `MIN_SAMPLES` times) within this factor of the best
+/// expected finish is re-probed; one further behind is not.
+pub(crate) const REPROBE_WITHIN: f64 = 8.0;
 
 /// Bytes per nanosecond assumed for a link never measured (4 GB/s).
 pub(crate) const DEFAULT_BANDWIDTH: f64 = 4.0;

@@ -422,6 +422,13 @@ impl Scheduler {
             return false;
         };
         let (run_from, run_to) = (run_from.as_nanos() as f64, run_to.as_nanos() as f64);
+        // A software adapter runs on the cores of the saturated pool it would steal from: it
+        // frees no capacity, so it only pays if it does the work in less time.
+        if self.model.shares_cpu_cores(to) && from == DeviceId::Cpu {
+            if run_to * 1.1 >= run_from {
+                return false;
+            }
+        }
         let from_finish = match from {
             // Queued on a GPU: the work ahead of it in that queue, then its own run.
             DeviceId::Gpu(_) => ahead_ns as f64 + run_from,
@@ -467,6 +474,15 @@ impl Scheduler {
             return false;
         };
         if p.samples >= super::perfmodel::MIN_SAMPLES {
+            return false;
+        }
+        // Measured already and far slower than where the task is queued: not worth a probe
+        // (as at placement: `placement::REPROBE_WITHIN`).
+        let here = booking.predicted.map(|(_, ns)| ns as f64);
+        if p.basis != super::perfmodel::Basis::Transferred
+            && p.samples >= 2
+            && here.is_some_and(|h| p.ns >= placement::REPROBE_WITHIN * h)
+        {
             return false;
         }
         let Some(x) = self.model.try_explore(name, bytes, to, p.ns, false) else {
