@@ -424,10 +424,8 @@ impl Scheduler {
         let (run_from, run_to) = (run_from.as_nanos() as f64, run_to.as_nanos() as f64);
         // A software adapter runs on the cores of the saturated pool it would steal from: it
         // frees no capacity, so it only pays if it does the work in less time.
-        if self.model.shares_cpu_cores(to) && from == DeviceId::Cpu {
-            if run_to * 1.1 >= run_from {
-                return false;
-            }
+        if self.model.shares_cpu_cores(to) && from == DeviceId::Cpu && run_to * 1.1 >= run_from {
+            return false;
         }
         let from_finish = match from {
             // Queued on a GPU: the work ahead of it in that queue, then its own run.
