@@ -147,57 +147,11 @@ enum BenchSuite {
     Sched,
 }
 
-/// A private `XDG_RUNTIME_DIR` for this process, removed when dropped.
-///
-/// Mesa's Vulkan device-select layer (an implicit layer, active for every Vulkan program)
-/// looks for the default GPU through a Wayland compositor when wgpu's instance enables
-/// the Wayland surface extension, and libwayland prints "error: XDG_RUNTIME_DIR is invalid
-/// or not set in the environment." on every adapter enumeration when that variable is
-/// unset or not an absolute path. hetflow opens no window; with no valid
-/// `XDG_RUNTIME_DIR` there is no compositor to reach anyway, so pointing the variable at a
-/// fresh empty directory changes nothing but the noise. A valid one is left alone.
-struct PrivateRuntimeDir(Option<std::path::PathBuf>);
-
-impl PrivateRuntimeDir {
-    /// Must run before any thread starts (it sets an environment variable) and before the
-    /// first GPU discovery.
-    fn install() -> Self {
-        let valid = std::env::var_os("XDG_RUNTIME_DIR")
-            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
-        if valid || !cfg!(unix) {
-            return PrivateRuntimeDir(None);
-        }
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "hetflow-runtime-{}-{stamp:08x}",
-            std::process::id()
-        ));
-        if !dir.is_absolute() {
-            return PrivateRuntimeDir(None);
-        }
-        let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        // `create` fails on an existing path: the directory is this process's own.
-        match builder.create(&dir) {
-            Ok(()) => {
-                std::env::set_var("XDG_RUNTIME_DIR", &dir);
-                PrivateRuntimeDir(Some(dir))
-            }
-            Err(_) => PrivateRuntimeDir(None),
-        }
-    }
-}
-
-impl Drop for PrivateRuntimeDir {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
+// A private `XDG_RUNTIME_DIR` for this process, removed when dropped: the one the examples
+// use (Mesa's harmless "XDG_RUNTIME_DIR is invalid" message, explained there).
+#[path = "../../examples/support/quiet.rs"]
+mod quiet;
+use quiet::PrivateRuntimeDir;
 
 fn main() -> std::process::ExitCode {
     let _runtime_dir = PrivateRuntimeDir::install();

@@ -1,4 +1,4 @@
-//! Shared by the examples: a private `XDG_RUNTIME_DIR`, as the `hetflow` CLI sets one.
+//! Shared by the examples and the `hetflow` CLI: a private `XDG_RUNTIME_DIR`.
 //!
 //! Mesa's Vulkan device-select layer (active for every Vulkan program) asks a Wayland
 //! compositor for the default GPU, and libwayland prints "error: XDG_RUNTIME_DIR is invalid
@@ -23,7 +23,7 @@ impl PrivateRuntimeDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let dir = std::env::temp_dir().join(format!(
-            "hetflow-example-{}-{stamp:08x}",
+            "hetflow-runtime-{}-{stamp:08x}",
             std::process::id()
         ));
         if !dir.is_absolute() {
