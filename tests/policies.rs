@@ -67,15 +67,27 @@ fn a_slower_gpu_gets_no_more_than_the_exploration_budget() {
     let placed = synthetic(&rt, 60, ms(1), ms(20), &never);
     let on_gpu = placed.iter().filter(|d| **d == DeviceId::Gpu(0)).count();
     let on_cpu = placed.len() - on_gpu;
-    // The regret bound (sched/perfmodel.rs): time on the slow device is at most
-    // EXPLORE_FRACTION of all the timed work, plus one task (the first run of a kind goes to
-    // the device the priors favour, which may be the slow one on a hardware GPU).
-    let gpu_ms = on_gpu as f64 * 20.0;
-    let work_ms = on_cpu as f64 + gpu_ms;
-    assert!(
-        gpu_ms <= EXPLORE_FRACTION * work_ms + 20.0,
-        "{on_gpu} GPU runs: {placed:?}"
-    );
+    let prior = rt.perf_model().prior(DeviceId::Gpu(0));
+    if prior >= 1.0 {
+        // The priors favour the CPU (a software adapter here): the slow device only gets
+        // explorations, and their time is at most EXPLORE_FRACTION of all the timed work
+        // plus one task (sched/perfmodel.rs).
+        let gpu_ms = on_gpu as f64 * 20.0;
+        let work_ms = on_cpu as f64 + gpu_ms;
+        assert!(
+            gpu_ms <= EXPLORE_FRACTION * work_ms + 20.0,
+            "{on_gpu} GPU runs: {placed:?}"
+        );
+    } else {
+        // The priors favour the GPU (a hardware adapter), wrongly here: it keeps the kind
+        // until the budget pays for one CPU run at its predicted cost, 1 / prior times the
+        // GPU's: about 1 / (prior * EXPLORE_FRACTION) tasks.
+        let bound = (1.1 / prior / EXPLORE_FRACTION).ceil() as usize + 2;
+        assert!(
+            on_gpu <= bound,
+            "{on_gpu} GPU runs, bound {bound}: {placed:?}"
+        );
+    }
     assert!(share(&placed[30..], DeviceId::Cpu) >= 0.9, "{placed:?}");
 }
 

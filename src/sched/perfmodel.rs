@@ -41,13 +41,17 @@
 //! (the batch's time on the device divided by its tasks: `GpuDriver::batch_share`), not its
 //! latency through the batch, which would charge each task for the whole batch.
 //!
-//! So exploration costs at most [`EXPLORE_FRACTION`] of the work done plus one task (the
+//! So explorations cost at most [`EXPLORE_FRACTION`] of the work done plus one task (the
 //! prediction may be low by the error of the prior), whatever the devices: on a machine whose
 //! GPU is a software rasteriser 30–100× slower than the CPU (lavapipe), a first run of tiled
 //! Cholesky never sends a GEMM there, where calibrating every device three times (the old
-//! rule) made the first run 40× slower than the CPU alone. The price is that a device the
-//! priors underrate is found late: after about `prior / EXPLORE_FRACTION` tasks of a kind
-//! (320 for a software adapter), fewer once the device ratio is learned from another kind.
+//! rule) made the first run 40× slower than the CPU alone. The price is that the priors'
+//! errors are found late. A device they underrate is first tried after about
+//! `prior / EXPLORE_FRACTION` tasks of a kind (320 for a software adapter); a device they
+//! overrate (a hardware GPU presumed 2× faster that is in fact slower: busy, throttled) keeps
+//! the kinds it gets first until the budget pays for one run elsewhere, about
+//! `1 / (prior · EXPLORE_FRACTION)` tasks (20 for a discrete GPU). Both shrink once the device
+//! ratio is learned from another kind.
 //!
 //! ## Outliers
 //! One slow run (a page fault storm, a preempted worker) must not poison the model — a known

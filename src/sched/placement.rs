@@ -448,6 +448,46 @@ mod tests {
     }
 
     #[test]
+    fn an_overrated_hardware_gpu_keeps_a_kind_only_until_the_budget_pays_for_the_cpu() {
+        use crate::sched::perfmodel::{type_prior, DeviceProfile, EXPLORE_FRACTION};
+        let prior = type_prior(crate::device::DeviceType::DiscreteGpu);
+        let gpu = DeviceProfile {
+            device: DeviceId::Gpu(0),
+            identity: "busy discrete GPU".into(),
+            shares_cpu_cores: false,
+            prior,
+        };
+        let m = PerfModel::new(vec![gpu, DeviceProfile::plain(DeviceId::Cpu)]);
+        let c = [DeviceId::Gpu(0), DeviceId::Cpu];
+        let l = loads(2, vec![(true, 0)]);
+        let ms = std::time::Duration::from_millis;
+        let mut placed = Vec::new();
+        for _ in 0..60 {
+            let d = choose(Policy::Dmda, &c, &l, &facts(vec![0, 0]), &m);
+            // The GPU really takes 20 ms, the CPU 1 ms.
+            let took = if d.device == DeviceId::Cpu {
+                ms(1)
+            } else {
+                ms(20)
+            };
+            if let Some(x) = d.explore {
+                m.explored(x, Some(took));
+            }
+            m.record("t", 1 << 20, d.device, took);
+            placed.push(d.device);
+        }
+        let on_gpu = placed.iter().filter(|d| **d == DeviceId::Gpu(0)).count();
+        // The CPU is predicted 1 / prior times the GPU's 20 ms; EXPLORE_FRACTION of the GPU's
+        // work pays for it after 1 / (prior * EXPLORE_FRACTION) tasks.
+        let bound = (1.0 / (prior * EXPLORE_FRACTION)).ceil() as usize + 1;
+        assert!(on_gpu <= bound, "{on_gpu} > {bound}: {placed:?}");
+        assert!(
+            placed[bound + 1..].iter().all(|d| *d == DeviceId::Cpu),
+            "{placed:?}"
+        );
+    }
+
+    #[test]
     fn the_fast_path_agrees_with_the_full_rule() {
         let places = [
             Placement::Any,
