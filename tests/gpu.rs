@@ -303,3 +303,65 @@ fn bindings_check_element_type_and_whole_elements() {
         .unwrap();
     assert_eq!(bytes.to_vec().unwrap(), [1u8, 0, 0, 0].repeat(4));
 }
+
+#[test]
+fn a_uniform_of_another_size_than_its_wgsl_struct_is_a_binding_mismatch() {
+    let Some(rt) = gpu_runtime() else { return };
+    // A 32-byte struct: two vec4<f32>.
+    let k = rt
+        .kernel(
+            "struct P { a: vec4<f32>, b: vec4<f32> }
+             @group(0) @binding(0) var<uniform> p: P;
+             @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+             @compute @workgroup_size(1) fn main() { out[0] = p.a.x + p.b.w; }",
+            "main",
+        )
+        .unwrap();
+    let out = rt.array::<f32>(1);
+    let run = |u: &[f32]| {
+        let (k, o, u) = (k.clone(), out.clone(), u.to_vec());
+        rt.task("uniform-size")
+            .writes(&out)
+            .on(Placement::Gpu(0))
+            .gpu(move |cx| match u.len() {
+                5 => cx.dispatch_dyn(
+                    &k,
+                    &[&Uniform(<[f32; 5]>::try_from(&u[..]).unwrap()), &o],
+                    [1, 1, 1],
+                ),
+                8 => cx.dispatch_dyn(
+                    &k,
+                    &[&Uniform(<[f32; 8]>::try_from(&u[..]).unwrap()), &o],
+                    [1, 1, 1],
+                ),
+                _ => cx.dispatch_dyn(
+                    &k,
+                    &[&Uniform(<[f32; 9]>::try_from(&u[..]).unwrap()), &o],
+                    [1, 1, 1],
+                ),
+            })
+            .spawn()
+            .wait()
+    };
+    for n in [5usize, 9] {
+        let u = vec![1.0f32; n];
+        match run(&u) {
+            Err(TaskError::BindingMismatch {
+                binding,
+                expected,
+                found,
+                ..
+            }) => {
+                assert_eq!(binding, 0);
+                assert!(expected.contains("32 bytes"), "{expected}");
+                assert_eq!(&*found, format!("{} bytes", 4 * n).as_str());
+            }
+            other => panic!("a {}-byte uniform for a 32-byte struct: {other:?}", 4 * n),
+        }
+    }
+    let mut u = vec![0.0f32; 8];
+    u[0] = 2.0;
+    u[7] = 3.0;
+    run(&u).unwrap();
+    assert_eq!(out.to_vec().unwrap(), vec![5.0]);
+}

@@ -203,6 +203,9 @@ pub(crate) struct KernelInner {
     pub(crate) bindings: Vec<(u32, BindingKind)>,
     /// Per binding (same order): the runtime-sized array a storage binding holds, if any.
     pub(crate) layouts: Vec<Option<ElementLayout>>,
+    /// Per binding (same order): the bytes a uniform binding takes (its WGSL type's size
+    /// rounded up to 16); `None` for storage bindings.
+    pub(crate) uniform_sizes: Vec<Option<u32>>,
     /// One pipeline per runtime GPU, indexed like `DeviceId::Gpu(i)`.
     pub(crate) pipelines: Vec<(wgpu::ComputePipeline, Option<wgpu::BindGroupLayout>)>,
 }
@@ -364,14 +367,26 @@ impl Kernel {
                     })
                 }
             };
-            let layout = match kind {
-                BindingKind::Uniform => None,
-                _ => element_layout(&module, var.ty),
+            let (layout, uniform) = match kind {
+                // The bytes a uniform binding takes: its type's size rounded up to 16, the
+                // uniform address space's alignment (what wgpu requires of the buffer).
+                BindingKind::Uniform => (
+                    None,
+                    Some(
+                        module.types[var.ty]
+                            .inner
+                            .size(module.to_ctx())
+                            .div_ceil(16)
+                            * 16,
+                    ),
+                ),
+                _ => (element_layout(&module, var.ty), None),
             };
-            bindings.push((rb.binding, kind, layout));
+            bindings.push((rb.binding, kind, layout, uniform));
         }
         bindings.sort_by_key(|b| b.0);
         let layouts: Vec<Option<ElementLayout>> = bindings.iter().map(|b| b.2).collect();
+        let uniform_sizes: Vec<Option<u32>> = bindings.iter().map(|b| b.3).collect();
         let bindings: Vec<(u32, BindingKind)> = bindings.iter().map(|b| (b.0, b.1)).collect();
 
         let mut pipelines = Vec::with_capacity(devices.len());
@@ -422,6 +437,7 @@ impl Kernel {
                 workgroup_size: ep.workgroup_size,
                 bindings,
                 layouts,
+                uniform_sizes,
                 pipelines,
             }),
             typed: true,

@@ -480,7 +480,11 @@ impl<'a> GpuContext<'a> {
         }
         let mut uniforms = Vec::new();
         let mut sources: Vec<(u32, Src<'_>)> = Vec::with_capacity(args.len());
-        for ((arg, &(binding, kind)), layout) in args.iter().zip(&k.bindings).zip(&k.layouts) {
+        let bindings = args
+            .iter()
+            .zip(&k.bindings)
+            .zip(k.layouts.iter().zip(&k.uniform_sizes));
+        for ((arg, &(binding, kind)), (layout, uniform_size)) in bindings {
             match *arg {
                 ArgRef::Array(raw, scalar) => {
                     if let Some(layout) = layout {
@@ -529,6 +533,22 @@ impl<'a> GpuContext<'a> {
                             "kernel `{}` binding {binding} is a storage buffer ({kind:?}); pass an Array, not a Uniform",
                             k.label
                         )));
+                    }
+                    // A uniform shorter than the WGSL struct reads its last fields as 0, a
+                    // longer one means the struct is not what the caller thinks: both are
+                    // refused, naming both sizes.
+                    if let Some(size) = uniform_size.filter(|s| *s as usize != bytes.len()) {
+                        return Err(TaskError::BindingMismatch {
+                            task: self.task.to_string(),
+                            kernel: k.label.clone().into_boxed_str(),
+                            binding,
+                            array: "a Uniform".into(),
+                            expected: format!(
+                                "a uniform of {size} bytes (its WGSL type's size, rounded up to 16)"
+                            )
+                            .into_boxed_str(),
+                            found: format!("{} bytes", bytes.len()).into_boxed_str(),
+                        });
                     }
                     let max = self.gpu.info.max_uniform_binding;
                     if bytes.len() as u64 > max {
