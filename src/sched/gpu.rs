@@ -158,9 +158,6 @@ pub(crate) struct GpuDriver {
     steal: std::sync::OnceLock<GpuStealHook>,
     /// Run when the driver goes from busy to idle (`hooks.rs`).
     idle_hooks: super::hooks::IdleHooks,
-    /// The device time per job of the batch whose jobs are being completed (set by the
-    /// driver before it completes them; `GpuDriver::batch_share`).
-    batch_share_ns: AtomicU64,
 }
 
 thread_local! {
@@ -194,7 +191,6 @@ impl GpuDriver {
             thread: Mutex::new(None),
             steal: std::sync::OnceLock::new(),
             idle_hooks: Default::default(),
-            batch_share_ns: AtomicU64::new(0),
         });
         let me = d.clone();
         // The driver loop is one async function on every target: on a thread of its own
@@ -298,15 +294,6 @@ impl GpuDriver {
     /// Whether the driver has nothing queued and nothing running (a hint for placement).
     pub(crate) fn is_idle(&self) -> bool {
         self.queued.load(Ordering::Relaxed) == 0 && !self.busy.load(Ordering::Relaxed)
-    }
-
-    /// The device time of the batch being completed divided by its jobs: what one of them
-    /// cost the GPU, as a performance model should learn it. A job's own latency (from its
-    /// encoding to its batch's end) would charge every job of a batch for all of it, and make
-    /// a GPU that batches look as many times slower as the batch is long. Valid in
-    /// `GpuJob::gpu_done`, called on the driver thread.
-    pub(crate) fn batch_share(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.batch_share_ns.load(Ordering::Relaxed))
     }
 
     /// Adds a hook the driver calls each time it goes from busy to idle; returns its id.
@@ -585,13 +572,12 @@ impl GpuDriver {
                     _ => batch.started,
                 };
                 last_done = Some(now);
-                let share =
-                    now.duration_since(from).as_nanos() as u64 / batch.jobs.len().max(1) as u64;
-                self.batch_share_ns.store(share, Ordering::Relaxed);
+                // Each job's share of the batch's device time (`GpuJob::gpu_done`).
+                let share = now.duration_since(from) / batch.jobs.len().max(1) as u32;
                 match result {
                     Ok(()) => {
                         for j in batch.jobs {
-                            j.gpu_done(&self, Ok(()));
+                            j.gpu_done(&self, Ok(share));
                         }
                     }
                     Err(e) => {

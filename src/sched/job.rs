@@ -233,7 +233,16 @@ pub(crate) trait GpuJob: Send + Sync {
     ) -> Encoding;
     /// The batch holding this job finished on the device, or failed as a whole (rejected at
     /// submit, or the device failed while running it). Called exactly once per encoded job.
-    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>);
+    ///
+    /// On success it carries the job's share of the batch's device time: the batch's time on
+    /// the device divided by its jobs, what one of them cost the GPU as a performance model
+    /// should learn it (a job's own latency, from its encoding to its batch's end, would
+    /// charge every job of a batch for all of it).
+    fn gpu_done(
+        self: Arc<Self>,
+        driver: &GpuDriver,
+        result: Result<std::time::Duration, BatchFailure>,
+    );
     /// Predicted run time on this GPU in nanoseconds (0 when unknown).
     fn predicted_ns(&self) -> u64 {
         0
@@ -304,7 +313,12 @@ impl GpuJob for FnJob {
     ) -> Encoding {
         Encoding::Done(Encoded::Finished)
     }
-    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
+    fn gpu_done(
+        self: Arc<Self>,
+        _driver: &GpuDriver,
+        _result: Result<std::time::Duration, BatchFailure>,
+    ) {
+    }
     fn into_cpu_job(self: Arc<Self>) -> Option<CpuJobRef> {
         Some(self)
     }

@@ -38,7 +38,7 @@
 //!   faster device. Idle GPUs are nudged each time the budget doubles.
 //!
 //! What a sample is: a CPU task's run time; a GPU task's share of its batch's device time
-//! (the batch's time on the device divided by its tasks: `GpuDriver::batch_share`), not its
+//! (the batch's time on the device divided by its tasks: `GpuJob::gpu_done`), not its
 //! latency through the batch, which would charge each task for the whole batch.
 //!
 //! So explorations cost at most [`EXPLORE_FRACTION`] of the work done plus one task (the

@@ -1745,17 +1745,21 @@ impl GpuJob for Node {
         self.fetch_inputs(false)
     }
 
-    fn gpu_done(self: Arc<Self>, driver: &GpuDriver, result: Result<(), BatchFailure>) {
+    fn gpu_done(
+        self: Arc<Self>,
+        _driver: &GpuDriver,
+        result: Result<std::time::Duration, BatchFailure>,
+    ) {
         let partials = {
             let mut st = self.st.lock();
             let rare = self.rare_of(&mut st);
-            if rare.started.is_some() {
-                rare.device_time = Some(driver.batch_share());
+            if let (Some(_), Ok(share)) = (&rare.started, &result) {
+                rare.device_time = Some(*share);
             }
             std::mem::take(&mut rare.gpu_partials)
         };
         let name = self.name();
-        let mut result = result.map_err(|f| TaskError::GpuBatchFailed {
+        let mut result = result.map(drop).map_err(|f| TaskError::GpuBatchFailed {
             task: name.to_string(),
             gpu: f.gpu,
             batch: f.seq,

@@ -51,5 +51,10 @@ impl GpuJob for Prefetch {
         Encoding::Done(Encoded::Finished)
     }
 
-    fn gpu_done(self: Arc<Self>, _driver: &GpuDriver, _result: Result<(), BatchFailure>) {}
+    fn gpu_done(
+        self: Arc<Self>,
+        _driver: &GpuDriver,
+        _result: Result<std::time::Duration, BatchFailure>,
+    ) {
+    }
 }
