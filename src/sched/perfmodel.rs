@@ -152,6 +152,23 @@ pub struct Prediction {
     pub samples: usize,
 }
 
+/// A device measured (fewer than [`MIN_SAMPLES`] times) within this factor of the best is
+/// re-probed; one two samples put further behind is not.
+pub const REPROBE_WITHIN: f64 = 8.0;
+
+impl Prediction {
+    /// Whether running the task on this device to measure it is worth an exploration, when
+    /// doing so costs `here_ns` against `best_ns` on the best device: the device is
+    /// unexplored (a transferred prediction), or measured fewer than [`MIN_SAMPLES`] times,
+    /// unless two samples already say it is [`REPROBE_WITHIN`] times slower (one sample may
+    /// be a device's first use: shader compilation, first allocations).
+    pub fn worth_probing(&self, here_ns: f64, best_ns: f64) -> bool {
+        self.basis == Basis::Transferred
+            || (self.samples < MIN_SAMPLES
+                && (self.samples < 2 || here_ns < REPROBE_WITHIN * best_ns))
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Entry {
     samples: Vec<u64>,

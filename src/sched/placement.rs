@@ -1,6 +1,6 @@
 //! Where a ready task runs: the task's placement constraint, its bodies, and the policy.
 
-use super::perfmodel::{Basis, Exploration, PerfModel, Prediction, MIN_SAMPLES};
+use super::perfmodel::{Basis, Exploration, PerfModel, Prediction};
 use crate::device::DeviceId;
 
 /// Where a task may run.
@@ -285,17 +285,10 @@ fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfMod
     // Exploration: unexplored devices, and measured ones short of calibration that lose.
     for (i, p) in preds.iter().enumerate() {
         let Some(p) = p else { continue };
-        let unexplored = p.basis == Basis::Transferred;
-        // Measured short of calibration and losing: worth a re-probe, unless two samples
-        // already say it is REPROBE_WITHIN times slower than the best (one sample may be a
-        // device's first use: shader compilation, first allocations).
-        let short = p.basis != Basis::Transferred
-            && p.samples < MIN_SAMPLES
-            && i != best_i
-            && (p.samples < 2 || finish(i, p.ns) < REPROBE_WITHIN * best_finish);
-        if !(unexplored || short) {
+        if i == best_i || !p.worth_probing(finish(i, p.ns), best_finish) {
             continue;
         }
+        let unexplored = p.basis == Basis::Transferred;
         // A device predicted to finish first is tried at once if the budget is not in debt;
         // one predicted slower must fit its predicted cost in the budget.
         let promising = unexplored && finish(i, p.ns) < best_finish;
@@ -313,10 +306,6 @@ fn dmda(cands: &[DeviceId], loads: &Loads, task: &TaskFacts<'_>, model: &PerfMod
         explore: None,
     }
 }
-
-/// A device measured (fewer than `MIN_SAMPLES` times) within this factor of the best
-/// expected finish is re-probed; one further behind is not.
-pub(crate) const REPROBE_WITHIN: f64 = 8.0;
 
 /// Bytes per nanosecond assumed for a link never measured (4 GB/s).
 pub(crate) const DEFAULT_BANDWIDTH: f64 = 4.0;

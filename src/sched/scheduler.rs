@@ -260,7 +260,8 @@ impl Scheduler {
         let t = choice.device;
         if policy == Policy::Dmda {
             booking.timed = true;
-            booking.explore_ns = choice.explore.map_or(0, |x| x.debited_ns.max(1));
+            // Never 0 for an exploration: `try_explore` debits at least 1 ns.
+            booking.explore_ns = choice.explore.map_or(0, |x| x.debited_ns);
             if let Some(ns) = choice.predicted_ns {
                 let slot = MemorySpace::of(t).slot();
                 self.book(slot, ns);
@@ -444,12 +445,7 @@ impl Scheduler {
         if to_finish * 1.1 >= from_finish {
             return false;
         }
-        if let Some((slot, ns)) = booking.predicted.take() {
-            self.unbook(slot as usize, ns);
-        }
-        let ns = run_to as u64;
-        self.book(slot_to, ns);
-        booking.predicted = Some((slot_to as u32, ns));
+        self.rebook(booking, to, run_to as u64);
         tracing::debug!(task = name, ?from, ?to, to_finish, from_finish, "stolen");
         true
     }
@@ -465,38 +461,35 @@ impl Scheduler {
         booking: &mut Booking,
         to: DeviceId,
     ) -> bool {
-        if self.policy != Policy::Dmda || booking.explore_ns > 0 {
+        if booking.explore_ns > 0 {
             return false;
         }
         let Some(p) = self.model.predict(name, bytes, to) else {
             return false;
         };
-        if p.samples >= super::perfmodel::MIN_SAMPLES {
-            return false;
-        }
-        // Measured already and far slower than where the task is queued: not worth a probe
-        // (as at placement: `placement::REPROBE_WITHIN`).
-        let here = booking.predicted.map(|(_, ns)| ns as f64);
-        if p.basis != super::perfmodel::Basis::Transferred
-            && p.samples >= 2
-            && here.is_some_and(|h| p.ns >= placement::REPROBE_WITHIN * h)
-        {
+        // Against where the task is queued (no prediction there: nothing to compare with).
+        let here = booking.predicted.map_or(f64::INFINITY, |(_, ns)| ns as f64);
+        if !p.worth_probing(p.ns, here) {
             return false;
         }
         let Some(x) = self.model.try_explore(name, bytes, to, p.ns, false) else {
             return false;
         };
+        self.rebook(booking, to, p.ns as u64);
+        booking.explore_ns = x.debited_ns;
+        booking.timed = true;
+        tracing::debug!(task = name, ?to, predicted_ns = p.ns, "stolen to explore");
+        true
+    }
+
+    /// Moves a task's predicted work from the backlog it is booked on to `to`'s (`ns` there).
+    fn rebook(&self, booking: &mut Booking, to: DeviceId, ns: u64) {
         if let Some((slot, ns)) = booking.predicted.take() {
             self.unbook(slot as usize, ns);
         }
         let slot_to = MemorySpace::of(to).slot();
-        let ns = p.ns as u64;
         self.book(slot_to, ns);
         booking.predicted = Some((slot_to as u32, ns));
-        booking.explore_ns = x.debited_ns.max(1);
-        booking.timed = true;
-        tracing::debug!(task = name, ?to, predicted_ns = ns, "stolen to explore");
-        true
     }
 
     /// After a timed task: when the exploration budget has grown to twice what it was at the
