@@ -201,6 +201,12 @@ impl RuntimeBuilder {
                 "cpu_workers must be at least 1 (host-side copies run on the CPU pool)".into(),
             ));
         }
+        // Checked before any thread starts: an error after would leave the pool's workers.
+        if let Some(f) = self.exploration.filter(|f| !f.is_finite() || *f < 0.0) {
+            return Err(BuildError::Config(format!(
+                "exploration_budget must be a finite fraction >= 0 (0.1 is the default), got {f}"
+            )));
+        }
         let all = match self.gpus {
             GpuSelection::None => &[][..],
             _ => gpus(),
@@ -259,11 +265,6 @@ impl RuntimeBuilder {
             .collect();
         let mut model = crate::sched::PerfModel::new(profiles(&topology));
         if let Some(f) = self.exploration {
-            if !f.is_finite() || f < 0.0 {
-                return Err(BuildError::Config(format!(
-                    "exploration_budget must be a finite fraction >= 0 (0.1 is the default), got {f}"
-                )));
-            }
             model.set_exploration_fraction(f);
         }
         if let Some((path, read_only)) = model_store(self.perf_model_file, self.persistence) {

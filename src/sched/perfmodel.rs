@@ -638,13 +638,18 @@ impl PerfModel {
     /// Sections of devices this model does not know, already in the file, are kept.
     pub fn save(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         let path = path.as_ref();
+        // Cleared before the snapshot: a sample recorded while this save runs marks the
+        // model dirty again, so a later save writes it.
+        self.dirty.store(false, Ordering::Release);
         let mut file = self.to_file();
         if let Ok(Ok(old)) = std::fs::read_to_string(path).map(|t| store::parse(&t)) {
             file.merge_missing(old);
         }
-        store::write_atomic(path, &file)?;
-        self.dirty.store(false, Ordering::Release);
-        Ok(())
+        let written = store::write_atomic(path, &file);
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        written
     }
 
     /// Reads a model written by [`PerfModel::save`] for plain devices (`cpu`, `gpu0`: models

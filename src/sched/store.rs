@@ -209,8 +209,14 @@ pub(crate) fn parse_plain_device(s: &str) -> Option<DeviceId> {
     }
 }
 
-/// This machine's name, for the default file name and the identities.
+/// This machine's name, for the default file name and the identities (read once per
+/// process: every identity and the default path use it).
 pub fn host_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(read_host_name).clone()
+}
+
+fn read_host_name() -> String {
     let from_file = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
