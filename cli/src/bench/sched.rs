@@ -196,8 +196,8 @@ pub fn fluid_bound(kinds: &[(usize, f64, f64)], workers: usize) -> f64 {
     hi
 }
 
-/// Runs the suite `rounds` times and keeps, per workload and column, the median time (the
-/// placement counts of the round whose first run is the median).
+/// Runs the suite `rounds` times and keeps, per workload and column, the run with the
+/// median time (its placement counts with it).
 pub fn suite_rounds(
     workers: Option<usize>,
     scale: usize,
@@ -219,14 +219,11 @@ pub fn suite_rounds(
         let rows: Vec<&Row> = all.iter().map(|round| &round[w]).collect();
         let pick = |f: &dyn Fn(&Row) -> &Run| {
             let secs = median(rows.iter().map(|r| f(r).secs).collect());
-            let at = rows
-                .iter()
-                .find(|r| f(r).secs == secs)
-                .map_or(rows[0], |r| *r);
-            Run {
-                secs,
-                ..f(at).clone()
-            }
+            rows.iter()
+                .map(|r| f(r))
+                .find(|run| run.secs == secs)
+                .unwrap_or(f(rows[0]))
+                .clone()
         };
         out.push(Row {
             workload: rows[0].workload,
